@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Registry benchmark: wharfage against Debian's docker-registry (CNCF distribution 2.8)
+# on the same machine, same blob, fresh storage, loopback; plus a static nginx serving
+# the same file as the disk+loopback ceiling for blob GETs. See bench/README.md.
+#
+# Usage: bench/registry.sh [options]
+#   --no-build          do not run `cargo build --release -p wharfage`
+#   --only NAME         measure only `wharfage` or `distribution` (nginx always runs)
+#   --size-mib N        size of the random blob (default 256)
+#   --duration S        seconds per wrk run (default 10)
+#   --keep              keep the work dir (storage, logs, raw wrk output)
+#   --json FILE         also write the figures as JSON
+# Environment:
+#   WHARFAGE_BIN        the binary to measure (default: target/release/wharfage)
+#   BENCH_TMPDIR        where the work dir goes (default: $TMPDIR or /tmp); it needs
+#                       about 4x the blob size of free space
+set -euo pipefail
+shopt -s inherit_errexit
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/lib/peers.sh
+. "$repo/scripts/lib/peers.sh"
+lib=(python3 "$repo/bench/benchlib.py")
+
+build=1
+only=""
+size_mib=256
+duration=10
+keep=0
+json_out=""
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --no-build) build=0 ;;
+        --only) only=$2; shift ;;
+        --size-mib) size_mib=$2; shift ;;
+        --duration) duration=$2; shift ;;
+        --keep) keep=1 ;;
+        --json) json_out=$2; shift ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "registry.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$only" in "" | wharfage | distribution) ;; *) echo "--only wharfage|distribution" >&2; exit 2 ;; esac
+targets=()
+[ "$only" = distribution ] || targets+=(wharfage)
+[ "$only" = wharfage ] || targets+=(distribution)
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- peers and build
+peers_apt docker-registry:docker-registry nginx:nginx-light wrk:wrk ab:apache2-utils \
+    curl:curl python3:python3 sha256sum:coreutils
+
+wharfage_bin=${WHARFAGE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wharfage}
+if [[ " ${targets[*]} " == *" wharfage "* ]]; then
+    if [ "$build" -eq 1 ]; then
+        log "cargo build --release -p wharfage"
+        cargo build --release -p wharfage
+    fi
+    [ -x "$wharfage_bin" ] || die "no wharfage binary at $wharfage_bin"
+fi
+
+# ---------------------------------------------------------------- work dir, cleanup
+work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/wharfage-bench.XXXXXX")
+# nginx workers may run as another user: let them reach the data file.
+chmod 755 "$work"
+results=$work/results.tsv
+: >"$results"
+declare -A pid_of=() # running process name -> pid
+
+stop() { # NAME: SIGTERM, wait up to 15 s, then SIGKILL
+    local name=$1 pid=${pid_of[$1]:-} i
+    [ -n "$pid" ] || return 0
+    unset "pid_of[$name]"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name ($pid) ignored SIGTERM for 15 s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$? name
+    for name in "${!pid_of[@]}"; do stop "$name"; done
+    if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
+        log "work dir kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # TARGET METRIC VALUE
+note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
+
+# ---------------------------------------------------------------- test data
+size=$((size_mib * 1048576))
+mkdir -p "$work/data"
+blob=$work/data/blob
+log "writing a ${size_mib} MiB random blob"
+head -c "$size" /dev/urandom >"$blob"
+chmod 644 "$blob"
+digest=sha256:$(sha256sum "$blob" | cut -d' ' -f1)
+config=$work/data/config.json
+"${lib[@]}" image "$digest" "$size" "$config"
+config_digest=sha256:$(sha256sum "$config" | cut -d' ' -f1)
+config_size=$(stat -c %s "$config")
+manifest=$work/data/manifest.json
+"${lib[@]}" manifest "$config_digest" "$config_size" "$digest" "$size" "$manifest"
+manifest_digest=sha256:$(sha256sum "$manifest" | cut -d' ' -f1)
+manifest_type=application/vnd.oci.image.manifest.v1+json
+
+# ---------------------------------------------------------------- processes
+base="" # http://127.0.0.1:PORT of the process under test
+
+wait_ready() { # NAME URL LOGFILE
+    local name=$1 url=$2 logfile=$3 i code
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
+            tail -n 30 "$logfile" >&2 || true
+            die "$name exited during startup (log: $logfile)"
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        case "$code" in 200 | 401) return 0 ;; esac
+        sleep 0.1
+    done
+    tail -n 30 "$logfile" >&2 || true
+    die "$name not ready after 30 s at $url"
+}
+
+start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh port
+    local name=$1 port dir
+    port=$("${lib[@]}" port)
+    dir=$work/$name
+    mkdir -p "$dir"
+    base=http://127.0.0.1:$port
+    case "$name" in
+        wharfage)
+            mkdir -p "$dir/root"
+            "$wharfage_bin" serve --listen "127.0.0.1:$port" --root "$dir/root" \
+                >>"$dir/stdout.log" 2>>"$dir/stderr.log" &
+            pid_of[$name]=$!
+            wait_ready "$name" "$base/v2/" "$dir/stderr.log"
+            ;;
+        distribution)
+            mkdir -p "$dir/root"
+            cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/root
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+EOF
+            docker-registry serve "$dir/config.yml" >>"$dir/stderr.log" 2>&1 &
+            pid_of[$name]=$!
+            wait_ready "$name" "$base/v2/" "$dir/stderr.log"
+            ;;
+        nginx)
+            mkdir -p "$dir/tmp"
+            local without="" m
+            for m in fastcgi uwsgi scgi; do
+                if nginx -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
+                    without+=" $m"
+                fi
+            done
+            {
+                echo "daemon off;"
+                echo "worker_processes auto;"
+                echo "pid $dir/nginx.pid;"
+                echo "error_log $dir/error.log error;"
+                [ "$(id -u)" -ne 0 ] || echo "user root;"
+                echo "events { worker_connections 1024; }"
+                echo "http {"
+                echo "  access_log off;"
+                echo "  sendfile on; tcp_nopush on;"
+                echo "  default_type application/octet-stream;"
+                echo "  client_body_temp_path $dir/tmp/body;"
+                echo "  proxy_temp_path $dir/tmp/proxy;"
+                for m in fastcgi uwsgi scgi; do
+                    [[ " $without " == *" $m "* ]] || echo "  ${m}_temp_path $dir/tmp/$m;"
+                done
+                echo "  server { listen 127.0.0.1:$port; root $work/data; }"
+                echo "}"
+            } >"$dir/nginx.conf"
+            nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >>"$dir/stderr.log" 2>&1 &
+            pid_of[$name]=$!
+            wait_ready "$name" "$base/config.json" "$dir/error.log"
+            ;;
+    esac
+    log "$name ready at $base (pid ${pid_of[$name]})"
+}
+
+status_mib() { # NAME FIELD (VmRSS|VmHWM) -> MiB, from the kernel's view of the process
+    local kib
+    kib=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/${pid_of[$1]}/status" 2>/dev/null || true)
+    [ -n "$kib" ] || die "$1 (pid ${pid_of[$1]}) is gone: no $2"
+    "${lib[@]}" kib-to-mib "$kib"
+}
+
+# ---------------------------------------------------------------- HTTP steps
+push_blob() { # REPO FILE DIGEST -> prints seconds the PUT took
+    local repo=$1 file=$2 dg=$3 hdr=$work/post.hdr loc out code secs
+    code=$(curl -sS -o /dev/null -D "$hdr" -w '%{http_code}' -X POST \
+        "$base/v2/$repo/blobs/uploads/")
+    [ "$code" = 202 ] || die "POST /v2/$repo/blobs/uploads/ answered $code"
+    loc=$(awk 'tolower($1) == "location:" { sub(/\r$/, "", $2); print $2 }' "$hdr")
+    [ -n "$loc" ] || die "POST /v2/$repo/blobs/uploads/ gave no Location"
+    case "$loc" in /*) loc=$base$loc ;; esac
+    case "$loc" in *\?*) loc+="&digest=$dg" ;; *) loc+="?digest=$dg" ;; esac
+    # -T streams the file with a Content-Length (--data-binary @file would first read
+    # it all into curl's memory); "Expect:" turns off the 100-continue round trip.
+    out=$(curl -sS -o "$work/put.body" -w '%{http_code} %{time_total}' --max-time 600 \
+        -X PUT -H 'Content-Type: application/octet-stream' -H 'Expect:' -T "$file" "$loc")
+    read -r code secs <<<"$out"
+    [ "$code" = 201 ] || die "PUT of $dg to $repo answered $code: $(head -c 500 "$work/put.body")"
+    echo "$secs"
+}
+
+get_once() { # URL -> prints seconds; checks status and size
+    local out code bytes secs
+    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' \
+        --max-time 600 "$1")
+    read -r code bytes secs <<<"$out"
+    [ "$code" = 200 ] && [ "$bytes" = "$size" ] ||
+        die "GET $1 answered $code with $bytes bytes (want 200, $size)"
+    echo "$secs"
+}
+
+get_parallel() { # URL N -> prints aggregate MiB/s of N concurrent full GETs
+    local url=$1 n=$2 i t0 t1 pids=() code bytes
+    t0=$(date +%s.%N)
+    for ((i = 1; i <= n; i++)); do
+        curl -sS -o /dev/null -w '%{http_code} %{size_download}\n' --max-time 600 "$url" \
+            >"$work/par.$i" &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || die "a parallel GET of $url failed"; done
+    t1=$(date +%s.%N)
+    for ((i = 1; i <= n; i++)); do
+        read -r code bytes <"$work/par.$i"
+        [ "$code" = 200 ] && [ "$bytes" = "$size" ] ||
+            die "parallel GET $url answered $code with $bytes bytes"
+    done
+    "${lib[@]}" mibs "$((n * size))" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+}
+
+get_series() { # TARGET URL: single-client (median of 3) and 8-client figures
+    local target=$1 url=$2 runs=() i s
+    for i in 1 2 3; do
+        s=$(get_once "$url")
+        runs+=("$("${lib[@]}" mibs "$size" "$s")")
+    done
+    log "  GET x1: ${runs[*]} MiB/s"
+    record "$target" get1_mibs "$("${lib[@]}" median "${runs[@]}")"
+}
+
+get8_series() { # TARGET URL: 8 concurrent GETs, median of 3 rounds
+    local target=$1 url=$2 runs=() i
+    for i in 1 2 3; do runs+=("$(get_parallel "$url" 8)"); done
+    log "  GET x8: ${runs[*]} MiB/s total"
+    record "$target" get8_mibs "$("${lib[@]}" median "${runs[@]}")"
+}
+
+check_load() { # TARGET METRIC RPS NON2XX ERRORS OUTFILE
+    log "  $2: $3 req/s, non-2xx $4, errors $5"
+    if [ "$4" -ne 0 ] || [ "$5" -ne 0 ]; then
+        note "$1 $2" "$4 non-2xx responses and $5 errors (see $6)"
+    fi
+    record "$1" "$2" "$3"
+}
+
+run_wrk() { # TARGET METRIC URL [wrk args...]: GET load, 2 threads, 64 connections
+    local target=$1 metric=$2 url=$3 out
+    shift 3
+    out=$work/$target/load.$metric.txt
+    wrk -t2 -c64 -d"${duration}s" --latency "$@" "$url" >"$out" 2>&1 ||
+        die "wrk failed: $(cat "$out")"
+    # shellcheck disable=SC2046
+    check_load "$target" "$metric" $("${lib[@]}" wrk "$out") "$out"
+}
+
+run_ab_head() { # TARGET METRIC URL: HEAD load, 64 keep-alive connections
+    # Not wrk: wrk's parser does not know it sent HEAD, so it waits for the body that
+    # the Content-Length announces, and completes no request at all. ab is one thread.
+    local target=$1 metric=$2 url=$3 out
+    out=$work/$target/load.$metric.txt
+    ab -q -i -k -r -c 64 -t "$duration" -n 100000000 "$url" >"$out" 2>&1 ||
+        die "ab failed: $(tail -n 5 "$out")"
+    # shellcheck disable=SC2046
+    check_load "$target" "$metric" $("${lib[@]}" ab "$out") "$out"
+}
+
+# ---------------------------------------------------------------- one registry
+bench_registry() { # NAME
+    local t=$1 pushes=() i s r code got rss
+    log "== $t"
+    start "$t"
+
+    for i in 1 2 3; do
+        r=bench; [ "$i" -eq 1 ] || r=bench$i
+        s=$(push_blob "$r" "$blob" "$digest")
+        pushes+=("$("${lib[@]}" mibs "$size" "$s")")
+    done
+    log "  push: ${pushes[*]} MiB/s (repos bench, bench2, bench3)"
+    record "$t" push_mibs "$("${lib[@]}" median "${pushes[@]}")"
+
+    push_blob bench "$config" "$config_digest" >/dev/null
+    code=$(curl -sS -o "$work/put.body" -w '%{http_code}' -X PUT \
+        -H "Content-Type: $manifest_type" --data-binary "@$manifest" \
+        "$base/v2/bench/manifests/latest")
+    [ "$code" = 201 ] || die "PUT manifest answered $code: $(head -c 500 "$work/put.body")"
+
+    # Check the answers before timing them: a fast 404 is not a result.
+    got=$(curl -sS -f -H "Accept: $manifest_type" "$base/v2/bench/manifests/latest" |
+        sha256sum | cut -d' ' -f1)
+    [ "sha256:$got" = "$manifest_digest" ] || die "$t: manifest GET by tag returned other bytes"
+    got=$(curl -sS -f -I "$base/v2/bench/blobs/$digest" |
+        awk 'tolower($1) == "content-length:" { sub(/\r$/, "", $2); print $2 }')
+    [ "$got" = "$size" ] || die "$t: blob HEAD gave Content-Length '$got', want $size"
+    got=$(curl -sS -f "$base/v2/bench/blobs/$digest" | sha256sum | cut -d' ' -f1)
+    [ "sha256:$got" = "$digest" ] || die "$t: blob GET returned other bytes"
+
+    sleep 2
+    rss=$(status_mib "$t" VmRSS)
+    record "$t" rss_idle_mib "$rss"
+    rss=$(status_mib "$t" VmHWM)
+    record "$t" rss_push_peak_mib "$rss"
+
+    get_series "$t" "$base/v2/bench/blobs/$digest"
+    run_wrk "$t" manifest_rps "$base/v2/bench/manifests/latest" -H "Accept: $manifest_type"
+    run_ab_head "$t" head_rps "$base/v2/bench/blobs/$digest"
+
+    # Restart so that VmHWM (the kernel's peak RSS) covers only startup and the pulls.
+    stop "$t"
+    start "$t"
+    get8_series "$t" "$base/v2/bench/blobs/$digest"
+    rss=$(status_mib "$t" VmHWM)
+    record "$t" rss_pull_peak_mib "$rss"
+    stop "$t"
+}
+
+log "cpus: $(nproc), blob: ${size_mib} MiB, wrk and ab: 64 connections, ${duration}s"
+for t in "${targets[@]}"; do bench_registry "$t"; done
+
+log "== nginx (static file, sendfile on)"
+start nginx
+get_series nginx "$base/blob"
+get8_series nginx "$base/blob"
+# The same load tools on static files: what loopback and the load generator allow.
+run_wrk nginx manifest_rps "$base/manifest.json" -H "Accept: $manifest_type"
+run_ab_head nginx head_rps "$base/blob"
+stop nginx
+
+echo
+echo "wharfage registry benchmark: ${size_mib} MiB blob, $(nproc) CPUs, loopback, $(date -u +%FT%TZ)"
+[[ " ${targets[*]} " != *" wharfage "* ]] ||
+    echo "wharfage: $wharfage_bin ($("$wharfage_bin" --version 2>/dev/null | head -n1))"
+echo "distribution: $(docker-registry --version 2>&1 | head -n1)"
+echo
+"${lib[@]}" report "$results" ${json_out:+"$json_out"}
