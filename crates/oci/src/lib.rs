@@ -1,0 +1,14 @@
+//! Pure OCI types with no I/O: everything the other crates need to agree on what a digest,
+//! a repository name, a tag, a manifest and an OCI error code are. Types are built only by
+//! parsing ("parse, don't validate"), so holding a `Digest` or a `RepoName` means it is valid.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod media;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, DigestHasher};
+pub use error::{ErrorCode, ParseError};
+pub use manifest::{Descriptor, Manifest};
+pub use name::{Reference, RepoName, Tag};

@@ -1,0 +1,70 @@
+//! wharfage's HTTP front: the OCI Distribution `/v2/` API over the store. Routing goes through
+//! one typed parser ([`endpoint::Endpoint`]); errors become OCI JSON errors in one place
+//! ([`error::ApiError`]).
+
+pub mod endpoint;
+pub mod error;
+pub mod range;
+mod request;
+mod v2;
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{HeaderValue, Method, Request, StatusCode};
+use oci::ErrorCode;
+use store::Store;
+
+use endpoint::{Endpoint, RouteError};
+use error::ApiError;
+use request::Req;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+}
+
+/// The registry's router.
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut resp = match Endpoint::parse(&path) {
+        Ok(ep) => {
+            let req = Req::new(request);
+            match v2::handle(&state, ep, req).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(RouteError::NotFound) => {
+            ApiError::new(ErrorCode::NameUnknown, format!("no registry endpoint at {path}"))
+                .with_status(StatusCode::NOT_FOUND)
+                .into_response()
+        }
+        Err(RouteError::Invalid(e)) => ApiError::from(e).into_response(),
+        Err(RouteError::UnknownUpload(id)) => {
+            ApiError::new(ErrorCode::BlobUploadUnknown, format!("upload session {id:?} does not exist")).into_response()
+        }
+    };
+    resp.headers_mut()
+        .insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    let status = resp.status();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(%method, %path, status = status.as_u16(), ms, "request failed");
+    } else if method == Method::GET || method == Method::HEAD {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+    } else {
+        tracing::info!(%method, %path, status = status.as_u16(), ms, "request");
+    }
+    resp
+}

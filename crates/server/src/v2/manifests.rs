@@ -1,0 +1,158 @@
+//! Manifest GET/HEAD/PUT/DELETE by tag or digest.
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{response::Builder, Method, StatusCode};
+use oci::media::{self, EMPTY_JSON};
+use oci::{Algorithm, Descriptor, Digest, ErrorCode, Manifest, Reference, RepoName, Tag};
+use store::Store;
+
+use super::finish;
+use crate::error::{ApiError, ApiResult};
+use crate::request::Req;
+
+/// Largest manifest accepted, as the reference registry and most clients assume.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+fn unknown(repo: &RepoName, r: &Reference) -> ApiError {
+    ApiError::new(ErrorCode::ManifestUnknown, format!("manifest {r} is not in repository {repo}"))
+}
+
+async fn resolve(store: &Store, repo: &RepoName, r: &Reference) -> ApiResult<Digest> {
+    match r {
+        Reference::Digest(d) => Ok(d.clone()),
+        Reference::Tag(t) => store.resolve_tag(repo, t).await?.ok_or_else(|| unknown(repo, r)),
+    }
+}
+
+/// GET or HEAD: the bytes exactly as pushed, under the pushed media type.
+pub(crate) async fn get(store: &Store, repo: &RepoName, r: &Reference, req: &Req) -> ApiResult {
+    let d = resolve(store, repo, r).await?;
+    let m = store.manifest(repo, &d).await?.ok_or_else(|| unknown(repo, r))?;
+    let b = Builder::new()
+        .status(StatusCode::OK)
+        .header("content-type", m.media_type.as_ref())
+        .header("docker-content-digest", d.to_string())
+        .header("etag", format!("\"{d}\""))
+        .header("content-length", m.bytes.len());
+    let body = if req.method == Method::HEAD { Body::empty() } else { Body::from(m.bytes) };
+    Ok(finish(b, body))
+}
+
+/// PUT by tag or digest (with optional `?tag=` parameters).
+pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req) -> ApiResult {
+    let too_big = || {
+        ApiError::new(ErrorCode::ManifestInvalid, format!("manifest is larger than the {} MiB limit", MAX_MANIFEST_BYTES >> 20))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    if req.content_length().is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
+        return Err(too_big());
+    }
+    let content_type = req.header("content-type").map(str::to_string);
+    let mut tags: Vec<Tag> = req.query_all("tag").map(Tag::parse).collect::<Result<_, _>>()?;
+    let bytes = req.into_bytes(MAX_MANIFEST_BYTES).await.map_err(|_| too_big())?;
+    let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
+    let digest = match r {
+        Reference::Digest(expected) => {
+            let actual = Digest::of(expected.algorithm(), &bytes);
+            if &actual != expected {
+                return Err(ApiError::new(
+                    ErrorCode::DigestInvalid,
+                    format!("manifest content has digest {actual}, not {expected} as the URL says"),
+                ));
+            }
+            actual
+        }
+        Reference::Tag(t) => {
+            tags.push(t.clone());
+            Digest::of(Algorithm::Sha256, &bytes)
+        }
+    };
+    check_references(store, repo, &manifest).await?;
+    let referrer = manifest.subject.as_ref().map(|s| {
+        let desc = Descriptor {
+            media_type: manifest.media_type.clone(),
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            artifact_type: manifest.artifact_type.clone(),
+            urls: Vec::new(),
+            annotations: manifest.annotations.clone(),
+            platform: None,
+        };
+        (s.digest.clone(), desc)
+    });
+    store
+        .put_manifest(repo, &digest, &manifest.media_type, bytes, referrer.as_ref().map(|(s, d)| (s, d)))
+        .await?;
+    for t in &tags {
+        store.set_tag(repo, t, &digest).await?;
+    }
+    let mut b = Builder::new()
+        .status(StatusCode::CREATED)
+        .header("location", format!("/v2/{repo}/manifests/{digest}"))
+        .header("docker-content-digest", digest.to_string())
+        .header("content-length", 0);
+    if let Some(s) = &manifest.subject {
+        b = b.header("oci-subject", s.digest.to_string());
+    }
+    Ok(finish(b, Body::empty()))
+}
+
+/// Refuses a manifest that names blobs or child manifests the repository does not hold, or
+/// names them with the wrong size.
+async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiResult<()> {
+    let missing = |kind: &str, d: &Descriptor| {
+        ApiError::new(ErrorCode::ManifestBlobUnknown, format!("manifest references {kind} {} which is not in repository {repo}", d.digest))
+            .with_detail(serde_json::json!({ "digest": d.digest.to_string() }))
+    };
+    // Collected first: an iterator with closures held across awaits is not `Send` enough.
+    let required: Vec<&Descriptor> = m.required_blobs().collect();
+    for desc in required {
+        if !store.blob_linked(repo, &desc.digest).await? {
+            if is_empty_json(desc) {
+                // The empty JSON config of artifacts: the registry can produce it itself.
+                store.put_blob(&desc.digest, futures::stream::iter([Ok(Bytes::from_static(EMPTY_JSON))])).await?;
+                store.link_blob(repo, &desc.digest).await?;
+                continue;
+            }
+            return Err(missing("blob", desc));
+        }
+        let size = store.blob_size(&desc.digest).await?.ok_or_else(|| missing("blob", desc))?;
+        if size != desc.size {
+            return Err(ApiError::new(
+                ErrorCode::ManifestInvalid,
+                format!("descriptor of {} says {} bytes but the blob has {size}", desc.digest, desc.size),
+            ));
+        }
+    }
+    for child in &m.manifests {
+        let Some(stored) = store.manifest(repo, &child.digest).await? else {
+            return Err(missing("manifest", child));
+        };
+        if stored.bytes.len() as u64 != child.size {
+            return Err(ApiError::new(
+                ErrorCode::ManifestInvalid,
+                format!("descriptor of {} says {} bytes but the manifest has {}", child.digest, child.size, stored.bytes.len()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_empty_json(d: &Descriptor) -> bool {
+    d.size == EMPTY_JSON.len() as u64
+        && d.digest == Digest::of(d.digest.algorithm(), EMPTY_JSON)
+        && (d.media_type == media::OCI_EMPTY || d.media_type.ends_with("+json") || d.media_type.ends_with("json"))
+}
+
+/// DELETE: by tag removes the tag; by digest removes the manifest and tags pointing at it.
+pub(crate) async fn delete(store: &Store, repo: &RepoName, r: &Reference) -> ApiResult {
+    let existed = match r {
+        Reference::Tag(t) => store.delete_tag(repo, t).await?,
+        Reference::Digest(d) => store.delete_manifest(repo, d).await?,
+    };
+    if !existed {
+        return Err(unknown(repo, r));
+    }
+    Ok(finish(Builder::new().status(StatusCode::ACCEPTED).header("content-length", 0), Body::empty()))
+}

@@ -1,0 +1,112 @@
+//! Blob upload sessions: POST (monolithic, session, or cross-repository mount), PATCH chunks,
+//! PUT to finish, GET status, DELETE to cancel.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{response::Builder, StatusCode};
+use oci::{Digest, ErrorCode, RepoName};
+use store::{Store, UploadId};
+
+use super::{finish, upload_range};
+use crate::error::{ApiError, ApiResult};
+use crate::range::parse_content_range;
+use crate::request::Req;
+
+fn created(repo: &RepoName, d: &Digest) -> Response {
+    let b = Builder::new()
+        .status(StatusCode::CREATED)
+        .header("location", format!("/v2/{repo}/blobs/{d}"))
+        .header("docker-content-digest", d.to_string())
+        .header("content-length", 0);
+    finish(b, Body::empty())
+}
+
+fn session(status: StatusCode, repo: &RepoName, id: &UploadId, size: u64) -> Response {
+    let b = Builder::new()
+        .status(status)
+        .header("location", format!("/v2/{repo}/blobs/uploads/{id}"))
+        .header("docker-upload-uuid", id.as_str())
+        .header("range", upload_range(size))
+        .header("content-length", 0);
+    finish(b, Body::empty())
+}
+
+fn digest_param(req: &Req, name: &str) -> ApiResult<Option<Digest>> {
+    req.query(name).map(|v| Digest::parse(v).map_err(ApiError::from)).transpose()
+}
+
+/// POST `/blobs/uploads/`.
+pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult {
+    if let Some(d) = digest_param(&req, "mount")? {
+        let from = req.query("from").map(RepoName::parse).transpose()?;
+        let mountable = match &from {
+            Some(src) => store.blob_linked(src, &d).await? && store.blob_size(&d).await?.is_some(),
+            // No source named: mount any blob the registry holds (all repositories are
+            // readable to every client until authorization exists).
+            None => store.blob_size(&d).await?.is_some(),
+        };
+        if mountable {
+            store.link_blob(repo, &d).await?;
+            return Ok(created(repo, &d));
+        }
+    }
+    if let Some(d) = digest_param(&req, "digest")? {
+        let body = req.into_stream();
+        store.put_blob(&d, body).await?;
+        store.link_blob(repo, &d).await?;
+        return Ok(created(repo, &d));
+    }
+    let id = store.start_upload(repo).await?;
+    Ok(session(StatusCode::ACCEPTED, repo, &id, 0))
+}
+
+/// GET: how much the session holds.
+pub(crate) async fn status(store: &Store, repo: &RepoName, id: &UploadId) -> ApiResult {
+    let size = store.upload_size(repo, id).await?;
+    Ok(session(StatusCode::NO_CONTENT, repo, id, size))
+}
+
+/// The start offset of a chunk from its `Content-Range`, checked against `Content-Length`.
+fn chunk_offset(req: &Req) -> ApiResult<Option<u64>> {
+    let Some(h) = req.header("content-range") else {
+        return Ok(None);
+    };
+    let (a, b) = parse_content_range(h).map_err(|m| ApiError::new(ErrorCode::RangeInvalid, m))?;
+    if let Some(len) = req.content_length() {
+        if b - a + 1 != len {
+            return Err(ApiError::new(
+                ErrorCode::SizeInvalid,
+                format!("Content-Range {h:?} covers {} bytes but Content-Length is {len}", b - a + 1),
+            ));
+        }
+    }
+    Ok(Some(a))
+}
+
+/// PATCH: append a chunk (streamed or with `Content-Range`).
+pub(crate) async fn patch(store: &Store, repo: &RepoName, id: &UploadId, req: Req) -> ApiResult {
+    let offset = chunk_offset(&req)?;
+    let size = store.append_upload(repo, id, offset, req.into_stream()).await?;
+    Ok(session(StatusCode::ACCEPTED, repo, id, size))
+}
+
+/// PUT `?digest=`: finish, with an optional last chunk.
+pub(crate) async fn finish_upload(store: &Store, repo: &RepoName, id: &UploadId, req: Req) -> ApiResult {
+    let d = digest_param(&req, "digest")?
+        .ok_or_else(|| ApiError::new(ErrorCode::DigestInvalid, "the digest query parameter is required to finish an upload"))?;
+    if let Some(offset) = chunk_offset(&req)? {
+        let held = store.upload_size(repo, id).await?;
+        if offset != held {
+            return Err(store::StoreError::UploadOffset { id: id.to_string(), expected: held, got: offset }.into());
+        }
+    }
+    let body = req.into_stream();
+    store.finish_upload(repo, id, &d, Some(body)).await?;
+    Ok(created(repo, &d))
+}
+
+/// DELETE: cancel the session and drop its data.
+pub(crate) async fn cancel(store: &Store, repo: &RepoName, id: &UploadId) -> ApiResult {
+    store.cancel_upload(repo, id).await?;
+    Ok(finish(Builder::new().status(StatusCode::NO_CONTENT).header("content-length", 0), Body::empty()))
+}

@@ -1,0 +1,47 @@
+//! The store's one error type. Each variant says whose fault it is (`is_client_error`).
+
+use oci::{Digest, ErrorCode};
+
+/// Anything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("blob {0} is not stored")]
+    BlobUnknown(Digest),
+    #[error("upload session {0} does not exist (finished, cancelled or never started)")]
+    UploadUnknown(String),
+    #[error("upload session {id}: chunk starts at byte {got} but the session holds {expected} bytes")]
+    UploadOffset { id: String, expected: u64, got: u64 },
+    #[error("content does not match digest {expected}: its digest is {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("content length is {actual} bytes but {expected} were declared")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("reading the request body failed: {0}")]
+    Body(std::io::Error),
+    #[error("stored object {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("storage backend error: {0}")]
+    Backend(#[from] object_store::Error),
+}
+
+impl StoreError {
+    /// The OCI error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::BlobUnknown(_) => ErrorCode::BlobUnknown,
+            StoreError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
+            StoreError::UploadOffset { .. } => ErrorCode::RangeInvalid,
+            StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
+            StoreError::SizeMismatch { .. } => ErrorCode::SizeInvalid,
+            StoreError::Body(_) => ErrorCode::BlobUploadInvalid,
+            StoreError::Corrupt { .. } | StoreError::Backend(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// True when the client sent something wrong; false when the store itself failed.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, StoreError::Corrupt { .. } | StoreError::Backend(_))
+    }
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,128 @@
+//! The storage model of wharfage over the `object_store` crate, and the only place that
+//! touches `object_store` (its API moves every few months). The object store is the single
+//! source of truth; key layout is in [`keys`]. Two backends exist behind one [`Store`]:
+//! the local filesystem (default) and, later, S3-compatible stores.
+//!
+//! Immutable facts (a manifest's bytes, a blob's size) are cached in memory. Mutable pointers
+//! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
+//! every change goes through this cache, as with a local root directory.
+
+mod blobs;
+mod cache;
+mod error;
+pub mod keys;
+mod manifests;
+mod uploads;
+mod write;
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+pub use blobs::BlobBody;
+pub use manifests::StoredManifest;
+pub use error::{Result, StoreError};
+pub use uploads::UploadId;
+
+/// A stream of request or response body bytes.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Handle to the registry's storage; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    os: Arc<dyn ObjectStore>,
+    /// Description for logs and errors ("filesystem /var/lib/wharfage").
+    describe: String,
+    /// One process owns the store, so mutable pointers may be cached.
+    exclusive: bool,
+    /// Bytes per part when streaming into the store.
+    chunk_size: usize,
+    cache: cache::Cache,
+}
+
+impl Store {
+    /// A store on the local filesystem under `root` (created if missing). The caller promises
+    /// that only this process writes to `root`.
+    pub fn filesystem(root: &FsPath) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| StoreError::Corrupt {
+            key: root.display().to_string(),
+            reason: format!("cannot create the storage root: {e}"),
+        })?;
+        let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let os = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+        Ok(Self::from_parts(Arc::new(os), format!("filesystem {}", root.display()), true))
+    }
+
+    fn from_parts(os: Arc<dyn ObjectStore>, describe: String, exclusive: bool) -> Self {
+        Store {
+            inner: Arc::new(Inner {
+                os,
+                describe,
+                exclusive,
+                chunk_size: 8 << 20,
+                cache: cache::Cache::new(),
+            }),
+        }
+    }
+
+    /// What and where this store is, for logs.
+    pub fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    /// Checks the backend answers (for readiness probes and start-up).
+    pub async fn ping(&self) -> Result<()> {
+        match self.os().head(&object_store::path::Path::from("wharfage-ping")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn os(&self) -> &dyn ObjectStore {
+        self.inner.os.as_ref()
+    }
+
+    fn cache(&self) -> &cache::Cache {
+        &self.inner.cache
+    }
+
+    /// Reads a small object whole; `None` when absent.
+    async fn read_small(&self, key: &object_store::path::Path) -> Result<Option<Bytes>> {
+        match self.os().get(key).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether an object exists.
+    async fn exists(&self, key: &object_store::path::Path) -> Result<bool> {
+        match self.os().head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an object; absent objects are fine (deletes are idempotent).
+    async fn remove(&self, key: &object_store::path::Path) -> Result<()> {
+        match self.os().delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a small object whole.
+    async fn write_small(&self, key: &object_store::path::Path, bytes: Bytes) -> Result<()> {
+        self.os().put(key, bytes.into()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! Manifests, tags, referrers and the repository catalog. Manifest bytes are stored as blobs,
+//! exactly as pushed; the repository's manifest link records the media type they were pushed
+//! with, so they are served back byte-for-byte under the same `Content-Type`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use oci::{Descriptor, Digest, RepoName, Tag};
+use serde::{Deserialize, Serialize};
+
+use crate::{keys, Result, Store, StoreError};
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestLink {
+    media_type: String,
+}
+
+/// A manifest as stored in a repository.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub media_type: Arc<str>,
+    pub bytes: Bytes,
+}
+
+fn corrupt(key: &object_store::path::Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { key: key.to_string(), reason: e.to_string() }
+}
+
+impl Store {
+    /// Stores manifest bytes (already verified against `digest`) in `repo`. When the manifest
+    /// has a subject, `referrer` is its descriptor for the subject's referrers list.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: &str,
+        bytes: Bytes,
+        referrer: Option<(&Digest, &Descriptor)>,
+    ) -> Result<()> {
+        // Order matters for crash safety: bytes, then link, then referrer; tags come after.
+        if self.blob_size(digest).await?.is_none() {
+            self.write_small(&keys::blob(digest), bytes.clone()).await?;
+        }
+        self.cache().blob_sizes.insert(digest.clone(), bytes.len() as u64);
+        self.cache().manifests.insert(digest.clone(), bytes);
+        let link = ManifestLink { media_type: media_type.to_string() };
+        let json = serde_json::to_vec(&link).map_err(|e| corrupt(&keys::manifest_link(repo, digest), e))?;
+        self.write_small(&keys::manifest_link(repo, digest), json.into()).await?;
+        if self.inner.exclusive {
+            self.cache().manifest_links.insert((repo.clone(), digest.clone()), media_type.into());
+        }
+        if let Some((subject, desc)) = referrer {
+            let key = keys::referrer(repo, subject, digest);
+            let json = serde_json::to_vec(desc).map_err(|e| corrupt(&key, e))?;
+            self.write_small(&key, json.into()).await?;
+        }
+        Ok(())
+    }
+
+    /// A manifest of `repo` by digest; `None` when the repository does not hold it.
+    pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let Some(media_type) = self.manifest_media_type(repo, digest).await? else {
+            return Ok(None);
+        };
+        let bytes = match self.cache().manifests.get(digest) {
+            Some(b) => b,
+            None => {
+                let b = self.read_blob_bytes(digest).await?;
+                self.cache().manifests.insert(digest.clone(), b.clone());
+                b
+            }
+        };
+        Ok(Some(StoredManifest { media_type, bytes }))
+    }
+
+    async fn manifest_media_type(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Arc<str>>> {
+        let cache_key = (repo.clone(), digest.clone());
+        if self.inner.exclusive {
+            if let Some(t) = self.cache().manifest_links.get(&cache_key) {
+                return Ok(Some(t));
+            }
+        }
+        let key = keys::manifest_link(repo, digest);
+        let Some(raw) = self.read_small(&key).await? else {
+            return Ok(None);
+        };
+        let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
+        let media_type: Arc<str> = link.media_type.into();
+        if self.inner.exclusive {
+            self.cache().manifest_links.insert(cache_key, media_type.clone());
+        }
+        Ok(Some(media_type))
+    }
+
+    /// Deletes a manifest from `repo`, with the tags pointing at it and its referrer entry.
+    /// Returns false when the repository did not hold it.
+    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let Some(stored) = self.manifest(repo, digest).await? else {
+            return Ok(false);
+        };
+        for tag in self.tags(repo).await?.unwrap_or_default() {
+            if self.resolve_tag(repo, &tag).await?.as_ref() == Some(digest) {
+                self.delete_tag(repo, &tag).await?;
+            }
+        }
+        if let Ok(m) = oci::Manifest::parse(&stored.bytes, Some(&stored.media_type)) {
+            if let Some(subject) = m.subject {
+                self.remove(&keys::referrer(repo, &subject.digest, digest)).await?;
+            }
+        }
+        self.cache().manifest_links.remove(&(repo.clone(), digest.clone()));
+        self.remove(&keys::manifest_link(repo, digest)).await?;
+        Ok(true)
+    }
+
+    /// Points `tag` at `digest` (last writer wins).
+    pub async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        self.write_small(&keys::tag(repo, tag), Bytes::from(digest.to_string())).await?;
+        if self.inner.exclusive {
+            self.cache().tags.insert((repo.clone(), tag.clone()), digest.clone());
+        }
+        Ok(())
+    }
+
+    /// The digest a tag points at, if the tag exists.
+    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let cache_key = (repo.clone(), tag.clone());
+        if self.inner.exclusive {
+            if let Some(d) = self.cache().tags.get(&cache_key) {
+                return Ok(Some(d));
+            }
+        }
+        let key = keys::tag(repo, tag);
+        let Some(raw) = self.read_small(&key).await? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&raw).map_err(|e| corrupt(&key, e))?;
+        let digest = Digest::parse(text.trim()).map_err(|e| corrupt(&key, e))?;
+        if self.inner.exclusive {
+            self.cache().tags.insert(cache_key, digest.clone());
+        }
+        Ok(Some(digest))
+    }
+
+    /// Removes a tag; returns whether it existed.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let existed = self.resolve_tag(repo, tag).await?.is_some();
+        self.cache().tags.remove(&(repo.clone(), tag.clone()));
+        self.remove(&keys::tag(repo, tag)).await?;
+        Ok(existed)
+    }
+
+    /// The repository's tags in lexical order, or `None` if the repository does not exist.
+    pub async fn tags(&self, repo: &RepoName) -> Result<Option<Vec<Tag>>> {
+        let listed = self.os().list_with_delimiter(Some(&keys::tags(repo))).await?;
+        let mut tags: Vec<Tag> = listed
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().and_then(|f| Tag::parse(f).ok()))
+            .collect();
+        if tags.is_empty() && !self.repository_exists(repo).await? {
+            return Ok(None);
+        }
+        tags.sort();
+        Ok(Some(tags))
+    }
+
+    /// Whether anything is stored for the repository.
+    pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
+        let listed = self.os().list_with_delimiter(Some(&keys::repo(repo))).await?;
+        Ok(listed.common_prefixes.iter().any(|p| {
+            p.filename().is_some_and(|f| f == "_manifests" || f == "_layers" || f == "_tags")
+        }))
+    }
+
+    /// Descriptors of the manifests in `repo` whose subject is `subject`, ordered by digest.
+    pub async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
+        let metas: Vec<_> = self.os().list(Some(&keys::referrers(repo, subject))).try_collect().await?;
+        let mut out = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let Some(raw) = self.read_small(&meta.location).await? else { continue };
+            let desc: Descriptor = serde_json::from_slice(&raw).map_err(|e| corrupt(&meta.location, e))?;
+            out.push(desc);
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// Every repository name, sorted.
+    pub async fn repositories(&self) -> Result<Vec<String>> {
+        let prefix = object_store::path::Path::from("repositories");
+        let mut names = BTreeSet::new();
+        let mut list = self.os().list(Some(&prefix));
+        while let Some(meta) = list.try_next().await? {
+            let key = meta.location.as_ref();
+            let rest = key.strip_prefix("repositories/").unwrap_or(key);
+            if let Some(idx) = rest.find("/_") {
+                names.insert(rest[..idx].to_string());
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+}
