@@ -19,6 +19,8 @@ pub enum StoreError {
     Body(std::io::Error),
     #[error("stored object {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("storage configuration: {0}")]
+    Config(String),
     #[error("storage backend error: {0}")]
     Backend(#[from] object_store::Error),
 }
@@ -33,13 +35,13 @@ impl StoreError {
             StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             StoreError::SizeMismatch { .. } => ErrorCode::SizeInvalid,
             StoreError::Body(_) => ErrorCode::BlobUploadInvalid,
-            StoreError::Corrupt { .. } | StoreError::Backend(_) => ErrorCode::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Config(_) | StoreError::Backend(_) => ErrorCode::Unavailable,
         }
     }
 
     /// True when the client sent something wrong; false when the store itself failed.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, StoreError::Corrupt { .. } | StoreError::Backend(_))
+        !matches!(self, StoreError::Corrupt { .. } | StoreError::Config(_) | StoreError::Backend(_))
     }
 }
 

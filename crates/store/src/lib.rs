@@ -12,6 +12,7 @@ mod cache;
 mod error;
 pub mod keys;
 mod manifests;
+mod s3;
 mod uploads;
 mod write;
 
@@ -26,6 +27,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 pub use blobs::BlobBody;
 pub use manifests::StoredManifest;
 pub use error::{Result, StoreError};
+pub use s3::S3Config;
 pub use uploads::UploadId;
 
 /// A stream of request or response body bytes.
@@ -46,6 +48,8 @@ struct Inner {
     /// Bytes per part when streaming into the store.
     chunk_size: usize,
     cache: cache::Cache,
+    /// Set for the S3 backend.
+    s3: Option<s3::S3Extra>,
 }
 
 impl Store {
@@ -69,6 +73,7 @@ impl Store {
                 exclusive,
                 chunk_size: 8 << 20,
                 cache: cache::Cache::new(),
+                s3: None,
             }),
         }
     }
@@ -76,6 +81,12 @@ impl Store {
     /// What and where this store is, for logs.
     pub fn describe(&self) -> &str {
         &self.inner.describe
+    }
+
+    /// Whether the store is shared by several processes (an object store) rather than owned
+    /// by this one.
+    pub fn is_shared(&self) -> bool {
+        !self.inner.exclusive
     }
 
     /// Checks the backend answers (for readiness probes and start-up).

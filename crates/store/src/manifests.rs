@@ -16,6 +16,9 @@ use crate::{keys, Result, Store, StoreError};
 #[serde(rename_all = "camelCase")]
 struct ManifestLink {
     media_type: String,
+    /// The subject, so deleting the manifest can drop its referrer entry without parsing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Digest>,
 }
 
 /// A manifest as stored in a repository.
@@ -46,7 +49,7 @@ impl Store {
         }
         self.cache().blob_sizes.insert(digest.clone(), bytes.len() as u64);
         self.cache().manifests.insert(digest.clone(), bytes);
-        let link = ManifestLink { media_type: media_type.to_string() };
+        let link = ManifestLink { media_type: media_type.to_string(), subject: referrer.map(|(s, _)| s.clone()) };
         let json = serde_json::to_vec(&link).map_err(|e| corrupt(&keys::manifest_link(repo, digest), e))?;
         self.write_small(&keys::manifest_link(repo, digest), json.into()).await?;
         if self.inner.exclusive {
@@ -98,18 +101,18 @@ impl Store {
     /// Deletes a manifest from `repo`, with the tags pointing at it and its referrer entry.
     /// Returns false when the repository did not hold it.
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let Some(stored) = self.manifest(repo, digest).await? else {
+        let key = keys::manifest_link(repo, digest);
+        let Some(raw) = self.read_small(&key).await? else {
             return Ok(false);
         };
+        let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
         for tag in self.tags(repo).await?.unwrap_or_default() {
             if self.resolve_tag(repo, &tag).await?.as_ref() == Some(digest) {
                 self.delete_tag(repo, &tag).await?;
             }
         }
-        if let Ok(m) = oci::Manifest::parse(&stored.bytes, Some(&stored.media_type)) {
-            if let Some(subject) = m.subject {
-                self.remove(&keys::referrer(repo, &subject.digest, digest)).await?;
-            }
+        if let Some(subject) = &link.subject {
+            self.remove(&keys::referrer(repo, subject, digest)).await?;
         }
         self.cache().manifest_links.remove(&(repo.clone(), digest.clone()));
         self.remove(&keys::manifest_link(repo, digest)).await?;

@@ -130,11 +130,13 @@ impl Store {
                 if &only.sha256 != digest {
                     return Err(StoreError::DigestMismatch { expected: digest.clone(), actual: only.sha256.clone() });
                 }
-                if !known {
+                if !known && self.can_rename(size) {
                     self.os().rename(&keys::upload_part(id.as_str(), 0), &target).await?;
                 }
-                self.cache().blob_sizes.insert(digest.clone(), size);
-                return Ok(size);
+                if known || self.can_rename(size) {
+                    self.cache().blob_sizes.insert(digest.clone(), size);
+                    return Ok(size);
+                }
             }
         }
         // Several chunks (or sha512): one pass over the chunks, hashing while concatenating.
@@ -154,6 +156,12 @@ impl Store {
         let written = self.put_verified(&target, chunks, digest, !known).await?;
         self.cache().blob_sizes.insert(digest.clone(), written);
         Ok(written)
+    }
+
+    /// Whether a part of `size` bytes can be moved into place by rename: always on the
+    /// filesystem; on S3 a rename is a server-side copy, limited to 5 GiB.
+    fn can_rename(&self, size: u64) -> bool {
+        self.inner.s3.is_none() || size <= 5 << 30
     }
 
     /// Cancels a session and deletes what it received.
