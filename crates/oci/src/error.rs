@@ -11,6 +11,10 @@ pub enum ParseError {
     Name { input: String, reason: &'static str },
     #[error("invalid tag {input:?}: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")]
     Tag { input: String },
+    #[error("invalid image reference {input:?}: {reason}")]
+    ImageRef { input: String, reason: &'static str },
+    #[error("invalid app id {input:?}: use lowercase letters and digits separated by '.', '_' or '-' (at most 128)")]
+    AppId { input: String },
     #[error("invalid manifest: {0}")]
     Manifest(String),
 }
@@ -25,6 +29,7 @@ impl ParseError {
             ParseError::Name { .. } => ErrorCode::NameInvalid,
             ParseError::Tag { .. } => ErrorCode::ManifestInvalid,
             ParseError::Manifest(_) => ErrorCode::ManifestInvalid,
+            ParseError::ImageRef { .. } | ParseError::AppId { .. } => ErrorCode::NameInvalid,
         }
     }
 }

@@ -4,11 +4,13 @@
 
 pub mod digest;
 pub mod error;
+pub mod image_ref;
 pub mod manifest;
 pub mod media;
 pub mod name;
 
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::{ErrorCode, ParseError};
+pub use image_ref::{AppId, ImageRef};
 pub use manifest::{Descriptor, Manifest};
 pub use name::{Reference, RepoName, Tag};

@@ -1,0 +1,196 @@
+//! Image references as users write them (`redis`, `ghcr.io/o/app:v1`, `host:5000/x@sha256:…`),
+//! normalised the way docker does: `redis` is `docker.io/library/redis:latest`.
+
+use std::fmt;
+
+use crate::{Digest, ParseError, Reference, RepoName, Tag};
+
+/// The registry docker means when a reference names none.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// A fully qualified image reference.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// `host[:port]` as written (lowercased), `docker.io` for Docker Hub.
+    pub registry: String,
+    pub repository: RepoName,
+    /// The tag or digest; a reference with both keeps the digest (it pins the content).
+    pub reference: Reference,
+}
+
+impl ImageRef {
+    /// Parses and normalises an image reference.
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let bad = |reason| ParseError::ImageRef { input: input.to_string(), reason };
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        if s.contains("://") {
+            return Err(bad("write the reference without a URL scheme (host/name:tag)"));
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, Some(Digest::parse(d)?)),
+            None => (s, None),
+        };
+        // A tag is after the last ':' of the last path component (a ':' earlier is a port).
+        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(Tag::parse(&rest[last_slash + i + 1..])?)),
+            None => (rest, None),
+        };
+        let (registry, path) = match name.split_once('/') {
+            Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+                (first.to_ascii_lowercase(), path.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        if registry.is_empty() {
+            return Err(bad("empty registry host"));
+        }
+        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+            DOCKER_HUB.to_string()
+        } else {
+            registry
+        };
+        let path = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
+        let repository = RepoName::parse(&path)?;
+        let reference = match (digest, tag) {
+            (Some(d), _) => Reference::Digest(d),
+            (None, Some(t)) => Reference::Tag(t),
+            (None, None) => Reference::Tag(Tag::parse("latest")?),
+        };
+        Ok(ImageRef { registry, repository, reference })
+    }
+
+    /// The host to send API requests to (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reference {
+            Reference::Tag(t) => write!(f, "{}/{}:{}", self.registry, self.repository, t),
+            Reference::Digest(d) => write!(f, "{}/{}@{}", self.registry, self.repository, d),
+        }
+    }
+}
+
+impl fmt::Debug for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// An application id, as the platform names its apps (a Cloud Foundry GUID, a Kubernetes
+/// namespace/name...). It becomes the repository `apps/<app-id>`, so it follows a repository
+/// component's grammar: lowercase letters and digits, separated by `.`, `_`, `__` or `-`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId(String);
+
+impl AppId {
+    /// Parses an app id.
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        if input.contains('/') || input.len() > 128 || RepoName::parse(input).is_err() {
+            return Err(ParseError::AppId { input: input.to_string() });
+        }
+        Ok(AppId(input.to_string()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The repository the app's images live in.
+    pub fn repository(&self) -> RepoName {
+        // Invariant: an AppId is a valid single name component, so `apps/<id>` is a valid name.
+        RepoName::parse(&format!("apps/{}", self.0)).unwrap_or_else(|_| unreachable!("AppId is a valid component"))
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl serde::Serialize for AppId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AppId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AppId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn norm(s: &str) -> String {
+        ImageRef::parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn normalises_like_docker() {
+        assert_eq!(norm("redis"), "docker.io/library/redis:latest");
+        assert_eq!(norm("redis:7"), "docker.io/library/redis:7");
+        assert_eq!(norm("bitnami/redis"), "docker.io/bitnami/redis:latest");
+        assert_eq!(norm("index.docker.io/library/redis"), "docker.io/library/redis:latest");
+        assert_eq!(norm("ghcr.io/o/app:v1"), "ghcr.io/o/app:v1");
+        assert_eq!(norm("localhost/app"), "localhost/app:latest");
+        assert_eq!(norm("127.0.0.1:5000/a/b:t"), "127.0.0.1:5000/a/b:t");
+        assert_eq!(norm("Host.Example:5000/a"), "host.example:5000/a:latest");
+        let d = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+        assert_eq!(norm(&format!("127.0.0.1:5000/a:t@{d}")), format!("127.0.0.1:5000/a@{d}"));
+        assert_eq!(ImageRef::parse("redis").unwrap().api_host(), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn rejects_bad_references() {
+        for bad in ["", "UPPER/case", "https://x.io/a", "a:b:c", "x.io/a@sha256:zz", "x.io/", "a//b", "x.io/a:"] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn app_ids() {
+        AppId::parse("7f3c2a10-aa2e-4e2c-9b1c-5f0f8b2b9a11").unwrap();
+        assert_eq!(AppId::parse("my-app").unwrap().repository().as_str(), "apps/my-app");
+        for bad in ["", "a/b", "UPPER", "-x", "x..y", &"a".repeat(129)] {
+            assert!(AppId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in ".{0,100}") {
+            let _ = ImageRef::parse(&s);
+            let _ = AppId::parse(&s);
+        }
+
+        #[test]
+        fn display_reparses(s in "([a-z0-9]{1,5}\\.[a-z]{2,3}(:[0-9]{2,5})?/)?[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,10})?") {
+            let r = ImageRef::parse(&s).unwrap();
+            prop_assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r);
+        }
+    }
+}
