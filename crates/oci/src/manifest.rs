@@ -45,8 +45,9 @@ struct Raw {
 pub struct Manifest {
     /// The media type it is stored and served under.
     pub media_type: String,
-    /// `artifactType`, or for an image manifest the config's media type when that is not a
-    /// plain image config (what the referrers API reports).
+    /// What the referrers API reports: `artifactType`, or for an image manifest without one the
+    /// config's media type (distribution-spec v1.1 requires this fallback even for plain image
+    /// configs; for an index without `artifactType` it stays absent).
     pub artifact_type: Option<String>,
     pub config: Option<Descriptor>,
     pub layers: Vec<Descriptor>,
@@ -90,11 +91,9 @@ impl Manifest {
         if !index && raw.config.is_none() {
             return Err(err(format!("{media_type} needs a \"config\" descriptor")));
         }
-        let artifact_type = raw.artifact_type.or_else(|| {
-            raw.config
-                .as_ref()
-                .map(|c| c.media_type.clone())
-                .filter(|t| !index && t != "application/vnd.oci.image.config.v1+json" && t != "application/vnd.docker.container.image.v1+json")
+        // An empty `artifactType` counts as missing (Go clients omit it only when empty).
+        let artifact_type = raw.artifact_type.filter(|t| !t.is_empty()).or_else(|| {
+            raw.config.as_ref().map(|c| c.media_type.clone()).filter(|t| !index && !t.is_empty())
         });
         Ok(Manifest {
             media_type,
@@ -139,7 +138,8 @@ mod tests {
     fn image_requires_config_and_distributable_layers() {
         let m = Manifest::parse(image("").as_bytes(), Some(media::OCI_MANIFEST)).unwrap();
         assert_eq!(m.required_blobs().count(), 2);
-        assert!(m.artifact_type.is_none());
+        // The referrers API reports the config media type when artifactType is absent.
+        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
     }
 
     #[test]
@@ -156,6 +156,7 @@ mod tests {
         let m = Manifest::parse(idx.as_bytes(), None).unwrap();
         assert!(m.is_index());
         assert_eq!(m.manifests.len(), 1);
+        assert!(m.artifact_type.is_none(), "an index without artifactType reports none");
     }
 
     #[test]

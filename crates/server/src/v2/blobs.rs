@@ -1,7 +1,8 @@
 //! Blob GET/HEAD (with ranges) and DELETE.
 
 use axum::body::Body;
-use http::{response::Builder, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http::{response::Builder, HeaderValue, Method, StatusCode};
 use oci::{Digest, ErrorCode, RepoName};
 use store::Store;
 
@@ -15,20 +16,38 @@ fn unknown(repo: &RepoName, d: &Digest) -> ApiError {
         .with_detail(serde_json::json!({ "digest": d.to_string() }))
 }
 
+/// A 416 answer, with the `Content-Range: bytes */<size>` RFC 9110 asks for so a client can
+/// retry with a valid range.
+fn unsatisfiable(e: ApiError, size: u64) -> Response {
+    let mut resp = e.with_status(StatusCode::RANGE_NOT_SATISFIABLE).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        resp.headers_mut().insert(http::header::CONTENT_RANGE, v);
+    }
+    resp
+}
+
 /// GET or HEAD of a blob the repository links.
 pub(crate) async fn get(store: &Store, repo: &RepoName, d: &Digest, req: &Req) -> ApiResult {
     if !store.blob_linked(repo, d).await? {
         return Err(unknown(repo, d));
     }
     let size = store.blob_size(d).await?.ok_or_else(|| unknown(repo, d))?;
-    let range = match req.header("range") {
-        Some(h) => parse_range(h).map_err(|m| ApiError::new(ErrorCode::RangeInvalid, m).with_status(StatusCode::BAD_REQUEST))?,
+    // A malformed byte range (e.g. `bytes=500-0`) is answered 416 like an unsatisfiable one:
+    // the conformance suite expects that, and it is what the reference registry (Go's
+    // `http.ServeContent`) does.
+    let range = match req.header("range").map(parse_range) {
+        Some(Ok(r)) => r,
+        Some(Err(m)) => return Ok(unsatisfiable(ApiError::new(ErrorCode::RangeInvalid, m), size)),
         None => None,
     };
     let resolved = match range {
-        Some(r) => Some(r.resolve(size).ok_or_else(|| {
-            ApiError::new(ErrorCode::RangeInvalid, format!("range {r:?} is outside blob {d} of {size} bytes"))
-        })?),
+        Some(r) => match r.resolve(size) {
+            Some(x) => Some(x),
+            None => {
+                let e = ApiError::new(ErrorCode::RangeInvalid, format!("range {r:?} is outside blob {d} of {size} bytes"));
+                return Ok(unsatisfiable(e, size));
+            }
+        },
         None => None,
     };
     let b = Builder::new()

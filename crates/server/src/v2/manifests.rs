@@ -95,6 +95,11 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req)
     if let Some(s) = &manifest.subject {
         b = b.header("oci-subject", s.digest.to_string());
     }
+    // One `OCI-Tag` per tag applied, so a client pushing by digest with `?tag=` parameters
+    // (the conformance suite's tag-param tests) can see which tags the registry honoured.
+    for t in &tags {
+        b = b.header("oci-tag", t.as_str());
+    }
     Ok(finish(b, Body::empty()))
 }
 
