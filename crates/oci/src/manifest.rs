@@ -33,8 +33,8 @@ struct Raw {
     media_type: Option<String>,
     artifact_type: Option<String>,
     config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
+    /// Optional, and `null` accepted: Go clients serialise an empty layer list as `null`.
+    layers: Option<Vec<Descriptor>>,
     manifests: Option<Vec<Descriptor>>,
     subject: Option<Descriptor>,
     annotations: Option<BTreeMap<String, String>>,
@@ -99,7 +99,7 @@ impl Manifest {
             media_type,
             artifact_type,
             config: raw.config.filter(|_| !index),
-            layers: if index { Vec::new() } else { raw.layers },
+            layers: if index { Vec::new() } else { raw.layers.unwrap_or_default() },
             manifests: raw.manifests.unwrap_or_default(),
             subject: raw.subject,
             annotations: raw.annotations,
@@ -157,6 +157,15 @@ mod tests {
         assert!(m.is_index());
         assert_eq!(m.manifests.len(), 1);
         assert!(m.artifact_type.is_none(), "an index without artifactType reports none");
+    }
+
+    #[test]
+    fn null_or_missing_layers_mean_none() {
+        let config = format!(r#""config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{LAYER}","size":2}}"#);
+        for layers in [r#","layers":null"#, ""] {
+            let m = Manifest::parse(format!(r#"{{"schemaVersion":2,{config}{layers}}}"#).as_bytes(), None).unwrap();
+            assert!(m.layers.is_empty());
+        }
     }
 
     #[test]

@@ -233,6 +233,10 @@ async fn manifest_without_layers() {
     let m = oci_manifest(&config, &[], json!({}));
     let d = r.push_manifest("nl", "empty", OCI_MANIFEST, &m).await;
     expect_manifest(&r, "nl", "empty", OCI_MANIFEST, &m, &d).await;
+    // Go clients write an empty layer list as null.
+    let m = oci_manifest(&config, &[], json!({"layers": null}));
+    let d = r.push_manifest("nl", "null", OCI_MANIFEST, &m).await;
+    expect_manifest(&r, "nl", "null", OCI_MANIFEST, &m, &d).await;
 }
 
 /// A valid OCI manifest padded with an annotation to exactly `size` bytes.
