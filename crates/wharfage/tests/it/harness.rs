@@ -1,0 +1,281 @@
+//! Running the real `wharfage` binary: a [`Server`] guard that starts `wharfage serve`, learns
+//! the address it bound from its log, and kills it when dropped; and bounded runs of other
+//! commands.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The binary under test, built by cargo for this test target.
+pub const BIN: &str = env!("CARGO_BIN_EXE_wharfage");
+
+/// How long a server may take to start serving or to stop.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after "wharfage is serving" [`Server::signal`] waits before signalling.
+const SIGNAL_GRACE: Duration = Duration::from_millis(500);
+
+/// A `wharfage` command that inherits no `WHARFAGE_*` variable from the test's environment
+/// and runs in `cwd`, so a default `./wharfage-data` can never land in the source tree.
+pub fn wharfage(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("WHARFAGE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(cwd).env("NO_COLOR", "1").stdin(Stdio::null());
+    cmd
+}
+
+/// A loopback port that was free a moment ago (for the tests that must name a port up front;
+/// everything else listens on port 0 and reads the bound address from the log).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    // All held at once, so the N ports differ.
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+/// A running `wharfage serve`. Dropping it kills the process (SIGKILL) and, when the test is
+/// failing, prints the server's log.
+pub struct Server {
+    child: Option<Child>,
+    /// The address the server bound, as it logged it.
+    pub addr: SocketAddr,
+    /// When it logged that it serves.
+    started: Instant,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// `wharfage serve --listen 127.0.0.1:0 --root ROOT --log-format json`, run from ROOT's
+    /// parent directory.
+    pub fn start(root: &Path) -> Server {
+        let cwd = root.parent().unwrap_or(Path::new("/"));
+        let mut cmd = wharfage(cwd);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"]).arg(root).args(["--log-format", "json"]);
+        Server::spawn(cmd)
+    }
+
+    /// Starts a prepared `wharfage serve` command, which must log in JSON (flag, file or
+    /// environment), and waits until it logs the address it serves on.
+    pub fn spawn(mut cmd: Command) -> Server {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = serving_addr(&line) {
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            })
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(addr) => break addr,
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = reader.join();
+                    panic!("wharfage did not log \"wharfage is serving\" within {START_TIMEOUT:?}; log:\n{}", log.lock().unwrap().join("\n"));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().unwrap();
+                    let _ = reader.join();
+                    panic!("wharfage exited ({status}) before serving; log:\n{}", log.lock().unwrap().join("\n"));
+                }
+            }
+        };
+        Server { child: Some(child), addr, started: Instant::now(), log, reader: Some(reader) }
+    }
+
+    /// `127.0.0.1:PORT`, as used in image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Graceful stop: SIGTERM, then the process must exit 0 within the timeout, having logged
+    /// that it stopped.
+    pub fn stop(self) {
+        self.signal("TERM");
+        self.expect_graceful_exit("SIGTERM");
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to the server.
+    ///
+    /// Not sooner than [`SIGNAL_GRACE`] after the server logged that it serves: `wharfage
+    /// serve` logs that line before its signal handlers are installed, and a SIGTERM in that
+    /// window kills it outright (a known bug, see `lifecycle::sigterm_right_after_serving_is_graceful`).
+    pub fn signal(&self, sig: &str) {
+        if let Some(wait) = SIGNAL_GRACE.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        self.signal_now(sig);
+    }
+
+    /// Sends a signal at once.
+    pub fn signal_now(&self, sig: &str) {
+        let pid = self.pid();
+        let signo = match sig {
+            "TERM" => 15,
+            "INT" => 2,
+            other => panic!("no signal number known for SIG{other}"),
+        };
+        extern "C" {
+            /// kill(2) from the C library std already links (no libc crate needed).
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our
+        // child's, which has not been waited for, so it cannot have been reused.
+        let rc = unsafe { kill(pid as i32, signo) };
+        assert_eq!(rc, 0, "kill(SIG{sig}) of {pid} failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit after a stop signal: it must exit 0 within the timeout,
+    /// having logged that it stopped.
+    #[track_caller]
+    pub fn expect_graceful_exit(mut self, after: &str) {
+        let status = self.wait(STOP_TIMEOUT);
+        let log = self.log().join("\n");
+        assert!(status.success(), "wharfage exited with {status} after {after}; log:\n{log}");
+        assert!(log.contains("\"stopped\""), "wharfage did not log that it stopped after {after}; log:\n{log}");
+    }
+
+    /// `kill -9`: no chance to flush or clean up anything.
+    pub fn kill9(mut self) {
+        let child = self.child.as_mut().unwrap();
+        child.kill().expect("SIGKILL wharfage");
+        let status = self.wait(STOP_TIMEOUT);
+        assert_eq!(status.signal(), Some(9), "wharfage should have died of SIGKILL, got {status}");
+    }
+
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let status = wait_timeout(&mut child, timeout).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wharfage did not exit within {timeout:?}; log:\n{}", self.log().join("\n"))
+        });
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- wharfage log ({}) ----\n{}\n---- end of wharfage log ----", self.addr, self.log().join("\n"));
+        }
+    }
+}
+
+/// The address in the `wharfage is serving` JSON log line.
+fn serving_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = v.get("fields")?;
+    if fields.get("message")?.as_str()? != "wharfage is serving" {
+        return None;
+    }
+    fields.get("addr")?.as_str()?.parse().ok()
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to completion with its output captured, killing it after `timeout`.
+pub fn run(mut cmd: Command, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let status = wait_timeout(&mut child, timeout);
+    let status = match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            panic!("{what} did not finish within {timeout:?}; stderr:\n{}", String::from_utf8_lossy(&stderr));
+        }
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
+
+/// A test's scratch directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("wharfage-e2e-").tempdir().unwrap()
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,19 @@
+//! End-to-end tests of the `wharfage` binary with real peers, never mocks: the built binary is
+//! started on a free loopback port over a temporary root, and skopeo (or raw HTTP where
+//! skopeo cannot express the case) talks to it. Covers the skopeo round trips of issue 2
+//! (multi-layer image and multi-arch index in and out byte-exactly, inspect, delete), the same
+//! across a graceful restart and a `kill -9`, chunked, cancelled and resumed uploads, and
+//! configuration through a file, the environment and flags, and graceful shutdown.
+//!
+//! skopeo must be installed: `scripts/test.sh` installs it. These tests fail (never skip)
+//! when it is missing.
+
+mod client;
+mod config;
+mod fixtures;
+mod harness;
+mod lifecycle;
+mod restart;
+mod round_trip;
+mod skopeo;
+mod uploads;
