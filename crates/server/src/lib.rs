@@ -26,6 +26,16 @@ use request::Req;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// When set, blob GETs answer with a redirect to a presigned object-store URL valid this
+    /// long, so clients download straight from the store.
+    pub blob_redirect: Option<std::time::Duration>,
+}
+
+impl AppState {
+    /// State over a store, with every option at its default.
+    pub fn new(store: Store) -> Self {
+        AppState { store, blob_redirect: None }
+    }
 }
 
 /// The registry's router.

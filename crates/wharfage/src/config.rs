@@ -16,6 +16,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which storage backend holds the registry's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// A local directory (`--root`); one process owns it.
+    Fs,
+    /// An S3-compatible bucket; any number of replicas may share it.
+    S3,
+}
+
 /// `wharfage serve` flags. Every flag can also come from the environment or the config file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -34,6 +44,24 @@ pub struct ServeArgs {
     /// Log filter in tracing's syntax, e.g. `info` or `wharfage=debug` [default: info]
     #[arg(long, env = "WHARFAGE_LOG")]
     log: Option<String>,
+    /// Storage backend [default: fs]
+    #[arg(long, env = "WHARFAGE_STORAGE", value_enum)]
+    storage: Option<StorageKind>,
+    /// S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com (plain http only on loopback)
+    #[arg(long, env = "WHARFAGE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 bucket (must exist)
+    #[arg(long, env = "WHARFAGE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// S3 region [default: us-east-1]
+    #[arg(long, env = "WHARFAGE_S3_REGION")]
+    s3_region: Option<String>,
+    /// Key prefix inside the bucket
+    #[arg(long, env = "WHARFAGE_S3_PREFIX")]
+    s3_prefix: Option<String>,
+    /// Answer blob GETs with a redirect to a presigned object-store URL
+    #[arg(long, env = "WHARFAGE_S3_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
+    s3_redirect: Option<bool>,
 }
 
 /// Keys of the TOML file. Unknown keys are an error, so typos do not pass silently.
@@ -44,13 +72,29 @@ struct FileConfig {
     root: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log: Option<String>,
+    storage: Option<StorageKind>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_redirect: Option<bool>,
+    /// Access keys may also come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+}
+
+/// Where the registry keeps its data.
+#[derive(Debug)]
+pub enum Storage {
+    Fs(PathBuf),
+    S3 { config: store::S3Config, redirect: bool },
 }
 
 /// The resolved configuration of `serve`.
 #[derive(Debug)]
 pub struct ServeConfig {
     pub listen: String,
-    pub root: PathBuf,
+    pub storage: Storage,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -67,9 +111,29 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
+        let storage = match args.storage.or(file.storage).unwrap_or(StorageKind::Fs) {
+            StorageKind::Fs => Storage::Fs(args.root.or(file.root).unwrap_or_else(|| "wharfage-data".into())),
+            StorageKind::S3 => {
+                let required = |v: Option<String>, flag: &str| {
+                    v.ok_or_else(|| CliError::Config(format!("--storage s3 needs --{flag} (or WHARFAGE_{})", flag.to_uppercase().replace('-', "_"))))
+                };
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                Storage::S3 {
+                    config: store::S3Config {
+                        endpoint: required(args.s3_endpoint.or(file.s3_endpoint), "s3-endpoint")?,
+                        bucket: required(args.s3_bucket.or(file.s3_bucket), "s3-bucket")?,
+                        region: args.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
+                        prefix: args.s3_prefix.or(file.s3_prefix),
+                        access_key_id: env("AWS_ACCESS_KEY_ID").or(file.s3_access_key_id),
+                        secret_access_key: env("AWS_SECRET_ACCESS_KEY").or(file.s3_secret_access_key),
+                    },
+                    redirect: args.s3_redirect.or(file.s3_redirect).unwrap_or(false),
+                }
+            }
+        };
         Ok(ServeConfig {
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".into()),
-            root: args.root.or(file.root).unwrap_or_else(|| "wharfage-data".into()),
+            storage,
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         })

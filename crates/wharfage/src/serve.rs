@@ -3,7 +3,7 @@
 use axum::serve::ListenerExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, ServeConfig};
+use crate::config::{LogFormat, ServeConfig, Storage};
 use crate::CliError;
 
 /// Runs the registry until SIGTERM or SIGINT, then lets in-flight requests finish.
@@ -19,40 +19,43 @@ pub fn run(cfg: ServeConfig) -> Result<(), CliError> {
 }
 
 async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
-    let store = store::Store::filesystem(&cfg.root)?;
+    // Signal handlers go in before anything is announced: a SIGTERM that arrives right after
+    // "serving" must still mean a graceful stop, not the default action (death).
+    let shutdown = shutdown_signal()?;
+    let store = match &cfg.storage {
+        Storage::Fs(root) => store::Store::filesystem(root)?,
+        Storage::S3 { config, .. } => store::Store::s3(config)?,
+    };
+    // Refuse to start against a store that does not answer, rather than fail every request.
     store.ping().await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|source| CliError::Listen { addr: cfg.listen.clone(), source })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
-    let app = server::router(server::AppState { store });
+    let mut state = server::AppState::new(store);
+    if let Storage::S3 { redirect: true, .. } = &cfg.storage {
+        state.blob_redirect = Some(std::time::Duration::from_secs(600));
+    }
+    let app = server::router(state);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM/SIGINT handlers now and returns the future that resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }

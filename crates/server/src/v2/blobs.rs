@@ -10,6 +10,7 @@ use super::finish;
 use crate::error::{ApiError, ApiResult};
 use crate::range::parse_range;
 use crate::request::Req;
+use crate::AppState;
 
 fn unknown(repo: &RepoName, d: &Digest) -> ApiError {
     ApiError::new(ErrorCode::BlobUnknown, format!("blob {d} is not in repository {repo}"))
@@ -27,7 +28,8 @@ fn unsatisfiable(e: ApiError, size: u64) -> Response {
 }
 
 /// GET or HEAD of a blob the repository links.
-pub(crate) async fn get(store: &Store, repo: &RepoName, d: &Digest, req: &Req) -> ApiResult {
+pub(crate) async fn get(state: &AppState, repo: &RepoName, d: &Digest, req: &Req) -> ApiResult {
+    let store = &state.store;
     if !store.blob_linked(repo, d).await? {
         return Err(unknown(repo, d));
     }
@@ -66,6 +68,17 @@ pub(crate) async fn get(store: &Store, repo: &RepoName, d: &Digest, req: &Req) -
     let b = b.status(status).header("content-length", len);
     if req.method == Method::HEAD {
         return Ok(finish(b, Body::empty()));
+    }
+    if let Some(ttl) = state.blob_redirect {
+        if let Some(url) = store.presigned_blob_url(d, ttl).await? {
+            // The client repeats its Range header on the redirected request.
+            let redirect = Builder::new()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header("location", url.as_str())
+                .header("docker-content-digest", d.to_string())
+                .header("content-length", 0);
+            return Ok(finish(redirect, Body::empty()));
+        }
     }
     let body = store.read_blob(d, resolved).await?;
     Ok(finish(b, Body::from_stream(body.stream)))

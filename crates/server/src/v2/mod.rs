@@ -24,7 +24,7 @@ pub(crate) async fn handle(state: &AppState, ep: Endpoint, req: Req) -> ApiResul
         (Endpoint::Catalog, &Method::GET) => listing::catalog(store, &req).await,
         (Endpoint::Tags(repo), &Method::GET) => listing::tags(store, &repo, &req).await,
         (Endpoint::Referrers(repo, d), &Method::GET) => listing::referrers(store, &repo, &d, &req).await,
-        (Endpoint::Blob(repo, d), &Method::GET | &Method::HEAD) => blobs::get(store, &repo, &d, &req).await,
+        (Endpoint::Blob(repo, d), &Method::GET | &Method::HEAD) => blobs::get(state, &repo, &d, &req).await,
         (Endpoint::Blob(repo, d), &Method::DELETE) => blobs::delete(store, &repo, &d).await,
         (Endpoint::UploadStart(repo), &Method::POST) => uploads::start(store, &repo, req).await,
         (Endpoint::Upload(repo, id), &Method::GET) => uploads::status(store, &repo, &id).await,

@@ -50,7 +50,7 @@ impl Registry {
 
     async fn serve(root: PathBuf, outer: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
         let store = store::Store::filesystem(&root).expect("filesystem store");
-        let app = server::router(server::AppState { store });
+        let app = server::router(server::AppState::new(store));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {

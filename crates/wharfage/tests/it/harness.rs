@@ -18,8 +18,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_wharfage");
 /// How long a server may take to start serving or to stop.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long after "wharfage is serving" [`Server::signal`] waits before signalling.
-const SIGNAL_GRACE: Duration = Duration::from_millis(500);
 
 /// A `wharfage` command that inherits no `WHARFAGE_*` variable from the test's environment
 /// and runs in `cwd`, so a default `./wharfage-data` can never land in the source tree.
@@ -128,14 +126,7 @@ impl Server {
     }
 
     /// Sends a signal (`TERM`, `INT`, ...) to the server.
-    ///
-    /// Not sooner than [`SIGNAL_GRACE`] after the server logged that it serves: `wharfage
-    /// serve` logs that line before its signal handlers are installed, and a SIGTERM in that
-    /// window kills it outright (a known bug, see `lifecycle::sigterm_right_after_serving_is_graceful`).
     pub fn signal(&self, sig: &str) {
-        if let Some(wait) = SIGNAL_GRACE.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(wait);
-        }
         self.signal_now(sig);
     }
 

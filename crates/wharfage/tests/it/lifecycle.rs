@@ -59,14 +59,10 @@ fn stop_signals_finish_in_flight_requests() {
     }
 }
 
-/// `wharfage serve` logs "wharfage is serving" before it installs its SIGTERM/SIGINT handlers
-/// (they are installed when the graceful-shutdown future is first polled, inside
-/// `axum::serve`), so a stop signal that follows the log line closely kills the process with
-/// the default disposition instead of stopping it gracefully. A supervisor that starts and
-/// soon stops the registry (tests, a crash-looping orchestrator) sees exit by signal 15.
-/// Ignored until serve.rs installs the handlers before it logs that it serves.
+/// A stop signal that follows the "wharfage is serving" log line closely must still stop the
+/// server gracefully (the handlers are installed before that line): a supervisor that starts
+/// and soon stops the registry must not see death by signal 15.
 #[test]
-#[ignore = "known bug: SIGTERM right after `wharfage is serving` kills the process (handlers installed late)"]
 fn sigterm_right_after_serving_is_graceful() {
     let tmp = tempdir();
     for _ in 0..20 {
