@@ -2,6 +2,7 @@
 //! a repository name, a tag, a manifest and an OCI error code are. Types are built only by
 //! parsing ("parse, don't validate"), so holding a `Digest` or a `RepoName` means it is valid.
 
+pub mod config;
 pub mod digest;
 pub mod error;
 pub mod image_ref;
@@ -9,6 +10,7 @@ pub mod manifest;
 pub mod media;
 pub mod name;
 
+pub use config::{Port, RunMetadata};
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::{ErrorCode, ParseError};
 pub use image_ref::{AppId, ImageRef};

@@ -1,7 +1,8 @@
-//! wharfage's HTTP front: the OCI Distribution `/v2/` API over the store. Routing goes through
-//! one typed parser ([`endpoint::Endpoint`]); errors become OCI JSON errors in one place
-//! ([`error::ApiError`]).
+//! wharfage's HTTP front: the OCI Distribution `/v2/` API over the store, and the `/api/v1`
+//! management API (stagings, apps). `/v2/` routing goes through one typed parser
+//! ([`endpoint::Endpoint`]); errors become JSON errors in one place ([`error::ApiError`]).
 
+mod api;
 pub mod endpoint;
 pub mod error;
 pub mod range;
@@ -29,18 +30,20 @@ pub struct AppState {
     /// When set, blob GETs answer with a redirect to a presigned object-store URL valid this
     /// long, so clients download straight from the store.
     pub blob_redirect: Option<std::time::Duration>,
+    /// The staging engine behind `/api/v1/stagings`; `None` answers 503 there.
+    pub stager: Option<stage::Stager>,
 }
 
 impl AppState {
-    /// State over a store, with every option at its default.
+    /// State over a store, with every option at its default (no staging engine).
     pub fn new(store: Store) -> Self {
-        AppState { store, blob_redirect: None }
+        AppState { store, blob_redirect: None, stager: None }
     }
 }
 
 /// The registry's router.
 pub fn router(state: AppState) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+    Router::new().merge(api::routes()).fallback(dispatch).with_state(state)
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {

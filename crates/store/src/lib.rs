@@ -7,6 +7,7 @@
 //! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
 //! every change goes through this cache, as with a local root directory.
 
+mod apps;
 mod blobs;
 mod cache;
 mod error;
@@ -24,6 +25,7 @@ use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+pub use apps::StagingRecord;
 pub use blobs::BlobBody;
 pub use manifests::StoredManifest;
 pub use error::{Result, StoreError};

@@ -62,6 +62,15 @@ pub struct ServeArgs {
     /// Answer blob GETs with a redirect to a presigned object-store URL
     #[arg(long, env = "WHARFAGE_S3_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
     s3_redirect: Option<bool>,
+    /// Upstream registry (host:port) to reach over plain HTTP when staging; repeatable
+    #[arg(long = "insecure-registry", env = "WHARFAGE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM bundle) trusted for upstream registries, besides the system roots
+    #[arg(long, env = "WHARFAGE_UPSTREAM_CA")]
+    upstream_ca: Option<PathBuf>,
+    /// Parallel blob downloads per staging [default: 4]
+    #[arg(long, env = "WHARFAGE_STAGE_CONCURRENCY")]
+    stage_concurrency: Option<usize>,
 }
 
 /// Keys of the TOML file. Unknown keys are an error, so typos do not pass silently.
@@ -81,6 +90,10 @@ struct FileConfig {
     /// Access keys may also come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    #[serde(default)]
+    insecure_registries: Vec<String>,
+    upstream_ca: Option<PathBuf>,
+    stage_concurrency: Option<usize>,
 }
 
 /// Where the registry keeps its data.
@@ -97,6 +110,8 @@ pub struct ServeConfig {
     pub storage: Storage,
     pub log_format: LogFormat,
     pub log: String,
+    pub upstream: upstream::UpstreamConfig,
+    pub stage_concurrency: usize,
 }
 
 impl ServeConfig {
@@ -131,7 +146,22 @@ impl ServeConfig {
                 }
             }
         };
+        let mut insecure = args.insecure_registries;
+        insecure.extend(file.insecure_registries);
+        let extra_ca_pem = match args.upstream_ca.or(file.upstream_ca) {
+            Some(path) => Some(
+                std::fs::read(&path).map_err(|e| CliError::Config(format!("upstream CA bundle {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let upstream = upstream::UpstreamConfig { insecure, extra_ca_pem, ..Default::default() };
+        let stage_concurrency = args.stage_concurrency.or(file.stage_concurrency).unwrap_or(4);
+        if stage_concurrency == 0 {
+            return Err(CliError::Config("stage_concurrency must be at least 1".into()));
+        }
         Ok(ServeConfig {
+            upstream,
+            stage_concurrency,
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".into()),
             storage,
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),

@@ -33,7 +33,9 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
         .map_err(|source| CliError::Listen { addr: cfg.listen.clone(), source })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
-    let mut state = server::AppState::new(store);
+    let upstream = upstream::Client::new(cfg.upstream.clone()).map_err(|e| CliError::Config(e.to_string()))?;
+    let mut state = server::AppState::new(store.clone());
+    state.stager = Some(stage::Stager::new(store, upstream, cfg.stage_concurrency));
     if let Storage::S3 { redirect: true, .. } = &cfg.storage {
         state.blob_redirect = Some(std::time::Duration::from_secs(600));
     }

@@ -1,0 +1,219 @@
+//! The `/api/v1` management API: stage an app's image, list apps and their stagings.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use http::{HeaderMap, StatusCode};
+use oci::{AppId, ImageRef};
+use serde::Deserialize;
+use stage::{Event, Platform, StageError, StageRequest, StageResult, Stager};
+use store::StagingRecord;
+use tokio::sync::mpsc;
+use zeroize::Zeroize;
+
+use crate::AppState;
+
+/// The routes of the management API.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/stagings", post(create_staging))
+        .route("/api/v1/apps", get(list_apps))
+        .route("/api/v1/apps/{app}", get(show_app))
+}
+
+/// A JSON error in the same shape as the registry API's.
+fn error(status: u16, code: &str, message: impl std::fmt::Display) -> Response {
+    let body = serde_json::json!({ "errors": [{ "code": code, "message": message.to_string() }] });
+    json(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body)
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn stage_error(e: &StageError) -> Response {
+    error(e.status(), e.code(), e)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageBody {
+    source: String,
+    app: String,
+    platform: Option<String>,
+    credentials: Option<CredentialsBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsBody {
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+impl CredentialsBody {
+    /// Moves the secrets into zeroising credentials and wipes the parsed copies.
+    fn take(mut self) -> Result<upstream::Credentials, String> {
+        let creds = match (&self.username, &self.password, &self.token) {
+            (Some(u), Some(p), None) => Ok(upstream::Credentials::basic(u.clone(), p.clone())),
+            (None, None, Some(t)) => Ok(upstream::Credentials::token(t.clone())),
+            _ => Err("credentials must be {\"username\", \"password\"} or {\"token\"}".to_string()),
+        };
+        for s in [&mut self.username, &mut self.password, &mut self.token].into_iter().flatten() {
+            s.zeroize();
+        }
+        creds
+    }
+}
+
+/// The registry host clients reach us by, for the pinned image reference.
+fn host(headers: &HeaderMap) -> String {
+    headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string()
+}
+
+fn parse_request(body: &[u8]) -> Result<StageRequest, String> {
+    let parsed: StageBody = serde_json::from_slice(body).map_err(|e| format!("invalid staging request: {e}"))?;
+    let credentials = parsed.credentials.map(CredentialsBody::take).transpose()?;
+    Ok(StageRequest {
+        source: ImageRef::parse(&parsed.source).map_err(|e| e.to_string())?,
+        app: AppId::parse(&parsed.app).map_err(|e| e.to_string())?,
+        platform: match parsed.platform.as_deref() {
+            Some(p) => Platform::parse(p)?,
+            None => Platform::default(),
+        },
+        credentials,
+    })
+}
+
+fn result_json(r: &StageResult, host: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["image"] = serde_json::Value::String(format!("{host}/{}@{}", r.repository, r.digest));
+    v
+}
+
+/// POST `/api/v1/stagings`: 201 with the result, or with `Accept: application/x-ndjson` a
+/// stream of progress events ending in `{"event":"result",...}` or `{"event":"error",...}`.
+async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(stager) = state.stager.clone() else {
+        return error(503, "UNAVAILABLE", "staging is not enabled on this server");
+    };
+    // The body may hold a password: parse it from a private copy that is wiped afterwards.
+    let mut raw = body.to_vec();
+    drop(body);
+    let parsed = parse_request(&raw);
+    raw.zeroize();
+    let req = match parsed {
+        Ok(r) => r,
+        Err(m) => return error(400, "BAD_REQUEST", m),
+    };
+    let host = host(&headers);
+    let streaming = headers
+        .get("accept")
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/x-ndjson"));
+    if streaming {
+        return stream_staging(stager, req, host);
+    }
+    // The staging runs in its own task: a client that goes away does not cut it short.
+    match tokio::spawn(async move { stager.stage(req, None).await }).await {
+        Ok(Ok(r)) => json(StatusCode::CREATED, &result_json(&r, &host)),
+        Ok(Err(e)) => stage_error(&e),
+        Err(e) => error(500, "INTERNAL", format!("staging task failed: {e}")),
+    }
+}
+
+fn stream_staging(stager: Stager, req: StageRequest, host: String) -> Response {
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    let task = tokio::spawn(async move { stager.stage(req, Some(tx)).await });
+    let events = tokio_stream_from(rx).map(|e| line(&serde_json::to_value(e).unwrap_or_default()));
+    let last = futures::stream::once(async move {
+        let v = match task.await {
+            Ok(Ok(r)) => {
+                let mut v = result_json(&r, &host);
+                v["event"] = "result".into();
+                v
+            }
+            Ok(Err(e)) => serde_json::json!({ "event": "error", "status": e.status(), "code": e.code(), "message": e.to_string() }),
+            Err(e) => serde_json::json!({ "event": "error", "status": 500, "code": "INTERNAL", "message": e.to_string() }),
+        };
+        line(&v)
+    });
+    let body = Body::from_stream(events.chain(last).map(Ok::<_, std::convert::Infallible>));
+    let mut r = Response::new(body);
+    r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/x-ndjson"));
+    r
+}
+
+fn line(v: &serde_json::Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> futures::stream::BoxStream<'static, T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+fn record_json(r: &StagingRecord, host: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["image"] = serde_json::Value::String(format!("{host}/{}@{}", r.repository, r.digest));
+    v
+}
+
+/// GET `/api/v1/apps`: every app with its current staging.
+async fn list_apps(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let host = host(&headers);
+    let store = &state.store;
+    let apps = match store.apps().await {
+        Ok(a) => a,
+        Err(e) => return error(503, "STORAGE_UNAVAILABLE", e),
+    };
+    let mut out = Vec::new();
+    for app in apps {
+        match app_json(store, &app, &host, false).await {
+            Ok(Some(v)) => out.push(v),
+            Ok(None) => {}
+            Err(e) => return error(503, "STORAGE_UNAVAILABLE", e),
+        }
+    }
+    json(StatusCode::OK, &serde_json::json!({ "apps": out }))
+}
+
+/// GET `/api/v1/apps/{app}`: the current staging and the history.
+async fn show_app(State(state): State<AppState>, headers: HeaderMap, Path(app): Path<String>) -> Response {
+    let app = match AppId::parse(&app) {
+        Ok(a) => a,
+        Err(e) => return error(400, "BAD_REQUEST", e),
+    };
+    match app_json(&state.store, &app, &host(&headers), true).await {
+        Ok(Some(v)) => json(StatusCode::OK, &v),
+        Ok(None) => error(404, "NOT_FOUND", format!("app {app} has no staging")),
+        Err(e) => error(503, "STORAGE_UNAVAILABLE", e),
+    }
+}
+
+async fn app_json(store: &store::Store, app: &AppId, host: &str, history: bool) -> Result<Option<serde_json::Value>, store::StoreError> {
+    let stagings = store.stagings(app).await?;
+    if stagings.is_empty() {
+        return Ok(None);
+    }
+    let current_id = store.current_staging(app).await?;
+    let current = stagings.iter().find(|s| Some(&s.staging_id) == current_id.as_ref()).or(stagings.last());
+    let mut v = serde_json::json!({
+        "app": app,
+        "current": current.map(|c| record_json(c, host)),
+    });
+    if history {
+        v["stagings"] = stagings.iter().rev().map(|s| record_json(s, host)).collect();
+    } else {
+        v["stagings_count"] = stagings.len().into();
+    }
+    Ok(Some(v))
+}

@@ -1,0 +1,306 @@
+//! The staging engine: resolve an app's image upstream, plan what the store lacks, copy only
+//! that (in parallel, one download per digest however many stagings want it), then pin the
+//! manifest under `apps/<app-id>` and record the staging. The platform's scale-ups then pull
+//! the pinned digest from wharfage, whatever happens upstream afterwards.
+//!
+//! Order of effects, so that a failure leaves nothing half-staged visible: blobs (content
+//! addressed, invisible until linked) -> links -> manifests (children first) -> staging
+//! record -> `current`.
+
+mod error;
+mod events;
+mod platform;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use oci::{AppId, Descriptor, Digest, ImageRef, Reference, RunMetadata};
+use store::{StagingRecord, Store};
+use tokio::sync::mpsc;
+use upstream::{Credentials, Fetched, Session};
+
+pub use error::StageError;
+pub use events::Event;
+pub use platform::Platform;
+
+/// What to stage.
+#[derive(Debug)]
+pub struct StageRequest {
+    pub source: ImageRef,
+    pub app: AppId,
+    pub platform: Platform,
+    /// Used for this staging only, then dropped (and zeroised).
+    pub credentials: Option<Credentials>,
+}
+
+/// The result of a staging, as the API answers it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageResult {
+    pub app: AppId,
+    pub staging_id: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub repository: String,
+    pub metadata: RunMetadata,
+    pub bytes_downloaded: u64,
+    pub bytes_reused: u64,
+    pub blobs_downloaded: u64,
+    pub blobs_reused: u64,
+    pub seconds: f64,
+}
+
+type Download = Shared<BoxFuture<'static, Result<u64, Arc<StageError>>>>;
+
+/// The staging engine; cheap to clone.
+#[derive(Clone)]
+pub struct Stager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    upstream: upstream::Client,
+    /// Parallel blob downloads per staging.
+    concurrency: usize,
+    /// Downloads in flight, by digest, shared by every staging that needs the blob.
+    inflight: Mutex<HashMap<Digest, Download>>,
+}
+
+/// Sends progress events when someone listens.
+#[derive(Clone)]
+struct Progress(Option<mpsc::Sender<Event>>);
+
+impl Progress {
+    async fn send(&self, e: Event) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(e).await;
+        }
+    }
+}
+
+impl Stager {
+    /// An engine over `store`, fetching with `upstream`, `concurrency` downloads at a time.
+    pub fn new(store: Store, upstream: upstream::Client, concurrency: usize) -> Self {
+        Stager { inner: Arc::new(Inner { store, upstream, concurrency: concurrency.max(1), inflight: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Stages an image for an app; progress goes to `events` if given.
+    pub async fn stage(&self, req: StageRequest, events: Option<mpsc::Sender<Event>>) -> Result<StageResult, StageError> {
+        let started = Instant::now();
+        let progress = Progress(events);
+        let source = req.source.to_string();
+        let session = self.inner.upstream.session(&req.source, req.credentials);
+        let store = &self.inner.store;
+
+        // Resolve: the top manifest, then the platform's manifest(s) of an index.
+        let top = self.manifest(&session, &req.source.reference).await?;
+        let (pinned, images) = if top.manifest.is_index() {
+            let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| req.platform.matches(d)).collect();
+            if chosen.is_empty() {
+                let available: Vec<String> = top.manifest.manifests.iter().map(platform::describe).collect();
+                return Err(StageError::NoPlatform { image: source, wanted: req.platform.to_string(), available: available.join(", ") });
+            }
+            let mut images = Vec::new();
+            for d in if req.platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
+                let child = self.manifest(&session, &Reference::Digest(d.digest.clone())).await?;
+                if child.manifest.is_index() {
+                    return Err(StageError::Unusable { image: source, reason: format!("index entry {} is itself an index", d.digest) });
+                }
+                images.push(child);
+            }
+            if req.platform == Platform::All {
+                (top, images)
+            } else {
+                let one = images.remove(0);
+                (one.clone(), vec![one])
+            }
+        } else {
+            (top.clone(), vec![top])
+        };
+
+        // Plan: every blob the images need, minus what the store holds.
+        let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+        for img in &images {
+            for d in img.manifest.required_blobs() {
+                blobs.entry(d.digest.clone()).or_insert_with(|| d.clone());
+            }
+        }
+        let mut missing = Vec::new();
+        let (mut bytes_reused, mut blobs_reused) = (0u64, 0u64);
+        for d in blobs.values() {
+            if store.blob_size(&d.digest).await? == Some(d.size) {
+                bytes_reused += d.size;
+                blobs_reused += 1;
+                progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
+            } else {
+                missing.push(d.clone());
+            }
+        }
+        progress.send(Event::Planned { digest: pinned.digest.clone(), download: missing.len() as u64, reuse: blobs_reused }).await;
+
+        // Copy: bounded parallelism, coalesced per digest across stagings.
+        let downloaded: Vec<u64> = futures::stream::iter(missing.iter().cloned())
+            .map(|d| self.fetch_blob(session.clone(), d, progress.clone()))
+            .buffer_unordered(self.inner.concurrency)
+            .try_collect()
+            .await?;
+
+        // Commit: links, manifests (children first), metadata, record.
+        let repo = req.app.repository();
+        for d in blobs.keys() {
+            store.link_blob(&repo, d).await?;
+        }
+        for img in &images {
+            if img.digest != pinned.digest {
+                store.put_manifest(&repo, &img.digest, &img.media_type, img.bytes.clone(), None).await?;
+            }
+        }
+        store.put_manifest(&repo, &pinned.digest, &pinned.media_type, pinned.bytes.clone(), None).await?;
+        let metadata = self.metadata(&images, &source).await?;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let staging_id = format!("{now_ms:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let result = StageResult {
+            app: req.app.clone(),
+            staging_id: staging_id.clone(),
+            digest: pinned.digest.clone(),
+            media_type: pinned.media_type.clone(),
+            repository: repo.to_string(),
+            metadata,
+            bytes_downloaded: downloaded.iter().sum(),
+            bytes_reused,
+            blobs_downloaded: downloaded.len() as u64,
+            blobs_reused,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        store
+            .record_staging(&StagingRecord {
+                app: req.app,
+                staging_id,
+                source,
+                repository: result.repository.clone(),
+                digest: result.digest.clone(),
+                media_type: result.media_type.clone(),
+                metadata: result.metadata.clone(),
+                bytes_downloaded: result.bytes_downloaded,
+                bytes_reused: result.bytes_reused,
+                blobs_downloaded: result.blobs_downloaded,
+                blobs_reused: result.blobs_reused,
+                seconds: result.seconds,
+                created_ms: now_ms,
+            })
+            .await?;
+        tracing::info!(app = %result.app, digest = %result.digest, downloaded = result.bytes_downloaded,
+            reused = result.bytes_reused, seconds = result.seconds, "staged");
+        Ok(result)
+    }
+
+    /// A manifest by tag or digest: HEAD first, and when the store already holds that digest
+    /// its stored bytes are used, so re-staging an unchanged image does not GET it again.
+    async fn manifest(&self, session: &Session, reference: &Reference) -> Result<Fetched, StageError> {
+        let known = match reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(_) => session.head_manifest(reference).await?,
+        };
+        if let Some(d) = known {
+            if self.inner.store.blob_size(&d).await?.is_some() {
+                let bytes = self.inner.store.read_blob_bytes(&d).await?;
+                if let Ok(manifest) = oci::Manifest::parse(&bytes, None) {
+                    return Ok(Fetched { digest: d, media_type: manifest.media_type.clone(), bytes, manifest });
+                }
+            }
+        }
+        Ok(session.manifest(reference).await?)
+    }
+
+    /// Downloads one blob into the store, or waits for the download another staging started.
+    async fn fetch_blob(&self, session: Session, d: Descriptor, progress: Progress) -> Result<u64, StageError> {
+        let (fut, owner) = {
+            let mut inflight = self.inner.inflight.lock().map_err(|_| StageError::BadRequest("engine lock poisoned".into()))?;
+            match inflight.get(&d.digest) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = download(self.inner.store.clone(), session, d.clone(), progress.clone()).boxed().shared();
+                    inflight.insert(d.digest.clone(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        let result = fut.await;
+        if owner {
+            if let Ok(mut inflight) = self.inner.inflight.lock() {
+                inflight.remove(&d.digest);
+            }
+        }
+        match result {
+            // A staging that waited on another's download did not download the bytes itself.
+            Ok(size) if owner => Ok(size),
+            Ok(_) => {
+                progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
+                Ok(0)
+            }
+            // The first waiter to finish may own the error outright; the others get its copy.
+            Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StageError::Shared { status: shared.status(), message: shared.to_string() })),
+        }
+    }
+
+    /// Run metadata of the pinned image (for an index: the linux/amd64 image, else the first).
+    async fn metadata(&self, images: &[Fetched], source: &str) -> Result<RunMetadata, StageError> {
+        let Some(config) = images.iter().find_map(|i| i.manifest.config.as_ref()) else {
+            return Ok(RunMetadata::default());
+        };
+        let bytes = self.inner.store.read_blob_bytes(&config.digest).await?;
+        RunMetadata::from_config(&bytes).map_err(|e| StageError::Unusable { image: source.to_string(), reason: e.to_string() })
+    }
+}
+
+/// Streams one blob from the upstream into the store (verified there, in the same pass).
+async fn download(store: Store, session: Session, d: Descriptor, progress: Progress) -> Result<u64, Arc<StageError>> {
+    let run = async {
+        progress.send(Event::BlobStarted { digest: d.digest.clone(), size: d.size }).await;
+        let stream = session.blob(&d.digest, d.size).await?;
+        let counted = progress_stream(stream, d.digest.clone(), progress.clone());
+        let size = store.put_blob(&d.digest, counted).await?;
+        if size != d.size {
+            return Err(StageError::Corrupt { what: format!("blob {}", d.digest), detail: format!("{size} bytes, the manifest says {}", d.size) });
+        }
+        progress.send(Event::BlobDone { digest: d.digest.clone(), size }).await;
+        Ok(size)
+    };
+    run.await.map_err(Arc::new)
+}
+
+/// Reports bytes received about every MiB.
+fn progress_stream(stream: upstream::ByteStream, digest: Digest, progress: Progress) -> store::ByteStream {
+    if progress.0.is_none() {
+        return stream;
+    }
+    let mut total = 0u64;
+    let mut reported = 0u64;
+    stream
+        .then(move |chunk| {
+            let progress = progress.clone();
+            let digest = digest.clone();
+            if let Ok(c) = &chunk {
+                total += c.len() as u64;
+            }
+            let report = (total - reported >= 1 << 20).then(|| {
+                reported = total;
+                total
+            });
+            async move {
+                if let Some(bytes) = report {
+                    progress.send(Event::BlobProgress { digest, bytes }).await;
+                }
+                chunk
+            }
+        })
+        .boxed()
+}

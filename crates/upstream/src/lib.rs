@@ -1,0 +1,20 @@
+//! A thin client for upstream registries, written for staging: resolve a manifest, stream
+//! blobs. It speaks the Docker token flow (anonymous and credentialed bearer tokens, identity
+//! tokens) and basic auth, retries what is worth retrying with backoff and jitter, resumes
+//! interrupted blob downloads with `Range`, follows redirects without carrying the upstream's
+//! `Authorization` to another host, and trusts an extra CA bundle for private registries.
+//! Plain HTTP is used only for hosts on an allow-list.
+//!
+//! Credentials live in a [`Session`] (one staging) and are zeroised when it is dropped;
+//! tokens obtained with them are cached only in that session. Anonymous tokens are cached
+//! per registry and scope in the [`Client`].
+
+mod auth;
+mod client;
+mod credentials;
+mod error;
+mod retry;
+
+pub use client::{ByteStream, Client, Fetched, Session, UpstreamConfig};
+pub use credentials::Credentials;
+pub use error::UpstreamError;
