@@ -1,6 +1,7 @@
 //! The `wharfage` binary: command line, configuration and process lifecycle.
 
 mod config;
+mod remote;
 mod serve;
 
 use std::process::ExitCode;
@@ -19,6 +20,40 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(config::ServeArgs),
+    /// Stage an app's image: copy it from its upstream into wharfage and pin it.
+    Stage {
+        /// Image reference, e.g. `redis:7` or `registry.example.com/team/app:v1`
+        source: String,
+        /// The app's id (lowercase letters, digits, '.', '_', '-')
+        #[arg(long)]
+        app: String,
+        /// The wharfage server
+        #[arg(long, env = "WHARFAGE_SERVER", default_value = remote::DEFAULT_SERVER)]
+        server: String,
+        /// Username for the upstream registry (with --password-stdin)
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the upstream password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        /// Platform to pin from a multi-arch image (`os/arch[/variant]`), or `all` [default: linux/amd64]
+        #[arg(long)]
+        platform: Option<String>,
+        /// Print the API's result object as JSON on stdout, and nothing else there
+        #[arg(long)]
+        json: bool,
+    },
+    /// List apps, or show one app's stagings.
+    Apps {
+        /// Show this app's staging history
+        app: Option<String>,
+        /// The wharfage server
+        #[arg(long, env = "WHARFAGE_SERVER", default_value = remote::DEFAULT_SERVER)]
+        server: String,
+        /// Print the API's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Everything that can stop the binary, with a message naming the cause.
@@ -32,12 +67,18 @@ pub enum CliError {
     Listen { addr: String, source: std::io::Error },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Remote(String),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => config::ServeConfig::load(args).and_then(serve::run),
+        Command::Stage { source, app, server, username, password_stdin, platform, json } => {
+            remote::stage(remote::StageArgs { server, source, app, platform, username, password_stdin, json })
+        }
+        Command::Apps { app, server, json } => remote::apps(&server, app.as_deref(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
