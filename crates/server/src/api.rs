@@ -3,7 +3,7 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
@@ -21,7 +21,9 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/stagings", post(create_staging))
         .route("/api/v1/apps", get(list_apps))
-        .route("/api/v1/apps/{app}", get(show_app))
+        .route("/api/v1/apps/live", put(sync_live))
+        .route("/api/v1/apps/{app}", get(show_app).delete(remove_app))
+        .route("/api/v1/gc", post(collect))
 }
 
 /// A JSON error in the same shape as the registry API's.
@@ -216,4 +218,96 @@ async fn app_json(store: &store::Store, app: &AppId, host: &str, history: bool) 
         v["stagings_count"] = stagings.len().into();
     }
     Ok(Some(v))
+}
+
+/// DELETE `/api/v1/apps/{app}`: unpin every staging of the app.
+async fn remove_app(State(state): State<AppState>, Path(app): Path<String>) -> Response {
+    let app = match AppId::parse(&app) {
+        Ok(a) => a,
+        Err(e) => return error(400, "BAD_REQUEST", e),
+    };
+    match state.store.stagings(&app).await {
+        Ok(s) if s.is_empty() => return error(404, "NOT_FOUND", format!("app {app} has no staging")),
+        Ok(_) => {}
+        Err(e) => return error(503, "STORAGE_UNAVAILABLE", e),
+    }
+    match state.store.unpin_app(&app).await {
+        Ok(n) => json(StatusCode::OK, &serde_json::json!({ "app": app, "unpinned_stagings": n })),
+        Err(e) => error(503, "STORAGE_UNAVAILABLE", e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiveBody {
+    apps: Vec<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// PUT `/api/v1/apps/live`: the platform's list of apps that still exist; every other app is
+/// unpinned. Refuses to unpin more than half of the apps without `force`, since an empty or
+/// truncated list from a confused platform would otherwise unpin everything.
+async fn sync_live(State(state): State<AppState>, body: Bytes) -> Response {
+    let parsed: LiveBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(400, "BAD_REQUEST", format!("invalid live list: {e}; expected {{\"apps\": [...], \"force\": false}}")),
+    };
+    let mut live = std::collections::HashSet::new();
+    for a in &parsed.apps {
+        match AppId::parse(a) {
+            Ok(id) => {
+                live.insert(id);
+            }
+            Err(e) => return error(400, "BAD_REQUEST", e),
+        }
+    }
+    let existing = match state.store.apps().await {
+        Ok(a) => a,
+        Err(e) => return error(503, "STORAGE_UNAVAILABLE", e),
+    };
+    let doomed: Vec<&AppId> = existing.iter().filter(|a| !live.contains(*a)).collect();
+    if doomed.len() * 2 > existing.len() && !parsed.force {
+        return error(409, "TOO_MANY_UNPINS", format!(
+            "the live list would unpin {} of {} apps; send \"force\": true if that is intended",
+            doomed.len(),
+            existing.len()
+        ));
+    }
+    let mut unpinned = Vec::new();
+    for app in doomed {
+        if let Err(e) = state.store.unpin_app(app).await {
+            return error(503, "STORAGE_UNAVAILABLE", e);
+        }
+        unpinned.push(app.clone());
+    }
+    let kept = existing.len() - unpinned.len();
+    json(StatusCode::OK, &serde_json::json!({ "unpinned": unpinned, "kept": kept }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GcBody {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// POST `/api/v1/gc`: one garbage collection, answered with what it removed.
+async fn collect(State(state): State<AppState>, body: Bytes) -> Response {
+    let parsed: GcBody = if body.is_empty() {
+        GcBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(400, "BAD_REQUEST", format!("invalid gc request: {e}; expected {{\"dry_run\": bool}}")),
+        }
+    };
+    let opts = store::GcOptions { dry_run: parsed.dry_run, ..state.gc.clone() };
+    let store = state.store.clone();
+    // Its own task: a client that hangs up does not interrupt a sweep half-way.
+    match tokio::spawn(async move { store.collect_garbage(&opts).await }).await {
+        Ok(Ok(report)) => json(StatusCode::OK, &serde_json::to_value(report).unwrap_or_default()),
+        Ok(Err(e)) => error(503, "STORAGE_UNAVAILABLE", e),
+        Err(e) => error(500, "INTERNAL", format!("gc task failed: {e}")),
+    }
 }

@@ -32,12 +32,14 @@ pub struct AppState {
     pub blob_redirect: Option<std::time::Duration>,
     /// The staging engine behind `/api/v1/stagings`; `None` answers 503 there.
     pub stager: Option<stage::Stager>,
+    /// Grace period and retention for `/api/v1/gc` (its `dry_run` comes with each request).
+    pub gc: store::GcOptions,
 }
 
 impl AppState {
     /// State over a store, with every option at its default (no staging engine).
     pub fn new(store: Store) -> Self {
-        AppState { store, blob_redirect: None, stager: None }
+        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default() }
     }
 }
 

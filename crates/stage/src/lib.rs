@@ -135,8 +135,13 @@ impl Stager {
         }
         let mut missing = Vec::new();
         let (mut bytes_reused, mut blobs_reused) = (0u64, 0u64);
+        // Protected first, so a concurrent garbage collection cannot remove what we reuse.
+        let mut wanted: Vec<Digest> = blobs.keys().cloned().collect();
+        wanted.extend(images.iter().map(|i| i.digest.clone()));
+        wanted.push(pinned.digest.clone());
+        store.protect(&wanted).await?;
         for d in blobs.values() {
-            if store.blob_size(&d.digest).await? == Some(d.size) {
+            if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
                 bytes_reused += d.size;
                 blobs_reused += 1;
                 progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
@@ -152,6 +157,16 @@ impl Stager {
             .buffer_unordered(self.inner.concurrency)
             .try_collect()
             .await?;
+
+        // Protect again right before committing (downloads may outlast the protect window),
+        // and fetch anything a concurrent garbage collection removed meanwhile.
+        store.protect(&wanted).await?;
+        let mut downloaded = downloaded;
+        for d in blobs.values() {
+            if store.blob_size_fresh(&d.digest).await?.is_none() {
+                downloaded.push(self.fetch_blob(session.clone(), d.clone(), progress.clone()).await?);
+            }
+        }
 
         // Commit: links, manifests (children first), metadata, record.
         let repo = req.app.repository();
@@ -210,7 +225,7 @@ impl Stager {
             Reference::Tag(_) => session.head_manifest(reference).await?,
         };
         if let Some(d) = known {
-            if self.inner.store.blob_size(&d).await?.is_some() {
+            if self.inner.store.blob_size_fresh(&d).await?.is_some() {
                 let bytes = self.inner.store.read_blob_bytes(&d).await?;
                 if let Ok(manifest) = oci::Manifest::parse(&bytes, None) {
                     return Ok(Fetched { digest: d, media_type: manifest.media_type.clone(), bytes, manifest });

@@ -40,6 +40,23 @@ impl Store {
         }
     }
 
+    /// Size of a stored blob asked of the backend itself, bypassing the cache: for decisions
+    /// that skip writing bytes or accept a reference, since garbage collection (possibly on
+    /// another replica) may have removed a blob this process still has cached.
+    pub async fn blob_size_fresh(&self, d: &Digest) -> Result<Option<u64>> {
+        match self.os().head(&keys::blob(d)).await {
+            Ok(meta) => {
+                self.cache().blob_sizes.insert(d.clone(), meta.size);
+                Ok(Some(meta.size))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.cache().blob_sizes.remove(d);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens a blob for streaming, whole or a byte range of it (already checked against its size).
     pub async fn read_blob(&self, d: &Digest, range: Option<Range<u64>>) -> Result<BlobBody> {
         let opts = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
@@ -71,7 +88,8 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let known = self.blob_size(d).await?.is_some();
+        self.protect(std::slice::from_ref(d)).await?;
+        let known = self.blob_size_fresh(d).await?.is_some();
         let size = self.put_verified(&keys::blob(d), body, d, !known).await?;
         self.cache().blob_sizes.insert(d.clone(), size);
         Ok(size)
@@ -79,6 +97,7 @@ impl Store {
 
     /// Makes a stored blob readable through `repo`.
     pub async fn link_blob(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        self.protect(std::slice::from_ref(d)).await?;
         self.write_small(&keys::layer_link(repo, d), Bytes::new()).await?;
         if self.inner.exclusive {
             self.cache().layer_links.insert((repo.clone(), d.clone()), ());

@@ -19,6 +19,8 @@ pub enum StoreError {
     Body(std::io::Error),
     #[error("stored object {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("blob {0} is being removed by garbage collection: push it again")]
+    BeingCollected(Digest),
     #[error("storage configuration: {0}")]
     Config(String),
     #[error("storage backend error: {0}")]
@@ -29,7 +31,7 @@ impl StoreError {
     /// The OCI error code to answer with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::BlobUnknown(_) => ErrorCode::BlobUnknown,
+            StoreError::BlobUnknown(_) | StoreError::BeingCollected(_) => ErrorCode::BlobUnknown,
             StoreError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
             StoreError::UploadOffset { .. } => ErrorCode::RangeInvalid,
             StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,

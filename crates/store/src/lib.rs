@@ -11,6 +11,8 @@ mod apps;
 mod blobs;
 mod cache;
 mod error;
+mod fsck;
+mod gc;
 pub mod keys;
 mod manifests;
 mod s3;
@@ -29,6 +31,8 @@ pub use apps::StagingRecord;
 pub use blobs::BlobBody;
 pub use manifests::StoredManifest;
 pub use error::{Result, StoreError};
+pub use fsck::{FsckReport, Problem, ProblemKind};
+pub use gc::{GcOptions, GcReport, Removed};
 pub use s3::S3Config;
 pub use uploads::UploadId;
 

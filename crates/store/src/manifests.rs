@@ -44,7 +44,8 @@ impl Store {
         referrer: Option<(&Digest, &Descriptor)>,
     ) -> Result<()> {
         // Order matters for crash safety: bytes, then link, then referrer; tags come after.
-        if self.blob_size(digest).await?.is_none() {
+        self.protect(std::slice::from_ref(digest)).await?;
+        if self.blob_size_fresh(digest).await?.is_none() {
             self.write_small(&keys::blob(digest), bytes.clone()).await?;
         }
         self.cache().blob_sizes.insert(digest.clone(), bytes.len() as u64);

@@ -124,7 +124,8 @@ impl Store {
     async fn publish(&self, id: &UploadId, state: &State, digest: &Digest) -> Result<u64> {
         let target = keys::blob(digest);
         let size = state.size();
-        let known = self.blob_size(digest).await?.is_some();
+        self.protect(std::slice::from_ref(digest)).await?;
+        let known = self.blob_size_fresh(digest).await?.is_some();
         if let [only] = state.parts.as_slice() {
             if digest.algorithm() == Algorithm::Sha256 {
                 if &only.sha256 != digest {

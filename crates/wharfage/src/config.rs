@@ -71,6 +71,19 @@ pub struct ServeArgs {
     /// Parallel blob downloads per staging [default: 4]
     #[arg(long, env = "WHARFAGE_STAGE_CONCURRENCY")]
     stage_concurrency: Option<usize>,
+    /// Objects younger than this are never garbage-collected, e.g. 1h, 30m, 0s [default: 1h]
+    #[arg(long, env = "WHARFAGE_GC_GRACE")]
+    gc_grace: Option<String>,
+    /// Run garbage collection periodically at this interval, e.g. 6h [default: off]
+    #[arg(long, env = "WHARFAGE_GC_INTERVAL")]
+    gc_interval: Option<String>,
+    /// Previous stagings kept per live app, besides the current one [default: 2]
+    #[arg(long, env = "WHARFAGE_RETAIN")]
+    retain: Option<usize>,
+    /// Longest time a push or staging takes from protecting a digest to committing the
+    /// manifest that uses it; garbage collection honours protections this recent [default: 60s]
+    #[arg(long, env = "WHARFAGE_GC_PROTECT_WINDOW")]
+    gc_protect_window: Option<String>,
 }
 
 /// Keys of the TOML file. Unknown keys are an error, so typos do not pass silently.
@@ -94,6 +107,10 @@ struct FileConfig {
     insecure_registries: Vec<String>,
     upstream_ca: Option<PathBuf>,
     stage_concurrency: Option<usize>,
+    gc_grace: Option<String>,
+    gc_interval: Option<String>,
+    retain: Option<usize>,
+    gc_protect_window: Option<String>,
 }
 
 /// Where the registry keeps its data.
@@ -112,6 +129,24 @@ pub struct ServeConfig {
     pub log: String,
     pub upstream: upstream::UpstreamConfig,
     pub stage_concurrency: usize,
+    pub gc: store::GcOptions,
+    pub gc_interval: Option<std::time::Duration>,
+}
+
+/// Parses `90`, `90s`, `30m`, `6h`, `2d` into a duration; the error names the key.
+pub fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliError> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| CliError::Config(format!("{key} {v:?}: expected a number with s, m, h or d")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(CliError::Config(format!("{key} {v:?}: unknown unit {unit:?} (use s, m, h or d)"))),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 impl ServeConfig {
@@ -159,9 +194,24 @@ impl ServeConfig {
         if stage_concurrency == 0 {
             return Err(CliError::Config("stage_concurrency must be at least 1".into()));
         }
+        let grace = match args.gc_grace.or(file.gc_grace) {
+            Some(v) => parse_duration("gc_grace", &v)?,
+            None => std::time::Duration::from_secs(3600),
+        };
+        let gc_interval = match args.gc_interval.or(file.gc_interval) {
+            Some(v) if v != "off" && v != "0" => Some(parse_duration("gc_interval", &v)?),
+            _ => None,
+        };
+        let protect_window = match args.gc_protect_window.or(file.gc_protect_window) {
+            Some(v) => parse_duration("gc_protect_window", &v)?,
+            None => std::time::Duration::from_secs(60),
+        };
+        let gc = store::GcOptions { dry_run: false, grace, retain: args.retain.or(file.retain).unwrap_or(2), protect_window };
         Ok(ServeConfig {
             upstream,
             stage_concurrency,
+            gc,
+            gc_interval,
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".into()),
             storage,
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),

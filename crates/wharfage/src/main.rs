@@ -1,6 +1,7 @@
 //! The `wharfage` binary: command line, configuration and process lifecycle.
 
 mod config;
+mod fsck;
 mod remote;
 mod serve;
 
@@ -43,16 +44,55 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List apps, or show one app's stagings.
+    /// List apps, show one app's stagings, unpin apps.
+    #[command(args_conflicts_with_subcommands = true)]
     Apps {
+        #[command(subcommand)]
+        action: Option<AppsAction>,
         /// Show this app's staging history
         app: Option<String>,
         /// The wharfage server
-        #[arg(long, env = "WHARFAGE_SERVER", default_value = remote::DEFAULT_SERVER)]
+        #[arg(long, env = "WHARFAGE_SERVER", default_value = remote::DEFAULT_SERVER, global = true)]
         server: String,
         /// Print the API's answer as JSON
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Collect garbage on the server now: unreferenced manifests, links, blobs, old uploads.
+    Gc {
+        /// Report what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The wharfage server
+        #[arg(long, env = "WHARFAGE_SERVER", default_value = remote::DEFAULT_SERVER)]
+        server: String,
+    },
+    /// Check the store's integrity: re-hash every blob, check every reference and link.
+    /// Takes the same storage flags as `serve` (e.g. `--root DIR`). Exits 1 on any problem.
+    Fsck {
+        #[command(flatten)]
+        storage: config::ServeArgs,
+        /// Move corrupt blobs aside (to quarantine/) so a re-push or re-staging restores them
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppsAction {
+    /// Unpin every staging of an app; its images go at the next garbage collection.
+    Rm { app: String },
+    /// Unpin every app not in the live list (a file of app ids, one per line).
+    Sync {
+        /// File with the app ids that still exist, one per line (`-` for stdin)
+        #[arg(long)]
+        live: std::path::PathBuf,
+        /// Allow unpinning more than half of the apps
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -69,6 +109,8 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Remote(String),
+    #[error("fsck found {0} problem(s)")]
+    Problems(usize),
 }
 
 fn main() -> ExitCode {
@@ -78,7 +120,11 @@ fn main() -> ExitCode {
         Command::Stage { source, app, server, username, password_stdin, platform, json } => {
             remote::stage(remote::StageArgs { server, source, app, platform, username, password_stdin, json })
         }
-        Command::Apps { app, server, json } => remote::apps(&server, app.as_deref(), json),
+        Command::Apps { action: None, app, server, json } => remote::apps(&server, app.as_deref(), json),
+        Command::Apps { action: Some(AppsAction::Rm { app }), server, .. } => remote::remove_app(&server, &app),
+        Command::Apps { action: Some(AppsAction::Sync { live, force }), server, .. } => remote::sync_live(&server, &live, force),
+        Command::Gc { dry_run, server } => remote::gc(&server, dry_run),
+        Command::Fsck { storage, repair, json } => fsck::run(storage, repair, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

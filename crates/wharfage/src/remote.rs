@@ -257,3 +257,62 @@ pub fn apps(server: &str, app: Option<&str>, json: bool) -> Result<(), CliError>
     }
     Ok(())
 }
+
+/// Sends a JSON request and returns the JSON answer, or the API's error as a message.
+fn call(method: reqwest::Method, url: String, body: Option<Value>) -> Result<Value, CliError> {
+    runtime()?.block_on(async {
+        let mut req = http()?.request(method, &url);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| CliError::Remote(format!("cannot reach {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if status >= 400 {
+            return Err(api_error(status, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| CliError::Remote(format!("unexpected answer: {e}")))
+    })
+}
+
+fn api(server: &str, path: &str) -> String {
+    format!("{}/api/v1/{path}", server.trim_end_matches('/'))
+}
+
+/// `wharfage apps rm APP`.
+pub fn remove_app(server: &str, app: &str) -> Result<(), CliError> {
+    let v = call(reqwest::Method::DELETE, api(server, &format!("apps/{app}")), None)?;
+    println!("unpinned {} staging(s) of {app}", v["unpinned_stagings"]);
+    Ok(())
+}
+
+/// `wharfage apps sync --live FILE`.
+pub fn sync_live(server: &str, file: &std::path::Path, force: bool) -> Result<(), CliError> {
+    let text = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(file).map_err(|e| CliError::Config(format!("live list {}: {e}", file.display())))?
+    };
+    let apps: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let v = call(reqwest::Method::PUT, api(server, "apps/live"), Some(serde_json::json!({ "apps": apps, "force": force })))?;
+    let unpinned: Vec<&str> = v["unpinned"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
+    println!("unpinned {} app(s), kept {}", unpinned.len(), v["kept"]);
+    for a in unpinned {
+        println!("  {a}");
+    }
+    Ok(())
+}
+
+/// `wharfage gc [--dry-run]`.
+pub fn gc(server: &str, dry_run: bool) -> Result<(), CliError> {
+    let v = call(reqwest::Method::POST, api(server, "gc"), Some(serde_json::json!({ "dry_run": dry_run })))?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = std::io::stdout().lock();
+    for kind in ["stagings", "manifests", "layer_links", "blobs", "uploads"] {
+        let _ = writeln!(out, "{verb} {:>8} {kind:<12} {:>14} bytes", v[kind]["count"], v[kind]["bytes"]);
+    }
+    let _ = writeln!(out, "live: {} manifests, {} blobs; {:.2} s", v["live_manifests"], v["live_blobs"], v["seconds"].as_f64().unwrap_or(0.0));
+    Ok(())
+}

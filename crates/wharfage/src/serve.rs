@@ -8,24 +8,35 @@ use crate::CliError;
 
 /// Runs the registry until SIGTERM or SIGINT, then lets in-flight requests finish.
 pub fn run(cfg: ServeConfig) -> Result<(), CliError> {
+    init_logging(&cfg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(cfg))
+}
+
+/// Structured logs on stderr, text or JSON.
+pub fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
     let filter = EnvFilter::try_new(&cfg.log).map_err(|e| CliError::Config(format!("log filter {:?}: {e}", cfg.log)))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(cfg))
+    Ok(())
+}
+
+/// Opens the configured store.
+pub fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
+    Ok(match &cfg.storage {
+        Storage::Fs(root) => store::Store::filesystem(root)?,
+        Storage::S3 { config, .. } => store::Store::s3(config)?,
+    })
 }
 
 async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     // Signal handlers go in before anything is announced: a SIGTERM that arrives right after
     // "serving" must still mean a graceful stop, not the default action (death).
     let shutdown = shutdown_signal()?;
-    let store = match &cfg.storage {
-        Storage::Fs(root) => store::Store::filesystem(root)?,
-        Storage::S3 { config, .. } => store::Store::s3(config)?,
-    };
+    let store = open_store(&cfg)?;
     // Refuse to start against a store that does not answer, rather than fail every request.
     store.ping().await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -35,7 +46,21 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
     let upstream = upstream::Client::new(cfg.upstream.clone()).map_err(|e| CliError::Config(e.to_string()))?;
     let mut state = server::AppState::new(store.clone());
-    state.stager = Some(stage::Stager::new(store, upstream, cfg.stage_concurrency));
+    state.stager = Some(stage::Stager::new(store.clone(), upstream, cfg.stage_concurrency));
+    state.gc = cfg.gc.clone();
+    if let Some(every) = cfg.gc_interval {
+        let (store, opts) = (store.clone(), cfg.gc.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.collect_garbage(&opts).await {
+                    tracing::error!(error = %e, "periodic garbage collection failed");
+                }
+            }
+        });
+    }
     if let Storage::S3 { redirect: true, .. } = &cfg.storage {
         state.blob_redirect = Some(std::time::Duration::from_secs(600));
     }

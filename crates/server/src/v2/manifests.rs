@@ -112,6 +112,16 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiRe
     };
     // Collected first: an iterator with closures held across awaits is not `Send` enough.
     let required: Vec<&Descriptor> = m.required_blobs().collect();
+    // Protected before they are checked, so a concurrent garbage collection cannot remove
+    // what this manifest is accepted with; a digest it is removing counts as missing.
+    let digests: Vec<Digest> = required.iter().copied().chain(m.manifests.iter()).map(|d| d.digest.clone()).collect();
+    match store.protect(&digests).await {
+        Err(store::StoreError::BeingCollected(d)) => {
+            return Err(ApiError::new(ErrorCode::ManifestBlobUnknown, format!("manifest references {d}, which garbage collection is removing: push it again"))
+                .with_detail(serde_json::json!({ "digest": d.to_string() })));
+        }
+        other => other?,
+    }
     for desc in required {
         if !store.blob_linked(repo, &desc.digest).await? {
             if is_empty_json(desc) {
@@ -122,7 +132,7 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiRe
             }
             return Err(missing("blob", desc));
         }
-        let size = store.blob_size(&desc.digest).await?.ok_or_else(|| missing("blob", desc))?;
+        let size = store.blob_size_fresh(&desc.digest).await?.ok_or_else(|| missing("blob", desc))?;
         if size != desc.size {
             return Err(ApiError::new(
                 ErrorCode::ManifestInvalid,

@@ -39,11 +39,14 @@ fn digest_param(req: &Req, name: &str) -> ApiResult<Option<Digest>> {
 pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult {
     if let Some(d) = digest_param(&req, "mount")? {
         let from = req.query("from").map(RepoName::parse).transpose()?;
+        // Protected before the existence check, so garbage collection cannot remove the
+        // blob between our "yes, mounted" and the client's manifest.
+        store.protect(std::slice::from_ref(&d)).await?;
         let mountable = match &from {
-            Some(src) => store.blob_linked(src, &d).await? && store.blob_size(&d).await?.is_some(),
+            Some(src) => store.blob_linked(src, &d).await? && store.blob_size_fresh(&d).await?.is_some(),
             // No source named: mount any blob the registry holds (all repositories are
             // readable to every client until authorization exists).
-            None => store.blob_size(&d).await?.is_some(),
+            None => store.blob_size_fresh(&d).await?.is_some(),
         };
         if mountable {
             store.link_blob(repo, &d).await?;

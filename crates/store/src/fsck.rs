@@ -1,0 +1,187 @@
+//! Integrity check: re-hash every blob, check every manifest's references and every link,
+//! and report corrupt, missing and orphaned items by digest and repository. With `repair`,
+//! corrupt blobs are moved aside to `quarantine/` so a re-push or re-staging restores them
+//! (a push of a digest whose bytes are absent writes them again).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use oci::{Digest, DigestHasher, RepoName};
+use serde::Serialize;
+
+use crate::{keys, Result, Store, StoreError};
+
+/// What is wrong with one digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The bytes do not hash to their digest.
+    Corrupt,
+    /// Referenced (by a link, manifest, tag or staging) but not stored.
+    Missing,
+    /// Stored but referenced by nothing.
+    Orphaned,
+    /// A manifest that cannot be parsed.
+    InvalidManifest,
+}
+
+/// One problem, with the repositories it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub digest: Digest,
+    pub repositories: BTreeSet<String>,
+    pub detail: String,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FsckReport {
+    pub blobs_checked: u64,
+    pub bytes_checked: u64,
+    pub manifests_checked: u64,
+    pub links_checked: u64,
+    pub problems: Vec<Problem>,
+    /// Corrupt blobs moved to `quarantine/` (with `repair`).
+    pub quarantined: u64,
+}
+
+impl Store {
+    /// Checks the whole store. `progress` is called after each blob with (done, total).
+    pub async fn fsck(&self, repair: bool, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        let mut problems: BTreeMap<(ProblemKind, Digest), Problem> = BTreeMap::new();
+        let mut add = |kind: ProblemKind, d: &Digest, repo: Option<&RepoName>, detail: String| {
+            let p = problems.entry((kind.clone(), d.clone())).or_insert_with(|| Problem {
+                kind,
+                digest: d.clone(),
+                repositories: BTreeSet::new(),
+                detail,
+            });
+            if let Some(r) = repo {
+                p.repositories.insert(r.to_string());
+            }
+        };
+
+        // Every blob, re-hashed.
+        let blobs: Vec<_> = self.os().list(Some(&Path::from("blobs"))).try_collect().await?;
+        let total = blobs.len() as u64;
+        let mut stored: HashSet<Digest> = HashSet::new();
+        let mut corrupt: Vec<(Digest, Path)> = Vec::new();
+        for (i, meta) in blobs.iter().enumerate() {
+            let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
+            let Some(d) = (match parts.as_slice() {
+                ["blobs", alg, _, hex] => Digest::parse(&format!("{alg}:{hex}")).ok(),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let mut hasher = DigestHasher::new(d.algorithm());
+            let mut stream = self.os().get(&meta.location).await?.into_stream();
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk?);
+            }
+            let actual = hasher.finish();
+            report.blobs_checked += 1;
+            report.bytes_checked += meta.size;
+            if actual == d {
+                stored.insert(d);
+            } else {
+                add(ProblemKind::Corrupt, &d, None, format!("bytes hash to {actual}"));
+                corrupt.push((d, meta.location.clone()));
+            }
+            progress(i as u64 + 1, total);
+        }
+        let present = |d: &Digest| stored.contains(d) || corrupt.iter().any(|(c, _)| c == d);
+
+        // Links, manifests and their references.
+        let mut referenced: HashSet<Digest> = HashSet::new();
+        let listing: Vec<_> = self.os().list(Some(&Path::from("repositories"))).try_collect().await?;
+        for meta in &listing {
+            let key = meta.location.as_ref();
+            let Some(rest) = key.strip_prefix("repositories/") else { continue };
+            let Some(idx) = rest.find("/_") else { continue };
+            let Ok(repo) = RepoName::parse(&rest[..idx]) else { continue };
+            let parts: Vec<&str> = rest[idx + 1..].split('/').collect();
+            match parts.as_slice() {
+                ["_layers", alg, hex] => {
+                    let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) else { continue };
+                    report.links_checked += 1;
+                    referenced.insert(d.clone());
+                    if !present(&d) {
+                        add(ProblemKind::Missing, &d, Some(&repo), "linked blob is not stored".into());
+                    }
+                }
+                ["_manifests", alg, hex] => {
+                    let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) else { continue };
+                    report.links_checked += 1;
+                    report.manifests_checked += 1;
+                    referenced.insert(d.clone());
+                    if !present(&d) {
+                        add(ProblemKind::Missing, &d, Some(&repo), "manifest bytes are not stored".into());
+                        continue;
+                    }
+                    if corrupt.iter().any(|(c, _)| c == &d) {
+                        continue;
+                    }
+                    let bytes = self.read_blob_bytes(&d).await?;
+                    match oci::Manifest::parse(&bytes, None) {
+                        Ok(m) => {
+                            for b in m.required_blobs() {
+                                referenced.insert(b.digest.clone());
+                                if !present(&b.digest) {
+                                    add(ProblemKind::Missing, &b.digest, Some(&repo), format!("referenced by manifest {d}"));
+                                }
+                            }
+                            for c in &m.manifests {
+                                referenced.insert(c.digest.clone());
+                                if self.read_small(&keys::manifest_link(&repo, &c.digest)).await?.is_none() {
+                                    add(ProblemKind::Missing, &c.digest, Some(&repo), format!("child of index {d}"));
+                                }
+                            }
+                        }
+                        Err(e) => add(ProblemKind::InvalidManifest, &d, Some(&repo), e.to_string()),
+                    }
+                }
+                ["_tags", tag] => {
+                    report.links_checked += 1;
+                    let Ok(t) = oci::Tag::parse(tag) else { continue };
+                    if let Some(d) = self.resolve_tag(&repo, &t).await? {
+                        if self.read_small(&keys::manifest_link(&repo, &d)).await?.is_none() {
+                            add(ProblemKind::Missing, &d, Some(&repo), format!("tag {t} points at a manifest the repository lacks"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for app in self.apps().await? {
+            for s in self.stagings(&app).await? {
+                if let Ok(repo) = RepoName::parse(&s.repository) {
+                    if self.read_small(&keys::manifest_link(&repo, &s.digest)).await?.is_none() {
+                        add(ProblemKind::Missing, &s.digest, Some(&repo), format!("pinned by staging {} of app {app}", s.staging_id));
+                    }
+                }
+            }
+        }
+        for d in &stored {
+            if !referenced.contains(d) {
+                add(ProblemKind::Orphaned, d, None, "stored but referenced by nothing".into());
+            }
+        }
+
+        if repair {
+            for (d, key) in &corrupt {
+                let aside = Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()));
+                self.os().rename(key, &aside).await.map_err(StoreError::from)?;
+                self.cache().blob_sizes.remove(d);
+                self.cache().manifests.remove(d);
+                report.quarantined += 1;
+            }
+        }
+        report.problems = problems.into_values().collect();
+        Ok(report)
+    }
+}
