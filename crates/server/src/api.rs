@@ -9,7 +9,7 @@ use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
 use oci::{AppId, ImageRef};
 use serde::Deserialize;
-use stage::{Event, Platform, StageError, StageRequest, StageResult, Stager};
+use stage::{Event, Platform, StageError, StageRequest, Stager};
 use store::StagingRecord;
 use tokio::sync::mpsc;
 use zeroize::Zeroize;
@@ -94,12 +94,6 @@ fn parse_request(body: &[u8]) -> Result<StageRequest, String> {
     })
 }
 
-fn result_json(r: &StageResult, host: &str) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    v["image"] = serde_json::Value::String(format!("{host}/{}@{}", r.repository, r.digest));
-    v
-}
-
 /// POST `/api/v1/stagings`: 201 with the result, or with `Accept: application/x-ndjson` a
 /// stream of progress events ending in `{"event":"result",...}` or `{"event":"error",...}`.
 async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -125,7 +119,7 @@ async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body:
     }
     // The staging runs in its own task: a client that goes away does not cut it short.
     match tokio::spawn(async move { stager.stage(req, None).await }).await {
-        Ok(Ok(r)) => json(StatusCode::CREATED, &result_json(&r, &host)),
+        Ok(Ok(r)) => json(StatusCode::CREATED, &record_json(&r, &host)),
         Ok(Err(e)) => stage_error(&e),
         Err(e) => error(500, "INTERNAL", format!("staging task failed: {e}")),
     }
@@ -138,7 +132,7 @@ fn stream_staging(stager: Stager, req: StageRequest, host: String) -> Response {
     let last = futures::stream::once(async move {
         let v = match task.await {
             Ok(Ok(r)) => {
-                let mut v = result_json(&r, &host);
+                let mut v = record_json(&r, &host);
                 v["event"] = "result".into();
                 v
             }

@@ -36,22 +36,6 @@ pub struct StageRequest {
     pub credentials: Option<Credentials>,
 }
 
-/// The result of a staging, as the API answers it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StageResult {
-    pub app: AppId,
-    pub staging_id: String,
-    pub digest: Digest,
-    pub media_type: String,
-    pub repository: String,
-    pub metadata: RunMetadata,
-    pub bytes_downloaded: u64,
-    pub bytes_reused: u64,
-    pub blobs_downloaded: u64,
-    pub blobs_reused: u64,
-    pub seconds: f64,
-}
-
 type Download = Shared<BoxFuture<'static, Result<u64, Arc<StageError>>>>;
 
 /// The staging engine; cheap to clone.
@@ -93,7 +77,8 @@ impl Stager {
     }
 
     /// Stages an image for an app; progress goes to `events` if given.
-    pub async fn stage(&self, req: StageRequest, events: Option<mpsc::Sender<Event>>) -> Result<StageResult, StageError> {
+    /// The record it returns is the one stored under `apps/<app-id>/` (it never holds credentials).
+    pub async fn stage(&self, req: StageRequest, events: Option<mpsc::Sender<Event>>) -> Result<StagingRecord, StageError> {
         let started = Instant::now();
         let progress = Progress(events);
         let source = req.source.to_string();
@@ -182,39 +167,25 @@ impl Stager {
         let metadata = self.metadata(&images, &source).await?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let staging_id = format!("{now_ms:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let result = StageResult {
-            app: req.app.clone(),
-            staging_id: staging_id.clone(),
+        let record = StagingRecord {
+            app: req.app,
+            staging_id,
+            source,
+            repository: repo.to_string(),
             digest: pinned.digest.clone(),
             media_type: pinned.media_type.clone(),
-            repository: repo.to_string(),
             metadata,
             bytes_downloaded: downloaded.iter().sum(),
             bytes_reused,
             blobs_downloaded: downloaded.len() as u64,
             blobs_reused,
             seconds: started.elapsed().as_secs_f64(),
+            created_ms: now_ms,
         };
-        store
-            .record_staging(&StagingRecord {
-                app: req.app,
-                staging_id,
-                source,
-                repository: result.repository.clone(),
-                digest: result.digest.clone(),
-                media_type: result.media_type.clone(),
-                metadata: result.metadata.clone(),
-                bytes_downloaded: result.bytes_downloaded,
-                bytes_reused: result.bytes_reused,
-                blobs_downloaded: result.blobs_downloaded,
-                blobs_reused: result.blobs_reused,
-                seconds: result.seconds,
-                created_ms: now_ms,
-            })
-            .await?;
-        tracing::info!(app = %result.app, digest = %result.digest, downloaded = result.bytes_downloaded,
-            reused = result.bytes_reused, seconds = result.seconds, "staged");
-        Ok(result)
+        store.record_staging(&record).await?;
+        tracing::info!(app = %record.app, digest = %record.digest, downloaded = record.bytes_downloaded,
+            reused = record.bytes_reused, seconds = record.seconds, "staged");
+        Ok(record)
     }
 
     /// A manifest by tag or digest: HEAD first, and when the store already holds that digest

@@ -11,7 +11,8 @@ use object_store::ObjectStoreExt;
 use oci::{Digest, DigestHasher, RepoName};
 use serde::Serialize;
 
-use crate::{keys, Result, Store, StoreError};
+use crate::keys::{self, RepoKey};
+use crate::{Result, Store, StoreError};
 
 /// What is wrong with one digest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -71,13 +72,7 @@ impl Store {
         let mut stored: HashSet<Digest> = HashSet::new();
         let mut corrupt: Vec<(Digest, Path)> = Vec::new();
         for (i, meta) in blobs.iter().enumerate() {
-            let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
-            let Some(d) = (match parts.as_slice() {
-                ["blobs", alg, _, hex] => Digest::parse(&format!("{alg}:{hex}")).ok(),
-                _ => None,
-            }) else {
-                continue;
-            };
+            let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
             let mut hasher = DigestHasher::new(d.algorithm());
             let mut stream = self.os().get(&meta.location).await?.into_stream();
             while let Some(chunk) = stream.next().await {
@@ -100,22 +95,15 @@ impl Store {
         let mut referenced: HashSet<Digest> = HashSet::new();
         let listing: Vec<_> = self.os().list(Some(&Path::from("repositories"))).try_collect().await?;
         for meta in &listing {
-            let key = meta.location.as_ref();
-            let Some(rest) = key.strip_prefix("repositories/") else { continue };
-            let Some(idx) = rest.find("/_") else { continue };
-            let Ok(repo) = RepoName::parse(&rest[..idx]) else { continue };
-            let parts: Vec<&str> = rest[idx + 1..].split('/').collect();
-            match parts.as_slice() {
-                ["_layers", alg, hex] => {
-                    let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) else { continue };
+            match keys::parse_repo_key(&meta.location) {
+                Some(RepoKey::Layer(repo, d)) => {
                     report.links_checked += 1;
                     referenced.insert(d.clone());
                     if !present(&d) {
                         add(ProblemKind::Missing, &d, Some(&repo), "linked blob is not stored".into());
                     }
                 }
-                ["_manifests", alg, hex] => {
-                    let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) else { continue };
+                Some(RepoKey::Manifest(repo, d)) => {
                     report.links_checked += 1;
                     report.manifests_checked += 1;
                     referenced.insert(d.clone());
@@ -145,9 +133,8 @@ impl Store {
                         Err(e) => add(ProblemKind::InvalidManifest, &d, Some(&repo), e.to_string()),
                     }
                 }
-                ["_tags", tag] => {
+                Some(RepoKey::Tag(repo, t)) => {
                     report.links_checked += 1;
-                    let Ok(t) = oci::Tag::parse(tag) else { continue };
                     if let Some(d) = self.resolve_tag(&repo, &t).await? {
                         if self.read_small(&keys::manifest_link(&repo, &d)).await?.is_none() {
                             add(ProblemKind::Missing, &d, Some(&repo), format!("tag {t} points at a manifest the repository lacks"));

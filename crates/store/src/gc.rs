@@ -36,7 +36,8 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use oci::{AppId, Digest, RepoName, Tag};
 use serde::Serialize;
 
-use crate::{keys, Result, Store, StoreError};
+use crate::keys::{self, RepoKey};
+use crate::{Result, Store, StoreError};
 
 /// A deletion flag older than this is stale (a collector crashed) and ignored.
 const DELETING_STALE: Duration = Duration::from_secs(600);
@@ -122,41 +123,14 @@ struct Inventory {
     referrers: HashMap<(RepoName, Digest), Vec<(Digest, ObjectMeta)>>,
 }
 
-fn parse_digest(alg: &str, hex: &str) -> Option<Digest> {
-    Digest::parse(&format!("{alg}:{hex}")).ok()
-}
-
 impl Inventory {
     fn add(&mut self, meta: ObjectMeta) {
-        let key = meta.location.as_ref().to_string();
-        let Some(rest) = key.strip_prefix("repositories/") else { return };
-        let Some(idx) = rest.find("/_") else { return };
-        let Ok(repo) = RepoName::parse(&rest[..idx]) else { return };
-        let parts: Vec<&str> = rest[idx + 1..].split('/').collect();
-        match parts.as_slice() {
-            ["_manifests", alg, hex] => {
-                if let Some(d) = parse_digest(alg, hex) {
-                    self.manifests.push((repo, d, meta));
-                }
-            }
-            ["_layers", alg, hex] => {
-                if let Some(d) = parse_digest(alg, hex) {
-                    self.layers.push((repo, d, meta));
-                }
-            }
-            ["_tags", tag] => {
-                if let Ok(t) = Tag::parse(tag) {
-                    self.tags.push((repo, t, meta));
-                }
-            }
-            ["_referrers", alg, hex, name] => {
-                let subject = parse_digest(alg, hex);
-                let referrer = name.split_once('-').and_then(|(a, h)| parse_digest(a, h));
-                if let (Some(s), Some(r)) = (subject, referrer) {
-                    self.referrers.entry((repo, s)).or_default().push((r, meta));
-                }
-            }
-            _ => {}
+        match keys::parse_repo_key(&meta.location) {
+            Some(RepoKey::Manifest(repo, d)) => self.manifests.push((repo, d, meta)),
+            Some(RepoKey::Layer(repo, d)) => self.layers.push((repo, d, meta)),
+            Some(RepoKey::Tag(repo, t)) => self.tags.push((repo, t, meta)),
+            Some(RepoKey::Referrer(repo, subject, r)) => self.referrers.entry((repo, subject)).or_default().push((r, meta)),
+            None => {}
         }
     }
 }
@@ -332,7 +306,7 @@ impl Store {
 
         // Sweep blobs nothing links or uses any more.
         for meta in self.list_all("blobs").await? {
-            let Some(d) = blob_digest(&meta.location) else { continue };
+            let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
             if live_blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta) {
                 continue;
             }
@@ -433,12 +407,4 @@ fn retained(stagings: &[crate::StagingRecord], current: Option<&str>, retain: us
     let Some(last) = ids.len().checked_sub(1) else { return HashSet::new() };
     let pos = current.and_then(|c| ids.iter().position(|i| *i == c)).unwrap_or(last);
     ids[pos.saturating_sub(retain)..].iter().map(|s| s.to_string()).collect()
-}
-
-fn blob_digest(p: &Path) -> Option<Digest> {
-    let parts: Vec<&str> = p.as_ref().split('/').collect();
-    match parts.as_slice() {
-        ["blobs", alg, _, hex] => parse_digest(alg, hex),
-        _ => None,
-    }
 }

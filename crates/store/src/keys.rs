@@ -64,3 +64,63 @@ pub fn upload_state(id: &str) -> Path {
 pub fn upload_part(id: &str, n: usize) -> Path {
     Path::from(format!("uploads/{id}/part-{n:06}"))
 }
+
+/// A key under `repositories/`, parsed back into what it stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoKey {
+    Manifest(RepoName, Digest),
+    Layer(RepoName, Digest),
+    Tag(RepoName, Tag),
+    /// (repository, subject, referrer)
+    Referrer(RepoName, Digest, Digest),
+}
+
+fn digest_of(alg: &str, hex: &str) -> Option<Digest> {
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
+/// Parses a key under `repositories/`; `None` for anything else (unknown keys are left alone).
+pub fn parse_repo_key(key: &Path) -> Option<RepoKey> {
+    let rest = key.as_ref().strip_prefix("repositories/")?;
+    let idx = rest.find("/_")?;
+    let repo = RepoName::parse(&rest[..idx]).ok()?;
+    let parts: Vec<&str> = rest[idx + 1..].split('/').collect();
+    match parts.as_slice() {
+        ["_manifests", alg, hex] => Some(RepoKey::Manifest(repo, digest_of(alg, hex)?)),
+        ["_layers", alg, hex] => Some(RepoKey::Layer(repo, digest_of(alg, hex)?)),
+        ["_tags", tag] => Some(RepoKey::Tag(repo, Tag::parse(tag).ok()?)),
+        ["_referrers", alg, hex, name] => {
+            let (a, h) = name.split_once('-')?;
+            Some(RepoKey::Referrer(repo, digest_of(alg, hex)?, digest_of(a, h)?))
+        }
+        _ => None,
+    }
+}
+
+/// The digest of a key under `blobs/`.
+pub fn parse_blob_key(key: &Path) -> Option<Digest> {
+    let parts: Vec<&str> = key.as_ref().split('/').collect();
+    match parts.as_slice() {
+        ["blobs", alg, _, hex] => digest_of(alg, hex),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back() {
+        let r = RepoName::parse("a/b").unwrap();
+        let d = Digest::of(oci::Algorithm::Sha256, b"x");
+        let s = Digest::of(oci::Algorithm::Sha512, b"y");
+        let t = Tag::parse("v1").unwrap();
+        assert_eq!(parse_repo_key(&manifest_link(&r, &d)), Some(RepoKey::Manifest(r.clone(), d.clone())));
+        assert_eq!(parse_repo_key(&layer_link(&r, &d)), Some(RepoKey::Layer(r.clone(), d.clone())));
+        assert_eq!(parse_repo_key(&tag(&r, &t)), Some(RepoKey::Tag(r.clone(), t)));
+        assert_eq!(parse_repo_key(&referrer(&r, &s, &d)), Some(RepoKey::Referrer(r, s, d.clone())));
+        assert_eq!(parse_blob_key(&blob(&d)), Some(d));
+        assert_eq!(parse_repo_key(&Path::from("repositories/a/_unknown/x")), None);
+    }
+}

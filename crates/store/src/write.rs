@@ -2,6 +2,11 @@
 //! only on `commit`. Bodies shorter than one part go out in a single `put`; longer ones through
 //! a multipart upload that the backend publishes atomically on completion (a rename on the
 //! filesystem, CompleteMultipartUpload on S3), so a crash never leaves a partial object.
+//!
+//! A multipart upload that is started but neither completed nor aborted stays in an S3
+//! bucket, invisible but billed, until a lifecycle rule removes it. Every way out of a write
+//! therefore aborts it: an error, a digest mismatch, and also the write being dropped midway,
+//! which is what happens when a client disconnects during a PUT (hyper drops the handler).
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -24,7 +29,7 @@ pub(crate) struct Pending {
 
 enum PendingBody {
     Small(PutPayload),
-    Multipart(WriteMultipart),
+    Multipart(Multipart),
     /// Hashed only (the object already exists): nothing to write.
     Discard,
 }
@@ -42,13 +47,13 @@ impl Store {
         let mut size = 0u64;
         let mut small: Vec<Bytes> = Vec::new();
         let mut small_len = 0usize;
-        let mut multipart: Option<WriteMultipart> = None;
+        let mut multipart: Option<Multipart> = None;
         while let Some(next) = body.next().await {
             let bytes = match next {
                 Ok(b) => b,
                 Err(e) => {
                     if let Some(m) = multipart {
-                        let _ = m.abort().await;
+                        m.abort().await;
                     }
                     return Err(StoreError::Body(e));
                 }
@@ -60,8 +65,12 @@ impl Store {
             }
             match multipart.as_mut() {
                 Some(m) => {
-                    m.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                    m.put(bytes);
+                    if let Err(e) = m.put(bytes).await {
+                        if let Some(m) = multipart {
+                            m.abort().await;
+                        }
+                        return Err(e);
+                    }
                 }
                 None => {
                     small_len += bytes.len();
@@ -72,7 +81,7 @@ impl Store {
                         for b in small.drain(..) {
                             m.put(b);
                         }
-                        multipart = Some(m);
+                        multipart = Some(Multipart { write: Some(m), key: key.clone() });
                     }
                 }
             }
@@ -91,9 +100,7 @@ impl Store {
             PendingBody::Small(payload) => {
                 self.os().put(&p.key, payload).await?;
             }
-            PendingBody::Multipart(m) => {
-                m.finish().await?;
-            }
+            PendingBody::Multipart(m) => m.finish().await?,
             PendingBody::Discard => {}
         }
         Ok(())
@@ -102,9 +109,7 @@ impl Store {
     /// Drops pending bytes; nothing becomes visible.
     pub(crate) async fn abort(&self, p: Pending) {
         if let PendingBody::Multipart(m) = p.body {
-            if let Err(e) = m.abort().await {
-                tracing::warn!(key = %p.key, error = %e, "aborting a multipart write failed");
-            }
+            m.abort().await;
         }
     }
 
@@ -122,5 +127,62 @@ impl Store {
         let size = pending.size;
         self.commit(pending).await?;
         Ok(size)
+    }
+}
+
+/// A multipart write in progress, aborted if dropped before [`Multipart::finish`] or
+/// [`Multipart::abort`] (see the module doc).
+struct Multipart {
+    /// `None` once finished or aborted.
+    write: Option<WriteMultipart>,
+    key: Path,
+}
+
+impl Multipart {
+    /// Queues bytes, waiting while too many parts are in flight.
+    async fn put(&mut self, bytes: Bytes) -> Result<()> {
+        if let Some(m) = self.write.as_mut() {
+            m.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            m.put(bytes);
+        }
+        Ok(())
+    }
+
+    /// Sends the last part and completes the upload (object_store aborts it if that fails).
+    async fn finish(mut self) -> Result<()> {
+        if let Some(m) = self.write.take() {
+            m.finish().await?;
+        }
+        Ok(())
+    }
+
+    /// Aborts now, waiting for the store's answer; a failure is only logged, since the bytes
+    /// were never visible (a lifecycle rule on the bucket removes what an outage left).
+    async fn abort(mut self) {
+        if let Some(m) = self.write.take() {
+            if let Err(e) = m.abort().await {
+                tracing::warn!(key = %self.key, error = %e, "aborting a multipart write failed");
+            }
+        }
+    }
+}
+
+impl Drop for Multipart {
+    fn drop(&mut self) {
+        let Some(m) = self.write.take() else { return };
+        let key = std::mem::replace(&mut self.key, Path::from(""));
+        // Dropped midway (the request's future was cancelled): abort in the background, since
+        // drop cannot wait. Outside a runtime (never in the server) there is nothing to run it on.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    match m.abort().await {
+                        Ok(()) => tracing::debug!(%key, "aborted an abandoned multipart write"),
+                        Err(e) => tracing::warn!(%key, error = %e, "aborting an abandoned multipart write failed"),
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(%key, "a multipart write was dropped outside a runtime and is not aborted"),
+        }
     }
 }
