@@ -33,11 +33,13 @@ pub(crate) struct Cache {
 impl Cache {
     pub fn new() -> Self {
         Cache {
+            // Capacities are entry counts; tables are allocated up front, so they stay modest
+            // to keep an idle registry small.
             manifests: Qc::with_weighter(4096, 32 << 20, ByLen),
-            blob_sizes: Qc::new(65536),
-            tags: Qc::new(16384),
-            manifest_links: Qc::new(16384),
-            layer_links: Qc::new(65536),
+            blob_sizes: Qc::new(16384),
+            tags: Qc::new(4096),
+            manifest_links: Qc::new(4096),
+            layer_links: Qc::new(16384),
         }
     }
 }

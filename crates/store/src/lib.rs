@@ -51,7 +51,7 @@ struct Inner {
     describe: String,
     /// One process owns the store, so mutable pointers may be cached.
     exclusive: bool,
-    /// Bytes per part when streaming into the store.
+    /// Bytes per part when streaming into the store (S3 parts must be at least 5 MiB).
     chunk_size: usize,
     cache: cache::Cache,
     /// Set for the S3 backend.
@@ -68,7 +68,12 @@ impl Store {
         })?;
         let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let os = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
-        Ok(Self::from_parts(Arc::new(os), format!("filesystem {}", root.display()), true))
+        let mut store = Self::from_parts(Arc::new(os), format!("filesystem {}", root.display()), true);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            // Local parts have no minimum size; small ones keep a push's memory to a few MiB.
+            inner.chunk_size = 1 << 20;
+        }
+        Ok(store)
     }
 
     fn from_parts(os: Arc<dyn ObjectStore>, describe: String, exclusive: bool) -> Self {
