@@ -36,7 +36,7 @@ pub struct StageRequest {
     pub credentials: Option<Credentials>,
 }
 
-type Download = Shared<BoxFuture<'static, Result<u64, Arc<StageError>>>>;
+type Download = Shared<BoxFuture<'static, Result<Option<u64>, Arc<StageError>>>>;
 
 /// The staging engine; cheap to clone.
 #[derive(Clone)]
@@ -137,11 +137,20 @@ impl Stager {
         progress.send(Event::Planned { digest: pinned.digest.clone(), download: missing.len() as u64, reuse: blobs_reused }).await;
 
         // Copy: bounded parallelism, coalesced per digest across stagings.
-        let downloaded: Vec<u64> = futures::stream::iter(missing.iter().cloned())
-            .map(|d| self.fetch_blob(session.clone(), d, progress.clone()))
+        let fetched: Vec<(u64, Option<u64>)> = futures::stream::iter(missing.iter().cloned())
+            .map(|d| {
+                let size = d.size;
+                self.fetch_blob(session.clone(), d, progress.clone()).map(move |r| r.map(|got| (size, got)))
+            })
             .buffer_unordered(self.inner.concurrency)
             .try_collect()
             .await?;
+        // A blob that a concurrent staging fetched is reused here, not downloaded twice over.
+        let downloaded: Vec<u64> = fetched.iter().filter_map(|(_, got)| *got).collect();
+        for (size, _) in fetched.iter().filter(|(_, got)| got.is_none()) {
+            bytes_reused += size;
+            blobs_reused += 1;
+        }
 
         // Protect again right before committing (downloads may outlast the protect window),
         // and fetch anything a concurrent garbage collection removed meanwhile.
@@ -149,11 +158,15 @@ impl Stager {
         let mut downloaded = downloaded;
         for d in blobs.values() {
             if store.blob_size_fresh(&d.digest).await?.is_none() {
-                downloaded.push(self.fetch_blob(session.clone(), d.clone(), progress.clone()).await?);
+                downloaded.extend(self.fetch_blob(session.clone(), d.clone(), progress.clone()).await?);
             }
         }
 
-        // Commit: links, manifests (children first), metadata, record.
+        // Run metadata before anything is linked: a config it cannot read fails the staging,
+        // which must then leave nothing of the app visible.
+        let metadata = self.metadata(&images, &source).await?;
+
+        // Commit: links, manifests (children first), record.
         let repo = req.app.repository();
         for d in blobs.keys() {
             store.link_blob(&repo, d).await?;
@@ -164,7 +177,6 @@ impl Stager {
             }
         }
         store.put_manifest(&repo, &pinned.digest, &pinned.media_type, pinned.bytes.clone(), None).await?;
-        let metadata = self.metadata(&images, &source).await?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let staging_id = format!("{now_ms:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let record = StagingRecord {
@@ -207,8 +219,11 @@ impl Stager {
     }
 
     /// Downloads one blob into the store, or waits for the download another staging started.
-    async fn fetch_blob(&self, session: Session, d: Descriptor, progress: Progress) -> Result<u64, StageError> {
-        let (fut, owner) = {
+    /// `Some(bytes)` when this staging downloaded it; `None` when another staging did, or the
+    /// blob reached the store after the plan was made, so that the counts of concurrent
+    /// stagings add up to what was really fetched.
+    async fn fetch_blob(&self, session: Session, d: Descriptor, progress: Progress) -> Result<Option<u64>, StageError> {
+        let (ident, owner) = {
             let mut inflight = self.inner.inflight.lock().map_err(|_| StageError::BadRequest("engine lock poisoned".into()))?;
             match inflight.get(&d.digest) {
                 Some(f) => (f.clone(), false),
@@ -219,18 +234,16 @@ impl Stager {
                 }
             }
         };
+        // Declared before `fut`, so dropped after it, also when this staging is cancelled.
+        let _entry = InflightEntry { inflight: &self.inner.inflight, digest: &d.digest, ident: ident.clone() };
+        let fut = ident;
         let result = fut.await;
-        if owner {
-            if let Ok(mut inflight) = self.inner.inflight.lock() {
-                inflight.remove(&d.digest);
-            }
-        }
         match result {
             // A staging that waited on another's download did not download the bytes itself.
-            Ok(size) if owner => Ok(size),
+            Ok(Some(size)) if owner => Ok(Some(size)),
             Ok(_) => {
                 progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
-                Ok(0)
+                Ok(None)
             }
             // The first waiter to finish may own the error outright; the others get its copy.
             Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StageError::Shared { status: shared.status(), message: shared.to_string() })),
@@ -247,9 +260,37 @@ impl Stager {
     }
 }
 
+/// One staging's interest in an in-flight download. Whoever stops waiting last (done, failed
+/// or cancelled) removes the entry: a finished download must not answer later stagings from
+/// the map (a failure would stick to the digest until restart), and one nobody waits for any
+/// more must not stay parked there holding its session's credentials.
+struct InflightEntry<'a> {
+    inflight: &'a Mutex<HashMap<Digest, Download>>,
+    digest: &'a Digest,
+    /// A clone never polled, to recognise the entry and count who else waits on it.
+    ident: Download,
+}
+
+impl Drop for InflightEntry<'_> {
+    fn drop(&mut self) {
+        let Ok(mut inflight) = self.inflight.lock() else { return };
+        let ours = inflight.get(self.digest).is_some_and(|f| f.ptr_eq(&self.ident));
+        // The map's clone and ours: nobody else is waiting.
+        let unwanted = inflight.get(self.digest).is_some_and(|f| f.peek().is_some() || f.strong_count().is_none_or(|n| n <= 2));
+        if ours && unwanted {
+            inflight.remove(self.digest);
+        }
+    }
+}
+
 /// Streams one blob from the upstream into the store (verified there, in the same pass).
-async fn download(store: Store, session: Session, d: Descriptor, progress: Progress) -> Result<u64, Arc<StageError>> {
+/// `None` when the store already holds it: the plan is made before the downloads start, and
+/// a concurrent staging may have stored the blob since.
+async fn download(store: Store, session: Session, d: Descriptor, progress: Progress) -> Result<Option<u64>, Arc<StageError>> {
     let run = async {
+        if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
+            return Ok(None);
+        }
         progress.send(Event::BlobStarted { digest: d.digest.clone(), size: d.size }).await;
         let stream = session.blob(&d.digest, d.size).await?;
         let counted = progress_stream(stream, d.digest.clone(), progress.clone());
@@ -258,7 +299,7 @@ async fn download(store: Store, session: Session, d: Descriptor, progress: Progr
             return Err(StageError::Corrupt { what: format!("blob {}", d.digest), detail: format!("{size} bytes, the manifest says {}", d.size) });
         }
         progress.send(Event::BlobDone { digest: d.digest.clone(), size }).await;
-        Ok(size)
+        Ok(Some(size))
     };
     run.await.map_err(Arc::new)
 }

@@ -200,7 +200,12 @@ impl Session {
                     let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
                     self.authenticate(challenge, what).await?;
                 }
-                StatusCode::UNAUTHORIZED => return Err(self.refused(what, "the registry rejected the token it issued")),
+                StatusCode::UNAUTHORIZED => {
+                    // Say which: a basic-auth registry issued no token, the password was wrong.
+                    let basic = self.auth.lock().ok().is_some_and(|a| matches!(*a, Some(Auth::Basic(_))));
+                    let detail = if basic { "the registry rejected the username and password" } else { "the registry rejected the token it issued" };
+                    return Err(self.refused(what, detail));
+                }
                 StatusCode::FORBIDDEN => return Err(UpstreamError::Denied { registry: self.registry.clone(), what: what.into() }),
                 StatusCode::NOT_FOUND => return Err(UpstreamError::NotFound { registry: self.registry.clone(), what: what.into() }),
                 s if (s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()) && attempt < policy.attempts => {
@@ -362,13 +367,8 @@ impl Session {
                 return Err(UpstreamError::Protocol { registry: self.registry.clone(), what, detail: "manifest larger than 4 MiB".into() });
             }
         }
-        let manifest = Manifest::parse(&bytes, content_type.as_deref()).map_err(|e| {
-            if bytes.windows(17).any(|w| w == b"\"schemaVersion\":1") || bytes.windows(18).any(|w| w == b"\"schemaVersion\": 1") {
-                UpstreamError::Schema1 { registry: self.registry.clone(), what: what.clone() }
-            } else {
-                UpstreamError::Protocol { registry: self.registry.clone(), what: what.clone(), detail: e.to_string() }
-            }
-        })?;
+        // The digest first: bytes that are not the ones asked for are corrupt (422), whether
+        // or not they still parse; only the right bytes can be an invalid manifest.
         let expected = match reference {
             Reference::Digest(d) => Some(d.clone()),
             Reference::Tag(_) => header_digest,
@@ -382,6 +382,13 @@ impl Session {
                 return Err(UpstreamError::DigestMismatch { registry: self.registry.clone(), what, expected: e.to_string(), actual: digest.to_string() });
             }
         }
+        let manifest = Manifest::parse(&bytes, content_type.as_deref()).map_err(|e| {
+            if bytes.windows(17).any(|w| w == b"\"schemaVersion\":1") || bytes.windows(18).any(|w| w == b"\"schemaVersion\": 1") {
+                UpstreamError::Schema1 { registry: self.registry.clone(), what: what.clone() }
+            } else {
+                UpstreamError::Protocol { registry: self.registry.clone(), what: what.clone(), detail: e.to_string() }
+            }
+        })?;
         Ok(Fetched { digest, media_type: manifest.media_type.clone(), bytes: Bytes::from(bytes), manifest })
     }
 
@@ -392,6 +399,7 @@ impl Session {
         let what = format!("blob {digest} of {}", self.repository);
         let url = format!("{}/blobs/{digest}", self.base);
         let resp = self.send(Method::GET, &url, HeaderMap::new(), &what).await?;
+        self.check_length(&resp, size, &what)?;
         let state = BlobDownload {
             session: self.clone(),
             url,
@@ -404,6 +412,20 @@ impl Session {
             done: false,
         };
         Ok(futures::stream::unfold(state, |mut st| async move { st.next().await.map(|item| (item, st)) }).boxed())
+    }
+}
+
+impl Session {
+    /// A whole-blob answer whose `Content-Length` is not the descriptor's size can never
+    /// match it: fail now as corrupt, rather than read it, resume past its end (416) and
+    /// report the upstream unreachable after the retries.
+    fn check_length(&self, resp: &Response, size: u64, what: &str) -> Result<(), UpstreamError> {
+        match resp.content_length() {
+            Some(len) if resp.status() == StatusCode::OK && len != size => {
+                Err(UpstreamError::SizeMismatch { registry: self.registry.clone(), what: what.into(), expected: size, actual: len })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -487,6 +509,7 @@ impl BlobDownload {
             h.insert(RANGE, v);
         }
         let resp = self.session.send(Method::GET, &self.url, h, &self.what).await?;
+        self.session.check_length(&resp, self.size, &self.what)?;
         self.skip = if resp.status() == StatusCode::PARTIAL_CONTENT {
             let start = resp
                 .headers()

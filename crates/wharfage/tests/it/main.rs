@@ -16,4 +16,5 @@ mod lifecycle;
 mod restart;
 mod round_trip;
 mod skopeo;
+mod staging;
 mod uploads;

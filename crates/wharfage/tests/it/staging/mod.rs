@@ -1,0 +1,124 @@
+//! The staging cache end to end (issue 3), against real upstreams: Debian's `docker-registry`
+//! anonymous, with htpasswd basic auth, with `auth: token` and a token issuer of ours whose
+//! JWTs the registry verifies, and over TLS with a private CA. Images are pushed into the
+//! upstream with skopeo; wharfage (the built binary) stages them through
+//! `POST /api/v1/stagings` or `wharfage stage`; scale-ups pull the pinned digest back with
+//! skopeo, byte for byte, with the upstream stopped. Downloads are counted from the upstream's
+//! own request log.
+
+mod auth;
+mod cli;
+mod failures;
+mod images;
+mod proxy;
+mod public;
+mod upstream;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::client::{Http, Resp};
+use crate::fixtures::{read_blobs, Layout};
+use crate::harness::{self, Server};
+use crate::skopeo::{oci_ref, Skopeo};
+
+/// A `wharfage serve` over a temporary root, with an HTTP client to it.
+pub struct Wharf {
+    pub server: Server,
+    pub http: Http,
+    pub root: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Wharf {
+    /// Starts `wharfage serve` on a free port with `args` added (e.g. `--insecure-registry`).
+    pub fn start(args: &[String]) -> Wharf {
+        let dir = harness::tempdir();
+        let root = dir.path().join("root");
+        let mut cmd = harness::wharfage(dir.path());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"]).arg(&root).args(["--log-format", "json"]).args(args);
+        let server = Server::spawn(cmd);
+        let http = Http::new(server.addr);
+        Wharf { server, http, root, dir }
+    }
+
+    /// Starts wharfage allowing plain HTTP to each of `hosts`.
+    pub fn for_hosts(hosts: &[String]) -> Wharf {
+        Wharf::start(&insecure(hosts))
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        self.server.host()
+    }
+
+    /// A scratch directory of this test.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `POST /api/v1/stagings` with `{"source", "app"}` plus the fields of `extra`.
+    pub fn stage(&self, source: &str, app: &str, extra: Value) -> Resp {
+        self.stage_with(source, app, extra, &[])
+    }
+
+    /// The same, with extra request headers.
+    pub fn stage_with(&self, source: &str, app: &str, extra: Value, headers: &[(&str, &str)]) -> Resp {
+        let mut body = json!({ "source": source, "app": app });
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.http.send("POST", "/api/v1/stagings", &h, serde_json::to_vec(&body).unwrap())
+    }
+
+    /// Stages and expects 201; the result object.
+    #[track_caller]
+    pub fn stage_ok(&self, source: &str, app: &str, extra: Value) -> Value {
+        let r = self.stage(source, app, extra).expect(201, &format!("staging {source} for {app}"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// `GET /api/v1/apps/{app}`
+    pub fn app(&self, app: &str) -> Resp {
+        self.http.get(&format!("/api/v1/apps/{app}"))
+    }
+
+    /// Pulls `image` (`host/apps/x@sha256:…`) with skopeo into a fresh OCI layout, every
+    /// platform; its blobs, each checked against its name.
+    #[track_caller]
+    pub fn pull(&self, skopeo: &Skopeo, image: &str, name: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let dir = self.scratch(name);
+        skopeo.copy_all(&format!("docker://{image}"), &oci_ref(&dir, "pulled"));
+        read_blobs(&dir)
+    }
+}
+
+/// `--insecure-registry HOST` for each host.
+pub fn insecure(hosts: &[String]) -> Vec<String> {
+    hosts.iter().flat_map(|h| ["--insecure-registry".to_string(), h.clone()]).collect()
+}
+
+/// The JSON body of a response.
+#[track_caller]
+pub fn body(r: &Resp) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+/// The message of an `{"errors":[{code, message}]}` body, asserting its code.
+#[track_caller]
+pub fn error_message(r: &Resp, code: &str) -> String {
+    let v = body(r);
+    assert_eq!(v["errors"][0]["code"], code, "error code; body: {}", r.text());
+    v["errors"][0]["message"].as_str().unwrap().to_string()
+}
+
+/// A fresh OCI layout under `dir`.
+pub fn layout(dir: &Path) -> Layout {
+    Layout::create(dir)
+}

@@ -1,0 +1,153 @@
+//! A tiny TCP proxy between wharfage and an upstream registry that injects the network's
+//! faults: it cuts the first long blob response in the middle (a flaky link, a restarting load
+//! balancer), can hide `Range` from the upstream (a cache that always sends whole bodies), and
+//! can make blobs vanish (404 for new requests, transfers in progress aborted), as when an
+//! upstream garbage-collects a moved tag. It forwards one request per connection (it asks the
+//! upstream to close after each answer) and records every request head, so a test can see
+//! the `Range` request that resumed a download.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the proxy does to the traffic.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Cut the first blob response longer than this many bytes (status line and headers
+    /// included) there, closing both connections.
+    pub cut_after: Option<usize>,
+    /// Never forward `Range`: the upstream answers resumed requests with the whole blob.
+    pub strip_range: bool,
+}
+
+/// A running proxy; its threads end with the test process (they only serve loopback).
+pub struct Proxy {
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    upstream_port: u16,
+    faults: Faults,
+    heads: Mutex<Vec<String>>,
+    cut_done: AtomicBool,
+    blobs_gone: AtomicBool,
+}
+
+impl Proxy {
+    /// Proxies `127.0.0.1:PORT` to the upstream port with `faults`.
+    pub fn start(upstream_port: u16, faults: Faults) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            upstream_port,
+            faults,
+            heads: Mutex::new(Vec::new()),
+            cut_done: AtomicBool::new(false),
+            blobs_gone: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = s.forward(conn);
+                });
+            }
+        });
+        Proxy { port, shared }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The head of every request forwarded so far (as received, lines joined by `\n`).
+    pub fn heads(&self) -> Vec<String> {
+        self.shared.heads.lock().unwrap().clone()
+    }
+
+    /// Whether the proxy has cut a blob response.
+    pub fn has_cut(&self) -> bool {
+        self.shared.cut_done.load(Ordering::SeqCst)
+    }
+
+    /// While on, blob GETs are answered 404 `BLOB_UNKNOWN` and blob transfers in progress
+    /// are aborted.
+    pub fn blobs_gone(&self, gone: bool) {
+        self.shared.blobs_gone.store(gone, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    fn forward(&self, client: TcpStream) -> std::io::Result<()> {
+        client.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = BufReader::new(client.try_clone()?);
+        let mut lines = Vec::new();
+        let mut content_length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-length") {
+                    content_length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            lines.push(line);
+        }
+        let mut body = vec![0u8; content_length];
+        reader.read_exact(&mut body)?;
+        self.heads.lock().unwrap().push(lines.join("\n"));
+        let mut client = client;
+        let blob_get = lines[0].starts_with("GET ") && lines[0].contains("/blobs/sha256:");
+        if blob_get && self.blobs_gone.load(Ordering::SeqCst) {
+            let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+            write!(client, "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())?;
+            return Ok(());
+        }
+        // Only a response longer than `cut_after` is cut; the first to reach it wins the cut.
+        let cut_after = self.faults.cut_after.filter(|_| blob_get && !self.cut_done.load(Ordering::SeqCst));
+        let dropped = |l: &str| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("connection:") || (self.faults.strip_range && l.starts_with("range:"))
+        };
+        let mut head = String::new();
+        for l in lines.iter().filter(|l| !dropped(l)) {
+            head.push_str(l);
+            head.push_str("\r\n");
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        let mut upstream = TcpStream::connect(("127.0.0.1", self.upstream_port))?;
+        upstream.write_all(head.as_bytes())?;
+        upstream.write_all(&body)?;
+        // Small reads, so that a transfer notices `blobs_gone` while it is under way.
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0usize;
+        loop {
+            let n = upstream.read(&mut buf)?;
+            if n == 0 || (blob_get && self.blobs_gone.load(Ordering::SeqCst)) {
+                break;
+            }
+            let cutting = cut_after.is_some_and(|c| sent + n >= c && !self.cut_done.swap(true, Ordering::SeqCst));
+            let n = if cutting { cut_after.unwrap_or(0) - sent } else { n };
+            client.write_all(&buf[..n])?;
+            sent += n;
+            if cutting {
+                break;
+            }
+        }
+        client.flush()?;
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = upstream.shutdown(Shutdown::Both);
+        Ok(())
+    }
+}

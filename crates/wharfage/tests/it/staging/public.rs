@@ -1,0 +1,405 @@
+//! Staging from an anonymous upstream: the result object, pinning and scale-ups with the
+//! upstream stopped, sharing of base layers (one after the other and concurrently),
+//! multi-arch indexes, re-staging and the app history, and the NDJSON progress stream.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::images::{expected_metadata, image, index, layer, total_size};
+use super::upstream::{Mode, Upstream};
+use super::{body, error_message, layout, Wharf};
+use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_INDEX, OCI_MANIFEST};
+use crate::skopeo::Skopeo;
+
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+#[test]
+fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
+    let skopeo = Skopeo::new();
+    let mut up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(301);
+    let base = layer(&mut l, &mut rng, "usr/lib/base.bin", 700_000);
+    let lib = layer(&mut l, &mut rng, "srv/app/lib.bin", 300_000);
+    let bin = layer(&mut l, &mut rng, "usr/local/bin/app", 40_000);
+    let img = image(&mut l, "amd64", &[&base, &lib, &bin]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "team/web");
+
+    let source = format!("{}/team/web:v1", up.host());
+    let r = wharf.stage_ok(&source, "web-1", json!({}));
+    let own: Vec<String> = img.blob_digests()[1..].to_vec();
+    assert_eq!(r["app"], "web-1");
+    assert_eq!(r["digest"], img.digest);
+    assert_eq!(r["image"], format!("{}/apps/web-1@{}", wharf.host(), img.digest));
+    assert_eq!(r["metadata"], expected_metadata("amd64"), "run metadata from the image config");
+    assert_eq!(r["blobs_downloaded"], 4, "config and three layers: {r}");
+    assert_eq!(r["bytes_downloaded"], total_size(&l, &own), "{r}");
+    assert_eq!((r["blobs_reused"].as_u64(), r["bytes_reused"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert!(r["seconds"].as_f64().is_some_and(|s| s > 0.0), "{r}");
+    let staging_id = r["staging_id"].as_str().unwrap();
+    assert!(!staging_id.is_empty());
+    for d in &own {
+        assert_eq!(up.blob_gets(d), 1, "blob {d} should be fetched from the upstream exactly once");
+    }
+
+    let app = body(&wharf.app("web-1").expect(200, "GET the app"));
+    assert_eq!(app["current"]["staging_id"], staging_id);
+    assert_eq!(app["current"]["image"], r["image"]);
+    assert_eq!(app["current"]["source"], source);
+    assert_eq!(app["current"]["metadata"], r["metadata"]);
+    assert_eq!(app["stagings"].as_array().map(Vec::len), Some(1));
+    let apps = body(&wharf.http.get("/api/v1/apps").expect(200, "GET the apps"));
+    let names: Vec<&str> = apps["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web-1"]);
+
+    // Scale-up: the upstream is gone, wharfage serves the identical bytes by digest.
+    up.stop();
+    let image_ref = r["image"].as_str().unwrap();
+    let pulled = wharf.pull(&skopeo, image_ref, "scale-up");
+    assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "scale-up pull with the upstream stopped");
+    assert_eq!(skopeo.inspect_raw(image_ref), img.manifest, "the pinned manifest is served byte for byte");
+    let pulled_again = wharf.pull(&skopeo, image_ref, "scale-up-2");
+    assert_same_blobs(&pulled, &pulled_again, "a second scale-up");
+}
+
+#[test]
+fn a_sibling_image_downloads_only_its_own_blobs() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(302);
+    let os = layer(&mut l, &mut rng, "base/os.bin", 500_000);
+    let runtime = layer(&mut l, &mut rng, "base/runtime.bin", 400_000);
+    let first = layer(&mut l, &mut rng, "srv/first.bin", 100_000);
+    let second = layer(&mut l, &mut rng, "srv/second.bin", 120_000);
+    let a = image(&mut l, "amd64", &[&os, &runtime, &first]);
+    let b = image(&mut l, "amd64", &[&os, &runtime, &second]);
+    l.tag("first", OCI_MANIFEST, &a.digest);
+    l.tag("second", OCI_MANIFEST, &b.digest);
+    up.push(&skopeo, &l, "first", "shop/first");
+    up.push(&skopeo, &l, "second", "shop/second");
+
+    wharf.stage_ok(&format!("{}/shop/first:first", up.host()), "first", json!({}));
+    let r = wharf.stage_ok(&format!("{}/shop/second:second", up.host()), "second", json!({}));
+    let new = vec![b.config.clone(), second.digest.clone()];
+    assert_eq!(r["blobs_downloaded"], 2, "only the sibling's config and top layer: {r}");
+    assert_eq!(r["bytes_downloaded"], total_size(&l, &new), "{r}");
+    assert_eq!(r["blobs_reused"], 2, "{r}");
+    assert_eq!(r["bytes_reused"], total_size(&l, &[os.digest.clone(), runtime.digest.clone()]), "{r}");
+    for d in [&os.digest, &runtime.digest] {
+        assert_eq!(up.blob_gets(d), 1, "base layer {d} was fetched from the upstream more than once");
+    }
+    for d in &new {
+        assert_eq!(up.blob_gets(d), 1, "{d}");
+    }
+    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "second");
+    assert_same_blobs(&subset(&l.blobs, &b.blob_digests()), &pulled, "the sibling, pulled from wharfage");
+}
+
+#[test]
+fn concurrent_stagings_download_each_shared_blob_once() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    // Two downloads at a time: each staging works through its blobs in a different order
+    // from the others', so their downloads of the shared base overlap in every way.
+    let mut args = super::insecure(&[up.host()]);
+    args.extend(["--stage-concurrency".to_string(), "2".to_string()]);
+    let wharf = Wharf::start(&args);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(303);
+    let bases: Vec<_> = (0..3).map(|i| layer(&mut l, &mut rng, &format!("base/{i}.bin"), 1_500_000)).collect();
+    let apps = ["alpha", "beta", "gamma"];
+    let mut images = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        let own = layer(&mut l, &mut rng, &format!("srv/{app}.bin"), 200_000 + i * 10_000);
+        let img = image(&mut l, "amd64", &[&bases[0], &bases[1], &bases[2], &own]);
+        l.tag(app, OCI_MANIFEST, &img.digest);
+        up.push(&skopeo, &l, app, &format!("fleet/{app}"));
+        images.push(img);
+    }
+
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = apps
+            .iter()
+            .map(|app| {
+                let (wharf, source) = (&wharf, format!("{}/fleet/{app}:{app}", up.host()));
+                s.spawn(move || wharf.stage_ok(&source, app, json!({})))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    for b in &bases {
+        assert_eq!(up.blob_gets(&b.digest), 1, "shared base layer {} was downloaded more than once; results: {results:?}", b.digest);
+    }
+    let unique: BTreeSet<String> = images.iter().flat_map(|i| i.blob_digests()[1..].to_vec()).collect();
+    let unique: Vec<String> = unique.into_iter().collect();
+    for d in &unique {
+        assert_eq!(up.blob_gets(d), 1, "{d}");
+    }
+    let sum = |k: &str| results.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("blobs_downloaded"), unique.len() as u64, "each blob counts as downloaded by one staging only: {results:#?}");
+    assert_eq!(sum("bytes_downloaded"), total_size(&l, &unique), "{results:#?}");
+    for (r, img) in results.iter().zip(&images) {
+        assert_eq!(r["digest"], img.digest);
+        let n = r["blobs_downloaded"].as_u64().unwrap() + r["blobs_reused"].as_u64().unwrap();
+        assert_eq!(n, 5, "every blob of {} is either downloaded or reused: {r}", r["app"]);
+        let bytes = r["bytes_downloaded"].as_u64().unwrap() + r["bytes_reused"].as_u64().unwrap();
+        assert_eq!(bytes, total_size(&l, &img.blob_digests()[1..]), "{r}");
+    }
+    for (r, img) in results.iter().zip(&images) {
+        let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), r["app"].as_str().unwrap());
+        assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a concurrently staged image");
+    }
+}
+
+#[test]
+fn multi_arch_index_stages_one_platform_or_all() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(304);
+    let mut per_arch = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let base = layer(&mut l, &mut rng, &format!("{arch}/base.bin"), 300_000);
+        let app = layer(&mut l, &mut rng, &format!("{arch}/app.bin"), 80_000);
+        per_arch.push(image(&mut l, arch, &[&base, &app]));
+    }
+    let (amd, arm) = (&per_arch[0], &per_arch[1]);
+    let idx = index(&mut l, &[amd, arm]);
+    l.tag("multi", OCI_INDEX, &idx.digest);
+    up.push(&skopeo, &l, "multi", "tools/multi");
+    let source = format!("{}/tools/multi:multi", up.host());
+
+    let r = wharf.stage_ok(&source, "multi-arm", json!({ "platform": "linux/arm64" }));
+    assert_eq!(r["digest"], arm.digest, "the arm64 manifest is pinned, not the index");
+    assert_eq!(r["metadata"], expected_metadata("arm64"));
+    assert_eq!(r["blobs_downloaded"], 3, "{r}");
+    for d in &arm.blob_digests()[1..] {
+        assert_eq!(up.blob_gets(d), 1, "{d}");
+    }
+    for d in &amd.blob_digests()[1..] {
+        assert_eq!(up.blob_gets(d), 0, "an amd64 blob {d} was downloaded for an arm64 staging");
+    }
+    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "arm");
+    assert_same_blobs(&subset(&l.blobs, &arm.blob_digests()), &pulled, "the arm64 image");
+
+    let r = wharf.stage_ok(&source, "multi-all", json!({ "platform": "all" }));
+    assert_eq!(r["digest"], idx.digest, "\"all\" pins the whole index");
+    assert_eq!(r["media_type"], OCI_INDEX);
+    assert_eq!(r["metadata"], expected_metadata("amd64"), "an index's metadata is its linux/amd64 image's");
+    assert_eq!((r["blobs_downloaded"].as_u64(), r["blobs_reused"].as_u64()), (Some(3), Some(3)), "only the amd64 blobs are new: {r}");
+    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "all");
+    let mut every = vec![idx.digest.clone()];
+    every.extend(amd.blob_digests());
+    every.extend(arm.blob_digests());
+    assert_same_blobs(&subset(&l.blobs, &every), &pulled, "the whole index");
+    assert_eq!(skopeo.inspect_raw(r["image"].as_str().unwrap()), idx.manifest);
+
+    // The default platform is linux/amd64; everything is stored by now.
+    let r = wharf.stage_ok(&source, "multi-amd", json!({}));
+    assert_eq!(r["digest"], amd.digest);
+    assert_eq!((r["blobs_downloaded"].as_u64(), r["blobs_reused"].as_u64()), (Some(0), Some(3)), "{r}");
+    for d in l.blobs.keys().filter(|d| **d != idx.digest && **d != amd.digest && **d != arm.digest) {
+        assert_eq!(up.blob_gets(d), 1, "{d} over the three stagings");
+    }
+
+    let r = wharf.stage(&source, "multi-s390x", json!({ "platform": "linux/s390x" })).expect(404, "a platform the index lacks");
+    let message = error_message(&r, "NOT_FOUND");
+    assert!(message.contains("linux/s390x") && message.contains("linux/arm64/v8") && message.contains("linux/amd64"), "{message}");
+    wharf.app("multi-s390x").expect(404, "no staging for a failed app");
+}
+
+#[test]
+fn docker_schema2_manifest_list_and_images() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(307);
+    let mut per_arch = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let base = layer(&mut l, &mut rng, &format!("{arch}/base.bin"), 200_000);
+        per_arch.push(image(&mut l, arch, &[&base]));
+    }
+    let idx = index(&mut l, &[&per_arch[0], &per_arch[1]]);
+    l.tag("v1", OCI_INDEX, &idx.digest);
+    // What Docker Hub mostly serves: a Docker manifest list of Docker schema 2 images.
+    let upstream_ref = format!("{}/docker/multi:v1", up.host());
+    skopeo.ok(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        "--dest-no-creds",
+        &crate::skopeo::oci_ref(&l.dir, "v1"),
+        &format!("docker://{upstream_ref}"),
+    ]);
+    let list_bytes = skopeo.inspect_raw(&upstream_ref);
+    let list: Value = serde_json::from_slice(&list_bytes).unwrap();
+    assert_eq!(list["mediaType"], DOCKER_LIST, "skopeo pushed a Docker manifest list");
+    let arm_entry = list["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").unwrap();
+    let arm_digest = arm_entry["digest"].as_str().unwrap();
+
+    let r = wharf.stage_ok(&upstream_ref, "docker-all", json!({ "platform": "all" }));
+    assert_eq!(r["digest"], crate::fixtures::sha256(&list_bytes));
+    assert_eq!(r["media_type"], DOCKER_LIST);
+    assert_eq!(r["metadata"], expected_metadata("amd64"), "run metadata from a Docker config");
+    let pinned = r["image"].as_str().unwrap();
+    assert_eq!(skopeo.inspect_raw(pinned), list_bytes, "the manifest list, byte for byte");
+    let child = format!("{}/apps/docker-all@{arm_digest}", wharf.host());
+    assert_eq!(skopeo.inspect_raw(&child), skopeo.inspect_raw(&format!("{}/docker/multi@{arm_digest}", up.host())));
+
+    let r = wharf.stage_ok(&upstream_ref, "docker-arm", json!({ "platform": "linux/arm64/v8" }));
+    assert_eq!(r["digest"], arm_digest);
+    assert_eq!(r["media_type"], DOCKER_MANIFEST);
+    assert_eq!(r["metadata"], expected_metadata("arm64"));
+    assert_eq!((r["blobs_downloaded"].as_u64(), r["blobs_reused"].as_u64()), (Some(0), Some(2)), "{r}");
+
+    // Pulled from wharfage and from the upstream the same way (converted to an OCI layout,
+    // deterministically): the same result.
+    let pull = |image: &str, name: &str| {
+        let dir = wharf.scratch(name);
+        let (src, dst) = (format!("docker://{image}"), crate::skopeo::oci_ref(&dir, "pulled"));
+        skopeo.ok(&["copy", "--all", "--src-tls-verify=false", "--src-no-creds", &src, &dst]);
+        crate::fixtures::read_blobs(&dir)
+    };
+    assert_same_blobs(&pull(&upstream_ref, "from-upstream"), &pull(pinned, "from-wharf"), "the Docker images through wharfage");
+}
+
+#[test]
+fn restaging_records_history_and_downloads_nothing_already_stored() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(305);
+    let base = layer(&mut l, &mut rng, "base.bin", 400_000);
+    let v1_layer = layer(&mut l, &mut rng, "app-v1.bin", 90_000);
+    let v2_layer = layer(&mut l, &mut rng, "app-v2.bin", 95_000);
+    let v1 = image(&mut l, "amd64", &[&base, &v1_layer]);
+    let v2 = image(&mut l, "amd64", &[&base, &v2_layer]);
+    l.tag("v1", OCI_MANIFEST, &v1.digest);
+    l.tag("v2", OCI_MANIFEST, &v2.digest);
+    up.push(&skopeo, &l, "v1", "svc/api");
+    let source = format!("{}/svc/api:v1", up.host());
+
+    let first = wharf.stage_ok(&source, "api", json!({}));
+    let requests_before = up.wharfage_requests().len();
+    let second = wharf.stage_ok(&source, "api", json!({}));
+    assert_eq!(second["digest"], first["digest"]);
+    assert_ne!(second["staging_id"], first["staging_id"], "a re-staging is a new staging");
+    assert_eq!((second["blobs_downloaded"].as_u64(), second["bytes_downloaded"].as_u64()), (Some(0), Some(0)), "{second}");
+    assert_eq!(second["blobs_reused"], 3, "{second}");
+    let later: Vec<_> = up.wharfage_requests()[requests_before..].to_vec();
+    assert!(
+        later.iter().all(|r| r.method == "HEAD" || r.uri == "/v2/"),
+        "re-staging an unchanged image may only HEAD the tag upstream; it sent {later:#?}"
+    );
+
+    // The tag moves upstream: the next staging pins the new image, fetching only its new blobs.
+    skopeo.ok(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-no-creds",
+        &crate::skopeo::oci_ref(&l.dir, "v2"),
+        &format!("docker://{source}"),
+    ]);
+    let third = wharf.stage_ok(&source, "api", json!({}));
+    assert_eq!(third["digest"], v2.digest);
+    assert_eq!((third["blobs_downloaded"].as_u64(), third["blobs_reused"].as_u64()), (Some(2), Some(1)), "{third}");
+    assert_eq!(up.blob_gets(&base.digest), 1);
+
+    let app = body(&wharf.app("api").expect(200, "the app"));
+    let ids: Vec<&str> = app["stagings"].as_array().unwrap().iter().map(|s| s["staging_id"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = [&third, &second, &first].iter().map(|r| r["staging_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, expected, "the history, newest first");
+    assert_eq!(app["current"]["staging_id"], third["staging_id"]);
+    assert_eq!(app["current"]["digest"], v2.digest);
+    // The superseded pin still pulls (until pruning).
+    let old = wharf.pull(&skopeo, first["image"].as_str().unwrap(), "old-pin");
+    assert_same_blobs(&subset(&l.blobs, &v1.blob_digests()), &old, "the first staging's pin");
+}
+
+#[test]
+fn ndjson_progress_stream() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(306);
+    let big = layer(&mut l, &mut rng, "big.bin", 3_500_000);
+    let small = layer(&mut l, &mut rng, "small.bin", 20_000);
+    let img = image(&mut l, "amd64", &[&big, &small]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "stream/app");
+    let source = format!("{}/stream/app:v1", up.host());
+    let ndjson = [("accept", "application/x-ndjson")];
+
+    let r = wharf.stage_with(&source, "streamed", json!({}), &ndjson).expect(200, "a streamed staging");
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let events = lines(&r.text());
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "result", "the stream ends with the result: {events:#?}");
+    assert_eq!(last["digest"], img.digest);
+    assert_eq!(last["image"], format!("{}/apps/streamed@{}", wharf.host(), img.digest));
+    assert_eq!(last["metadata"], expected_metadata("amd64"));
+    assert_eq!(last["blobs_downloaded"], 3);
+    let planned: Vec<&Value> = events.iter().filter(|e| e["event"] == "planned").collect();
+    assert_eq!(planned.len(), 1, "{events:#?}");
+    assert_eq!(planned[0]["download"], 3);
+    for d in &img.blob_digests()[1..] {
+        let size = l.blobs[d].len() as u64;
+        let of: Vec<&Value> = events.iter().filter(|e| e["digest"] == d.as_str() && e["event"] != "planned").collect();
+        let kinds: Vec<&str> = of.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(kinds.first(), Some(&"blob_started"), "{d}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"blob_done"), "{d}: {kinds:?}");
+        assert_eq!(of[0]["size"], size);
+        assert_eq!(of.last().unwrap()["size"], size);
+        let progress: Vec<u64> = of.iter().filter(|e| e["event"] == "blob_progress").map(|e| e["bytes"].as_u64().unwrap()).collect();
+        assert!(progress.windows(2).all(|w| w[0] < w[1]) && progress.iter().all(|b| *b <= size), "{d}: {progress:?}");
+        if *d == big.digest {
+            assert!(progress.len() >= 2, "a 3.5 MB blob reports its progress: {kinds:?}");
+        }
+    }
+    let recorded = body(&wharf.app("streamed").expect(200, "the app"));
+    assert_eq!(recorded["current"]["staging_id"], last["staging_id"]);
+
+    // Everything stored: every blob is reported reused.
+    let r = wharf.stage_with(&source, "streamed-again", json!({}), &ndjson).expect(200, "a second streamed staging");
+    let events = lines(&r.text());
+    let reused: BTreeSet<&str> = events.iter().filter(|e| e["event"] == "blob_reused").map(|e| e["digest"].as_str().unwrap()).collect();
+    let digests = img.blob_digests();
+    let expected: BTreeSet<&str> = digests[1..].iter().map(String::as_str).collect();
+    assert_eq!(reused, expected, "{events:#?}");
+    assert!(events.iter().all(|e| e["event"] != "blob_started"), "{events:#?}");
+    assert_eq!(events.last().unwrap()["event"], "result");
+
+    // A failure ends the stream with an error event carrying the status a plain request gets.
+    let r = wharf.stage_with(&format!("{}/stream/app:missing", up.host()), "streamed-missing", json!({}), &ndjson);
+    let events = lines(&r.text());
+    let last = events.last().unwrap();
+    assert_eq!((last["event"].as_str(), last["status"].as_u64()), (Some("error"), Some(404)), "{events:#?}");
+    assert!(last["message"].as_str().unwrap().contains("missing"), "{last}");
+}
+
+/// Parses an NDJSON body: one JSON object a line, each with an `event`.
+#[track_caller]
+fn lines(text: &str) -> Vec<Value> {
+    assert!(text.ends_with('\n'), "NDJSON ends every line with a newline: {text:?}");
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            assert!(v["event"].is_string(), "a line without an event: {l}");
+            v
+        })
+        .collect()
+}

@@ -1,0 +1,446 @@
+//! The real upstream registry of the staging tests: Debian's `docker-registry` (CNCF
+//! distribution 2.8) on a free loopback port, over a temporary config and storage directory,
+//! in one of four modes: anonymous, htpasswd basic auth, `auth: token` with the
+//! [`TokenIssuer`] below (the registry verifies our JWTs itself), or TLS with a certificate of
+//! a private CA. Its JSON log records every request, which is how the tests count the blob
+//! GETs wharfage makes.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use testkit::ChildGuard;
+
+use crate::fixtures::Layout;
+use crate::skopeo::{oci_ref, Skopeo};
+
+const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// The one account of the authenticated upstreams.
+pub const USER: &str = "stager";
+/// Its password: distinctive enough that finding it anywhere is a leak, not a coincidence.
+pub const PASSWORD: &str = "Pw-9f3c1e7a-wharfage-staging-secret";
+
+/// `service` and `issuer` of the token mode.
+const TOKEN_SERVICE: &str = "wharfage-e2e-upstream";
+const TOKEN_ISSUER: &str = "wharfage-e2e-token-issuer";
+
+/// How the upstream authenticates (and whether it speaks TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Anonymous,
+    /// `auth: htpasswd`, answering `WWW-Authenticate: Basic`.
+    Basic,
+    /// `auth: token`: a `Bearer` challenge naming our [`TokenIssuer`].
+    Token,
+    /// Anonymous over HTTPS with a certificate signed by a private CA (see [`Upstream::ca_pem`]).
+    Tls,
+}
+
+/// One request as the registry logged it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub uri: String,
+    pub status: u16,
+    pub user_agent: String,
+}
+
+/// A running `docker-registry`; killed when dropped.
+pub struct Upstream {
+    pub mode: Mode,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<ChildGuard>,
+    issuer: Option<TokenIssuer>,
+}
+
+impl Upstream {
+    /// Starts a registry in `mode` and waits until it answers.
+    pub fn start(mode: Mode) -> Upstream {
+        Upstream::start_with(mode, "")
+    }
+
+    /// The same, with top-level `config.yml` sections added (e.g. `compatibility:`).
+    pub fn start_with(mode: Mode, extra_config: &str) -> Upstream {
+        let dir = tempfile::Builder::new().prefix("wharfage-e2e-upstream-").tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("storage")).unwrap();
+        let issuer = (mode == Mode::Token).then(|| TokenIssuer::start(d));
+        let auth = match mode {
+            Mode::Anonymous | Mode::Tls => String::new(),
+            Mode::Basic => {
+                // distribution 2.8 reads bcrypt only; cost 4 keeps every request fast.
+                let hash = bcrypt::hash_with_result(PASSWORD, 4).unwrap().format_for_version(bcrypt::Version::TwoY);
+                std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: wharfage-e2e\n    path: {}\n", d.join("htpasswd").display())
+            }
+            Mode::Token => {
+                let issuer = issuer.as_ref().unwrap();
+                format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    issuer.port,
+                    issuer.root_pem.display()
+                )
+            }
+        };
+        let tls = if mode == Mode::Tls {
+            let (ca, cert, key) = tls_files();
+            std::fs::write(d.join("ca.pem"), ca).unwrap();
+            std::fs::write(d.join("tls.crt"), cert).unwrap();
+            std::fs::write(d.join("tls.key"), key).unwrap();
+            format!("  tls:\n    certificate: {}\n    key: {}\n", d.join("tls.crt").display(), d.join("tls.key").display())
+        } else {
+            String::new()
+        };
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = testkit::free_port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: info\n  formatter: json\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\n{auth}http:\n  addr: 127.0.0.1:{port}\n  secret: wharfage-e2e-upstream-secret\n{tls}{extra_config}",
+                d.join("storage").display()
+            );
+            std::fs::write(d.join("config.yml"), config).unwrap();
+            let log = File::create(d.join("registry.log")).unwrap();
+            let mut cmd = Command::new(DOCKER_REGISTRY);
+            cmd.arg("serve").arg(d.join("config.yml")).stdout(log.try_clone().unwrap()).stderr(Stdio::from(log));
+            for v in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+                cmd.env_remove(v);
+            }
+            let mut child = testkit::spawn(cmd).unwrap_or_else(|e| {
+                panic!("cannot run {DOCKER_REGISTRY} ({e}): install Debian's docker-registry package (scripts/test.sh does)")
+            });
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut up = false;
+            while Instant::now() < deadline && child.is_running() {
+                if testkit::http_status(port, "GET", "/v2/").is_ok() {
+                    up = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if up {
+                return Upstream { mode, port, dir, child: Some(child), issuer };
+            }
+            last = std::fs::read_to_string(d.join("registry.log")).unwrap_or_default();
+        }
+        panic!("docker-registry did not start; its log:\n{last}");
+    }
+
+    /// `127.0.0.1:PORT`, as written in image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The private CA that signed a TLS upstream's certificate (PEM).
+    pub fn ca_pem(&self) -> PathBuf {
+        assert_eq!(self.mode, Mode::Tls, "only the TLS upstream has a CA");
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The token issuer of a token-mode upstream.
+    pub fn issuer(&self) -> &TokenIssuer {
+        self.issuer.as_ref().expect("only the token upstream has an issuer")
+    }
+
+    /// Copies `tag` of an OCI layout into `repo:tag` here with skopeo, every platform,
+    /// digests preserved (authenticating as [`USER`] when the upstream wants it).
+    #[track_caller]
+    pub fn push(&self, skopeo: &Skopeo, layout: &Layout, tag: &str, repo: &str) {
+        let dest = format!("docker://{}/{repo}:{tag}", self.host());
+        let creds = format!("{USER}:{PASSWORD}");
+        let mut args = vec!["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"];
+        if matches!(self.mode, Mode::Basic | Mode::Token) {
+            args.extend(["--dest-creds", &creds]);
+        } else {
+            args.push("--dest-no-creds");
+        }
+        let src = oci_ref(&layout.dir, tag);
+        args.extend([src.as_str(), dest.as_str()]);
+        skopeo.ok(&args);
+    }
+
+    /// The registry's whole log (its JSON log and its access log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Every request the registry logged as completed, in order.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["msg"].as_str().is_some_and(|m| m.starts_with("response completed")))
+            .map(|v| Logged {
+                method: v["http.request.method"].as_str().unwrap_or("").to_string(),
+                uri: v["http.request.uri"].as_str().unwrap_or("").to_string(),
+                status: v["http.response.status"].as_u64().unwrap_or(0) as u16,
+                user_agent: v["http.request.useragent"].as_str().unwrap_or("").to_string(),
+            })
+            .collect()
+    }
+
+    /// The requests wharfage made (by its User-Agent), skopeo's pushes left out.
+    pub fn wharfage_requests(&self) -> Vec<Logged> {
+        self.requests().into_iter().filter(|r| r.user_agent.starts_with("wharfage/")).collect()
+    }
+
+    /// How many successful GETs of blob `digest` wharfage made (any repository).
+    pub fn blob_gets(&self, digest: &str) -> usize {
+        let suffix = format!("/blobs/{digest}");
+        self.wharfage_requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.uri.ends_with(&suffix) && (200..300).contains(&r.status))
+            .count()
+    }
+
+    /// Where the registry keeps a blob's bytes.
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
+    /// Flips one bit of a stored blob in the middle (the size stays, the digest no longer
+    /// matches); call again to restore it.
+    pub fn flip_bit(&self, digest: &str) {
+        let len = std::fs::metadata(self.blob_data(digest)).unwrap().len() as usize;
+        self.flip_bit_at(digest, len / 2);
+    }
+
+    /// Flips the lowest bit of byte `offset` of a stored blob.
+    pub fn flip_bit_at(&self, digest: &str, offset: usize) {
+        self.xor_at(digest, offset, 0x01);
+    }
+
+    /// XORs byte `offset` of a stored blob with `mask`.
+    pub fn xor_at(&self, digest: &str, offset: usize, mask: u8) {
+        let path = self.blob_data(digest);
+        let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        bytes[offset] ^= mask;
+        std::fs::write(&path, bytes).unwrap();
+    }
+
+    /// Kills the registry (SIGKILL) and checks that its port no longer answers.
+    pub fn stop(&mut self) {
+        drop(self.child.take());
+        assert!(testkit::http_status(self.port, "GET", "/v2/").is_err(), "the upstream still answers after being killed");
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "---- upstream docker-registry ({:?}, port {}) log tail ----\n{}\n---- end ----",
+                self.mode,
+                self.port,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1 and localhost, as PEM
+/// (CA certificate, server certificate, server key).
+fn tls_files() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "wharfage e2e private CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "wharfage e2e upstream");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A token request as the issuer saw it.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub query: Vec<(String, String)>,
+    /// The user of a valid Basic authorization, if one was sent.
+    pub user: Option<String>,
+    pub status: u16,
+}
+
+/// A minimal Docker token service (docs/spec/auth/token.md of distribution): GET
+/// `/token?service=…&scope=…` with optional Basic credentials answers a JWT signed with ES256
+/// by the key of a self-signed certificate, which the registry trusts as its
+/// `rootcertbundle`; the certificate rides in the `x5c` header. Valid credentials get the
+/// actions they asked for; no credentials get a token granting nothing (as Docker Hub gives
+/// for private repositories); wrong credentials get 401.
+pub struct TokenIssuer {
+    pub port: u16,
+    root_pem: PathBuf,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+}
+
+impl TokenIssuer {
+    fn start(dir: &Path) -> TokenIssuer {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "wharfage e2e token issuer");
+        let cert = params.self_signed(&key).unwrap();
+        let root_pem = dir.join("token-root.pem");
+        std::fs::write(&root_pem, cert.pem()).unwrap();
+        let rng = ring::rand::SystemRandom::new();
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &rng,
+        )
+        .unwrap();
+        let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(IssuerState { signer, rng, x5c, requests: requests.clone() });
+        // The thread lives as long as the test process; the listener is tiny and idle after.
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let state = state.clone();
+                std::thread::spawn(move || state.serve(conn));
+            }
+        });
+        TokenIssuer { port, root_pem, requests }
+    }
+
+    /// Every token request so far.
+    pub fn requests(&self) -> Vec<TokenRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+struct IssuerState {
+    signer: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+    x5c: String,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+}
+
+impl IssuerState {
+    fn serve(&self, mut conn: TcpStream) {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        // One request per connection: answers carry `Connection: close`.
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).is_err() {
+            return;
+        }
+        let mut authorization = None;
+        let mut content_length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "authorization" => authorization = Some(v.trim().to_string()),
+                    "content-length" => content_length = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        let _ = reader.read_exact(&mut body);
+        let target = request_line.split_whitespace().nth(1).unwrap_or("");
+        let query: Vec<(String, String)> = target
+            .split_once('?')
+            .map(|(_, q)| q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect())
+            .unwrap_or_default();
+        let user = match authorization.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
+            None => Ok(None),
+            Some(b64) => {
+                let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
+                match String::from_utf8_lossy(&decoded).split_once(':') {
+                    Some((u, p)) if u == USER && p == PASSWORD => Ok(Some(u.to_string())),
+                    _ => Err(()),
+                }
+            }
+        };
+        let (status, body) = match (&user, request_line.starts_with("GET /token")) {
+            (_, false) => (404, r#"{"details":"not found"}"#.to_string()),
+            (Err(()), true) => (401, r#"{"details":"incorrect username or password"}"#.to_string()),
+            (Ok(user), true) => {
+                let access: Vec<serde_json::Value> = match user {
+                    None => Vec::new(),
+                    Some(_) => query
+                        .iter()
+                        .filter(|(k, _)| k == "scope")
+                        .filter_map(|(_, scope)| {
+                            let mut parts = scope.splitn(3, ':');
+                            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                            Some(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }))
+                        })
+                        .collect(),
+                };
+                let token = self.jwt(user.as_deref().unwrap_or(""), access);
+                (200, serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 }).to_string())
+            }
+        };
+        self.requests.lock().unwrap().push(TokenRequest { query, user: user.ok().flatten(), status });
+        let reason = if status == 200 { "OK" } else if status == 401 { "Unauthorized" } else { "Not Found" };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    /// A JWT per the token spec (docs/spec/auth/jwt.md), signed ES256 (r || s).
+    fn jwt(&self, subject: &str, access: Vec<serde_json::Value>) -> String {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "x5c": [self.x5c] });
+        let claims = serde_json::json!({
+            "iss": TOKEN_ISSUER,
+            "sub": subject,
+            "aud": TOKEN_SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": format!("{now}-{}", testkit::unique("jti")),
+            "access": access,
+        });
+        let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let sig = self.signer.sign(&self.rng, signing_input.as_bytes()).unwrap();
+        format!("{signing_input}.{}", b64(sig.as_ref()))
+    }
+}
+
+/// Percent-decoding of a query component (`+` is a space).
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
