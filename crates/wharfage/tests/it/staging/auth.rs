@@ -1,6 +1,7 @@
 //! Private upstreams: htpasswd basic auth and the Docker bearer-token flow (the real registry
 //! verifies the JWTs of our issuer), right, wrong and missing credentials; a TLS upstream
-//! whose certificate a private CA signed; and the credential search: after staging from a
+//! whose certificate a private CA signed; blob redirects to another host, which must not
+//! receive the upstream's credentials; and the credential search: after staging from a
 //! password-protected upstream, neither the password nor its base64 forms appear anywhere
 //! under the storage root or in the server's log.
 
@@ -8,7 +9,8 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::images::{image, layer};
-use super::upstream::{Mode, Upstream, PASSWORD, USER};
+use super::proxy::{Faults, Proxy};
+use super::upstream::{Mode, Upstream, IDENTITY_TOKEN, PASSWORD, USER};
 use super::{error_message, layout, Wharf};
 use crate::fixtures::{assert_same_blobs, subset, Image, Layout, Rng, OCI_MANIFEST};
 use crate::harness::files_under;
@@ -28,7 +30,12 @@ pub(super) fn private_image(wharf: &Wharf, seed: u64) -> (Layout, Image) {
 /// Starts wharfage logging everything (`trace`), so the credential search covers every
 /// line any crate could write.
 pub(super) fn verbose_wharf(up: &Upstream) -> Wharf {
-    let mut args = super::insecure(&[up.host()]);
+    verbose_wharf_for(&[up.host()])
+}
+
+/// The same, allowing plain HTTP to `hosts`.
+fn verbose_wharf_for(hosts: &[String]) -> Wharf {
+    let mut args = super::insecure(hosts);
     args.extend(["--log".to_string(), "trace".to_string()]);
     Wharf::start(&args)
 }
@@ -66,7 +73,7 @@ fn secrets() -> Vec<String> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let b64url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let mut out = Vec::new();
-    for pw in [PASSWORD, "not-the-Pw-123"] {
+    for pw in [PASSWORD, "not-the-Pw-123", IDENTITY_TOKEN, "idt-wrong-0000"] {
         let pair = format!("{USER}:{pw}");
         out.extend([pw.to_string(), b64(pw), b64(&pair), b64url(pw), b64url(&pair)]);
         // Unpadded forms too: a leak inside a longer base64 text would carry no padding.
@@ -125,6 +132,21 @@ fn bearer_token_upstream() {
         assert!(r.query.contains(&("scope".into(), "repository:private/app:pull".into())), "pull scope only: {r:?}");
     }
     assert!(requests.iter().any(|r| r.status == 401), "the wrong password reached the token service: {requests:?}");
+
+    // An identity token instead of a password: the OAuth2 refresh-token grant.
+    let source = format!("{}/private/app:v1", up.host());
+    let before = up.issuer().requests().len();
+    let r = wharf.stage_ok(&source, "private-idt", json!({ "credentials": { "token": IDENTITY_TOKEN } }));
+    assert_eq!(r["digest"], img.digest);
+    let posts = up.issuer().requests()[before..].to_vec();
+    assert!(
+        posts.iter().any(|p| p.status == 200 && p.query.contains(&("grant_type".into(), "refresh_token".into()))),
+        "the identity token went through the refresh-token grant: {posts:?}"
+    );
+    let resp = wharf.stage(&source, "private-idt-wrong", json!({ "credentials": { "token": "idt-wrong-0000" } })).expect(401, "a wrong identity token");
+    let message = error_message(&resp, "UPSTREAM_UNAUTHORIZED");
+    assert!(message.contains(&up.host()) && message.contains("identity token"), "{message}");
+    assert!(!message.contains("idt-wrong-0000"), "{message}");
     assert_no_credentials_anywhere(&wharf);
 }
 
@@ -147,4 +169,36 @@ fn tls_upstream_with_a_private_ca() {
     let message = error_message(&resp, "UPSTREAM_UNREACHABLE");
     assert!(message.contains(&up.host()), "{message}");
     untrusting.app("tls-app").expect(404, "nothing staged");
+}
+
+#[test]
+fn credentials_are_not_sent_to_the_host_a_blob_redirects_to() {
+    let skopeo = Skopeo::new();
+    // The private registry redirects blob GETs (through `front`) to a "blob storage" host:
+    // an anonymous registry holding the same blobs, behind a proxy that records what it gets.
+    let private = Upstream::start(Mode::Basic);
+    let storage = Upstream::start(Mode::Anonymous);
+    let storage_front = Proxy::start(storage.port, Faults::default());
+    let front = Proxy::start(private.port, Faults { redirect_blobs_to: Some(storage_front.port), ..Faults::default() });
+    let wharf = verbose_wharf_for(&[front.host()]);
+    let (l, img) = private_image(&wharf, 404);
+    private.push(&skopeo, &l, "v1", "private/app");
+    storage.push(&skopeo, &l, "v1", "private/app");
+
+    let creds = json!({ "credentials": { "username": USER, "password": PASSWORD } });
+    let r = wharf.stage_ok(&format!("{}/private/app:v1", front.host()), "redirected", creds);
+    assert_eq!(r["blobs_downloaded"], 3, "{r}");
+    let sent_to_registry = front.heads();
+    assert!(
+        sent_to_registry.iter().any(|h| h.to_ascii_lowercase().contains("\nauthorization: basic ")),
+        "the registry itself got the credentials: {sent_to_registry:#?}"
+    );
+    let sent_to_storage = storage_front.heads();
+    assert_eq!(sent_to_storage.len(), 3, "every blob came from the storage host: {sent_to_storage:#?}");
+    for h in &sent_to_storage {
+        assert!(!h.to_ascii_lowercase().contains("authorization"), "the storage host got the registry's credentials:\n{h}");
+    }
+    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "pulled");
+    assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a redirected staging");
+    assert_no_credentials_anywhere(&wharf);
 }

@@ -1,6 +1,7 @@
 //! A tiny TCP proxy between wharfage and an upstream registry that injects the network's
 //! faults: it cuts the first long blob response in the middle (a flaky link, a restarting load
-//! balancer), can hide `Range` from the upstream (a cache that always sends whole bodies), and
+//! balancer), can hide `Range` from the upstream (a cache that always sends whole bodies), can
+//! redirect blob requests elsewhere (as registries send clients to their blob storage), and
 //! can make blobs vanish (404 for new requests, transfers in progress aborted), as when an
 //! upstream garbage-collects a moved tag. It forwards one request per connection (it asks the
 //! upstream to close after each answer) and records every request head, so a test can see
@@ -20,6 +21,9 @@ pub struct Faults {
     pub cut_after: Option<usize>,
     /// Never forward `Range`: the upstream answers resumed requests with the whole blob.
     pub strip_range: bool,
+    /// Answer blob GETs with a 307 to the same path on this loopback port, as registries
+    /// send clients to their blob storage.
+    pub redirect_blobs_to: Option<u16>,
 }
 
 /// A running proxy; its threads end with the test process (they only serve loopback).
@@ -112,6 +116,11 @@ impl Shared {
         if blob_get && self.blobs_gone.load(Ordering::SeqCst) {
             let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
             write!(client, "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())?;
+            return Ok(());
+        }
+        if let Some(port) = self.faults.redirect_blobs_to.filter(|_| blob_get) {
+            let path = lines[0].split_whitespace().nth(1).unwrap_or("/");
+            write!(client, "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{port}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
             return Ok(());
         }
         // Only a response longer than `cut_after` is cut; the first to reach it wins the cut.

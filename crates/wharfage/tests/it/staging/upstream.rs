@@ -26,6 +26,10 @@ pub const USER: &str = "stager";
 /// Its password: distinctive enough that finding it anywhere is a leak, not a coincidence.
 pub const PASSWORD: &str = "Pw-9f3c1e7a-wharfage-staging-secret";
 
+/// An identity (refresh) token the token issuer accepts for [`USER`], as `docker login`
+/// stores for registries with an OAuth2 token endpoint.
+pub const IDENTITY_TOKEN: &str = "idt-6b2d94e0-wharfage-identity-token";
+
 /// `service` and `issuer` of the token mode.
 const TOKEN_SERVICE: &str = "wharfage-e2e-upstream";
 const TOKEN_ISSUER: &str = "wharfage-e2e-token-issuer";
@@ -268,14 +272,16 @@ fn tls_files() -> (String, String, String) {
 /// A token request as the issuer saw it.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
+    /// The query parameters, or the form fields of a POST.
     pub query: Vec<(String, String)>,
     /// The user of a valid Basic authorization, if one was sent.
     pub user: Option<String>,
     pub status: u16,
 }
 
-/// A minimal Docker token service (docs/spec/auth/token.md of distribution): GET
-/// `/token?service=…&scope=…` with optional Basic credentials answers a JWT signed with ES256
+/// A minimal Docker token service (docs/spec/auth/token.md and oauth.md of distribution): GET
+/// `/token?service=…&scope=…` with optional Basic credentials, or POST `/token` with an
+/// identity token in the OAuth2 refresh-token grant, answers a JWT signed with ES256
 /// by the key of a self-signed certificate, which the registry trusts as its
 /// `rootcertbundle`; the certificate rides in the `x5c` header. Valid credentials get the
 /// actions they asked for; no credentials get a token granting nothing (as Docker Hub gives
@@ -356,30 +362,40 @@ impl IssuerState {
         let mut body = vec![0u8; content_length];
         let _ = reader.read_exact(&mut body);
         let target = request_line.split_whitespace().nth(1).unwrap_or("");
-        let query: Vec<(String, String)> = target
-            .split_once('?')
-            .map(|(_, q)| q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect())
-            .unwrap_or_default();
-        let user = match authorization.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
-            None => Ok(None),
-            Some(b64) => {
-                let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
-                match String::from_utf8_lossy(&decoded).split_once(':') {
-                    Some((u, p)) if u == USER && p == PASSWORD => Ok(Some(u.to_string())),
-                    _ => Err(()),
+        let pairs = |q: &str| -> Vec<(String, String)> { q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect() };
+        let form = request_line.starts_with("POST /token");
+        // GET: the parameters in the query, Basic credentials. POST: the OAuth2 form of an
+        // identity token (grant_type=refresh_token), as docker sends after `docker login`.
+        let query = if form { pairs(&String::from_utf8_lossy(&body)) } else { target.split_once('?').map(|(_, q)| pairs(q)).unwrap_or_default() };
+        let field = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let user = if form {
+            match (field("grant_type"), field("refresh_token")) {
+                (Some("refresh_token"), Some(IDENTITY_TOKEN)) => Ok(Some(USER.to_string())),
+                _ => Err(()),
+            }
+        } else {
+            match authorization.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
+                None => Ok(None),
+                Some(b64) => {
+                    let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
+                    match String::from_utf8_lossy(&decoded).split_once(':') {
+                        Some((u, p)) if u == USER && p == PASSWORD => Ok(Some(u.to_string())),
+                        _ => Err(()),
+                    }
                 }
             }
         };
-        let (status, body) = match (&user, request_line.starts_with("GET /token")) {
+        let (status, body) = match (&user, form || request_line.starts_with("GET /token")) {
             (_, false) => (404, r#"{"details":"not found"}"#.to_string()),
-            (Err(()), true) => (401, r#"{"details":"incorrect username or password"}"#.to_string()),
+            (Err(()), true) => (401, r#"{"details":"incorrect username, password or token"}"#.to_string()),
             (Ok(user), true) => {
                 let access: Vec<serde_json::Value> = match user {
                     None => Vec::new(),
                     Some(_) => query
                         .iter()
                         .filter(|(k, _)| k == "scope")
-                        .filter_map(|(_, scope)| {
+                        .flat_map(|(_, scopes)| scopes.split(' ').map(str::to_string).collect::<Vec<_>>())
+                        .filter_map(|scope| {
                             let mut parts = scope.splitn(3, ':');
                             let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
                             Some(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }))
@@ -387,7 +403,13 @@ impl IssuerState {
                         .collect(),
                 };
                 let token = self.jwt(user.as_deref().unwrap_or(""), access);
-                (200, serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 }).to_string())
+                // The OAuth2 answer names it access_token only.
+                let answer = if form {
+                    serde_json::json!({ "access_token": token, "expires_in": 300, "scope": field("scope") })
+                } else {
+                    serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 })
+                };
+                (200, answer.to_string())
             }
         };
         self.requests.lock().unwrap().push(TokenRequest { query, user: user.ok().flatten(), status });
