@@ -56,6 +56,8 @@ struct Inner {
     cache: cache::Cache,
     /// Set for the S3 backend.
     s3: Option<s3::S3Extra>,
+    /// The root directory of the filesystem backend.
+    local_root: Option<PathBuf>,
 }
 
 impl Store {
@@ -67,11 +69,16 @@ impl Store {
             reason: format!("cannot create the storage root: {e}"),
         })?;
         let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        let os = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+        // No automatic cleanup of empty directories: removing a directory while another
+        // request creates a file in it fails that request ("Unable to create dir"), e.g. a
+        // blob unlink racing a push into the same repository. Upload folders, the one kind
+        // that would pile up, are removed when their session ends.
+        let os = LocalFileSystem::new_with_prefix(&root)?;
         let mut store = Self::from_parts(Arc::new(os), format!("filesystem {}", root.display()), true);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             // Local parts have no minimum size; small ones keep a push's memory to a few MiB.
             inner.chunk_size = 1 << 20;
+            inner.local_root = Some(root.clone());
         }
         Ok(store)
     }
@@ -85,6 +92,7 @@ impl Store {
                 chunk_size: 8 << 20,
                 cache: cache::Cache::new(),
                 s3: None,
+                local_root: None,
             }),
         }
     }

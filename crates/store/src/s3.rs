@@ -2,20 +2,26 @@
 //! stateless replicas may share one bucket, so the store built here is not exclusive: tags and
 //! links are never cached, and nothing relies on conditional writes (some servers ignore them
 //! or do not apply them atomically).
+//!
+//! When the object store is down or hung, operations fail within seconds, which the server
+//! answers with 503 (see [`Health`]), and succeed again as soon as it is back: no restart.
 
+use std::future::Future;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
 use object_store::{
     BackoffConfig, ClientOptions, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RetryConfig,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RetryConfig,
 };
 use oci::Digest;
 
@@ -71,14 +77,15 @@ impl Store {
                 cfg.endpoint
             )));
         }
-        let build = |class: &Class| {
+        let allow_http = url.scheme() == "http";
+        let build = |options: ClientOptions, retry: RetryConfig| {
             let mut builder = AmazonS3Builder::new()
                 .with_endpoint(&cfg.endpoint)
                 .with_bucket_name(&cfg.bucket)
                 .with_region(&cfg.region)
                 .with_virtual_hosted_style_request(false)
-                .with_client_options(class.options(url.scheme() == "http"))
-                .with_retry(class.retry());
+                .with_client_options(options)
+                .with_retry(retry);
             if let (Some(k), Some(s)) = (&cfg.access_key_id, &cfg.secret_access_key) {
                 builder = builder.with_access_key_id(k).with_secret_access_key(s);
             } else {
@@ -86,8 +93,8 @@ impl Store {
             }
             builder.build()
         };
-        let control = build(&CONTROL)?;
-        let bulk = build(&BULK)?;
+        let s3 = build(client_options(allow_http, CONNECT_TIMEOUT, READ_TIMEOUT), retry_config(3))?;
+        let probe = build(client_options(allow_http, PROBE_TIMEOUT, PROBE_TIMEOUT), retry_config(0))?;
         let prefix = cfg.prefix.as_deref().map(|p| p.trim_matches('/').to_string()).filter(|p| !p.is_empty());
         let prefixed = |s3: &AmazonS3| -> Arc<dyn ObjectStore> {
             match &prefix {
@@ -95,11 +102,17 @@ impl Store {
                 None => Arc::new(s3.clone()),
             }
         };
-        let os: Arc<dyn ObjectStore> = Arc::new(Routed { control: prefixed(&control), bulk: prefixed(&bulk) });
         let describe = format!("s3 {}/{}{}", cfg.endpoint.trim_end_matches('/'), cfg.bucket, prefix.as_deref().map(|p| format!("/{p}")).unwrap_or_default());
+        let health = Arc::new(Health {
+            probe: prefixed(&probe),
+            down: tokio::sync::watch::Sender::new(None),
+            probing: AtomicBool::new(false),
+            describe: describe.clone(),
+        });
+        let os: Arc<dyn ObjectStore> = Arc::new(Guarded { inner: prefixed(&s3), health });
         let mut store = Store::from_parts(os, describe, false);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.s3 = Some(S3Extra { signer: control, prefix });
+            inner.s3 = Some(S3Extra { signer: s3, prefix });
         }
         Ok(store)
     }
@@ -121,136 +134,214 @@ fn config_error(reason: String) -> StoreError {
     StoreError::Config(reason)
 }
 
-/// How long requests of one class may take, and how they are retried.
+/// Ceilings for one request to the store. They are generous, since some operations are slow
+/// on a healthy store (the first write to a fresh SeaweedFS bucket takes 5 s while it grows
+/// volumes; an 8 MiB part must be sent before its answer comes; a server-side copy of a
+/// multi-GiB blob) and failing them would be wrong. Failing fast when the store is down is
+/// [`Health`]'s job, not theirs. The read timeout is the time from sending a request to its
+/// response headers, and then each wait for the next body bytes, so it never cuts a long
+/// download that keeps moving; a whole-request timeout would.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An operation still pending after this long makes [`Health`] check the store.
+const SLOW: Duration = Duration::from_secs(1);
+/// How long a health check may take before it counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Consecutive failed checks that mark the store down (one alone may be a blip).
+const PROBE_FAILURES: u32 = 2;
+/// How often a store marked down is checked again.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+fn client_options(allow_http: bool, connect: Duration, read: Duration) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(connect)
+        .with_read_timeout(read)
+        // No whole-request timeout: blob bodies of several GiB stream for a long time.
+        .with_timeout_disabled()
+        .with_pool_idle_timeout(Duration::from_secs(30))
+}
+
+/// A few quick retries of what failed quickly (a refused connection, a 503 SlowDown), rather
+/// than object_store's default of minutes of retrying: a client that gets a 503 retries.
+fn retry_config(max_retries: usize) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig { init_backoff: Duration::from_millis(50), max_backoff: Duration::from_millis(500), base: 2.0 },
+        max_retries,
+        retry_timeout: Duration::from_secs(3),
+    }
+}
+
+/// Tells a store that is down or hung from one that is only slow, so that requests fail fast
+/// (503) in the first case and are left to finish in the second. A hung store is the hard
+/// case: the kernel still accepts connections and nothing ever answers, so only a timeout can
+/// tell, and a timeout short enough to fail fast would also fail legitimately slow requests.
 ///
-/// The store must fail fast when the object store is down or hung (a client gets 503 within
-/// a few seconds and may retry elsewhere), yet a multi-GiB blob must be able to stream for as
-/// long as it takes. reqwest's read timeout covers the time from sending a request until its
-/// response headers (upload included) and then each wait for the next body bytes; a
-/// whole-request timeout would cut long downloads. So there are two HTTP clients:
-/// [`CONTROL`] for the many small requests every API call starts with (HEAD, small GET/PUT,
-/// LIST, DELETE), with short timeouts, and [`BULK`] for blob bytes (part uploads, blob
-/// downloads, server-side copies), whose requests may legitimately take longer before the
-/// first response byte. A hung store thus fails every request within about
-/// `read_timeout + retry_timeout` of the control class (about 4 s): each API call makes a
-/// control request before it touches blob bytes.
-struct Class {
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    max_retries: usize,
-    /// No retry starts after this long since the first attempt.
-    retry_timeout: Duration,
+/// So: an operation pending for longer than [`SLOW`] starts a health check, a HEAD with a
+/// short timeout of a key that need not exist (one at a time, in the background). A store
+/// that answers it is alive and the operation goes on. [`PROBE_FAILURES`] failed checks in a
+/// row mark the store down: pending operations fail at once, and so does every new one
+/// without waiting, until a check (every [`PROBE_INTERVAL`]) passes again. A hung store
+/// therefore fails requests within about 1 + 2 × 1.5 = 4 s, and service resumes by itself
+/// within half a second of the store's return. A store that refuses connections fails each
+/// operation within the retries above (a few hundred ms) with no check needed.
+struct Health {
+    /// The same bucket through a client with short timeouts and no retries.
+    probe: Arc<dyn ObjectStore>,
+    /// `Some(why)` while the store is marked down.
+    down: tokio::sync::watch::Sender<Option<Arc<str>>>,
+    /// A check loop is running.
+    probing: AtomicBool,
+    describe: String,
 }
 
-/// Small requests: an answer normally comes within milliseconds.
-const CONTROL: Class = Class {
-    connect_timeout: Duration::from_secs(2),
-    read_timeout: Duration::from_secs(2),
-    max_retries: 3,
-    retry_timeout: Duration::from_secs(3),
-};
-
-/// Blob bytes: an 8 MiB part must be sent and acknowledged, or a server-side copy of up to
-/// 5 GiB done, before the response headers arrive.
-const BULK: Class = Class {
-    connect_timeout: Duration::from_secs(2),
-    read_timeout: Duration::from_secs(60),
-    max_retries: 3,
-    retry_timeout: Duration::from_secs(10),
-};
-
-impl Class {
-    fn options(&self, allow_http: bool) -> ClientOptions {
-        ClientOptions::new()
-            .with_allow_http(allow_http)
-            .with_connect_timeout(self.connect_timeout)
-            .with_read_timeout(self.read_timeout)
-            // No whole-request timeout: blob bodies of several GiB stream for a long time.
-            .with_timeout_disabled()
-            .with_pool_idle_timeout(Duration::from_secs(30))
-    }
-
-    /// A few quick retries rather than object_store's default of minutes of retrying.
-    fn retry(&self) -> RetryConfig {
-        RetryConfig {
-            backoff: BackoffConfig { init_backoff: Duration::from_millis(50), max_backoff: Duration::from_millis(500), base: 2.0 },
-            max_retries: self.max_retries,
-            retry_timeout: self.retry_timeout,
+impl Health {
+    /// Runs `fut`, an operation on the store, unless the store is down or goes down meanwhile.
+    async fn guard<F: Future>(self: &Arc<Self>, fut: F) -> object_store::Result<F::Output> {
+        let already = self.down.borrow().clone();
+        if let Some(why) = already {
+            return Err(self.unavailable(&why));
+        }
+        let mut fut = std::pin::pin!(fut);
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            _ = tokio::time::sleep(SLOW) => self.check_in_background(),
+        }
+        let mut down = self.down.subscribe();
+        let why = tokio::select! {
+            out = &mut fut => return Ok(out),
+            why = down.wait_for(Option::is_some) => why.ok().and_then(|w| w.clone()),
+        };
+        match why {
+            Some(why) => Err(self.unavailable(&why)),
+            // The sender lives in `self`, so this cannot happen; finish the operation anyway.
+            None => Ok(fut.await),
         }
     }
+
+    fn unavailable(&self, why: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: format!("{} is not answering ({why})", self.describe).into() }
+    }
+
+    fn check_in_background(self: &Arc<Self>) {
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let health = self.clone();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            loop {
+                match health.check().await {
+                    Ok(()) => {
+                        if health.down.send_replace(None).is_some() {
+                            tracing::info!(store = %health.describe, "the object store answers again");
+                        }
+                        break;
+                    }
+                    Err(why) => {
+                        failures += 1;
+                        if failures >= PROBE_FAILURES {
+                            let marked = health.down.borrow().is_some();
+                            if !marked {
+                                tracing::error!(store = %health.describe, %why, "the object store is not answering: failing requests until it does");
+                                health.down.send_replace(Some(why.into()));
+                            }
+                            tokio::time::sleep(PROBE_INTERVAL).await;
+                        }
+                    }
+                }
+            }
+            health.probing.store(false, Ordering::Release);
+        });
+    }
+
+    async fn check(&self) -> std::result::Result<(), String> {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.probe.head(&Path::from("wharfage-ping"))).await {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer to a health check within {PROBE_TIMEOUT:?}")),
+        }
+    }
+
+    /// A stream whose every item is guarded like an operation (lists fetch pages lazily).
+    fn guard_stream<T: Send + 'static>(
+        self: &Arc<Self>,
+        s: BoxStream<'static, object_store::Result<T>>,
+    ) -> BoxStream<'static, object_store::Result<T>> {
+        let health = self.clone();
+        futures::stream::unfold(Some(s), move |s| {
+            let health = health.clone();
+            async move {
+                let mut s = s?;
+                match health.guard(s.next()).await {
+                    Ok(Some(item)) => Some((item, Some(s))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
+        })
+        .boxed()
+    }
 }
 
-/// Payloads above this size go through the bulk client even under a control key.
-const SMALL_PUT: usize = 1 << 20;
-
-/// Keys whose objects may be large: blob bytes and upload chunks (`uploads/<id>/part-<n>`).
-fn is_bulk(location: &Path) -> bool {
-    let key = location.as_ref();
-    key.starts_with("blobs/") || (key.starts_with("uploads/") && !key.ends_with("/state.json"))
-}
-
-/// One bucket through two HTTP clients (see [`Class`]): each operation goes to the client
-/// whose timeouts fit it. Both see the same keys, so this is one store to its callers.
+/// The bucket's store with every operation guarded by [`Health`]. Response bodies are not:
+/// a download that stalls midway is cut by the read timeout.
 #[derive(Debug)]
-struct Routed {
-    control: Arc<dyn ObjectStore>,
-    bulk: Arc<dyn ObjectStore>,
+struct Guarded {
+    inner: Arc<dyn ObjectStore>,
+    health: Arc<Health>,
 }
 
-impl std::fmt::Display for Routed {
+impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.control)
+        f.debug_struct("Health").field("store", &self.describe).field("down", &*self.down.borrow()).finish()
     }
 }
 
-impl Routed {
-    fn for_get(&self, location: &Path, head: bool) -> &dyn ObjectStore {
-        if !head && is_bulk(location) {
-            self.bulk.as_ref()
-        } else {
-            self.control.as_ref()
-        }
+impl std::fmt::Display for Guarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.inner)
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for Routed {
+impl ObjectStore for Guarded {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
-        let store = if is_bulk(location) || payload.content_length() > SMALL_PUT { &self.bulk } else { &self.control };
-        store.put_opts(location, payload, opts).await
+        self.health.guard(self.inner.put_opts(location, payload, opts)).await?
     }
 
+    /// Parts and completion go through the returned upload, which is not guarded: a part
+    /// stalls at most for the read timeout, and the request fails with it.
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.bulk.put_multipart_opts(location, opts).await
+        self.health.guard(self.inner.put_multipart_opts(location, opts)).await?
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        self.for_get(location, options.head).get_opts(location, options).await
+        self.health.guard(self.inner.get_opts(location, options)).await?
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        self.for_get(location, false).get_ranges(location, ranges).await
+        self.health.guard(self.inner.get_ranges(location, ranges)).await?
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
-        self.control.delete_stream(locations)
+        self.health.guard_stream(self.inner.delete_stream(locations))
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.control.list(prefix)
+        self.health.guard_stream(self.inner.list(prefix))
     }
 
     fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.control.list_with_offset(prefix, offset)
+        self.health.guard_stream(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.control.list_with_delimiter(prefix).await
+        self.health.guard(self.inner.list_with_delimiter(prefix)).await?
     }
 
-    /// A server-side copy reads and writes the whole object: bulk. (A rename is this copy
-    /// and a delete, through the trait's default.)
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.bulk.copy_opts(from, to, options).await
+        self.health.guard(self.inner.copy_opts(from, to, options)).await?
     }
 }

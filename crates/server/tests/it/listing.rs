@@ -242,3 +242,12 @@ async fn referrers_of_a_missing_subject_and_index_referrers() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["digest"], d);
 }
+
+/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
+pub(crate) const S3_CASES: &[(&str, fn())] = &[
+    ("listing::tag_list_in_order_with_pagination", tag_list_in_order_with_pagination),
+    ("listing::tag_list_of_unknown_and_untagged_repositories", tag_list_of_unknown_and_untagged_repositories),
+    ("listing::catalog_with_pagination", catalog_with_pagination),
+    ("listing::referrers_api", referrers_api),
+    ("listing::referrers_of_a_missing_subject_and_index_referrers", referrers_of_a_missing_subject_and_index_referrers),
+];

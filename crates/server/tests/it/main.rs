@@ -2,7 +2,9 @@
 //! real HTTP client, and a store on a temporary directory. Assertions are what a client would
 //! notice: statuses, OCI error codes, headers and byte-exact bodies.
 //!
-//! The fixture lives here; one module per resource.
+//! The fixture lives here; one module per resource. Each module also lists, in `S3_CASES`,
+//! the tests that run a second time on S3 (a real SeaweedFS) in [`http_suite_on_s3`]: all
+//! but those about the filesystem itself.
 
 mod blobs;
 mod errors;
@@ -10,6 +12,7 @@ mod listing;
 mod manifests;
 mod uploads;
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -28,28 +31,70 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+thread_local! {
+    /// Set while [`http_suite_on_s3`] runs a case: [`Registry::start`] then builds an S3
+    /// store. The tests are `#[tokio::test]`s on a current-thread runtime, so they read it on
+    /// the thread that set it.
+    static ON_S3: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The bucket the S3 runs share, each registry under its own prefix.
+const S3_BUCKET: &str = "server-http";
+
+/// Every test listed in a module's `S3_CASES`, on a store in SeaweedFS. One test for all of
+/// them, like the store crate's backend suite: SeaweedFS takes seconds to start, once per
+/// process (each test is a process of its own under nextest).
+#[test]
+fn http_suite_on_s3() {
+    let cases = blobs::S3_CASES.iter().chain(errors::S3_CASES).chain(listing::S3_CASES).chain(manifests::S3_CASES).chain(uploads::S3_CASES);
+    for (name, case) in cases {
+        eprintln!("s3 case: {name}");
+        ON_S3.with(|s| s.set(true));
+        case();
+        ON_S3.with(|s| s.set(false));
+    }
+}
+
 /// A registry served in-process on 127.0.0.1, with its storage root.
 pub struct Registry {
     pub base: String,
     pub http: reqwest::Client,
-    /// The store's root directory (inside `outer`).
+    /// The store's root directory (inside `outer`); unused on S3.
     pub root: PathBuf,
     /// The temporary directory holding `root`; nothing but `root` may ever appear in it.
     pub outer: PathBuf,
+    /// The S3 store, when the test runs on S3.
+    pub s3: Option<store::S3Config>,
     dir: Option<tempfile::TempDir>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Registry {
-    /// A fresh registry on empty storage.
+    /// A fresh registry on empty storage: a temporary directory, or a fresh prefix in
+    /// SeaweedFS while the S3 suite runs.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let outer = dir.path().to_path_buf();
-        Self::serve(outer.join("root"), outer, Some(dir)).await
+        let s3 = ON_S3.with(|s| s.get()).then(|| {
+            let seaweed = testkit::SeaweedFs::shared();
+            seaweed.create_bucket(S3_BUCKET);
+            store::S3Config {
+                endpoint: seaweed.endpoint.clone(),
+                bucket: S3_BUCKET.into(),
+                region: "us-east-1".into(),
+                prefix: Some(testkit::unique("http")),
+                access_key_id: Some("any".into()),
+                secret_access_key: Some("any".into()),
+            }
+        });
+        Self::serve(outer.join("root"), outer, Some(dir), s3).await
     }
 
-    async fn serve(root: PathBuf, outer: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
-        let store = store::Store::filesystem(&root).expect("filesystem store");
+    async fn serve(root: PathBuf, outer: PathBuf, dir: Option<tempfile::TempDir>, s3: Option<store::S3Config>) -> Self {
+        let store = match &s3 {
+            Some(cfg) => store::Store::s3(cfg).expect("S3 store"),
+            None => store::Store::filesystem(&root).expect("filesystem store"),
+        };
         let app = server::router(server::AppState::new(store));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -59,15 +104,15 @@ impl Registry {
         // reqwest is built with rustls but no default crypto provider (see the workspace
         // manifest); the client refuses to build until one is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Registry { base: format!("http://{addr}"), http: reqwest::Client::new(), root, outer, dir, server }
+        Registry { base: format!("http://{addr}"), http: reqwest::Client::new(), root, outer, s3, dir, server }
     }
 
-    /// Stops this server and starts a new one, with a new `Store`, on the same storage root:
-    /// nothing in memory survives, only what is on disk.
+    /// Stops this server and starts a new one, with a new `Store`, on the same storage:
+    /// nothing in memory survives, only what is on disk (or in the bucket).
     pub async fn restart(self) -> Self {
         self.server.abort();
         let _ = self.server.await;
-        Self::serve(self.root, self.outer, self.dir).await
+        Self::serve(self.root, self.outer, self.dir, self.s3).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -158,8 +203,13 @@ impl Registry {
         (status, body)
     }
 
-    /// Every file under the storage root, relative to it.
+    /// Every file under the storage root (every key under the prefix, on S3), relative to it.
     pub fn stored_files(&self) -> Vec<String> {
+        if let Some(cfg) = &self.s3 {
+            let prefix = cfg.prefix.as_deref().unwrap_or_default();
+            let keys = testkit::SeaweedFs::shared().list_keys(&cfg.bucket, &format!("{prefix}/"));
+            return keys.into_iter().map(|k| k[prefix.len() + 1..].to_string()).collect();
+        }
         let mut out = Vec::new();
         walk(&self.root, &self.root, &mut out);
         out.sort();

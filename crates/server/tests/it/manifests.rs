@@ -452,3 +452,25 @@ async fn invalid_manifests_are_refused() {
     }
     expect_error(r.get("/v2/bad/manifests/t").await, 404, "MANIFEST_UNKNOWN").await;
 }
+
+/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
+pub(crate) const S3_CASES: &[(&str, fn())] = &[
+    ("manifests::all_four_manifest_types_round_trip_by_tag_and_digest", all_four_manifest_types_round_trip_by_tag_and_digest),
+    ("manifests::manifests_are_stored_byte_for_byte_under_the_pushed_type", manifests_are_stored_byte_for_byte_under_the_pushed_type),
+    ("manifests::manifest_naming_a_missing_blob_is_refused", manifest_naming_a_missing_blob_is_refused),
+    ("manifests::descriptor_size_must_match_the_blob", descriptor_size_must_match_the_blob),
+    ("manifests::index_naming_a_missing_child_is_refused", index_naming_a_missing_child_is_refused),
+    ("manifests::nested_and_empty_indexes", nested_and_empty_indexes),
+    ("manifests::non_distributable_layers_need_not_be_pushed", non_distributable_layers_need_not_be_pushed),
+    ("manifests::artifact_with_unpushed_empty_json_config_is_accepted", artifact_with_unpushed_empty_json_config_is_accepted),
+    ("manifests::manifest_without_layers", manifest_without_layers),
+    ("manifests::manifest_size_limit_is_4_mib", manifest_size_limit_is_4_mib),
+    ("manifests::put_by_digest_with_tag_parameters", put_by_digest_with_tag_parameters),
+    ("manifests::put_by_digest_must_match_the_content", put_by_digest_must_match_the_content),
+    ("manifests::sha512_manifests_and_blobs", sha512_manifests_and_blobs),
+    ("manifests::a_tag_moves_to_the_latest_push", a_tag_moves_to_the_latest_push),
+    ("manifests::tag_delete", tag_delete),
+    ("manifests::manifest_delete_by_digest_removes_its_tags", manifest_delete_by_digest_removes_its_tags),
+    ("manifests::unknown_manifests", unknown_manifests),
+    ("manifests::invalid_manifests_are_refused", invalid_manifests_are_refused),
+];

@@ -414,3 +414,24 @@ async fn uploads_survive_a_restart_and_resume() {
     assert_eq!(resp.status(), 200);
     assert_eq!(body(resp).await, data);
 }
+
+/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
+pub(crate) const S3_CASES: &[(&str, fn())] = &[
+    ("uploads::monolithic_post_with_digest", monolithic_post_with_digest),
+    ("uploads::monolithic_post_with_wrong_digest_stores_nothing", monolithic_post_with_wrong_digest_stores_nothing),
+    ("uploads::post_then_put_with_body", post_then_put_with_body),
+    ("uploads::streamed_patches_then_put_without_body", streamed_patches_then_put_without_body),
+    ("uploads::chunked_upload_in_order_out_of_order_and_last_chunk_in_put", chunked_upload_in_order_out_of_order_and_last_chunk_in_put),
+    ("uploads::chunked_upload_finished_by_put_without_body", chunked_upload_finished_by_put_without_body),
+    ("uploads::chunk_whose_length_disagrees_with_its_range_is_refused", chunk_whose_length_disagrees_with_its_range_is_refused),
+    ("uploads::put_without_digest_keeps_the_session", put_without_digest_keeps_the_session),
+    ("uploads::wrong_digest_at_put_stores_nothing", wrong_digest_at_put_stores_nothing),
+    ("uploads::large_uploads_stream_through_multipart_writes", large_uploads_stream_through_multipart_writes),
+    ("uploads::cancel_upload", cancel_upload),
+    ("uploads::sessions_belong_to_their_repository", sessions_belong_to_their_repository),
+    ("uploads::mount_from_a_repository_holding_the_blob", mount_from_a_repository_holding_the_blob),
+    ("uploads::mount_from_a_repository_not_holding_the_blob_opens_a_session", mount_from_a_repository_not_holding_the_blob_opens_a_session),
+    ("uploads::mount_without_from", mount_without_from),
+    ("uploads::sha512_upload_flows", sha512_upload_flows),
+    ("uploads::uploads_survive_a_restart_and_resume", uploads_survive_a_restart_and_resume),
+];

@@ -62,6 +62,16 @@ impl Server {
         Server::spawn(cmd)
     }
 
+    /// `wharfage serve --listen 127.0.0.1:0 --log-format json ARGS...` run in `cwd`, with
+    /// `env` added to its environment: for servers that are not a plain filesystem root (the
+    /// S3 flags and the AWS_* keys, say).
+    pub fn start_with(cwd: &Path, args: &[String], env: &[(&str, &str)]) -> Server {
+        let mut cmd = wharfage(cwd);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]).args(args);
+        cmd.envs(env.iter().copied());
+        Server::spawn(cmd)
+    }
+
     /// Starts a prepared `wharfage serve` command, which must log in JSON (flag, file or
     /// environment), and waits until it logs the address it serves on.
     pub fn spawn(mut cmd: Command) -> Server {

@@ -5,16 +5,23 @@
 //! across a graceful restart and a `kill -9`, chunked, cancelled and resumed uploads, and
 //! configuration through a file, the environment and flags, and graceful shutdown.
 //!
-//! skopeo must be installed: `scripts/test.sh` installs it. These tests fail (never skip)
-//! when it is missing.
+//! On S3 (issue 4, a real SeaweedFS): skopeo round trips, the store going away and coming
+//! back, a 2 GiB blob with bounded memory, abandoned multipart uploads, presigned redirects
+//! (`s3.rs`); two replicas on one bucket, directly and behind nginx running
+//! `deploy/nginx/wharfage.conf` (`ha.rs`).
+//!
+//! skopeo, weed (SeaweedFS) and nginx must be installed: `scripts/test.sh` installs them.
+//! These tests fail (never skip) when one is missing.
 
 mod client;
 mod config;
 mod fixtures;
+mod ha;
 mod harness;
 mod lifecycle;
 mod restart;
 mod round_trip;
+mod s3;
 mod skopeo;
 mod staging;
 mod uploads;

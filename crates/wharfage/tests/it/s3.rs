@@ -1,0 +1,549 @@
+//! The binary on an S3 store: a real SeaweedFS (`weed server -s3`, started by testkit on
+//! loopback ports of its own) behind `wharfage serve --storage s3`. skopeo round trips, the
+//! store going away and coming back, a 2 GiB blob with bounded memory, abandoned multipart
+//! uploads, and presigned redirects. The tests of several replicas are in `ha.rs`.
+//!
+//! One SeaweedFS serves every test of the process that does not stop it (each test has its
+//! own key prefix in one bucket); the outage test starts its own.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+use testkit::SeaweedFs;
+
+use crate::client::{with_query, Http, Resp};
+use crate::fixtures::{sha256, Rng, OCI_INDEX, OCI_MANIFEST};
+use crate::harness::{tempdir, Server};
+use crate::round_trip::{assert_gone, assert_inspect_image, assert_manifest_served, assert_pull, image_fixture, index_fixture};
+use crate::skopeo::{oci_ref, Skopeo};
+
+/// The bucket every test shares (each under its own prefix).
+const BUCKET: &str = "wharfage-e2e";
+/// The keys the servers get, through the environment as in production.
+const ACCESS_KEY: &str = "e2e-access-key";
+const SECRET_KEY: &str = "e2e-secret-key";
+
+/// A key prefix in a bucket of a SeaweedFS: one registry's storage, shared by its replicas.
+pub struct S3Store<'a> {
+    pub s3: &'a SeaweedFs,
+    pub bucket: String,
+    pub prefix: String,
+    /// The servers' working directory (nothing is written there on S3).
+    cwd: tempfile::TempDir,
+}
+
+impl S3Store<'static> {
+    /// A fresh prefix on the process's shared SeaweedFS.
+    pub fn shared() -> S3Store<'static> {
+        S3Store::on(SeaweedFs::shared())
+    }
+}
+
+impl<'a> S3Store<'a> {
+    /// A fresh prefix on `s3`.
+    pub fn on(s3: &'a SeaweedFs) -> S3Store<'a> {
+        s3.create_bucket(BUCKET);
+        S3Store { s3, bucket: BUCKET.into(), prefix: testkit::unique("e2e"), cwd: tempdir() }
+    }
+
+    /// The `serve` flags that put a server on this store.
+    pub fn args(&self) -> Vec<String> {
+        ["--storage", "s3", "--s3-endpoint", &self.s3.endpoint, "--s3-bucket", &self.bucket, "--s3-prefix", &self.prefix]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// A replica on this store, with `extra` flags. Access keys come from the environment,
+    /// as in production (SeaweedFS without identities accepts any).
+    pub fn start(&self, extra: &[&str]) -> Server {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Server::start_with(self.cwd.path(), &args, &[("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY)])
+    }
+
+    /// Keys stored under `under` (e.g. `blobs/`), relative to the registry's prefix.
+    pub fn keys(&self, under: &str) -> Vec<String> {
+        let full = format!("{}/{under}", self.prefix);
+        self.s3.list_keys(&self.bucket, &full).into_iter().map(|k| k[self.prefix.len() + 1..].to_string()).collect()
+    }
+
+    /// Multipart uploads started under the registry's prefix and neither completed nor aborted.
+    pub fn multipart_uploads(&self) -> Vec<String> {
+        self.s3.multipart_uploads(&self.bucket, &format!("{}/", self.prefix))
+    }
+}
+
+/// `VmHWM` (peak resident memory) of a process, in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn skopeo_round_trips_on_s3() {
+    let store = S3Store::shared();
+    let skopeo = Skopeo::new();
+    let tmp = tempdir();
+    let server = store.start(&[]);
+
+    let (layout, image) = image_fixture(&tmp.path().join("image"), 41);
+    let repo = "e2e/s3-image";
+    let image_ref = format!("{}/{repo}:v1", server.host());
+    skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{image_ref}"));
+    assert_manifest_served(&server, repo, "v1", &image.manifest, &image.digest, OCI_MANIFEST);
+    assert_inspect_image(&skopeo, &image_ref, &image);
+    assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("image-out"), &layout.blobs, &image.digest);
+
+    let (layout2, index) = index_fixture(&tmp.path().join("index"), 42);
+    let repo2 = "e2e/s3-multi";
+    skopeo.copy_all(&oci_ref(&layout2.dir, "v1"), &format!("docker://{}/{repo2}:v1", server.host()));
+    assert_manifest_served(&server, repo2, "v1", &index.manifest, &index.digest, OCI_INDEX);
+    for img in &index.images {
+        assert_manifest_served(&server, repo2, &img.digest, &img.manifest, &img.digest, OCI_MANIFEST);
+    }
+    assert_pull(&skopeo, &server, repo2, "v1", &tmp.path().join("index-out"), &layout2.blobs, &index.digest);
+
+    // The bytes live in the bucket, content-addressed, and no upload session is left over.
+    let blobs = store.keys("blobs/");
+    for d in layout.blobs.keys().chain(layout2.blobs.keys()) {
+        let hex = &d["sha256:".len()..];
+        assert!(blobs.contains(&format!("blobs/sha256/{}/{hex}", &hex[..2])), "blob {d} is not in the bucket: {blobs:?}");
+    }
+    assert_eq!(store.keys("uploads/"), Vec::<String>::new(), "finished uploads leave nothing behind");
+
+    // A restarted server (a new process, nothing in memory) serves the same images.
+    drop(server);
+    let server = store.start(&[]);
+    assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("image-out-2"), &layout.blobs, &image.digest);
+    skopeo.delete(&format!("{}/{repo}:v1", server.host()));
+    assert_gone(&skopeo, &server, repo, "v1", &image.digest);
+    assert_manifest_served(&server, repo2, "v1", &index.manifest, &index.digest, OCI_INDEX);
+}
+
+/// Sends one request and reads the status, failing the test if no answer comes in `limit`.
+fn timed(http_addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (Resp, Duration) {
+    let t0 = Instant::now();
+    let r = Http::new(http_addr).send(method, path, headers, body);
+    (r, t0.elapsed())
+}
+
+/// Asserts a request answered 503 `UNAVAILABLE` quickly, with a message about the storage.
+#[track_caller]
+fn assert_unavailable(r: &Resp, took: Duration, what: &str) {
+    assert_eq!(r.status, 503, "{what} while the store is down: {}", r.text());
+    assert_eq!(r.error_codes(), ["UNAVAILABLE"], "{what}: error code");
+    assert_eq!(r.header("content-type"), Some("application/json"), "{what}: error bodies are JSON");
+    assert!(r.header("retry-after").is_some(), "{what}: a 503 says when to retry");
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("storage"), "{what}: the message names the storage problem: {message}");
+    assert!(took < Duration::from_secs(6), "{what} took {took:?} to fail: clients need a fast answer while the store is down");
+}
+
+/// The requests a client makes, all while the store is down. `session` is an upload opened
+/// before the outage.
+fn requests_during_outage(server: &Server, repo: &str, tag: &str, digest: &str, layer: &str, session: &str, what: &str) -> Duration {
+    let addr = server.addr;
+    let accept = [("accept", OCI_MANIFEST)];
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let new_blob = format!("never stored during the outage ({what})").into_bytes();
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>)> = vec![
+        ("GET", format!("/v2/{repo}/manifests/{tag}"), accept.to_vec(), vec![]),
+        ("GET", format!("/v2/{repo}/manifests/{digest}"), accept.to_vec(), vec![]),
+        ("HEAD", format!("/v2/{repo}/blobs/{layer}"), vec![], vec![]),
+        ("GET", format!("/v2/{repo}/blobs/{layer}"), vec![], vec![]),
+        ("GET", format!("/v2/{repo}/tags/list"), vec![], vec![]),
+        ("POST", format!("/v2/{repo}/blobs/uploads/"), vec![], vec![]),
+        ("POST", format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&new_blob)), vec![], new_blob.clone()),
+        ("PATCH", session.to_string(), vec![("content-range", "0-9")], b"0123456789".to_vec()),
+        ("PUT", format!("/v2/{repo}/manifests/during-outage"), vec![("content-type", OCI_MANIFEST)], manifest.to_vec()),
+    ];
+    let mut slowest = Duration::ZERO;
+    for (method, path, headers, body) in cases {
+        let (r, took) = timed(addr, method, &path, &headers, body);
+        if method == "HEAD" {
+            assert_eq!(r.status, 503, "HEAD {path} {what}");
+            assert!(took < Duration::from_secs(6), "HEAD {path} {what} took {took:?}");
+        } else {
+            assert_unavailable(&r, took, &format!("{method} {path} {what}"));
+        }
+        slowest = slowest.max(took);
+    }
+    slowest
+}
+
+/// Polls until the registry answers every one of `paths` (store-backed reads: a listing,
+/// a tag, a blob) with 200 again. A restarted SeaweedFS answers listings before it can
+/// serve objects again, and answers 500 meanwhile.
+fn wait_until_served(server: &Server, paths: &[String], limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let http = Http::new(server.addr);
+    loop {
+        let failing: Vec<String> = paths
+            .iter()
+            .map(|p| (p, http.send("GET", p, &[("accept", OCI_MANIFEST)], Vec::new())))
+            .filter(|(_, r)| r.status != 200)
+            .map(|(p, r)| format!("{p}: {} {}", r.status, r.text()))
+            .collect();
+        if failing.is_empty() {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < limit, "the registry did not serve again within {limit:?} of the store's return: {failing:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn store_outage_fails_fast_and_service_resumes_without_restart() {
+    // Its own SeaweedFS, since this test stops it.
+    let s3 = SeaweedFs::start();
+    let store = S3Store::on(&s3);
+    let skopeo = Skopeo::new();
+    let tmp = tempdir();
+    let (layout, image) = image_fixture(&tmp.path().join("src"), 43);
+    let repo = "e2e/outage";
+    let server = store.start(&[]);
+    let pid = server.pid();
+    let http = Http::new(server.addr);
+    skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v1", server.host()));
+    // An upload session opened before the outage, one chunk in.
+    let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new()).expect(202, "POST upload");
+    let loc = r.header("location").unwrap().to_string();
+    let first = Rng::new(44).bytes((1 << 20) + 7);
+    let r = http.send("PATCH", &loc, &[("content-range", &format!("0-{}", first.len() - 1))], first.clone()).expect(202, "PATCH");
+    let session = r.header("location").unwrap().to_string();
+    let layer = &image.layers[2];
+    let reads = [format!("/v2/{repo}/tags/list"), format!("/v2/{repo}/manifests/v1"), format!("/v2/{repo}/blobs/{layer}")];
+
+    // 1. The store hangs (SIGSTOP: the kernel accepts connections, nothing answers).
+    s3.pause(true);
+    let slowest = requests_during_outage(&server, repo, "v1", &image.digest, layer, &session, "(store hung)");
+    eprintln!("store hung: the slowest failure took {slowest:?}");
+    s3.pause(false);
+    let back = wait_until_served(&server, &reads, Duration::from_secs(20));
+    eprintln!("store resumed: served again after {back:?}");
+    assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("after-pause"), &layout.blobs, &image.digest);
+
+    // 2. The store dies (connections refused), then comes back on the same ports and data.
+    s3.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    let slowest = requests_during_outage(&server, repo, "v1", &image.digest, layer, &session, "(store killed)");
+    eprintln!("store killed: the slowest failure took {slowest:?}");
+    s3.restart();
+    let back = wait_until_served(&server, &reads, Duration::from_secs(60));
+    eprintln!("store restarted: served again after {back:?}");
+    assert_eq!(server.pid(), pid, "the same wharfage process serves after the outage");
+
+    // Nothing was corrupted or half-written: the image pulls byte-exactly, nothing pushed
+    // during the outage exists, and the session opened before it continues where it was.
+    assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("after-restart"), &layout.blobs, &image.digest);
+    for what in ["(store hung)", "(store killed)"] {
+        let d = sha256(format!("never stored during the outage ({what})").as_bytes());
+        assert_eq!(http.head(&format!("/v2/{repo}/blobs/{d}")).status, 404, "a blob pushed during the outage {what}");
+    }
+    assert_eq!(http.get_manifest(repo, "during-outage").status, 404, "a manifest pushed during the outage");
+    let r = http.get(&session).expect(204, "the session opened before the outage");
+    assert_eq!(r.header("range"), Some(format!("0-{}", first.len() - 1).as_str()), "the session holds exactly its first chunk");
+    let rest = Rng::new(45).bytes(3);
+    let mut all = first.clone();
+    all.extend_from_slice(&rest);
+    let digest = sha256(&all);
+    let range = format!("{}-{}", first.len(), all.len() - 1);
+    http.send("PUT", &with_query(&session, "digest", &digest), &[("content-range", &range)], rest).expect(201, "finish the session");
+    assert!(http.get(&format!("/v2/{repo}/blobs/{digest}")).expect(200, "GET the finished blob").body == all);
+
+    // And pushes work again.
+    let (layout2, image2) = image_fixture(&tmp.path().join("src2"), 46);
+    skopeo.copy_all(&oci_ref(&layout2.dir, "v1"), &format!("docker://{}/{repo}:v2", server.host()));
+    assert_pull(&skopeo, &server, repo, "v2", &tmp.path().join("v2-out"), &layout2.blobs, &image2.digest);
+    assert_eq!(store.multipart_uploads(), Vec::<String>::new(), "no multipart upload left behind");
+}
+
+/// Writes `len` pseudo-random bytes from `seed` to `w` in 1 MiB pieces, never holding more;
+/// returns their sha256.
+fn write_generated(w: &mut impl Write, seed: u64, len: u64) -> std::io::Result<String> {
+    let mut rng = Rng::new(seed);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        for chunk in buf[..n].chunks_mut(8) {
+            let x = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&x[..chunk.len()]);
+        }
+        hasher.update(&buf[..n]);
+        w.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// The digest of `len` bytes from `seed`, as [`write_generated`] writes them.
+fn generated_digest(seed: u64, len: u64) -> String {
+    write_generated(&mut std::io::sink(), seed, len).unwrap()
+}
+
+/// Sends a request head (with `content-length: len`) and then `len` generated bytes.
+fn send_generated(addr: SocketAddr, method: &str, path: &str, seed: u64, len: u64) -> (TcpStream, String) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, conn.try_clone().unwrap());
+    let digest = write_generated(&mut out, seed, len).unwrap();
+    out.flush().unwrap();
+    (conn, digest)
+}
+
+/// Reads a response's head; the status, the headers (lower-case names), and the connection
+/// positioned at the body with whatever body bytes came along with the head.
+fn read_head(conn: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the response head: {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            let mut lines = head.split("\r\n");
+            let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            return (status, headers, raw[end + 4..].to_vec());
+        }
+    }
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// GETs `path` and hashes the body as it streams in; the status, body length and sha256.
+fn get_hashed(addr: SocketAddr, path: &str, extra: &str) -> (u16, u64, String) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{extra}\r\n").unwrap();
+    let (status, headers, first) = read_head(&mut conn);
+    let mut hasher = Sha256::new();
+    hasher.update(&first);
+    let mut len = first.len() as u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    if let Some(cl) = header(&headers, "content-length") {
+        assert_eq!(cl.parse::<u64>().unwrap(), len, "GET {path}: Content-Length and the bytes received differ");
+    }
+    (status, len, format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+#[test]
+fn blob_of_2_gib_through_s3_with_bounded_memory() {
+    const SIZE: u64 = 2 << 30;
+    const LIMIT: u64 = 200 << 20;
+    let store = S3Store::shared();
+    let server = store.start(&[]);
+    let http = Http::new(server.addr);
+    let repo = "e2e/huge";
+
+    // docker's way: POST a session, one PATCH streaming the whole blob, PUT with the digest.
+    let t0 = Instant::now();
+    let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new()).expect(202, "POST upload");
+    let loc = r.header("location").unwrap().to_string();
+    let (mut conn, digest) = send_generated(server.addr, "PATCH", &loc, 47, SIZE);
+    let (status, headers, _) = read_head(&mut conn);
+    assert_eq!(status, 202, "PATCH of 2 GiB");
+    assert_eq!(header(&headers, "range"), Some(format!("0-{}", SIZE - 1).as_str()));
+    let loc = header(&headers, "location").unwrap().to_string();
+    let patched = t0.elapsed();
+    http.send("PUT", &with_query(&loc, "digest", &digest), &[], Vec::new()).expect(201, "PUT to finish the 2 GiB upload");
+    let push = t0.elapsed();
+    eprintln!("2 GiB PATCH took {patched:?}, the PUT that publishes it {:?}", push - patched);
+
+    let t0 = Instant::now();
+    let (status, len, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), "");
+    assert_eq!((status, len), (200, SIZE), "GET of the 2 GiB blob");
+    assert_eq!(got, digest, "the 2 GiB blob comes back with the bytes pushed");
+    let pull = t0.elapsed();
+    // And a range at the very end (served through a ranged GET on the object store).
+    let tail = 1000u64;
+    let (status, len, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), &format!("range: bytes={}-\r\n", SIZE - tail));
+    assert_eq!((status, len), (206, tail));
+    let mut all = Vec::new();
+    let _ = write_generated(&mut all_tail(&mut all, SIZE - tail), 47, SIZE);
+    assert_eq!(got, sha256(&all), "the last {tail} bytes");
+
+    // Monolithic push of the same size into another repository: known bytes, hashed, not stored twice.
+    let (mut conn, d2) = send_generated(server.addr, "POST", &format!("/v2/{repo}-2/blobs/uploads/?digest={digest}"), 47, SIZE);
+    assert_eq!(d2, digest);
+    let (status, _, _) = read_head(&mut conn);
+    assert_eq!(status, 201, "monolithic POST of 2 GiB");
+
+    let peak = peak_rss(server.pid());
+    eprintln!(
+        "2 GiB through S3: push {:.0} MiB/s, pull {:.0} MiB/s, server peak RSS {} MiB",
+        (SIZE >> 20) as f64 / push.as_secs_f64(),
+        (SIZE >> 20) as f64 / pull.as_secs_f64(),
+        peak >> 20
+    );
+    assert!(peak < LIMIT, "wharfage's peak RSS was {} MiB for a 2 GiB push and pull (limit {} MiB)", peak >> 20, LIMIT >> 20);
+    assert_eq!(store.keys("uploads/"), Vec::<String>::new(), "the session's chunk is gone");
+    assert_eq!(store.multipart_uploads(), Vec::<String>::new());
+}
+
+/// A writer that keeps only the bytes from offset `from` on, for checking a tail.
+fn all_tail(out: &mut Vec<u8>, from: u64) -> impl Write + '_ {
+    struct Tail<'a> {
+        out: &'a mut Vec<u8>,
+        pos: u64,
+        from: u64,
+    }
+    impl Write for Tail<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let end = self.pos + buf.len() as u64;
+            if end > self.from {
+                let skip = self.from.saturating_sub(self.pos) as usize;
+                self.out.extend_from_slice(&buf[skip..]);
+            }
+            self.pos = end;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    Tail { out, pos: 0, from }
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if t0.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts a request announcing `len` bytes, sends `sent` of them, waits until the server has
+/// a multipart upload going for it, then disconnects.
+fn abandon(store: &S3Store, addr: SocketAddr, method: &str, path: &str, len: u64, sent: u64) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    write_generated(&mut conn, 48, sent).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || !store.multipart_uploads().is_empty()),
+        "{method} {path}: no multipart upload started after {sent} bytes: the test would prove nothing"
+    );
+    conn.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(conn);
+}
+
+#[test]
+fn abandoned_multipart_uploads_are_aborted() {
+    let store = S3Store::shared();
+    let server = store.start(&[]);
+    let http = Http::new(server.addr);
+    let repo = "e2e/abandoned";
+    let len: u64 = 40 << 20;
+    let digest = generated_digest(48, len);
+
+    // A client disconnecting halfway through a PATCH, and through a monolithic POST.
+    let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new()).expect(202, "POST upload");
+    let loc = r.header("location").unwrap().to_string();
+    abandon(&store, server.addr, "PATCH", &loc, len, 20 << 20);
+    assert!(
+        eventually(Duration::from_secs(10), || store.multipart_uploads().is_empty()),
+        "the multipart upload of an abandoned PATCH is still open: {:?}",
+        store.multipart_uploads()
+    );
+    abandon(&store, server.addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={digest}"), len, 20 << 20);
+    assert!(
+        eventually(Duration::from_secs(10), || store.multipart_uploads().is_empty()),
+        "the multipart upload of an abandoned monolithic POST is still open: {:?}",
+        store.multipart_uploads()
+    );
+
+    // No blob, no chunk: the session holds nothing and still accepts the whole blob.
+    assert_eq!(store.keys("blobs/"), Vec::<String>::new(), "an abandoned upload left a visible blob");
+    assert_eq!(http.head(&format!("/v2/{repo}/blobs/{digest}")).status, 404);
+    let r = http.get(&loc).expect(204, "the session after the abandoned PATCH");
+    assert_eq!(r.header("range"), Some("0-0"), "the session holds nothing");
+    assert_eq!(store.keys("uploads/").iter().filter(|k| k.contains("/part-")).count(), 0, "no chunk stored: {:?}", store.keys("uploads/"));
+    let (mut conn, d) = send_generated(server.addr, "PUT", &with_query(&loc, "digest", &digest), 48, len);
+    assert_eq!(d, digest);
+    assert_eq!(read_head(&mut conn).0, 201, "the session, resent whole");
+    let (status, n, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), "");
+    assert_eq!((status, n, got.as_str()), (200, len, digest.as_str()));
+
+    // A digest mismatch on a multipart-sized body aborts too.
+    let wrong = sha256(b"not these bytes");
+    let (mut conn, _) = send_generated(server.addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={wrong}"), 49, 20 << 20);
+    assert_eq!(read_head(&mut conn).0, 400, "a monolithic POST with the wrong digest");
+    assert!(eventually(Duration::from_secs(10), || store.multipart_uploads().is_empty()), "{:?}", store.multipart_uploads());
+    assert_eq!(http.head(&format!("/v2/{repo}/blobs/{wrong}")).status, 404);
+}
+
+#[test]
+fn presigned_redirects_serve_the_blob_from_the_store() {
+    // A SeaweedFS that checks signatures made with the keys the server gets (`S3Store::start`),
+    // so a presigned URL proves something: every request of wharfage's is checked too.
+    let s3 = SeaweedFs::start_verifying(ACCESS_KEY, SECRET_KEY);
+    let store = S3Store::on(&s3);
+    let skopeo = Skopeo::new();
+    let tmp = tempdir();
+    let server = store.start(&["--s3-redirect"]);
+    let http = Http::new(server.addr);
+    let (layout, image) = image_fixture(&tmp.path().join("src"), 50);
+    let repo = "e2e/redirect";
+    skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v1", server.host()));
+
+    let layer = &image.layers[2];
+    let reads = [format!("/v2/{repo}/tags/list"), format!("/v2/{repo}/manifests/v1"), format!("/v2/{repo}/blobs/{layer}")];
+    let bytes = &layout.blobs[layer];
+    let r = http.get(&format!("/v2/{repo}/blobs/{layer}")).expect(307, "blob GET with --s3-redirect");
+    assert_eq!(r.header("docker-content-digest"), Some(layer.as_str()));
+    let location = r.header("location").expect("a redirect has a Location").to_string();
+    assert!(location.starts_with(&format!("{}/{}/{}/blobs/sha256/", store.s3.endpoint, store.bucket, store.prefix)), "the redirect goes to the object store: {location}");
+    assert!(location.contains("X-Amz-Signature="), "the URL is presigned: {location}");
+
+    // The presigned URL works on its own, whole and with a range, and only for GET.
+    let s3 = Http::new(s3.addr());
+    let got = s3.get(&location).expect(200, "GET of the presigned URL");
+    assert!(got.body == *bytes, "the presigned URL serves the blob's bytes");
+    let part = s3.send("GET", &location, &[("range", "bytes=100-199")], Vec::new()).expect(206, "ranged GET of the presigned URL");
+    assert!(part.body == bytes[100..200], "the range of the blob");
+    let forged = location.replace("X-Amz-Signature=", "X-Amz-Signature=00");
+    assert_eq!(s3.get(&forged).status, 403, "a tampered presigned URL is refused");
+    let other = location.replace(&layer["sha256:".len()..], &image.layers[0]["sha256:".len()..]);
+    assert_eq!(s3.get(&other).status, 403, "a presigned URL is good for its blob only");
+
+    // HEAD answers directly; a blob the repository does not link is still 404, not redirected.
+    let head = http.head(&format!("/v2/{repo}/blobs/{layer}")).expect(200, "blob HEAD");
+    assert_eq!(head.header("content-length"), Some(bytes.len().to_string().as_str()));
+    assert_eq!(http.get(&format!("/v2/other/blobs/{layer}")).status, 404, "no redirect for a repository that does not link the blob");
+
+    // A real client follows the redirects: skopeo pulls every blob from the store.
+    assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("out"), &layout.blobs, &image.digest);
+}
+
