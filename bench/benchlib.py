@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Small helpers for bench/registry.sh: the arithmetic, JSON and table work that is
-awkward in bash. Standard library only.
+"""Small helpers for bench/registry.sh and bench/stage.sh: the arithmetic, JSON and table
+work that is awkward in bash. Standard library only.
 
   benchlib.py port                         print a free TCP port on 127.0.0.1
   benchlib.py median X...                  print the median of the numbers
@@ -14,17 +14,35 @@ awkward in bash. Standard library only.
   benchlib.py kib-to-mib KIB               print KIB/1024
   benchlib.py report RESULTS.tsv [JSON_OUT]
                                            print the comparison table (and write JSON)
+
+For bench/stage.sh:
+  benchlib.py layout DIR LAYER_MIB BASE_LAYERS
+                                           write an OCI image layout with two images:
+                                           "base" (BASE_LAYERS random gzip layers) and
+                                           "sibling" (the first BASE_LAYERS-1 of them and
+                                           one new layer); print its figures as KEY=VALUE
+  benchlib.py json-field FILE KEY...       print top-level fields of a JSON object
+  benchlib.py access-gets LOG OFFSET REPO  print "<blob GETs> <manifest GETs>" that an
+                                           Apache-format access log records for /v2/REPO/
+                                           after byte OFFSET
+  benchlib.py stage-report RESULTS.tsv [JSON_OUT]
+                                           print the staging table (and write JSON)
 """
 
+import hashlib
 import json
+import os
 import re
 import socket
 import statistics
 import sys
+import tarfile
+import zlib
 
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+LAYER_GZIP_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 # (key, label, higher_is_better, compared with nginx)
 METRICS = [
@@ -163,6 +181,254 @@ def report(results_path, json_out=None):
             f.write("\n")
 
 
+# ---------------------------------------------------------------- stage.sh: the OCI layout
+
+
+def _put_blob(blobs_dir, data, media_type):
+    """Writes bytes as a blob of the layout; returns their descriptor."""
+    hexd = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(blobs_dir, hexd), "wb") as f:
+        f.write(data)
+    return {"mediaType": media_type, "digest": f"sha256:{hexd}", "size": len(data)}
+
+
+def _random_layer(blobs_dir, name, content_size):
+    """A gzip'd tar holding one file of `content_size` random bytes. Deflate level 0 (stored
+    blocks): a valid gzip stream, so a client passes it through as it is (skopeo would
+    otherwise compress an uncompressed layer on the fly), about as big as its content and
+    cheap to write. Returns (descriptor, diff_id)."""
+    diff = hashlib.sha256()
+    blob = hashlib.sha256()
+    comp = zlib.compressobj(0, zlib.DEFLATED, 31)  # wbits 31: gzip header and trailer
+    tmp = os.path.join(blobs_dir, f".partial-{name}")
+    with open(tmp, "wb") as f:
+
+        def emit(out):
+            if out:
+                blob.update(out)
+                f.write(out)
+
+        def put(chunk):
+            diff.update(chunk)
+            emit(comp.compress(chunk))
+
+        info = tarfile.TarInfo(f"data/{name}.bin")
+        info.size = content_size
+        info.mode = 0o644
+        info.mtime = 1_704_067_200
+        put(info.tobuf(format=tarfile.GNU_FORMAT))
+        left = content_size
+        while left:
+            n = min(left, 1 << 20)
+            put(os.urandom(n))
+            left -= n
+        put(b"\0" * ((-content_size) % 512 + 1024))  # pad the file, then the end-of-archive
+        emit(comp.flush())
+    hexd = blob.hexdigest()
+    os.rename(tmp, os.path.join(blobs_dir, hexd))
+    size = os.path.getsize(os.path.join(blobs_dir, hexd))
+    return {"mediaType": LAYER_GZIP_TYPE, "digest": f"sha256:{hexd}", "size": size}, f"sha256:{diff.hexdigest()}"
+
+
+def _json_bytes(obj):
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _image(blobs_dir, name, layers):
+    """Config and manifest for `layers` [(descriptor, diff_id)]: returns (manifest descriptor,
+    config descriptor)."""
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "Entrypoint": ["/app/server"],
+            "Cmd": ["--port", "8080"],
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", f"BENCH_IMAGE={name}"],
+            "ExposedPorts": {"8080/tcp": {}},
+            "User": "1000",
+            "WorkingDir": "/app",
+        },
+        "rootfs": {"type": "layers", "diff_ids": [d for _, d in layers]},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": f"bench layer {i}"} for i in range(len(layers))],
+    }
+    config_desc = _put_blob(blobs_dir, _json_bytes(config), CONFIG_TYPE)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": config_desc,
+        "layers": [desc for desc, _ in layers],
+    }
+    return _put_blob(blobs_dir, _json_bytes(manifest), MANIFEST_TYPE), config_desc
+
+
+def stage_layout(out_dir, layer_mib, base_layers):
+    layer_mib, base_layers = int(layer_mib), int(base_layers)
+    if base_layers < 2:
+        raise SystemExit("layout: the base image needs at least 2 layers")
+    blobs_dir = os.path.join(out_dir, "blobs", "sha256")
+    os.makedirs(blobs_dir, exist_ok=True)
+    content = layer_mib << 20
+    base = [_random_layer(blobs_dir, f"base{i}", content) for i in range(base_layers)]
+    new = _random_layer(blobs_dir, "sibling", content)
+    sibling = base[:-1] + [new]
+    base_manifest, base_config = _image(blobs_dir, "base", base)
+    sibling_manifest, sibling_config = _image(blobs_dir, "sibling", sibling)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            dict(base_manifest, annotations={"org.opencontainers.image.ref.name": "base"}),
+            dict(sibling_manifest, annotations={"org.opencontainers.image.ref.name": "sibling"}),
+        ],
+    }
+    with open(os.path.join(out_dir, "index.json"), "wb") as f:
+        f.write(_json_bytes(index))
+    with open(os.path.join(out_dir, "oci-layout"), "wb") as f:
+        f.write(_json_bytes({"imageLayoutVersion": "1.0.0"}))
+    base_layer_bytes = sum(d["size"] for d, _ in base)
+    figures = {
+        "base_manifest": base_manifest["digest"],
+        "sibling_manifest": sibling_manifest["digest"],
+        "base_layer_bytes": base_layer_bytes,
+        # What a cold staging of the base must download: its layers and its config.
+        "base_bytes": base_layer_bytes + base_config["size"],
+        "base_blobs": len(base) + 1,
+        # What the sibling adds: its new layer and its own config.
+        "new_layer_bytes": new[0]["size"],
+        "new_bytes": new[0]["size"] + sibling_config["size"],
+        "new_blobs": 2,
+        "sibling_bytes": sum(d["size"] for d, _ in sibling) + sibling_config["size"],
+    }
+    for k, v in figures.items():
+        print(f"{k}={v}")
+
+
+def json_fields(path, keys):
+    with open(path) as f:
+        obj = json.load(f)
+    for k in keys:
+        if k not in obj:
+            raise SystemExit(f"json-field: {path} has no field {k!r}")
+        print(obj[k])
+
+
+def access_gets(path, offset, repo):
+    """Counts successful GETs of /v2/REPO/blobs/ and /v2/REPO/manifests/ in an Apache
+    combined-format access log, from byte `offset` on."""
+    blobs = manifests = 0
+    pat = re.compile(r'"GET /v2/' + re.escape(repo) + r'/(blobs|manifests)/\S* HTTP/[0-9.]+" (\d{3}) ')
+    with open(path, "rb") as f:
+        f.seek(int(offset))
+        for line in f.read().decode(errors="replace").splitlines():
+            m = pat.search(line)
+            if m and m.group(2).startswith("2"):
+                if m.group(1) == "blobs":
+                    blobs += 1
+                else:
+                    manifests += 1
+    print(f"{blobs} {manifests}")
+
+
+# (key, label, unit): the timed rows of the staging table, one value per round
+STAGE_ROWS = [
+    ("stage_s", "cold stage v1, `wharfage stage` wall time", "s"),
+    ("stage_server_s", "  of which in the server (result `seconds`)", "s"),
+    ("skopeo_s", "`skopeo copy` v1 into a 2nd docker-registry", "s"),
+    ("ratio", "ratio cold stage / skopeo copy", "x"),
+    ("sibling_s", "sibling stage v2 (2nd app), wall time", "s"),
+    ("sibling_server_s", "  of which in the server", "s"),
+]
+
+
+def stage_report(results_path, json_out=None):
+    runs = {}  # metric -> [values, in round order]
+    info = {}
+    notes = []
+    with open(results_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                continue
+            if parts[0] == "note":
+                notes.append(f"{parts[1]}: {parts[2]}")
+            elif parts[0] == "info":
+                info[parts[1]] = float(parts[2])
+            else:
+                runs.setdefault(parts[1], []).append(float(parts[2]))
+    if "stage_s" in runs and "skopeo_s" in runs:
+        runs["ratio"] = [a / b for a, b in zip(runs["stage_s"], runs["skopeo_s"]) if b > 0]
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    # The headline ratio is the ratio of the medians; the per-round ratios are the runs.
+    if med.get("skopeo_s"):
+        med["ratio"] = med["stage_s"] / med["skopeo_s"]
+    target = info.get("target_ratio", 0.6)
+
+    def num(v, unit):
+        return f"{v:.2f}x" if unit == "x" else f"{v:.2f}"
+
+    header = ["figure", "median", "rounds", "target"]
+    rows = []
+    for key, label, unit in STAGE_ROWS:
+        if key not in med:
+            continue
+        tgt = ""
+        if key == "ratio":
+            tgt = f"<= {target:.2f}x: " + ("met" if med[key] <= target else "MISSED")
+        rows.append([label, num(med[key], unit), " ".join(num(v, unit) for v in runs[key]), tgt])
+    mib = 1 << 20
+    if "base_bytes" in info and "stage_s" in med:
+        rows.append(["cold stage throughput (MiB/s)", f"{info['base_bytes'] / mib / med['stage_s']:.1f}", "", ""])
+    if "base_bytes" in info and "skopeo_s" in med:
+        rows.append(["skopeo copy throughput (MiB/s)", f"{info['base_bytes'] / mib / med['skopeo_s']:.1f}", "", ""])
+    if "sibling_bytes" in runs and "new_bytes" in info:
+        want_b, want_n = int(info["new_bytes"]), int(info["new_blobs"])
+        got_b = [int(v) for v in runs["sibling_bytes"]]
+        got_n = [int(v) for v in runs.get("sibling_blobs", [])]
+        ok = all(b == want_b for b in got_b) and all(n == want_n for n in got_n)
+        rows.append(
+            [
+                "sibling bytes downloaded / its new bytes",
+                f"{int(statistics.median(got_b)):,} / {want_b:,}",
+                " ".join(f"{b:,}" for b in got_b),
+                "equal: " + ("met" if ok else "MISSED"),
+            ]
+        )
+        rows.append(
+            [
+                "sibling blobs downloaded / its new blobs",
+                f"{int(statistics.median(got_n)) if got_n else '-'} / {want_n}",
+                " ".join(str(n) for n in got_n),
+                "",
+            ]
+        )
+    if "sibling_up_blob_gets" in runs:
+        rows.append(
+            [
+                "upstream GETs during sibling: blobs, manifests",
+                f"{int(statistics.median(runs['sibling_up_blob_gets']))}, {int(statistics.median(runs['sibling_up_manifest_gets']))}",
+                " ".join(
+                    f"{int(b)},{int(m)}" for b, m in zip(runs["sibling_up_blob_gets"], runs["sibling_up_manifest_gets"])
+                ),
+                "",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+
+    def line(cells):
+        return " | ".join(c.ljust(widths[i]) if i in (0, 3) else c.rjust(widths[i]) for i, c in enumerate(cells)).rstrip()
+
+    print(line(header))
+    print("-+-".join("-" * x for x in widths))
+    for r in rows:
+        print(line(r))
+    for note in notes:
+        print(f"note: {note}")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"rounds": runs, "medians": med, "info": info, "notes": notes}, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -189,6 +455,14 @@ def main(argv):
         print(f"{rps} {non2xx} {failed}")
     elif cmd == "report":
         report(args[0], args[1] if len(args) > 1 else None)
+    elif cmd == "layout":
+        stage_layout(*args[:3])
+    elif cmd == "json-field":
+        json_fields(args[0], args[1:])
+    elif cmd == "access-gets":
+        access_gets(*args[:3])
+    elif cmd == "stage-report":
+        stage_report(args[0], args[1] if len(args) > 1 else None)
     else:
         print(f"benchlib.py: unknown command {cmd!r}", file=sys.stderr)
         return 2

@@ -17,11 +17,9 @@
 set -euo pipefail
 shopt -s inherit_errexit
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
-# shellcheck source=scripts/lib/peers.sh
-. "$repo/scripts/lib/peers.sh"
-lib=(python3 "$repo/bench/benchlib.py")
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init
 
 build=1
 only=""
@@ -37,7 +35,7 @@ while [ "$#" -gt 0 ]; do
         --duration) duration=$2; shift ;;
         --keep) keep=1 ;;
         --json) json_out=$2; shift ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "registry.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -47,58 +45,18 @@ targets=()
 [ "$only" = distribution ] || targets+=(wharfage)
 [ "$only" = wharfage ] || targets+=(distribution)
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ---------------------------------------------------------------- peers and build
 peers_apt docker-registry:docker-registry nginx:nginx-light wrk:wrk ab:apache2-utils \
     curl:curl python3:python3 sha256sum:coreutils
 
-wharfage_bin=${WHARFAGE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wharfage}
-if [[ " ${targets[*]} " == *" wharfage "* ]]; then
-    if [ "$build" -eq 1 ]; then
-        log "cargo build --release -p wharfage"
-        cargo build --release -p wharfage
-    fi
-    [ -x "$wharfage_bin" ] || die "no wharfage binary at $wharfage_bin"
-fi
+if [[ " ${targets[*]} " == *" wharfage "* ]]; then bench_wharfage "$build"; fi
 
 # ---------------------------------------------------------------- work dir, cleanup
-work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/wharfage-bench.XXXXXX")
+bench_workdir wharfage-bench # processes and the work dir are cleaned up by bench/lib.sh
 # nginx workers may run as another user: let them reach the data file.
 chmod 755 "$work"
 results=$work/results.tsv
 : >"$results"
-declare -A pid_of=() # running process name -> pid
-
-stop() { # NAME: SIGTERM, wait up to 15 s, then SIGKILL
-    local name=$1 pid=${pid_of[$1]:-} i
-    [ -n "$pid" ] || return 0
-    unset "pid_of[$name]"
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name ($pid) ignored SIGTERM for 15 s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$? name
-    for name in "${!pid_of[@]}"; do stop "$name"; done
-    if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
-        log "work dir kept: $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # TARGET METRIC VALUE
 note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
@@ -126,21 +84,6 @@ manifest_type=application/vnd.oci.image.manifest.v1+json
 # ---------------------------------------------------------------- processes
 base="" # http://127.0.0.1:PORT of the process under test
 
-wait_ready() { # NAME URL LOGFILE
-    local name=$1 url=$2 logfile=$3 i code
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
-            tail -n 30 "$logfile" >&2 || true
-            die "$name exited during startup (log: $logfile)"
-        fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
-        case "$code" in 200 | 401) return 0 ;; esac
-        sleep 0.1
-    done
-    tail -n 30 "$logfile" >&2 || true
-    die "$name not ready after 30 s at $url"
-}
-
 start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh port
     local name=$1 port dir
     port=$("${lib[@]}" port)
@@ -148,35 +91,8 @@ start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh p
     mkdir -p "$dir"
     base=http://127.0.0.1:$port
     case "$name" in
-        wharfage)
-            mkdir -p "$dir/root"
-            "$wharfage_bin" serve --listen "127.0.0.1:$port" --root "$dir/root" \
-                >>"$dir/stdout.log" 2>>"$dir/stderr.log" &
-            pid_of[$name]=$!
-            wait_ready "$name" "$base/v2/" "$dir/stderr.log"
-            ;;
-        distribution)
-            mkdir -p "$dir/root"
-            cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/root
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$port
-EOF
-            docker-registry serve "$dir/config.yml" >>"$dir/stderr.log" 2>&1 &
-            pid_of[$name]=$!
-            wait_ready "$name" "$base/v2/" "$dir/stderr.log"
-            ;;
+        wharfage) start_wharfage "$name" "$dir" "$port" ;;
+        distribution) start_distribution "$name" "$dir" "$port" ;;
         nginx)
             mkdir -p "$dir/tmp"
             local without="" m
@@ -314,7 +230,7 @@ run_ab_head() { # TARGET METRIC URL: HEAD load, 64 keep-alive connections
 
 # ---------------------------------------------------------------- one registry
 bench_registry() { # NAME
-    local t=$1 pushes=() i s r code got rss
+    local t=$1 pushes=() i s code got rss
     log "== $t"
     start "$t"
 

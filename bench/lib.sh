@@ -1,0 +1,139 @@
+# shellcheck shell=bash
+# Shared pieces of the bench scripts (registry.sh, stage.sh), sourced after `set -euo
+# pipefail`. Standard tools only; the arithmetic and JSON work is in benchlib.py.
+#
+#   bench_init                  sets $repo, $lib (benchlib.py), sources scripts/lib/peers.sh
+#   bench_help SCRIPT           prints the script's header comment (its --help)
+#   log MSG / die MSG           timestamped line on stderr / and exit 1
+#   bench_wharfage BUILD        sets $wharfage_bin; runs `cargo build --release -p wharfage`
+#                               first when BUILD is 1
+#   bench_workdir PREFIX        creates $work under $BENCH_TMPDIR, installs the traps
+#   start_wharfage NAME DIR PORT [SERVE_ARGS...]
+#   start_distribution NAME DIR PORT [ACCESS_LOG]
+#                               start a registry on 127.0.0.1:PORT (storage DIR/root, logs
+#                               in DIR), wait until /v2/ answers; pid in ${pid_of[NAME]}
+#   wait_ready NAME URL LOGFILE poll URL until it answers 200 or 401 (30 s)
+#   stop NAME                   SIGTERM, wait up to 15 s, then SIGKILL
+#
+# On exit, however the script ends, every process started here is stopped and $work is
+# deleted unless the run failed or $keep is 1.
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# shellcheck disable=SC2034 # repo and lib are for the scripts that source this
+bench_init() {
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    cd "$repo" || exit 1
+    # shellcheck source=scripts/lib/peers.sh
+    . "$repo/scripts/lib/peers.sh"
+    lib=(python3 "$repo/bench/benchlib.py")
+    # Everything here talks to 127.0.0.1: a proxy from the environment must not get in between.
+    unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy
+}
+
+bench_help() { # SCRIPT: the header comment, from its second line to the first non-comment
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+}
+
+bench_wharfage() { # BUILD (1|0)
+    wharfage_bin=${WHARFAGE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wharfage}
+    if [ "$1" -eq 1 ]; then
+        log "cargo build --release -p wharfage"
+        cargo build --release -p wharfage
+    fi
+    [ -x "$wharfage_bin" ] || die "no wharfage binary at $wharfage_bin"
+}
+
+# ---------------------------------------------------------------- processes and cleanup
+declare -A pid_of=() # running process name -> pid
+keep=${keep:-0}
+work=""
+
+stop() { # NAME: SIGTERM, wait up to 15 s, then SIGKILL
+    local name=$1 pid=${pid_of[$1]:-} i
+    [ -n "$pid" ] || return 0
+    unset "pid_of[$name]"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name ($pid) ignored SIGTERM for 15 s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+_bench_cleanup() {
+    local rc=$? name
+    for name in "${!pid_of[@]}"; do stop "$name"; done
+    if [ -n "$work" ]; then
+        if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
+            log "work dir kept: $work"
+        else
+            rm -rf "$work"
+        fi
+    fi
+    exit "$rc"
+}
+
+bench_workdir() { # PREFIX: a fresh work dir, removed (or kept) by the exit trap
+    work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/$1.XXXXXX")
+    trap _bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+wait_ready() { # NAME URL LOGFILE
+    local name=$1 url=$2 logfile=$3 i code
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
+            tail -n 30 "$logfile" >&2 || true
+            die "$name exited during startup (log: $logfile)"
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        case "$code" in 200 | 401) return 0 ;; esac
+        sleep 0.1
+    done
+    tail -n 30 "$logfile" >&2 || true
+    die "$name not ready after 30 s at $url"
+}
+
+start_wharfage() { # NAME DIR PORT [SERVE_ARGS...]
+    local name=$1 dir=$2 port=$3
+    shift 3
+    mkdir -p "$dir/root"
+    "$wharfage_bin" serve --listen "127.0.0.1:$port" --root "$dir/root" "$@" \
+        >>"$dir/stdout.log" 2>>"$dir/stderr.log" &
+    pid_of[$name]=$!
+    wait_ready "$name" "http://127.0.0.1:$port/v2/" "$dir/stderr.log"
+}
+
+start_distribution() { # NAME DIR PORT [ACCESS_LOG (0|1, default 0)]
+    # Debian's docker-registry (CNCF distribution 2.8): filesystem storage, deletes on, the
+    # in-memory blob descriptor cache as its stock config ships, errors only in its log. The
+    # access log (Apache format, on stdout, so in DIR/stderr.log too) is off unless asked for.
+    local name=$1 dir=$2 port=$3 access=${4:-0}
+    mkdir -p "$dir/root"
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: $([ "$access" -eq 1 ] && echo false || echo true)
+storage:
+  filesystem:
+    rootdirectory: $dir/root
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+EOF
+    docker-registry serve "$dir/config.yml" >>"$dir/stderr.log" 2>&1 &
+    pid_of[$name]=$!
+    wait_ready "$name" "http://127.0.0.1:$port/v2/" "$dir/stderr.log"
+}

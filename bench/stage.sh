@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Staging benchmark: `wharfage stage` of a 4-layer 256 MiB image from Debian's
+# docker-registry, cold, against `skopeo copy` of the same image from the same upstream into
+# a second docker-registry (what a platform scripts today); then the staging of a sibling
+# image that shares the first 3 layers, which must download only its new bytes.
+# See bench/README.md.
+#
+# Usage: bench/stage.sh [options]
+#   --no-build          do not run `cargo build --release -p wharfage`
+#   --rounds N          timed rounds, each on fresh storage (default 3)
+#   --layer-mib N       random content per layer (default 64)
+#   --layers N          layers of the base image (default 4); the sibling keeps N-1
+#   --keep              keep the work dir (layout, storage, logs, results)
+#   --json FILE         also write the figures as JSON
+# Environment:
+#   WHARFAGE_BIN        the binary to measure (default: target/release/wharfage)
+#   BENCH_TMPDIR        where the work dir goes (default: $TMPDIR or /tmp); it needs
+#                       about 4x the image size of free space
+set -euo pipefail
+shopt -s inherit_errexit
+
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init
+
+build=1
+rounds=3
+layer_mib=64
+layers=4
+keep=0
+json_out=""
+target_ratio=0.6
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --no-build) build=0 ;;
+        --rounds) rounds=$2; shift ;;
+        --layer-mib) layer_mib=$2; shift ;;
+        --layers) layers=$2; shift ;;
+        --keep) keep=1 ;;
+        --json) json_out=$2; shift ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
+        *) echo "stage.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds takes a positive integer"
+[[ "$layer_mib" =~ ^[1-9][0-9]*$ ]] || die "--layer-mib takes a positive integer"
+[[ "$layers" =~ ^[1-9][0-9]*$ ]] && [ "$layers" -ge 2 ] || die "--layers takes an integer >= 2"
+
+# ---------------------------------------------------------------- peers and build
+peers_apt docker-registry:docker-registry skopeo:skopeo curl:curl python3:python3
+bench_wharfage "$build"
+
+bench_workdir wharfage-stage-bench
+# Every round runs this copy: the tree may be rebuilt (by someone else) during the run.
+wharfage_src=$wharfage_bin
+cp "$wharfage_src" "$work/wharfage"
+wharfage_bin=$work/wharfage
+results=$work/results.tsv
+: >"$results"
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # ROUND METRIC VALUE
+note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
+info() { printf 'info\t%s\t%s\n' "$1" "$2" >>"$results"; }
+
+# skopeo in a configuration of its own: a permissive policy, no registries.conf, no
+# credentials of the user's, its temporary files in the work dir.
+mkdir -p "$work/skopeo/registries.d" "$work/skopeo/tmp"
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/skopeo/policy.json"
+: >"$work/skopeo/registries.conf"
+skopeo_() {
+    CONTAINERS_REGISTRIES_CONF=$work/skopeo/registries.conf REGISTRY_AUTH_FILE=$work/skopeo/auth.json \
+        skopeo --policy "$work/skopeo/policy.json" --registries.d "$work/skopeo/registries.d" \
+        --tmpdir "$work/skopeo/tmp" "$@"
+}
+
+timed() { # OUT ERR CMD...: runs CMD (stdout to OUT, stderr to ERR), prints its wall seconds
+    local out=$1 err=$2 t0 t1 rc=0
+    shift 2
+    t0=$(date +%s.%N)
+    "$@" >"$out" 2>"$err" || rc=$?
+    t1=$(date +%s.%N)
+    [ "$rc" -eq 0 ] || die "$1 failed ($rc): $(tail -n 20 "$err")"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
+}
+
+manifest_digest() { # URL (of /v2/NAME/manifests/REF): the Docker-Content-Digest it answers
+    curl -sS -f -I -H "Accept: application/vnd.oci.image.manifest.v1+json" "$1" |
+        awk 'tolower($1) == "docker-content-digest:" { sub(/\r$/, "", $2); print $2 }'
+}
+
+# ---------------------------------------------------------------- the upstream and its images
+log "cpus: $(nproc); image: $layers layers of $layer_mib MiB random content; $rounds rounds"
+log "writing the OCI layout (base: $layers layers; sibling: $((layers - 1)) shared + 1 new)"
+declare -A fig=()
+while IFS='=' read -r k v; do fig[$k]=$v; done < <("${lib[@]}" layout "$work/layout" "$layer_mib" "$layers")
+for k in base_bytes base_blobs new_bytes new_blobs; do info "$k" "${fig[$k]}"; done
+info target_ratio "$target_ratio"
+
+up_port=$("${lib[@]}" port)
+up=127.0.0.1:$up_port
+# The upstream keeps its access log: it counts the blob GETs of the sibling staging.
+start_distribution upstream "$work/upstream" "$up_port" 1
+up_log=$work/upstream/stderr.log
+log "upstream docker-registry ready at $up (pid ${pid_of[upstream]})"
+for pair in base:v1 sibling:v2; do
+    skopeo_ copy --dest-tls-verify=false --preserve-digests \
+        "oci:$work/layout:${pair%%:*}" "docker://$up/bench/app:${pair#*:}" \
+        >"$work/push-${pair#*:}.log" 2>&1 || die "skopeo push of ${pair%%:*}: $(tail -n 20 "$work/push-${pair#*:}.log")"
+done
+got=$(manifest_digest "http://$up/v2/bench/app/manifests/v1")
+[ "$got" = "${fig[base_manifest]}" ] || die "upstream bench/app:v1 is $got, want ${fig[base_manifest]}"
+got=$(manifest_digest "http://$up/v2/bench/app/manifests/v2")
+[ "$got" = "${fig[sibling_manifest]}" ] || die "upstream bench/app:v2 is $got, want ${fig[sibling_manifest]}"
+log "pushed bench/app:v1 (${fig[base_manifest]}) and bench/app:v2 (${fig[sibling_manifest]})"
+
+# ---------------------------------------------------------------- timed steps
+stage_cold() { # ROUND DIR WPORT
+    local r=$1 dir=$2 wport=$3 s out=$2/stage-v1.json
+    sync
+    s=$(timed "$out" "$dir/stage-v1.err" "$wharfage_bin" stage "$up/bench/app:v1" \
+        --app benchapp --server "http://127.0.0.1:$wport" --json)
+    local digest bytes blobs server_s
+    { read -r digest; read -r bytes; read -r blobs; read -r server_s; } < <(
+        "${lib[@]}" json-field "$out" digest bytes_downloaded blobs_downloaded seconds)
+    [ "$digest" = "${fig[base_manifest]}" ] || die "round $r: staged $digest, want ${fig[base_manifest]}"
+    [ "$bytes" = "${fig[base_bytes]}" ] && [ "$blobs" = "${fig[base_blobs]}" ] ||
+        note "round $r cold stage" "downloaded $bytes bytes in $blobs blobs, want ${fig[base_bytes]} in ${fig[base_blobs]}"
+    # The pin is there to pull (untimed).
+    got=$(manifest_digest "http://127.0.0.1:$wport/v2/apps/benchapp/manifests/$digest")
+    [ "$got" = "$digest" ] || die "round $r: wharfage does not serve apps/benchapp@$digest"
+    log "  cold stage: ${s} s (server $(printf %.3f "$server_s") s), $bytes bytes in $blobs blobs"
+    record "$r" stage_s "$s"
+    record "$r" stage_server_s "$server_s"
+}
+
+stage_sibling() { # ROUND DIR WPORT
+    local r=$1 dir=$2 wport=$3 s out=$2/stage-v2.json off upb upm
+    off=$(stat -c %s "$up_log")
+    sync
+    s=$(timed "$out" "$dir/stage-v2.err" "$wharfage_bin" stage "$up/bench/app:v2" \
+        --app benchapp2 --server "http://127.0.0.1:$wport" --json)
+    local digest bytes blobs server_s
+    { read -r digest; read -r bytes; read -r blobs; read -r server_s; } < <(
+        "${lib[@]}" json-field "$out" digest bytes_downloaded blobs_downloaded seconds)
+    [ "$digest" = "${fig[sibling_manifest]}" ] || die "round $r: staged $digest, want ${fig[sibling_manifest]}"
+    read -r upb upm < <("${lib[@]}" access-gets "$up_log" "$off" bench/app)
+    log "  sibling stage: ${s} s (server $(printf %.3f "$server_s") s): bytes_downloaded $bytes," \
+        "blobs_downloaded $blobs (new: ${fig[new_bytes]} bytes in ${fig[new_blobs]} blobs);" \
+        "upstream saw $upb blob GETs, $upm manifest GETs"
+    [ "$bytes" = "${fig[new_bytes]}" ] && [ "$blobs" = "${fig[new_blobs]}" ] ||
+        note "round $r sibling" "downloaded $bytes bytes in $blobs blobs, want ${fig[new_bytes]} in ${fig[new_blobs]}"
+    [ "$upb" = "${fig[new_blobs]}" ] ||
+        note "round $r sibling" "the upstream logged $upb blob GETs, want ${fig[new_blobs]}"
+    record "$r" sibling_s "$s"
+    record "$r" sibling_server_s "$server_s"
+    record "$r" sibling_bytes "$bytes"
+    record "$r" sibling_blobs "$blobs"
+    record "$r" sibling_up_blob_gets "$upb"
+    record "$r" sibling_up_manifest_gets "$upm"
+}
+
+skopeo_copy() { # ROUND DIR DPORT
+    local r=$1 dir=$2 dport=$3 s
+    sync
+    s=$(timed "$dir/skopeo.out" "$dir/skopeo.err" skopeo_ copy \
+        --src-tls-verify=false --dest-tls-verify=false \
+        "docker://$up/bench/app:v1" "docker://127.0.0.1:$dport/bench/app:v1")
+    got=$(manifest_digest "http://127.0.0.1:$dport/v2/bench/app/manifests/v1")
+    [ "$got" = "${fig[base_manifest]}" ] ||
+        note "round $r skopeo" "the copy's manifest is $got, not ${fig[base_manifest]} (rewritten)"
+    log "  skopeo copy: ${s} s"
+    record "$r" skopeo_s "$s"
+}
+
+# ---------------------------------------------------------------- rounds
+for ((r = 1; r <= rounds; r++)); do
+    rdir=$work/round$r
+    mkdir -p "$rdir"
+    wport=$("${lib[@]}" port)
+    start_wharfage wharfage "$rdir/wharfage" "$wport" --insecure-registry "$up"
+    dport=$("${lib[@]}" port)
+    start_distribution copy-target "$rdir/distribution" "$dport"
+    # Alternate which goes first, so neither always pays for the other's disk writeback.
+    if ((r % 2 == 1)); then
+        log "== round $r/$rounds: wharfage (127.0.0.1:$wport) first, then skopeo into 127.0.0.1:$dport"
+        stage_cold "$r" "$rdir" "$wport"
+        stage_sibling "$r" "$rdir" "$wport"
+        skopeo_copy "$r" "$rdir" "$dport"
+    else
+        log "== round $r/$rounds: skopeo into 127.0.0.1:$dport first, then wharfage (127.0.0.1:$wport)"
+        skopeo_copy "$r" "$rdir" "$dport"
+        stage_cold "$r" "$rdir" "$wport"
+        stage_sibling "$r" "$rdir" "$wport"
+    fi
+    stop wharfage
+    stop copy-target
+    # Storage of a finished round is not needed again (its logs stay for --keep).
+    [ "$keep" -eq 1 ] || rm -rf "$rdir/wharfage/root" "$rdir/distribution/root"
+done
+stop upstream
+
+echo
+mib=$(awk -v b="${fig[base_bytes]}" 'BEGIN { printf "%.2f", b / 1048576 }')
+new_mib=$(awk -v b="${fig[new_bytes]}" 'BEGIN { printf "%.2f", b / 1048576 }')
+echo "wharfage staging benchmark: $layers x $layer_mib MiB layers ($mib MiB with the config)," \
+    "sibling adds $new_mib MiB; $rounds rounds; $(nproc) CPUs, loopback, $(date -u +%FT%TZ)"
+echo "wharfage: $wharfage_src ($("$wharfage_bin" --version 2>/dev/null | head -n1))"
+echo "upstream and copy target: $(docker-registry --version 2>&1 | head -n1); $(skopeo --version)"
+echo
+"${lib[@]}" stage-report "$results" ${json_out:+"$json_out"}
