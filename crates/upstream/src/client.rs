@@ -52,6 +52,41 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Follows up to 5 redirects, but never from HTTPS down to plain HTTP on a host that is not
+/// on the insecure list: private layers must not travel unencrypted because a registry's
+/// storage backend said so.
+fn redirect_policy(insecure: Vec<String>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        let url = attempt.url();
+        if url.scheme() == "http" {
+            let host = match url.port() {
+                Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+                None => url.host_str().unwrap_or("").to_string(),
+            };
+            if !insecure.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                let msg = format!("refusing a redirect to plain-HTTP {host}: it is not an insecure registry");
+                return attempt.error(msg);
+            }
+        }
+        attempt.follow()
+    })
+}
+
 /// A client for every upstream registry; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -85,7 +120,7 @@ impl Client {
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(Duration::from_secs(60))
             // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(redirect_policy(cfg.insecure.clone()));
         if let Some(pem) = &cfg.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
@@ -156,8 +191,8 @@ impl Session {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
-        // The error's Display may include the URL, never our headers.
-        let detail = format!("{e}");
+        // The error's Display may include the URL, never our headers; its causes say why.
+        let detail = error_chain(e);
         if e.is_timeout() {
             UpstreamError::Timeout { registry: self.registry.clone(), detail }
         } else {
@@ -179,6 +214,10 @@ impl Session {
             }
             let resp = match req.send().await {
                 Ok(r) => r,
+                Err(e) if e.is_redirect() => {
+                    // A refused or looping redirect does not get better by retrying.
+                    return Err(UpstreamError::Protocol { registry: self.registry.clone(), what: what.into(), detail: error_chain(&e) });
+                }
                 Err(e) => {
                     let err = self.unreachable(&e);
                     if attempt < policy.attempts {

@@ -180,12 +180,20 @@ fn credentials_are_not_sent_to_the_host_a_blob_redirects_to() {
     let storage = Upstream::start(Mode::Anonymous);
     let storage_front = Proxy::start(storage.port, Faults::default());
     let front = Proxy::start(private.port, Faults { redirect_blobs_to: Some(storage_front.port), ..Faults::default() });
-    let wharf = verbose_wharf_for(&[front.host()]);
+    // A redirect to a plain-HTTP host that is not an insecure registry is refused: layers
+    // must not travel unencrypted because a registry's storage said so.
+    let strict = verbose_wharf_for(&[front.host()]);
+    let wharf = verbose_wharf_for(&[front.host(), storage_front.host()]);
     let (l, img) = private_image(&wharf, 404);
     private.push(&skopeo, &l, "v1", "private/app");
     storage.push(&skopeo, &l, "v1", "private/app");
 
     let creds = json!({ "credentials": { "username": USER, "password": PASSWORD } });
+    let refused = strict.stage(&format!("{}/private/app:v1", front.host()), "refused", creds.clone());
+    let text = String::from_utf8_lossy(&refused.body).to_string();
+    assert_eq!(refused.status, 502, "{text}");
+    assert!(text.contains("plain-HTTP"), "{text}");
+    assert!(storage_front.heads().is_empty(), "nothing was fetched from the plain-HTTP storage host");
     let r = wharf.stage_ok(&format!("{}/private/app:v1", front.host()), "redirected", creds);
     assert_eq!(r["blobs_downloaded"], 3, "{r}");
     let sent_to_registry = front.heads();
