@@ -519,7 +519,6 @@ fn presigned_redirects_serve_the_blob_from_the_store() {
     skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v1", server.host()));
 
     let layer = &image.layers[2];
-    let reads = [format!("/v2/{repo}/tags/list"), format!("/v2/{repo}/manifests/v1"), format!("/v2/{repo}/blobs/{layer}")];
     let bytes = &layout.blobs[layer];
     let r = http.get(&format!("/v2/{repo}/blobs/{layer}")).expect(307, "blob GET with --s3-redirect");
     assert_eq!(r.header("docker-content-digest"), Some(layer.as_str()));
@@ -546,4 +545,3 @@ fn presigned_redirects_serve_the_blob_from_the_store() {
     // A real client follows the redirects: skopeo pulls every blob from the store.
     assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("out"), &layout.blobs, &image.digest);
 }
-
