@@ -285,8 +285,9 @@ impl Health {
     }
 }
 
-/// The bucket's store with every operation guarded by [`Health`]. Response bodies are not:
-/// a download that stalls midway is cut by the read timeout.
+/// The bucket's store with every operation guarded by [`Health`], multipart parts included.
+/// Response bodies are not (a timer per chunk would cost on the hot path): a download that
+/// stalls midway is cut by the read timeout.
 #[derive(Debug)]
 struct Guarded {
     inner: Arc<dyn ObjectStore>,
@@ -311,10 +312,9 @@ impl ObjectStore for Guarded {
         self.health.guard(self.inner.put_opts(location, payload, opts)).await?
     }
 
-    /// Parts and completion go through the returned upload, which is not guarded: a part
-    /// stalls at most for the read timeout, and the request fails with it.
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.health.guard(self.inner.put_multipart_opts(location, opts)).await?
+        let inner = self.health.guard(self.inner.put_multipart_opts(location, opts)).await??;
+        Ok(Box::new(GuardedUpload { inner: Some(inner), health: self.health.clone() }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
@@ -343,5 +343,74 @@ impl ObjectStore for Guarded {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
         self.health.guard(self.inner.copy_opts(from, to, options)).await?
+    }
+}
+
+/// A multipart upload whose parts, completion and abort are guarded like operations: a
+/// hung store fails an upload in progress as fast as a new request. An abort that fails (the
+/// store is down: exactly when writes get aborted) is retried in the background once the store
+/// answers again, so an outage leaves no incomplete multipart upload behind.
+#[derive(Debug)]
+struct GuardedUpload {
+    /// `None` once handed to a background abort.
+    inner: Option<Box<dyn MultipartUpload>>,
+    health: Arc<Health>,
+}
+
+/// Background retries of a failed abort, the n-th after 2^n s (about 17 min in all).
+const ABORT_RETRIES: u32 = 10;
+
+impl GuardedUpload {
+    fn aborted() -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: "the multipart upload was aborted".into() }
+    }
+
+    fn abort_later(&mut self, first_error: &object_store::Error) {
+        let Some(mut upload) = self.inner.take() else { return };
+        let health = self.health.clone();
+        tracing::warn!(error = %first_error, "aborting a multipart upload failed; retrying in the background");
+        tokio::spawn(async move {
+            for n in 0..ABORT_RETRIES {
+                // A store marked down is checked every 0.5 s: wait for it to answer first.
+                let mut down = health.down.subscribe();
+                let _ = tokio::time::timeout(Duration::from_secs(600), down.wait_for(Option::is_none)).await;
+                tokio::time::sleep(Duration::from_secs(1 << n)).await;
+                match health.guard(upload.abort()).await {
+                    Ok(Ok(())) => {
+                        tracing::info!("aborted a multipart upload left by an outage");
+                        return;
+                    }
+                    Ok(Err(e)) | Err(e) => tracing::debug!(error = %e, "aborting a multipart upload failed again"),
+                }
+            }
+            tracing::error!("gave up aborting a multipart upload: a lifecycle rule on the bucket has to remove it");
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for GuardedUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        let Some(upload) = self.inner.as_mut() else { return Box::pin(async { Err(Self::aborted()) }) };
+        let part = upload.put_part(data);
+        let health = self.health.clone();
+        Box::pin(async move { health.guard(part).await? })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let Some(upload) = self.inner.as_mut() else { return Err(Self::aborted()) };
+        self.health.guard(upload.complete()).await?
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        let Some(upload) = self.inner.as_mut() else { return Ok(()) };
+        let result = self.health.guard(upload.abort()).await.and_then(|r| r);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.abort_later(&e);
+                Err(e)
+            }
+        }
     }
 }

@@ -111,6 +111,19 @@ impl Store {
     /// whether the digest matched or not; on a mismatch nothing is stored.
     pub async fn finish_upload(&self, repo: &RepoName, id: &UploadId, digest: &Digest, last: Option<ByteStream>) -> Result<u64> {
         let mut state = self.load_state(repo, id).await?;
+        if state.parts.is_empty() {
+            if let Some(body) = last {
+                // Nothing received before a PUT that carries the whole blob (containerd's
+                // way): stream it straight to its digest's key, verified on the fly, as a
+                // monolithic POST does. Through a part, every byte would be written twice
+                // (on S3 the second time is a server-side copy).
+                let result = self.put_blob(digest, body).await;
+                self.cancel_upload_unchecked(id).await?;
+                let size = result?;
+                self.link_blob(repo, digest).await?;
+                return Ok(size);
+            }
+        }
         if let Some(body) = last {
             self.append_part(id, &mut state, None, body).await?;
         }

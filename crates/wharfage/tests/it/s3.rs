@@ -228,6 +228,46 @@ fn store_outage_fails_fast_and_service_resumes_without_restart() {
     eprintln!("store resumed: served again after {back:?}");
     assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("after-pause"), &layout.blobs, &image.digest);
 
+    // The store hangs again while a large PATCH is streaming into it: that request fails as
+    // fast, and its multipart upload, which cannot be aborted while the store is away, is
+    // aborted once it is back.
+    let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new()).expect(202, "POST upload");
+    let in_flight = r.header("location").unwrap().to_string();
+    let len: u64 = 64 << 20;
+    let mut conn = TcpStream::connect(server.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!("PATCH {in_flight} HTTP/1.1\r\nhost: {}\r\ncontent-length: {len}\r\n\r\n", server.addr);
+    conn.write_all(head.as_bytes()).unwrap();
+    let mut gen = Generated::new(51);
+    gen.copy(&mut conn, 20 << 20).unwrap();
+    assert!(eventually(Duration::from_secs(20), || !store.multipart_uploads().is_empty()), "no multipart upload under way");
+    s3.pause(true);
+    let mut writer = conn.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = gen.copy(&mut writer, len - (20 << 20));
+    });
+    let t0 = Instant::now();
+    let (status, _, _) = read_head(&mut conn);
+    let took = t0.elapsed();
+    eprintln!("store hung during a PATCH: it failed after {took:?}");
+    assert_eq!(status, 503, "a PATCH streaming into a hung store");
+    assert!(took < Duration::from_secs(8), "a PATCH streaming into a hung store took {took:?} to fail");
+    drop(conn);
+    let _ = sender.join();
+    s3.pause(false);
+    wait_until_served(&server, &reads, Duration::from_secs(20));
+    assert!(
+        eventually(Duration::from_secs(30), || store.multipart_uploads().is_empty()),
+        "the multipart upload of the failed PATCH is still open after the outage: {:?}",
+        store.multipart_uploads()
+    );
+    assert!(
+        server.log().iter().any(|l| l.contains("aborted a multipart upload left by an outage")),
+        "the abort that failed during the outage was retried after it"
+    );
+    let r = http.get(&in_flight).expect(204, "the session of the failed PATCH");
+    assert_eq!(r.header("range"), Some("0-0"), "the failed PATCH left nothing in its session");
+
     // 2. The store dies (connections refused), then comes back on the same ports and data.
     s3.kill();
     std::thread::sleep(Duration::from_millis(300));
@@ -263,24 +303,45 @@ fn store_outage_fails_fast_and_service_resumes_without_restart() {
     assert_eq!(store.multipart_uploads(), Vec::<String>::new(), "no multipart upload left behind");
 }
 
-/// Writes `len` pseudo-random bytes from `seed` to `w` in 1 MiB pieces, never holding more;
-/// returns their sha256.
-fn write_generated(w: &mut impl Write, seed: u64, len: u64) -> std::io::Result<String> {
-    let mut rng = Rng::new(seed);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        for chunk in buf[..n].chunks_mut(8) {
-            let x = rng.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&x[..chunk.len()]);
-        }
-        hasher.update(&buf[..n]);
-        w.write_all(&buf[..n])?;
-        left -= n as u64;
+/// Pseudo-random bytes from a seed, produced 1 MiB at a time and never held whole.
+struct Generated {
+    rng: Rng,
+    hasher: Sha256,
+    buf: Vec<u8>,
+}
+
+impl Generated {
+    fn new(seed: u64) -> Generated {
+        Generated { rng: Rng::new(seed), hasher: Sha256::new(), buf: vec![0u8; 1 << 20] }
     }
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+
+    /// Writes the next `len` bytes to `w`.
+    fn copy(&mut self, w: &mut impl Write, len: u64) -> std::io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(self.buf.len() as u64) as usize;
+            for chunk in self.buf[..n].chunks_mut(8) {
+                let x = self.rng.next_u64().to_le_bytes();
+                chunk.copy_from_slice(&x[..chunk.len()]);
+            }
+            self.hasher.update(&self.buf[..n]);
+            w.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// The sha256 of every byte written so far.
+    fn digest(self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.finalize()))
+    }
+}
+
+/// Writes `len` pseudo-random bytes from `seed` to `w`; returns their sha256.
+fn write_generated(w: &mut impl Write, seed: u64, len: u64) -> std::io::Result<String> {
+    let mut gen = Generated::new(seed);
+    gen.copy(w, len)?;
+    Ok(gen.digest())
 }
 
 /// The digest of `len` bytes from `seed`, as [`write_generated`] writes them.
