@@ -9,9 +9,14 @@
 #                               first when BUILD is 1
 #   bench_workdir PREFIX        creates $work under $BENCH_TMPDIR, installs the traps
 #   start_wharfage NAME DIR PORT [SERVE_ARGS...]
-#   start_distribution NAME DIR PORT [ACCESS_LOG]
-#                               start a registry on 127.0.0.1:PORT (storage DIR/root, logs
-#                               in DIR), wait until /v2/ answers; pid in ${pid_of[NAME]}
+#   start_distribution NAME DIR PORT [ACCESS_LOG] [S3_BUCKET]
+#                               start a registry on 127.0.0.1:PORT (storage DIR/root, or the
+#                               bucket on $s3_endpoint; logs in DIR), wait until /v2/
+#                               answers; pid in ${pid_of[NAME]}
+#   start_seaweedfs DIR         SeaweedFS (`weed server -s3`, every port given explicitly,
+#                               data in DIR) on loopback; sets $s3_endpoint; pid in
+#                               ${pid_of[seaweedfs]}
+#   s3_bucket NAME              create a bucket on $s3_endpoint and write to it once
 #   wait_ready NAME URL LOGFILE poll URL until it answers 200 or 401 (30 s)
 #   stop NAME                   SIGTERM, wait up to 15 s, then SIGKILL
 #
@@ -111,12 +116,30 @@ start_wharfage() { # NAME DIR PORT [SERVE_ARGS...]
     wait_ready "$name" "http://127.0.0.1:$port/v2/" "$dir/stderr.log"
 }
 
-start_distribution() { # NAME DIR PORT [ACCESS_LOG (0|1, default 0)]
+start_distribution() { # NAME DIR PORT [ACCESS_LOG (0|1, default 0)] [S3_BUCKET]
     # Debian's docker-registry (CNCF distribution 2.8): filesystem storage, deletes on, the
     # in-memory blob descriptor cache as its stock config ships, errors only in its log. The
     # access log (Apache format, on stdout, so in DIR/stderr.log too) is off unless asked for.
-    local name=$1 dir=$2 port=$3 access=${4:-0}
+    # With S3_BUCKET: its s3 driver on that bucket of $s3_endpoint (path-style, plain HTTP,
+    # SigV4), with redirects to presigned URLs off so that it serves the bytes itself, as
+    # wharfage does without --s3-redirect.
+    local name=$1 dir=$2 port=$3 access=${4:-0} bucket=${5:-} storage
     mkdir -p "$dir/root"
+    if [ -n "$bucket" ]; then
+        storage="  s3:
+    regionendpoint: $s3_endpoint
+    bucket: $bucket
+    region: us-east-1
+    accesskey: bench
+    secretkey: bench
+    secure: false
+    v4auth: true
+  redirect:
+    disable: true"
+    else
+        storage="  filesystem:
+    rootdirectory: $dir/root"
+    fi
     cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
@@ -124,8 +147,7 @@ log:
   accesslog:
     disabled: $([ "$access" -eq 1 ] && echo false || echo true)
 storage:
-  filesystem:
-    rootdirectory: $dir/root
+$storage
   delete:
     enabled: true
   cache:
@@ -133,7 +155,49 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
-    docker-registry serve "$dir/config.yml" >>"$dir/stderr.log" 2>&1 &
+    # Its AWS SDK panics at start-up on an AWS_CA_BUNDLE from the environment ("HTTPClient's
+    # transport unsupported type"), even for a plain-HTTP endpoint: not ours to pass on.
+    env -u AWS_CA_BUNDLE docker-registry serve "$dir/config.yml" >>"$dir/stderr.log" 2>&1 &
     pid_of[$name]=$!
     wait_ready "$name" "http://127.0.0.1:$port/v2/" "$dir/stderr.log"
+}
+
+# ---------------------------------------------------------------- S3 (SeaweedFS)
+s3_endpoint=""
+
+start_seaweedfs() { # DIR
+    local dir=$1 p=() i code
+    mkdir -p "$dir"
+    for ((i = 0; i < 12; i++)); do p+=("$("${lib[@]}" port)"); done
+    # Every port explicitly: its defaults collide with other programs on the machine.
+    weed server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -master.telemetry=false \
+        -master.volumeSizeLimitMB=1024 -volume.max=0 \
+        -master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}" \
+        -volume.port.grpc="${p[3]}" -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" \
+        -s3.port="${p[6]}" -s3.port.grpc="${p[7]}" -s3.port.iceberg="${p[8]}" \
+        -s3.port.lance="${p[9]}" -iam.port="${p[10]}" -metricsPort="${p[11]}" \
+        >>"$dir/weed.log" 2>&1 &
+    pid_of[seaweedfs]=$!
+    s3_endpoint=http://127.0.0.1:${p[6]}
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "${pid_of[seaweedfs]}" 2>/dev/null || { tail -n 20 "$dir/weed.log" >&2; die "weed exited during startup"; }
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$s3_endpoint/" || true)
+        case "$code" in 2?? | 3?? | 4??) return 0 ;; esac
+        sleep 0.1
+    done
+    die "SeaweedFS not ready after 60 s at $s3_endpoint (log: $dir/weed.log)"
+}
+
+s3_bucket() { # NAME: SeaweedFS without identities takes unsigned requests
+    local i code
+    for ((i = 0; i < 100; i++)); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$s3_endpoint/$1" || true)
+        case "$code" in 200 | 409) break ;; esac
+        sleep 0.2
+    done
+    case "$code" in 200 | 409) ;; *) die "creating bucket $1 on $s3_endpoint answered $code" ;; esac
+    # The first write to a bucket allocates its volumes (seconds): not for a timed run to pay.
+    code=$(printf warm | curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @- "$s3_endpoint/$1/warm-up")
+    [ "$code" = 200 ] || die "the first write to bucket $1 answered $code"
+    curl -s -o /dev/null -X DELETE "$s3_endpoint/$1/warm-up" || true
 }

@@ -6,6 +6,8 @@
 # Usage: bench/registry.sh [options]
 #   --no-build          do not run `cargo build --release -p wharfage`
 #   --only NAME         measure only `wharfage` or `distribution` (nginx always runs)
+#   --storage fs|s3     the registries' storage (default fs); s3: both on one SeaweedFS
+#                       (`weed server -s3`, started here), each in its own bucket
 #   --size-mib N        size of the random blob (default 256)
 #   --duration S        seconds per wrk run (default 10)
 #   --keep              keep the work dir (storage, logs, raw wrk output)
@@ -23,6 +25,7 @@ bench_init
 
 build=1
 only=""
+storage=fs
 size_mib=256
 duration=10
 keep=0
@@ -31,6 +34,7 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
         --only) only=$2; shift ;;
+        --storage) storage=$2; shift ;;
         --size-mib) size_mib=$2; shift ;;
         --duration) duration=$2; shift ;;
         --keep) keep=1 ;;
@@ -41,6 +45,7 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 case "$only" in "" | wharfage | distribution) ;; *) echo "--only wharfage|distribution" >&2; exit 2 ;; esac
+case "$storage" in fs | s3) ;; *) echo "--storage fs|s3" >&2; exit 2 ;; esac
 targets=()
 [ "$only" = distribution ] || targets+=(wharfage)
 [ "$only" = wharfage ] || targets+=(distribution)
@@ -48,6 +53,7 @@ targets=()
 # ---------------------------------------------------------------- peers and build
 peers_apt docker-registry:docker-registry nginx:nginx-light wrk:wrk ab:apache2-utils \
     curl:curl python3:python3 sha256sum:coreutils
+[ "$storage" = fs ] || peers_weed
 
 if [[ " ${targets[*]} " == *" wharfage "* ]]; then bench_wharfage "$build"; fi
 
@@ -57,6 +63,20 @@ bench_workdir wharfage-bench # processes and the work dir are cleaned up by benc
 chmod 755 "$work"
 results=$work/results.tsv
 : >"$results"
+
+# ---------------------------------------------------------------- storage
+wharfage_storage=()  # extra `wharfage serve` flags
+distribution_bucket="" # empty: filesystem
+if [ "$storage" = s3 ]; then
+    log "starting SeaweedFS"
+    start_seaweedfs "$work/seaweedfs"
+    s3_bucket wharfage
+    s3_bucket distribution
+    log "SeaweedFS ready at $s3_endpoint (pid ${pid_of[seaweedfs]})"
+    wharfage_storage=(--storage s3 --s3-endpoint "$s3_endpoint" --s3-bucket wharfage)
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+    distribution_bucket=distribution
+fi
 
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # TARGET METRIC VALUE
 note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
@@ -91,8 +111,8 @@ start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh p
     mkdir -p "$dir"
     base=http://127.0.0.1:$port
     case "$name" in
-        wharfage) start_wharfage "$name" "$dir" "$port" ;;
-        distribution) start_distribution "$name" "$dir" "$port" ;;
+        wharfage) start_wharfage "$name" "$dir" "$port" ${wharfage_storage[@]+"${wharfage_storage[@]}"} ;;
+        distribution) start_distribution "$name" "$dir" "$port" 0 "$distribution_bucket" ;;
         nginx)
             mkdir -p "$dir/tmp"
             local without="" m
@@ -280,7 +300,7 @@ bench_registry() { # NAME
     stop "$t"
 }
 
-log "cpus: $(nproc), blob: ${size_mib} MiB, wrk and ab: 64 connections, ${duration}s"
+log "cpus: $(nproc), blob: ${size_mib} MiB, storage: $storage, wrk and ab: 64 connections, ${duration}s"
 for t in "${targets[@]}"; do bench_registry "$t"; done
 
 log "== nginx (static file, sendfile on)"
@@ -294,6 +314,11 @@ stop nginx
 
 echo
 echo "wharfage registry benchmark: ${size_mib} MiB blob, $(nproc) CPUs, loopback, $(date -u +%FT%TZ)"
+if [ "$storage" = s3 ]; then
+    echo "storage: S3, both registries on one SeaweedFS ($(weed version 2>&1 | head -n1)), a bucket each"
+else
+    echo "storage: local filesystem"
+fi
 [[ " ${targets[*]} " != *" wharfage "* ]] ||
     echo "wharfage: $wharfage_bin ($("$wharfage_bin" --version 2>/dev/null | head -n1))"
 echo "distribution: $(docker-registry --version 2>&1 | head -n1)"
