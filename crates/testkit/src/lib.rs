@@ -224,16 +224,22 @@ impl SeaweedFs {
         SHARED.get_or_init(SeaweedFs::start)
     }
 
-    /// Creates a bucket (SeaweedFS accepts unsigned requests when no identities are set up).
+    /// Creates a bucket (SeaweedFS accepts unsigned requests when no identities are set up)
+    /// and writes to it once. Its S3 port answers before it can store objects, and the first
+    /// write to a bucket takes seconds (it allocates volumes): neither is for a test to meet.
     pub fn create_bucket(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match http_status(self.s3_port, "PUT", &format!("/{name}")) {
-                Ok(200) | Ok(409) => return,
-                other if Instant::now() > deadline => panic!("creating bucket {name}: {other:?}"),
-                _ => std::thread::sleep(Duration::from_millis(200)),
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let warm_up = format!("/{name}/.testkit-warm-up");
+        for path in [format!("/{name}"), warm_up.clone()] {
+            loop {
+                match http_status(self.s3_port, "PUT", &path) {
+                    Ok(200) | Ok(409) => break,
+                    other if Instant::now() > deadline => panic!("creating bucket {name} (PUT {path}): {other:?}"),
+                    _ => std::thread::sleep(Duration::from_millis(200)),
+                }
             }
         }
+        let _ = http_status(self.s3_port, "DELETE", &warm_up);
     }
 
     /// Stops the S3 server (SIGSTOP: connections hang) or resumes it (SIGCONT), to test
