@@ -40,7 +40,23 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response {
 }
 
 fn stage_error(e: &StageError) -> Response {
-    error(e.status(), e.code(), e)
+    let (status, code) = stage_status(e);
+    let mut r = error(status, code, e);
+    if status == 503 {
+        r.headers_mut().insert("retry-after", http::HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// The status and code of a failed staging. A staging that relied on a blob a concurrent
+/// garbage collection was removing (or removed between two looks) failed for no fault of
+/// anyone and succeeds when retried: 503, not the 500 "INTERNAL" the stage crate gives every
+/// client-side store error, which tells a platform the server is broken.
+fn stage_status(e: &StageError) -> (u16, &'static str) {
+    match e {
+        StageError::Store(store::StoreError::BeingCollected(_) | store::StoreError::BlobUnknown(_)) => (503, "STORAGE_UNAVAILABLE"),
+        _ => (e.status(), e.code()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -136,7 +152,10 @@ fn stream_staging(stager: Stager, req: StageRequest, host: String) -> Response {
                 v["event"] = "result".into();
                 v
             }
-            Ok(Err(e)) => serde_json::json!({ "event": "error", "status": e.status(), "code": e.code(), "message": e.to_string() }),
+            Ok(Err(e)) => {
+                let (status, code) = stage_status(&e);
+                serde_json::json!({ "event": "error", "status": status, "code": code, "message": e.to_string() })
+            }
             Err(e) => serde_json::json!({ "event": "error", "status": 500, "code": "INTERNAL", "message": e.to_string() }),
         };
         line(&v)

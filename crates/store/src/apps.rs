@@ -77,12 +77,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Every app with at least one staging record, sorted.
+    /// Every app with at least one staging record, sorted. Taken from the records
+    /// themselves, not from the folders under `apps/`: the filesystem backend keeps the empty
+    /// folders of an unpinned app, which would otherwise count as an app (live sync would
+    /// "unpin" it again, and count it against the guard on unpinning most apps).
     pub async fn apps(&self) -> Result<Vec<AppId>> {
-        let listed = self.os().list_with_delimiter(Some(&Path::from("apps"))).await?;
-        let mut apps: Vec<AppId> =
-            listed.common_prefixes.iter().filter_map(|p| p.filename().and_then(|f| AppId::parse(f).ok())).collect();
-        apps.sort();
-        Ok(apps)
+        let records: Vec<_> = self.os().list(Some(&Path::from("apps"))).try_collect().await?;
+        let mut apps = std::collections::BTreeSet::new();
+        for meta in records {
+            let mut parts = meta.location.as_ref().split('/');
+            if let (Some("apps"), Some(app), Some("stagings")) = (parts.next(), parts.next(), parts.next()) {
+                if let Ok(id) = AppId::parse(app) {
+                    apps.insert(id);
+                }
+            }
+        }
+        Ok(apps.into_iter().collect())
     }
 }

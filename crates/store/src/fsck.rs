@@ -90,6 +90,9 @@ impl Store {
             progress(i as u64 + 1, total);
         }
         let present = |d: &Digest| stored.contains(d) || corrupt.iter().any(|(c, _)| c == d);
+        // A corrupt blob is reported with the repositories that link or reference it: they
+        // are what a re-push or re-staging has to come from.
+        let is_corrupt = |d: &Digest| corrupt.iter().any(|(c, _)| c == d);
 
         // Links, manifests and their references.
         let mut referenced: HashSet<Digest> = HashSet::new();
@@ -101,6 +104,8 @@ impl Store {
                     referenced.insert(d.clone());
                     if !present(&d) {
                         add(ProblemKind::Missing, &d, Some(&repo), "linked blob is not stored".into());
+                    } else if is_corrupt(&d) {
+                        add(ProblemKind::Corrupt, &d, Some(&repo), String::new());
                     }
                 }
                 Some(RepoKey::Manifest(repo, d)) => {
@@ -111,7 +116,8 @@ impl Store {
                         add(ProblemKind::Missing, &d, Some(&repo), "manifest bytes are not stored".into());
                         continue;
                     }
-                    if corrupt.iter().any(|(c, _)| c == &d) {
+                    if is_corrupt(&d) {
+                        add(ProblemKind::Corrupt, &d, Some(&repo), String::new());
                         continue;
                     }
                     let bytes = self.read_blob_bytes(&d).await?;
@@ -121,6 +127,8 @@ impl Store {
                                 referenced.insert(b.digest.clone());
                                 if !present(&b.digest) {
                                     add(ProblemKind::Missing, &b.digest, Some(&repo), format!("referenced by manifest {d}"));
+                                } else if is_corrupt(&b.digest) {
+                                    add(ProblemKind::Corrupt, &b.digest, Some(&repo), String::new());
                                 }
                             }
                             for c in &m.manifests {

@@ -13,24 +13,36 @@
 //! holds with a zero grace period and across replicas (S3 is read-after-write consistent):
 //! - a writer that is about to rely on digest `d` (accept a manifest naming it, report a blob
 //!   as stored, mount it, reuse it for a staging) first writes `gc/protect/<d>`, then looks
-//!   for `gc/deleting/<d>`; if present (and recent) it treats `d` as gone;
-//! - the collector, before removing anything of `d` (links to it, its bytes), writes
-//!   `gc/deleting/<d>`, then looks for a recent `gc/protect/<d>`; if present it keeps `d`.
+//!   for `gc/deleting/<run>/<d>` of every run; if one is there (and recent) it treats `d` as
+//!   gone;
+//! - the collector, before removing anything of `d` (links to it, its bytes), writes its own
+//!   flag `gc/deleting/<run>/<d>`, then looks for a recent `gc/protect/<d>`; if present it
+//!   keeps `d`.
 //!
 //! Whichever writes second sees the other's flag, so a digest is never both relied upon and
 //! removed. A writer commits what it protected (writes the manifest link, the layer link, the
 //! staging record) within the *protect window* (`GcOptions::protect_window`, 60 s by default;
 //! a staging protects again right before it commits). So a protection older than the
 //! collection's start minus the window belongs to a writer that committed before the
-//! collection listed the store, whose marking sees the commit; such protections are ignored,
-//! and removed later. Two collectors running at once are safe: every step is idempotent and
-//! neither removes a live object.
+//! collection listed the store, whose marking sees the commit; such protections are ignored.
+//! A manifest kept because it is protected is marked like a root (its writer relies on all it
+//! reaches, not only on what it protected: an index pushed over children pushed long ago).
+//!
+//! **Several collectors** (two replicas, or two requests to one) need no election: every
+//! step is idempotent, and each run flags digests under its own run id, so one run releasing
+//! its flags never unflags a digest another run is still removing. A protection is removed
+//! only together with the bytes it protected, by the run that removed them (under its flag),
+//! or, for digests with no bytes, under a claim once it is older than any run may last: a
+//! protection written again while a cleanup listed it is never lost.
+//!
+//! The filesystem backend (one process) and the S3 backend (any number of replicas) run the
+//! same code; on S3 object times have whole seconds, so a protection counts one second longer.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use oci::{AppId, Digest, RepoName, Tag};
@@ -43,13 +55,37 @@ use crate::{Result, Store, StoreError};
 const DELETING_STALE: Duration = Duration::from_secs(600);
 /// Upload sessions idle longer than this are removed.
 const UPLOAD_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Claims and removals in flight at once: a sweep is a long list of small independent
+/// operations, bound by syscalls on the filesystem and by round trips on S3.
+const SWEEP_CONCURRENCY: usize = 16;
+
+/// Runs `op` on every item, [`SWEEP_CONCURRENCY`] at a time; the first error ends it.
+async fn concurrently<I, F, Fut>(items: I, op: F) -> Result<()>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    futures::stream::iter(items).map(op).buffer_unordered(SWEEP_CONCURRENCY).try_collect::<()>().await
+}
 
 fn protect_key(d: &Digest) -> Path {
     Path::from(format!("gc/protect/{}/{}", d.algorithm().as_str(), d.hex()))
 }
 
-fn deleting_key(d: &Digest) -> Path {
-    Path::from(format!("gc/deleting/{}/{}", d.algorithm().as_str(), d.hex()))
+/// One collection's deletion flag for `d`, in a folder of its own run: a run releasing its
+/// flags can never unflag a digest that another run (on this replica or another) is still
+/// removing, and a run's flags share one folder (a folder per digest would cost a directory
+/// creation and removal per digest on the filesystem).
+fn deleting_key(run: &str, d: &Digest) -> Path {
+    Path::from(format!("gc/deleting/{run}/{}/{}", d.algorithm().as_str(), d.hex()))
+}
+
+/// The digest a `gc/protect/<alg>/<hex>` key protects.
+fn protected_digest(key: &Path) -> Option<Digest> {
+    let rest = key.as_ref().strip_prefix("gc/protect/")?;
+    let (alg, hex) = rest.split_once('/')?;
+    Digest::parse(&format!("{alg}:{hex}")).ok()
 }
 
 fn age(meta: &ObjectMeta) -> Duration {
@@ -59,9 +95,30 @@ fn age(meta: &ObjectMeta) -> Duration {
 
 /// One run's parameters for the handshake.
 struct Run {
+    /// Names this run's deletion flags.
+    id: String,
     dry_run: bool,
     started: Instant,
     protect_window: Duration,
+    /// Extra age a protection may have and still count: object times on S3 have whole
+    /// seconds, so a protection written just now can look up to a second old.
+    slack: Duration,
+}
+
+impl Run {
+    /// How old a protection may be and still count for this run.
+    fn max_age(&self) -> Duration {
+        self.started.elapsed() + self.protect_window + self.slack
+    }
+}
+
+/// A digest this run claimed: whether it may be removed, when the flag was written, and
+/// whether an (old) protection exists, to remove with the bytes.
+#[derive(Clone, Copy)]
+struct Claim {
+    ok: bool,
+    at: Instant,
+    protection: bool,
 }
 
 /// What to collect.
@@ -123,6 +180,17 @@ struct Inventory {
     referrers: HashMap<(RepoName, Digest), Vec<(Digest, ObjectMeta)>>,
 }
 
+/// What marking reached.
+#[derive(Default)]
+struct Marks {
+    /// (repository, manifest digest)
+    manifests: HashSet<(RepoName, Digest)>,
+    /// (repository, blob digest): layer links a live manifest uses.
+    links: HashSet<(RepoName, Digest)>,
+    /// Digests whose bytes a live manifest needs (manifests included).
+    blobs: HashSet<Digest>,
+}
+
 impl Inventory {
     fn add(&mut self, meta: ObjectMeta) {
         match keys::parse_repo_key(&meta.location) {
@@ -142,10 +210,16 @@ impl Store {
         for d in digests {
             self.write_small(&protect_key(d), Bytes::new()).await?;
         }
-        for d in digests {
-            if let Some(meta) = self.head_meta(&deleting_key(d)).await? {
-                if age(&meta) < DELETING_STALE {
-                    return Err(StoreError::BeingCollected(d.clone()));
+        // Runs flag digests in folders of their own: list the runs, then look for each
+        // digest in each. A run that starts after this listing writes its flags after our
+        // protections, so it sees them.
+        let runs = self.os().list_with_delimiter(Some(&Path::from("gc/deleting"))).await?.common_prefixes;
+        for run in runs.iter().filter_map(|p| p.filename()) {
+            for d in digests {
+                if let Some(meta) = self.head_meta(&deleting_key(run, d)).await? {
+                    if age(&meta) < DELETING_STALE {
+                        return Err(StoreError::BeingCollected(d.clone()));
+                    }
                 }
             }
         }
@@ -165,29 +239,60 @@ impl Store {
     }
 
     /// The collector's side of the handshake: flags `d` for deletion unless a writer
-    /// protects it. Returns whether `d` may be removed (the flag stays until [`Self::release`]).
-    /// `max_age` is how old a protection may be and still count for this run.
-    async fn claim(&self, d: &Digest, dry_run: bool, max_age: Duration) -> Result<bool> {
-        if dry_run {
-            return Ok(self.head_meta(&protect_key(d)).await?.is_none_or(|m| age(&m) > max_age));
+    /// protects it. Whether `d` may be removed (the flag stays until [`Self::release`]), and
+    /// whether a protection (too old to count) exists.
+    async fn claim(&self, d: &Digest, run: &Run) -> Result<(bool, bool)> {
+        let max_age = run.max_age();
+        if run.dry_run {
+            let protection = self.head_meta(&protect_key(d)).await?;
+            return Ok((protection.as_ref().is_none_or(|m| age(m) > max_age), protection.is_some()));
         }
-        self.write_small(&deleting_key(d), Bytes::new()).await?;
-        let protected = self.head_meta(&protect_key(d)).await?.is_some_and(|m| age(&m) <= max_age);
+        self.write_small(&deleting_key(&run.id, d), Bytes::new()).await?;
+        let protection = self.head_meta(&protect_key(d)).await?;
+        let protected = protection.as_ref().is_some_and(|m| age(m) <= max_age);
         if protected {
-            self.remove(&deleting_key(d)).await?;
+            self.remove(&deleting_key(&run.id, d)).await?;
         }
-        Ok(!protected)
+        Ok((!protected, protection.is_some()))
     }
 
-    async fn release(&self, d: &Digest) -> Result<()> {
-        self.remove(&deleting_key(d)).await
+    async fn release(&self, d: &Digest, run: &Run) -> Result<()> {
+        self.remove(&deleting_key(&run.id, d)).await
     }
 
     /// Runs one collection. See the module docs for what is removed and why it is safe.
     pub async fn collect_garbage(&self, opts: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
-        let run = Run { dry_run: opts.dry_run, started, protect_window: opts.protect_window };
+        let run = Run {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            dry_run: opts.dry_run,
+            started,
+            protect_window: opts.protect_window,
+            slack: if self.inner.s3.is_some() { Duration::from_secs(1) } else { Duration::ZERO },
+        };
         let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
+        let mut claimed: BTreeMap<Digest, Claim> = BTreeMap::new();
+        if let Err(e) = self.collect(opts, &run, &mut claimed, &mut report).await {
+            // A run that fails midway (a storage error) releases its flags now rather than
+            // leave writers refused for those digests until the flags go stale.
+            for (d, c) in &claimed {
+                if c.ok && !opts.dry_run {
+                    let _ = self.release(d, &run).await;
+                }
+            }
+            self.remove_run_folder(&run.id).await;
+            return Err(e);
+        }
+        self.remove_run_folder(&run.id).await;
+        report.seconds = started.elapsed().as_secs_f64();
+        tracing::info!(dry_run = opts.dry_run, manifests = report.manifests.count, layer_links = report.layer_links.count,
+            blobs = report.blobs.count, blob_bytes = report.blobs.bytes, uploads = report.uploads.count,
+            stagings = report.stagings.count, protected = report.protected, seconds = report.seconds, "garbage collection");
+        Ok(report)
+    }
+
+    /// The collection itself; `claimed` and `report` fill as it goes.
+    async fn collect(&self, opts: &GcOptions, run: &Run, claimed: &mut BTreeMap<Digest, Claim>, report: &mut GcReport) -> Result<()> {
         let young = |m: &ObjectMeta| age(m) < opts.grace;
 
         // Inventory. Listing happens before marking; anything created after its listing is
@@ -228,38 +333,8 @@ impl Store {
 
         // Mark.
         let stored: HashSet<(RepoName, Digest)> = inv.manifests.iter().map(|(r, d, _)| (r.clone(), d.clone())).collect();
-        let mut live_manifests: HashSet<(RepoName, Digest)> = HashSet::new();
-        let mut live_links: HashSet<(RepoName, Digest)> = HashSet::new();
-        let mut live_blobs: HashSet<Digest> = HashSet::new();
-        while let Some((repo, d)) = roots.pop() {
-            if !stored.contains(&(repo.clone(), d.clone())) || !live_manifests.insert((repo.clone(), d.clone())) {
-                continue;
-            }
-            live_blobs.insert(d.clone());
-            let bytes = match self.read_blob_bytes(&d).await {
-                Ok(b) => b,
-                Err(StoreError::BlobUnknown(_)) => {
-                    tracing::warn!(%repo, digest = %d, "live manifest has no bytes; run fsck");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if let Ok(m) = oci::Manifest::parse(&bytes, None) {
-                for b in m.config.iter().chain(m.layers.iter()) {
-                    live_blobs.insert(b.digest.clone());
-                    live_links.insert((repo.clone(), b.digest.clone()));
-                }
-                for child in &m.manifests {
-                    roots.push((repo.clone(), child.digest.clone()));
-                }
-            }
-            if let Some(refs) = inv.referrers.get(&(repo.clone(), d.clone())) {
-                for (r, _) in refs {
-                    roots.push((repo.clone(), r.clone()));
-                }
-            }
-        }
-        report.live_manifests = live_manifests.len() as u64;
+        let mut live = Marks::default();
+        self.mark(roots, &stored, &inv, &mut live).await?;
 
         // Sweep staging records beyond retention.
         for (app, id) in &expired_stagings {
@@ -269,58 +344,95 @@ impl Store {
             }
         }
 
-        // Sweep unreached manifests and their referrer entries.
-        let mut claimed: BTreeMap<Digest, bool> = BTreeMap::new();
+        // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
+        // manifest a writer protected is kept and marked like a root, and what it reaches
+        // (children, config, layers, possibly other candidates) is kept with it.
+        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> = inv
+            .manifests
+            .iter()
+            .filter(|(repo, d, meta)| !live.manifests.contains(&(repo.clone(), d.clone())) && !young(meta))
+            .collect();
+        self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let protected_roots: Vec<(RepoName, Digest)> =
+            candidates.iter().filter(|(_, d, _)| !claimed[d].ok).map(|(r, d, _)| (r.clone(), d.clone())).collect();
+        self.mark(protected_roots, &stored, &inv, &mut live).await?;
         let mut remaining_refs: HashSet<Digest> = HashSet::new();
         for (repo, d, meta) in &inv.manifests {
-            if live_manifests.contains(&(repo.clone(), d.clone())) || young(meta) {
+            if live.manifests.contains(&(repo.clone(), d.clone())) || young(meta) {
                 remaining_refs.insert(d.clone());
-                continue;
-            }
-            if !self.claim_once(&mut claimed, d, &run, &mut report).await? {
-                remaining_refs.insert(d.clone());
-                continue;
-            }
-            report.manifests.add(meta.size);
-            if !opts.dry_run {
-                self.delete_manifest(repo, d).await?;
             }
         }
+        // Owned items from here on: closures over borrowed ones make the collection's future
+        // too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
+        let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
+        for (repo, d, meta) in candidates {
+            if claimed[d].ok && !live.manifests.contains(&(repo.clone(), d.clone())) {
+                report.manifests.add(meta.size);
+                doomed.push((repo.clone(), d.clone()));
+            }
+        }
+        if !opts.dry_run {
+            concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) }).await?;
+        }
+        report.live_manifests = live.manifests.len() as u64;
 
         // Sweep layer links no live manifest uses.
+        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> = inv
+            .layers
+            .iter()
+            .filter(|(repo, d, meta)| !live.links.contains(&(repo.clone(), d.clone())) && !young(meta))
+            .collect();
         for (repo, d, meta) in &inv.layers {
-            if live_links.contains(&(repo.clone(), d.clone())) || young(meta) {
+            if live.links.contains(&(repo.clone(), d.clone())) || young(meta) {
                 remaining_refs.insert(d.clone());
-                continue;
             }
-            if !self.claim_once(&mut claimed, d, &run, &mut report).await? {
+        }
+        self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
+        for (repo, d, _) in candidates {
+            if claimed[d].ok {
+                doomed.push((repo.clone(), d.clone()));
+            } else {
                 remaining_refs.insert(d.clone());
-                continue;
             }
-            report.layer_links.add(0);
-            if !opts.dry_run {
-                self.cache().layer_links.remove(&(repo.clone(), d.clone()));
-                self.remove(&keys::layer_link(repo, d)).await?;
-            }
+        }
+        report.layer_links.count += doomed.len() as u64;
+        if !opts.dry_run {
+            concurrently(doomed, |(repo, d): (RepoName, Digest)| async move {
+                self.remove(&keys::layer_link(&repo, &d)).await?;
+                self.cache().layer_links.remove(&(repo, d));
+                Ok(())
+            })
+            .await?;
         }
 
         // Sweep blobs nothing links or uses any more.
+        let mut listed_blobs: HashSet<Digest> = HashSet::new();
+        let mut candidates: Vec<(Digest, ObjectMeta)> = Vec::new();
         for meta in self.list_all("blobs").await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
-            if live_blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta) {
-                continue;
-            }
-            if !self.claim_once(&mut claimed, &d, &run, &mut report).await? {
-                continue;
-            }
-            report.blobs.add(meta.size);
-            if !opts.dry_run {
-                self.cache().blob_sizes.remove(&d);
-                self.cache().manifests.remove(&d);
-                self.remove(&meta.location).await?;
+            listed_blobs.insert(d.clone());
+            if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta)) {
+                candidates.push((d, meta));
             }
         }
-        report.live_blobs = live_blobs.len() as u64;
+        self.claim_all(candidates.iter().map(|(d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let doomed: Vec<(Digest, ObjectMeta)> = candidates.into_iter().filter(|(d, _)| claimed[d].ok).collect();
+        for (_, meta) in &doomed {
+            report.blobs.add(meta.size);
+        }
+        let mut removed_blobs: Vec<Digest> = Vec::new();
+        if !opts.dry_run {
+            removed_blobs = doomed.iter().map(|(d, _)| d.clone()).collect();
+            let doomed: Vec<(Digest, Path)> = doomed.into_iter().map(|(d, meta)| (d, meta.location)).collect();
+            concurrently(doomed, |(d, key): (Digest, Path)| async move {
+                self.cache().blob_sizes.remove(&d);
+                self.cache().manifests.remove(&d);
+                self.remove(&key).await
+            })
+            .await?;
+        }
+        report.live_blobs = live.blobs.len() as u64;
 
         // Sweep idle upload sessions.
         let uploads = self.list_all("uploads").await?;
@@ -346,43 +458,127 @@ impl Store {
             }
         }
 
-        // Release our deletion flags; drop protections nobody needs any more.
+        // Drop the protections of the bytes we removed, under our flags (a writer protecting
+        // one of them since our claim saw the flag and gave up), then release our flags.
         if !opts.dry_run {
-            for (d, ok) in &claimed {
-                if *ok {
-                    self.release(d).await?;
+            let unprotect: Vec<Digest> = removed_blobs.iter().filter(|d| claimed.get(*d).is_some_and(|c| c.protection)).cloned().collect();
+            concurrently(unprotect, |d: Digest| async move { self.remove(&protect_key(&d)).await }).await?;
+            // Protections of digests with no bytes at all (an upload that failed, bytes
+            // another run removed): removed under a claim, and only once older than any
+            // run may last, since a long run started earlier may still be counting on them.
+            let forgotten = DELETING_STALE + opts.protect_window + run.slack;
+            for meta in self.list_all("gc/protect").await? {
+                let Some(d) = protected_digest(&meta.location) else { continue };
+                if listed_blobs.contains(&d) || claimed.contains_key(&d) || age(&meta) < forgotten {
+                    continue;
+                }
+                let old = Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
+                if self.claim(&d, &old).await?.0 {
+                    self.remove(&protect_key(&d)).await?;
+                    self.release(&d, &old).await?;
                 }
             }
-            for meta in self.list_all("gc").await? {
-                let stale = if meta.location.as_ref().starts_with("gc/protect/") {
-                    started.elapsed() + opts.protect_window * 2
-                } else {
-                    DELETING_STALE * 2
-                };
-                if age(&meta) >= stale {
+            let ours: Vec<Digest> = claimed.iter().filter(|(_, c)| c.ok).map(|(d, _)| d.clone()).collect();
+            concurrently(ours, |d: Digest| async move { self.release(&d, run).await }).await?;
+            // Flags of crashed collectors, ignored by writers since they went stale.
+            let mut crashed = BTreeSet::new();
+            for meta in self.list_all("gc/deleting").await? {
+                if age(&meta) >= DELETING_STALE * 2 {
                     self.remove(&meta.location).await?;
+                    if let Some(r) = meta.location.as_ref().strip_prefix("gc/deleting/").and_then(|r| r.split('/').next()) {
+                        crashed.insert(r.to_string());
+                    }
                 }
+            }
+            for r in crashed {
+                self.remove_run_folder(&r).await;
             }
         }
-        report.seconds = started.elapsed().as_secs_f64();
-        tracing::info!(dry_run = opts.dry_run, manifests = report.manifests.count, layer_links = report.layer_links.count,
-            blobs = report.blobs.count, blob_bytes = report.blobs.bytes, uploads = report.uploads.count,
-            stagings = report.stagings.count, seconds = report.seconds, "garbage collection");
-        Ok(report)
+        Ok(())
     }
 
-    /// Claims a digest for deletion once per run (links and bytes of one digest share it).
-    async fn claim_once(&self, claimed: &mut BTreeMap<Digest, bool>, d: &Digest, run: &Run, report: &mut GcReport) -> Result<bool> {
-        let (dry_run, max_age) = (run.dry_run, run.started.elapsed() + run.protect_window);
-        if let Some(ok) = claimed.get(d) {
-            return Ok(*ok);
+    /// On the filesystem, which keeps empty directories (see [`Store::filesystem`]), removes
+    /// a run's flag folder once its flags are gone: writers list the run folders on every
+    /// protection, so spent ones must not pile up. Only that run writes there, so removing
+    /// it races nothing; a folder that is not empty yet is left alone.
+    async fn remove_run_folder(&self, run: &str) {
+        let Some(root) = &self.inner.local_root else { return };
+        let dir = root.join("gc/deleting").join(run);
+        if let Ok(mut algorithms) = tokio::fs::read_dir(&dir).await {
+            while let Ok(Some(entry)) = algorithms.next_entry().await {
+                let _ = tokio::fs::remove_dir(entry.path()).await;
+            }
         }
-        let ok = self.claim(d, dry_run, max_age).await?;
-        if !ok {
-            report.protected += 1;
+        let _ = tokio::fs::remove_dir(&dir).await;
+    }
+
+    /// Claims digests for deletion, each once per run (links and bytes of one digest share
+    /// a claim), several at a time. A claim older than half the staleness limit is renewed:
+    /// writers ignore stale flags, so a long run must not act on one.
+    async fn claim_all(
+        &self,
+        digests: Vec<Digest>,
+        claimed: &mut BTreeMap<Digest, Claim>,
+        run: &Run,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let todo: BTreeSet<Digest> = digests
+            .into_iter()
+            .filter(|d| claimed.get(d).is_none_or(|c| c.ok && c.at.elapsed() >= DELETING_STALE / 2))
+            .collect();
+        let results: Vec<(Digest, Claim)> = futures::stream::iter(todo)
+            .map(|d: Digest| async move {
+                let at = Instant::now();
+                let (ok, protection) = self.claim(&d, run).await?;
+                Ok::<_, StoreError>((d, Claim { ok, at, protection }))
+            })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (d, c) in results {
+            if !c.ok {
+                report.protected += 1;
+            }
+            claimed.insert(d, c);
         }
-        claimed.insert(d.clone(), ok);
-        Ok(ok)
+        Ok(())
+    }
+
+    /// Marks from `roots` (repository, manifest digest) through indexes, manifests and
+    /// referrers, adding to `live`. Only manifests the inventory holds are followed.
+    async fn mark(&self, mut roots: Vec<(RepoName, Digest)>, stored: &HashSet<(RepoName, Digest)>, inv: &Inventory, live: &mut Marks) -> Result<()> {
+        while let Some((repo, d)) = roots.pop() {
+            if !stored.contains(&(repo.clone(), d.clone())) || !live.manifests.insert((repo.clone(), d.clone())) {
+                continue;
+            }
+            live.blobs.insert(d.clone());
+            let bytes = match self.cache().manifests.get(&d) {
+                Some(b) => b,
+                None => match self.read_blob_bytes(&d).await {
+                    Ok(b) => b,
+                    Err(StoreError::BlobUnknown(_)) => {
+                        tracing::warn!(%repo, digest = %d, "live manifest has no bytes; run fsck");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            if let Ok(m) = oci::Manifest::parse(&bytes, None) {
+                for b in m.config.iter().chain(m.layers.iter()) {
+                    live.blobs.insert(b.digest.clone());
+                    live.links.insert((repo.clone(), b.digest.clone()));
+                }
+                for child in &m.manifests {
+                    roots.push((repo.clone(), child.digest.clone()));
+                }
+            }
+            if let Some(refs) = inv.referrers.get(&(repo.clone(), d.clone())) {
+                for (r, _) in refs {
+                    roots.push((repo.clone(), r.clone()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Unpins every staging of an app. Its images go at the next collection.

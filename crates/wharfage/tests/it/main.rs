@@ -16,6 +16,7 @@
 mod client;
 mod config;
 mod fixtures;
+mod gc;
 mod ha;
 mod harness;
 mod lifecycle;

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Garbage collection benchmark: a full mark and sweep over a filesystem store of 10,000
+# manifests and 100,000 blobs, target under 60 s. See bench/README.md.
+#
+# The store is fabricated directly in the storage layout by bench/gcstore.py (half of the
+# images tagged, the rest untagged garbage, every object two hours old so the default 1 h
+# grace period keeps none of it), then `wharfage serve --root` runs on it with its default
+# GC settings and the script times POST /api/v1/gc: a dry run, the real run, and a run on
+# the collected store. The reports must match what the fabrication says is garbage.
+#
+# Usage: bench/gc.sh [options]
+#   --no-build          do not run `cargo build --release -p wharfage`
+#   --manifests N       images (manifests) to fabricate (default 10000; 10 blobs each)
+#   --no-fsck           skip timing `wharfage fsck` on the collected store
+#   --keep              keep the work dir (the store, the server log, the reports)
+#   --json FILE         also write the figures as JSON
+# Environment:
+#   WHARFAGE_BIN        the binary to measure (default: target/release/wharfage)
+#   BENCH_TMPDIR        where the work dir goes (default: $TMPDIR or /tmp); the default
+#                       store takes about 1.5 GiB of disk (245,000 small files)
+set -euo pipefail
+shopt -s inherit_errexit
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/lib/peers.sh
+. "$repo/scripts/lib/peers.sh"
+lib=(python3 "$repo/bench/benchlib.py")
+store=(python3 "$repo/bench/gcstore.py")
+
+build=1
+manifests=10000
+fsck=1
+keep=0
+json_out=""
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --no-build) build=0 ;;
+        --manifests) manifests=$2; shift ;;
+        --no-fsck) fsck=0 ;;
+        --keep) keep=1 ;;
+        --json) json_out=$2; shift ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "gc.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- peers and build
+peers_apt curl:curl python3:python3
+
+wharfage_bin=${WHARFAGE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wharfage}
+if [ "$build" -eq 1 ]; then
+    log "cargo build --release -p wharfage"
+    cargo build --release -p wharfage
+fi
+[ -x "$wharfage_bin" ] || die "no wharfage binary at $wharfage_bin"
+
+# ---------------------------------------------------------------- work dir, cleanup
+work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/wharfage-gc-bench.XXXXXX")
+pid=""
+stop() { # SIGTERM, wait up to 15 s, then SIGKILL
+    [ -n "$pid" ] || return 0
+    local i
+    kill -TERM "$pid" 2>/dev/null || { pid=""; return 0; }
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "wharfage ($pid) ignored SIGTERM for 15 s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    pid=""
+}
+cleanup() {
+    local rc=$?
+    stop
+    if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
+        log "work dir kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+times=$work/times.tsv
+: >"$times"
+record() { printf '%s\t%s\n' "$1" "$2" >>"$times"; } # KEY VALUE
+
+# ---------------------------------------------------------------- the store
+log "fabricating $manifests manifests ($((manifests * 10)) blobs) in $work/root"
+"${store[@]}" fabricate "$work/root" --manifests "$manifests" >"$work/fabricated.json"
+log "fabricated: $(cat "$work/fabricated.json")"
+sample() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sample"][sys.argv[2]] or "")' "$work/fabricated.json" "$1"; }
+
+# ---------------------------------------------------------------- the server
+port=$("${lib[@]}" port)
+base=http://127.0.0.1:$port
+# Default GC settings (1 h grace, 60 s protect window, retention 2), no periodic run.
+"$wharfage_bin" serve --listen "127.0.0.1:$port" --root "$work/root" --log-format json \
+    >>"$work/stdout.log" 2>>"$work/server.log" &
+pid=$!
+for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$work/server.log" >&2; die "wharfage exited during startup"; }
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base/v2/" || true)" = 200 ] && break
+    sleep 0.1
+done
+[ "$i" -lt 300 ] || die "wharfage not ready after 30 s"
+
+gc() { # NAME DRY_RUN: POST /api/v1/gc, report in NAME.json, wall seconds in times.tsv
+    local name=$1 dry=$2 started ended code
+    log "POST /api/v1/gc {\"dry_run\": $dry}"
+    started=$(date +%s.%N)
+    code=$(curl -s -o "$work/$name.json" -w '%{http_code}' --max-time 600 -X POST \
+        -H 'content-type: application/json' -d "{\"dry_run\": $dry}" "$base/api/v1/gc")
+    ended=$(date +%s.%N)
+    [ "$code" = 200 ] || die "POST /api/v1/gc answered $code: $(cat "$work/$name.json")"
+    record "$name" "$(python3 -c "print(round($ended - $started, 3))")"
+}
+status_of() { curl -s -o /dev/null -w '%{http_code}' -H 'accept: application/vnd.oci.image.manifest.v1+json' "$base$1"; }
+
+gc dry true
+gc real false
+gc again false
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+record rss_peak_mib "$("${lib[@]}" kib-to-mib "$hwm")"
+
+# Spot checks: a tagged image is whole, an untagged one is gone.
+live=/v2/$(sample live_repo)/manifests/$(sample live_tag)
+[ "$(status_of "$live")" = 200 ] || die "the live image $live is gone"
+if [ -n "$(sample dead_repo)" ]; then
+    dead=/v2/$(sample dead_repo)/manifests/$(sample dead_digest)
+    [ "$(status_of "$dead")" = 404 ] || die "the garbage image $dead is still served"
+fi
+stop
+
+if [ "$fsck" -eq 1 ]; then
+    log "wharfage fsck --root (re-hashes what is left)"
+    started=$(date +%s.%N)
+    "$wharfage_bin" fsck --root "$work/root" --json >"$work/fsck.json" || die "fsck found problems: $(head -c 2000 "$work/fsck.json")"
+    ended=$(date +%s.%N)
+    record fsck "$(python3 -c "print(round($ended - $started, 3))")"
+fi
+
+# ---------------------------------------------------------------- figures
+"${store[@]}" report "$work/fabricated.json" "$work/dry.json" "$work/real.json" "$work/again.json" "$times" ${json_out:+"$json_out"}

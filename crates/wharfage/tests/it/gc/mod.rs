@@ -1,0 +1,473 @@
+//! Pruning and integrity end to end (issue 5), against the built binary: app unpinning and
+//! live sync, retention, dry runs, garbage collection while pushes and stagings go on with a
+//! zero grace period (one process, two collections at once, two replicas on one S3 bucket),
+//! and `wharfage fsck` on a damaged store, with `--repair`.
+//!
+//! The upstream of the stagings here is a second `wharfage serve` (a real registry speaking
+//! the same /v2/ API the stager pulls from). Images are built in memory ([`Img`]), pushed
+//! either with raw HTTP (fast, and able to express HEAD-then-skip, mounts and chunked
+//! sessions) or with skopeo from an OCI layout, and pulled back completely, byte for byte.
+
+mod concurrent;
+mod fsck;
+mod prune;
+mod s3;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::client::{Http, Resp};
+use crate::fixtures::{read_blobs, sha256, Rng, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::harness::{self, Server};
+use crate::skopeo::{oci_ref, Skopeo};
+
+/// The flags of the servers that collect while clients push: no grace at all, so only the
+/// protect/deleting handshake stands between a push and the sweep (a push commits well
+/// within the 2 s protect window).
+pub fn zero_grace() -> Vec<String> {
+    ["--gc-grace", "0s", "--gc-protect-window", "2s"].map(String::from).to_vec()
+}
+
+/// The flags of the servers that collect only when nothing is pushed: no grace and no
+/// protect window either, so a collection right after an unpin removes the app's images
+/// (with a window, the digests its staging protected a moment ago would be kept).
+pub fn quiet() -> Vec<String> {
+    ["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from).to_vec()
+}
+
+/// Where a [`Reg`] keeps its data.
+pub enum Backing {
+    /// `--root DIR`
+    Fs(PathBuf),
+    /// `--storage s3` on a bucket and prefix of a SeaweedFS server.
+    S3 { endpoint: String, bucket: String, prefix: String },
+}
+
+impl Backing {
+    /// The storage flags, as `serve` and `fsck` take them.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Backing::Fs(root) => vec!["--root".into(), root.display().to_string()],
+            Backing::S3 { endpoint, bucket, prefix } => [
+                "--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-prefix", prefix,
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// A `wharfage` command with S3 test credentials (SeaweedFS without identities takes any).
+pub fn command(cwd: &Path) -> Command {
+    let mut cmd = harness::wharfage(cwd);
+    cmd.env("AWS_ACCESS_KEY_ID", "any").env("AWS_SECRET_ACCESS_KEY", "any");
+    cmd
+}
+
+/// A running `wharfage serve` with an HTTP client to it.
+pub struct Reg {
+    pub server: Server,
+    pub http: Http,
+    pub backing: Backing,
+    pub dir: tempfile::TempDir,
+}
+
+impl Reg {
+    /// `wharfage serve` over a fresh filesystem root, with `args` added.
+    pub fn fs(args: &[String]) -> Reg {
+        let dir = harness::tempdir();
+        let root = dir.path().join("root");
+        Reg::start(dir, Backing::Fs(root), args)
+    }
+
+    /// `wharfage serve` on `backing`, run from `dir`.
+    pub fn start(dir: tempfile::TempDir, backing: Backing, args: &[String]) -> Reg {
+        let mut cmd = command(dir.path());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]).args(backing.args()).args(args);
+        let server = Server::spawn(cmd);
+        let http = Http::new(server.addr);
+        Reg { server, http, backing, dir }
+    }
+
+    /// Stops the server gracefully, keeping its storage for [`Reg::start`].
+    pub fn stop(self) -> (tempfile::TempDir, Backing) {
+        self.server.stop();
+        (self.dir, self.backing)
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        self.server.host()
+    }
+
+    /// `http://127.0.0.1:PORT`, for the client commands' `--server`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// The filesystem root (panics for S3).
+    pub fn root(&self) -> &Path {
+        match &self.backing {
+            Backing::Fs(root) => root,
+            Backing::S3 { .. } => panic!("an S3-backed registry has no root directory"),
+        }
+    }
+
+    /// `POST /api/v1/gc`, expecting 200; the report.
+    #[track_caller]
+    pub fn gc(&self, dry_run: bool) -> Value {
+        let r = self.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], json!({ "dry_run": dry_run }).to_string().into_bytes());
+        let r = r.expect(200, "POST /api/v1/gc");
+        let v = body(&r);
+        assert_eq!(v["dry_run"], dry_run, "report of a {} run: {v}", if dry_run { "dry" } else { "real" });
+        v
+    }
+
+    /// `POST /api/v1/stagings {"source", "app"}`.
+    pub fn stage(&self, source: &str, app: &str) -> Resp {
+        let body = json!({ "source": source, "app": app }).to_string().into_bytes();
+        self.http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], body)
+    }
+
+    /// Stages and expects 201; the result (with `digest`, `staging_id`, `image`).
+    #[track_caller]
+    pub fn stage_ok(&self, source: &str, app: &str) -> Value {
+        body(&self.stage(source, app).expect(201, &format!("staging {source} for {app}")))
+    }
+
+    /// `GET /api/v1/apps/{app}`.
+    pub fn app(&self, app: &str) -> Resp {
+        self.http.get(&format!("/api/v1/apps/{app}"))
+    }
+
+    /// The staging ids of an app's history, newest first (empty when it has none).
+    pub fn history(&self, app: &str) -> Vec<String> {
+        let r = self.app(app);
+        if r.status == 404 {
+            return Vec::new();
+        }
+        let v = body(&r.expect(200, &format!("GET /api/v1/apps/{app}")));
+        v["stagings"].as_array().unwrap().iter().map(|s| s["staging_id"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// The ids of every app with a staging.
+    pub fn apps(&self) -> Vec<String> {
+        let v = body(&self.http.get("/api/v1/apps").expect(200, "GET /api/v1/apps"));
+        v["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// Every blob file of a filesystem store: digest -> size.
+    pub fn blob_files(&self) -> BTreeMap<String, u64> {
+        blob_files(self.root())
+    }
+
+    /// Runs a `wharfage` client command against this server (`--server` appended).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = harness::wharfage(self.dir.path());
+        cmd.args(args).args(["--server", &self.url()]);
+        harness::run(cmd, Duration::from_secs(60))
+    }
+
+    /// Pushes with skopeo from an OCI layout holding `img` as `tag`.
+    #[track_caller]
+    pub fn skopeo_push(&self, skopeo: &Skopeo, img: &Img, repo: &str, tag: &str) {
+        let dir = self.dir.path().join(format!("push-{}", &img.digest[7..19]));
+        write_layout(&dir, &[(tag, img)]);
+        skopeo.copy_all(&oci_ref(&dir, tag), &format!("docker://{}/{repo}:{tag}", self.host()));
+    }
+
+    /// Pulls `repo` at `reference` (tag or digest) with skopeo and checks it is `img`, byte
+    /// for byte: manifest, config and every layer, nothing else.
+    #[track_caller]
+    pub fn skopeo_pull_check(&self, skopeo: &Skopeo, repo: &str, reference: &str, img: &Img) {
+        let sep = if reference.starts_with("sha256:") { '@' } else { ':' };
+        let dir = self.dir.path().join(format!("pull-{}", testkit::unique("p")));
+        skopeo.copy_all(&format!("docker://{}/{repo}{sep}{reference}", self.host()), &oci_ref(&dir, "pulled"));
+        crate::fixtures::assert_same_blobs(&img.all_blobs(), &read_blobs(&dir), &format!("skopeo pull of {repo}{sep}{reference}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Every blob file under `root/blobs`: digest -> size (in-flight `#N` files excluded).
+pub fn blob_files(root: &Path) -> BTreeMap<String, u64> {
+    harness::files_under(&root.join("blobs"))
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().contains('#'))
+        .map(|p| {
+            let alg = p.parent().unwrap().parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+            (format!("{alg}:{}", p.file_name().unwrap().to_string_lossy()), p.metadata().unwrap().len())
+        })
+        .collect()
+}
+
+/// What is left under `gc/deleting` of a filesystem root (files or folders): a finished
+/// collection leaves no flag, and no flag folder either (protections list them).
+pub fn deletion_flags(root: &Path) -> Vec<String> {
+    match std::fs::read_dir(root.join("gc/deleting")) {
+        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("reading gc/deleting: {e}"),
+    }
+}
+
+/// The file of a blob in a filesystem store.
+pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    let hex = &digest[7..];
+    root.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+/// The JSON body of a response.
+#[track_caller]
+pub fn body(r: &Resp) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+/// `count` and `bytes` of one kind in a GC report.
+pub fn removed(report: &Value, kind: &str) -> (u64, u64) {
+    (report[kind]["count"].as_u64().unwrap(), report[kind]["bytes"].as_u64().unwrap())
+}
+
+/// The removal figures of a report (everything but timing and protection counts).
+pub fn figures(report: &Value) -> Vec<(String, (u64, u64))> {
+    ["stagings", "manifests", "layer_links", "blobs", "uploads"].iter().map(|k| (k.to_string(), removed(report, k))).collect()
+}
+
+/// A gzip stream of `len` pseudo-random bytes: a layer blob that is what its media type
+/// says (skopeo sniffs compression), distinct per seed.
+pub fn layer(seed: u64, len: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&Rng::new(seed).bytes(len)).unwrap();
+    gz.finish().unwrap()
+}
+
+/// An OCI image built in memory: manifest, config and layers.
+#[derive(Clone, Debug)]
+pub struct Img {
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: String,
+    pub layers: Vec<String>,
+    /// Config and layers by digest.
+    pub blobs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Img {
+    /// An image of `layers` (in order) whose config names `label`.
+    pub fn new(label: &str, layers: &[&Vec<u8>]) -> Img {
+        let mut blobs = BTreeMap::new();
+        let mut descs = Vec::new();
+        let mut digests = Vec::new();
+        for l in layers {
+            let d = sha256(l);
+            descs.push(json!({ "mediaType": OCI_LAYER_GZIP, "digest": d, "size": l.len() }));
+            digests.push(d.clone());
+            blobs.insert(d, (*l).clone());
+        }
+        let config = serde_json::to_vec_pretty(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": { "Cmd": ["/bin/sh"], "Env": [format!("IMAGE={label}")], "WorkingDir": "/" },
+            "rootfs": { "type": "layers", "diff_ids": digests },
+        }))
+        .unwrap();
+        let config_digest = sha256(&config);
+        let manifest = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len() },
+            "layers": descs,
+        }))
+        .unwrap();
+        blobs.insert(config_digest.clone(), config);
+        Img { digest: sha256(&manifest), manifest, config: config_digest, layers: digests, blobs }
+    }
+
+    /// Manifest, config and layers by digest: what a complete pull yields.
+    pub fn all_blobs(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut all = self.blobs.clone();
+        all.insert(self.digest.clone(), self.manifest.clone());
+        all
+    }
+
+    /// Config first, then the layers, without repeats.
+    pub fn blob_order(&self) -> Vec<String> {
+        let mut v = vec![self.config.clone()];
+        for l in &self.layers {
+            if !v.contains(l) {
+                v.push(l.clone());
+            }
+        }
+        v
+    }
+}
+
+/// Writes an OCI image layout holding `images` under their tags.
+pub fn write_layout(dir: &Path, images: &[(&str, &Img)]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut refs = Vec::new();
+    for (tag, img) in images {
+        for (d, bytes) in img.all_blobs() {
+            std::fs::write(dir.join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+        }
+        refs.push(json!({
+            "mediaType": OCI_MANIFEST, "digest": img.digest, "size": img.manifest.len(),
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }));
+    }
+    let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": refs });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// How [`push`] sends the blobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `HEAD` each blob first and skip what the repository says it has (what docker and
+    /// skopeo do), then a monolithic `POST ?digest=`.
+    HeadThenPost,
+    /// A monolithic `POST ?digest=` for every blob.
+    Post,
+    /// `POST` a session, `PATCH` the bytes, `PUT ?digest=`.
+    Session,
+    /// A cross-repository mount from the named repository, falling back to a monolithic
+    /// upload when the registry answers 202.
+    Mount(&'static str),
+}
+
+/// A push that was refused, with what the registry said.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub step: String,
+    pub status: u16,
+    pub codes: Vec<String>,
+    pub body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {:?} {}", self.step, self.status, self.codes, self.body)
+    }
+}
+
+fn refused(step: String, r: &Resp) -> Refused {
+    Refused { step, status: r.status, codes: r.error_codes(), body: r.text() }
+}
+
+/// Pushes one blob into `repo`; Ok when the registry says it holds it.
+pub fn push_blob(http: &Http, repo: &str, d: &str, bytes: &[u8], via: Via) -> Result<(), Refused> {
+    match via {
+        Via::HeadThenPost => {
+            let r = http.head(&format!("/v2/{repo}/blobs/{d}"));
+            if r.status == 200 {
+                return Ok(());
+            }
+        }
+        Via::Mount(from) => {
+            let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/?mount={d}&from={from}"), &[], Vec::new());
+            match r.status {
+                201 => return Ok(()),
+                202 => {
+                    let loc = r.header("location").unwrap().to_string();
+                    http.send("DELETE", &loc, &[], Vec::new());
+                }
+                _ => return Err(refused(format!("mount {d}"), &r)),
+            }
+        }
+        Via::Session => {
+            let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new());
+            if r.status != 202 {
+                return Err(refused(format!("start session for {d}"), &r));
+            }
+            let loc = r.header("location").unwrap().to_string();
+            let r = http.send("PATCH", &loc, &[("content-type", "application/octet-stream")], bytes.to_vec());
+            if r.status != 202 {
+                return Err(refused(format!("patch {d}"), &r));
+            }
+            let loc = r.header("location").unwrap().to_string();
+            let r = http.send("PUT", &crate::client::with_query(&loc, "digest", d), &[], Vec::new());
+            return if r.status == 201 { Ok(()) } else { Err(refused(format!("finish {d}"), &r)) };
+        }
+        Via::Post => {}
+    }
+    let r = http.send(
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        &[("content-type", "application/octet-stream")],
+        bytes.to_vec(),
+    );
+    if r.status == 201 {
+        Ok(())
+    } else {
+        Err(refused(format!("post {d}"), &r))
+    }
+}
+
+/// Pushes `img` as `repo:tag` with raw HTTP: blobs, then the manifest. Ok only when the
+/// manifest PUT answered 201, i.e. the registry acknowledged the image.
+pub fn push(http: &Http, repo: &str, tag: &str, img: &Img, via: Via) -> Result<(), Refused> {
+    for d in img.blob_order() {
+        push_blob(http, repo, &d, &img.blobs[&d], via)?;
+    }
+    put_manifest(http, repo, tag, img)
+}
+
+/// `PUT /v2/<repo>/manifests/<tag>`; Ok on 201.
+pub fn put_manifest(http: &Http, repo: &str, tag: &str, img: &Img) -> Result<(), Refused> {
+    let r = http.send("PUT", &format!("/v2/{repo}/manifests/{tag}"), &[("content-type", OCI_MANIFEST)], img.manifest.clone());
+    if r.status != 201 {
+        return Err(refused(format!("put manifest {repo}:{tag}"), &r));
+    }
+    assert_eq!(r.header("docker-content-digest"), Some(img.digest.as_str()), "digest of the pushed manifest");
+    Ok(())
+}
+
+/// Pulls `repo` at `reference` completely with raw HTTP (manifest, then every blob) and
+/// compares every byte with `img`; the first difference as an error.
+pub fn pull(http: &Http, repo: &str, reference: &str, img: &Img) -> Result<(), String> {
+    let r = http.get_manifest(repo, reference);
+    if r.status != 200 {
+        return Err(format!("manifest {repo}:{reference}: {} {}", r.status, r.text()));
+    }
+    if r.body != img.manifest {
+        return Err(format!("manifest {repo}:{reference}: bytes differ"));
+    }
+    for (d, bytes) in &img.blobs {
+        let r = http.get(&format!("/v2/{repo}/blobs/{d}"));
+        if r.status != 200 {
+            return Err(format!("blob {d} of {repo}:{reference}: {} {}", r.status, r.text()));
+        }
+        if r.body != *bytes {
+            return Err(format!("blob {d} of {repo}:{reference}: {} bytes, differing from the {} pushed", r.body.len(), bytes.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `wharfage fsck` on `backing` with `extra` flags; (exit code, stdout, stderr).
+pub fn fsck(cwd: &Path, backing: &Backing, extra: &[&str]) -> (i32, String, String) {
+    let mut cmd = command(cwd);
+    cmd.arg("fsck").args(backing.args()).args(extra);
+    let out = harness::run(cmd, Duration::from_secs(300));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wharfage fsck --json`, parsed; asserts the exit code matches whether problems were found.
+#[track_caller]
+pub fn fsck_json(cwd: &Path, backing: &Backing, extra: &[&str]) -> Value {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = fsck(cwd, backing, &args);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("fsck --json printed no JSON ({e}): {stdout}\n{stderr}"));
+    let problems = report["problems"].as_array().unwrap().len();
+    assert_eq!(code, if problems == 0 { 0 } else { 1 }, "fsck exit code with {problems} problem(s): {stdout}\n{stderr}");
+    report
+}
