@@ -55,7 +55,9 @@ impl std::fmt::Debug for S3Config {
 
 /// What the S3 backend keeps besides the `ObjectStore`: the signer for presigned redirects.
 pub(crate) struct S3Extra {
-    signer: AmazonS3,
+    /// `None` without access keys: there is nothing to sign with (object_store would go and
+    /// ask the cloud's instance metadata service for credentials, on every blob GET).
+    signer: Option<AmazonS3>,
     prefix: Option<String>,
 }
 
@@ -112,21 +114,24 @@ impl Store {
         let os: Arc<dyn ObjectStore> = Arc::new(Guarded { inner: prefixed(&s3), health });
         let mut store = Store::from_parts(os, describe, false);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.s3 = Some(S3Extra { signer: s3, prefix });
+            let signer = (cfg.access_key_id.is_some() && cfg.secret_access_key.is_some()).then_some(s3);
+            inner.s3 = Some(S3Extra { signer, prefix });
         }
         Ok(store)
     }
 
     /// A presigned URL for downloading a blob straight from the object store, valid for
-    /// `ttl`; `None` on backends that cannot presign.
+    /// `ttl`; `None` on backends that cannot presign (the filesystem, S3 without access keys),
+    /// which then serve the bytes themselves.
     pub async fn presigned_blob_url(&self, d: &Digest, ttl: Duration) -> Result<Option<url::Url>> {
         let Some(extra) = &self.inner.s3 else { return Ok(None) };
+        let Some(signer) = &extra.signer else { return Ok(None) };
         let key = keys::blob(d);
         let full = match &extra.prefix {
             Some(p) => object_store::path::Path::from(format!("{p}/{key}")),
             None => key,
         };
-        Ok(Some(extra.signer.signed_url(http::Method::GET, &full, ttl).await?))
+        Ok(Some(signer.signed_url(http::Method::GET, &full, ttl).await?))
     }
 }
 

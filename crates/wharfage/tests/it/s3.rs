@@ -605,4 +605,11 @@ fn presigned_redirects_serve_the_blob_from_the_store() {
 
     // A real client follows the redirects: skopeo pulls every blob from the store.
     assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("out"), &layout.blobs, &image.digest);
+
+    // Without access keys there is nothing to sign with: the replica serves the bytes itself.
+    let mut args = store.args();
+    args.push("--s3-redirect".into());
+    let keyless = Server::start_with(store.cwd.path(), &args, &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")]);
+    let got = Http::new(keyless.addr).get(&format!("/v2/{repo}/blobs/{layer}")).expect(200, "blob GET with --s3-redirect and no keys");
+    assert!(got.body == *bytes, "the blob served without a redirect");
 }
