@@ -21,11 +21,9 @@
 set -euo pipefail
 shopt -s inherit_errexit
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
-# shellcheck source=scripts/lib/peers.sh
-. "$repo/scripts/lib/peers.sh"
-lib=(python3 "$repo/bench/benchlib.py")
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init
 store=(python3 "$repo/bench/gcstore.py")
 
 build=1
@@ -40,56 +38,19 @@ while [ "$#" -gt 0 ]; do
         --no-fsck) fsck=0 ;;
         --keep) keep=1 ;;
         --json) json_out=$2; shift ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "gc.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ---------------------------------------------------------------- peers and build
 peers_apt curl:curl python3:python3
 
-wharfage_bin=${WHARFAGE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wharfage}
-if [ "$build" -eq 1 ]; then
-    log "cargo build --release -p wharfage"
-    cargo build --release -p wharfage
-fi
-[ -x "$wharfage_bin" ] || die "no wharfage binary at $wharfage_bin"
+bench_wharfage "$build"
 
 # ---------------------------------------------------------------- work dir, cleanup
-work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/wharfage-gc-bench.XXXXXX")
-pid=""
-stop() { # SIGTERM, wait up to 15 s, then SIGKILL
-    [ -n "$pid" ] || return 0
-    local i
-    kill -TERM "$pid" 2>/dev/null || { pid=""; return 0; }
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "wharfage ($pid) ignored SIGTERM for 15 s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    pid=""
-}
-cleanup() {
-    local rc=$?
-    stop
-    if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
-        log "work dir kept: $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_workdir wharfage-gc-bench # processes and the work dir are cleaned up by bench/lib.sh
 
 times=$work/times.tsv
 : >"$times"
@@ -105,15 +66,8 @@ sample() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["samp
 port=$("${lib[@]}" port)
 base=http://127.0.0.1:$port
 # Default GC settings (1 h grace, 60 s protect window, retention 2), no periodic run.
-"$wharfage_bin" serve --listen "127.0.0.1:$port" --root "$work/root" --log-format json \
-    >>"$work/stdout.log" 2>>"$work/server.log" &
-pid=$!
-for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$work/server.log" >&2; die "wharfage exited during startup"; }
-    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base/v2/" || true)" = 200 ] && break
-    sleep 0.1
-done
-[ "$i" -lt 300 ] || die "wharfage not ready after 30 s"
+start_wharfage wharfage "$work" "$port" --log-format json
+pid=${pid_of[wharfage]}
 
 gc() { # NAME DRY_RUN: POST /api/v1/gc, report in NAME.json, wall seconds in times.tsv
     local name=$1 dry=$2 started ended code
@@ -140,7 +94,7 @@ if [ -n "$(sample dead_repo)" ]; then
     dead=/v2/$(sample dead_repo)/manifests/$(sample dead_digest)
     [ "$(status_of "$dead")" = 404 ] || die "the garbage image $dead is still served"
 fi
-stop
+stop wharfage
 
 if [ "$fsck" -eq 1 ]; then
     log "wharfage fsck --root (re-hashes what is left)"
