@@ -161,24 +161,7 @@ def report(results_path, json_out=None):
                 ratio(w.get(key), n.get(key)) if vs_nginx else "",
             ]
         )
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-
-    def line(cells):
-        out = []
-        for i, c in enumerate(cells):
-            out.append(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]))
-        return " | ".join(out)
-
-    print(line(header))
-    print("-+-".join("-" * x for x in widths))
-    for r in rows:
-        print(line(r))
-    for note in notes:
-        print(f"note: {note}")
-    if json_out:
-        with open(json_out, "w") as f:
-            json.dump({"results": values, "notes": notes}, f, indent=2, sort_keys=True)
-            f.write("\n")
+    print_table(header, rows, notes, left=(0,), json_out=json_out, payload={"results": values})
 
 
 # ---------------------------------------------------------------- stage.sh: the OCI layout
@@ -412,10 +395,16 @@ def stage_report(results_path, json_out=None):
                 "",
             ]
         )
+    print_table(header, rows, notes, left=(0, 3), json_out=json_out, payload={"rounds": runs, "medians": med, "info": info})
+
+
+def print_table(header, rows, notes, left, json_out, payload):
+    """Prints rows under a header as aligned columns (those in `left` left-aligned, the rest
+    right-aligned), then the notes; writes payload plus the notes to json_out if given."""
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
 
     def line(cells):
-        return " | ".join(c.ljust(widths[i]) if i in (0, 3) else c.rjust(widths[i]) for i, c in enumerate(cells)).rstrip()
+        return " | ".join(c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(cells)).rstrip()
 
     print(line(header))
     print("-+-".join("-" * x for x in widths))
@@ -425,7 +414,7 @@ def stage_report(results_path, json_out=None):
         print(f"note: {note}")
     if json_out:
         with open(json_out, "w") as f:
-            json.dump({"rounds": runs, "medians": med, "info": info, "notes": notes}, f, indent=2, sort_keys=True)
+            json.dump({**payload, "notes": notes}, f, indent=2, sort_keys=True)
             f.write("\n")
 
 
