@@ -202,21 +202,21 @@ get_parallel() { # URL N -> prints aggregate MiB/s of N concurrent full GETs
     "${lib[@]}" mibs "$((n * size))" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
 }
 
-get_series() { # TARGET URL: single-client (median of 3) and 8-client figures
-    local target=$1 url=$2 runs=() i s
+get_series() { # TARGET URL [METRIC]: single-client GETs, median of 3
+    local target=$1 url=$2 metric=${3:-get1_mibs} runs=() i s
     for i in 1 2 3; do
         s=$(get_once "$url")
         runs+=("$("${lib[@]}" mibs "$size" "$s")")
     done
     log "  GET x1: ${runs[*]} MiB/s"
-    record "$target" get1_mibs "$("${lib[@]}" median "${runs[@]}")"
+    record "$target" "$metric" "$("${lib[@]}" median "${runs[@]}")"
 }
 
-get8_series() { # TARGET URL: 8 concurrent GETs, median of 3 rounds
-    local target=$1 url=$2 runs=() i
+get8_series() { # TARGET URL [METRIC]: 8 concurrent GETs, median of 3 rounds
+    local target=$1 url=$2 metric=${3:-get8_mibs} runs=() i
     for i in 1 2 3; do runs+=("$(get_parallel "$url" 8)"); done
     log "  GET x8: ${runs[*]} MiB/s total"
-    record "$target" get8_mibs "$("${lib[@]}" median "${runs[@]}")"
+    record "$target" "$metric" "$("${lib[@]}" median "${runs[@]}")"
 }
 
 check_load() { # TARGET METRIC RPS NON2XX ERRORS OUTFILE
@@ -298,6 +298,28 @@ bench_registry() { # NAME
     rss=$(status_mib "$t" VmHWM)
     record "$t" rss_pull_peak_mib "$rss"
     stop "$t"
+    if [ "$t" = wharfage ] && [ "$storage" = s3 ]; then bench_blob_cache; fi
+}
+
+bench_blob_cache() { # wharfage on S3 again, with --blob-cache-dir: the first pull, then later ones
+    local cache=$work/wharfage/blob-cache s i plain=("${wharfage_storage[@]}")
+    log "== wharfage with a blob cache"
+    rm -rf "$cache"
+    wharfage_storage+=(--blob-cache-dir "$cache")
+    start wharfage
+    s=$(get_once "$base/v2/bench/blobs/$digest")
+    log "  first GET (from S3, filling the cache): $("${lib[@]}" mibs "$size" "$s") MiB/s"
+    record wharfage get1_fill_mibs "$("${lib[@]}" mibs "$size" "$s")"
+    # The fill is flushed to disk and published after the response: wait for it.
+    for ((i = 0; i < 600; i++)); do
+        [ -f "$cache/sha256/${digest#sha256:}" ] && break
+        sleep 0.1
+    done
+    [ -f "$cache/sha256/${digest#sha256:}" ] || die "the blob cache did not fill within 60 s"
+    get_series wharfage "$base/v2/bench/blobs/$digest" get1_cached_mibs
+    get8_series wharfage "$base/v2/bench/blobs/$digest" get8_cached_mibs
+    stop wharfage
+    wharfage_storage=("${plain[@]}")
 }
 
 log "cpus: $(nproc), blob: ${size_mib} MiB, storage: $storage, wrk and ab: 64 connections, ${duration}s"

@@ -30,6 +30,9 @@ impl Store {
         if let Some(size) = self.cache().blob_sizes.get(d) {
             return Ok(Some(size));
         }
+        if let Some(size) = self.inner.blob_cache.as_ref().and_then(|c| c.size(d)) {
+            return Ok(Some(size));
+        }
         match self.os().head(&keys::blob(d)).await {
             Ok(meta) => {
                 self.cache().blob_sizes.insert(d.clone(), meta.size);
@@ -59,6 +62,13 @@ impl Store {
 
     /// Opens a blob for streaming, whole or a byte range of it (already checked against its size).
     pub async fn read_blob(&self, d: &Digest, range: Option<Range<u64>>) -> Result<BlobBody> {
+        let cache = self.inner.blob_cache.as_ref();
+        if let Some(file) = cache.and_then(|c| c.open_blob(d)) {
+            let total = file.metadata().map_err(|e| StoreError::Corrupt { key: d.to_string(), reason: format!("cached copy: {e}") })?.len();
+            let range = range.unwrap_or(0..total);
+            return Ok(BlobBody { total, range: range.clone(), stream: file_stream(file, range) });
+        }
+        let whole = range.is_none();
         let opts = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
         let got = match self.os().get_opts(&keys::blob(d), opts).await {
             Ok(g) => g,
@@ -72,7 +82,13 @@ impl Store {
         let range = got.range.clone();
         let stream: ByteStream = match got.payload {
             GetResultPayload::File(file, _) => file_stream(file, range.clone()),
-            GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
+            GetResultPayload::Stream(s) => {
+                let s = s.map_err(std::io::Error::other).boxed();
+                match cache {
+                    Some(c) if whole => c.fill_while_streaming(d, total, s),
+                    _ => s,
+                }
+            }
         };
         Ok(BlobBody { total, range, stream })
     }

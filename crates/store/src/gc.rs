@@ -428,6 +428,9 @@ impl Store {
             concurrently(doomed, |(d, key): (Digest, Path)| async move {
                 self.cache().blob_sizes.remove(&d);
                 self.cache().manifests.remove(&d);
+                if let Some(c) = &self.inner.blob_cache {
+                    c.remove(&d);
+                }
                 self.remove(&key).await
             })
             .await?;

@@ -8,6 +8,7 @@
 //! every change goes through this cache, as with a local root directory.
 
 mod apps;
+mod blob_cache;
 mod blobs;
 mod cache;
 mod error;
@@ -28,6 +29,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use apps::StagingRecord;
+pub use blob_cache::BlobCacheConfig;
 pub use blobs::BlobBody;
 pub use manifests::StoredManifest;
 pub use error::{Result, StoreError};
@@ -58,6 +60,8 @@ struct Inner {
     s3: Option<s3::S3Extra>,
     /// The root directory of the filesystem backend.
     local_root: Option<PathBuf>,
+    /// A local disk cache of blobs read from a remote store.
+    blob_cache: Option<Arc<blob_cache::BlobCache>>,
 }
 
 impl Store {
@@ -93,8 +97,22 @@ impl Store {
                 cache: cache::Cache::new(),
                 s3: None,
                 local_root: None,
+                blob_cache: None,
             }),
         }
+    }
+
+    /// Adds a local disk cache of the blobs read from a shared (object) store; see
+    /// [`BlobCacheConfig`]. Call right after opening the store.
+    pub fn with_blob_cache(mut self, cfg: &BlobCacheConfig) -> Result<Self> {
+        if !self.is_shared() {
+            return Err(StoreError::Config("a blob cache is only for object stores: the filesystem backend already reads local files".into()));
+        }
+        let cache = Arc::new(blob_cache::BlobCache::open(cfg)?);
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| StoreError::Config("the blob cache must be set before the store is shared".into()))?;
+        inner.blob_cache = Some(cache);
+        Ok(self)
     }
 
     /// What and where this store is, for logs.

@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// Answer blob GETs with a redirect to a presigned object-store URL
     #[arg(long, env = "WHARFAGE_S3_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
     s3_redirect: Option<bool>,
+    /// Local directory caching blobs read from S3, so repeated pulls skip the object store
+    /// (S3 storage only) [default: off]
+    #[arg(long, env = "WHARFAGE_BLOB_CACHE_DIR")]
+    blob_cache_dir: Option<PathBuf>,
+    /// Most disk space the blob cache uses, e.g. 20GiB; least recently used blobs go first
+    /// [default: 10GiB]
+    #[arg(long, env = "WHARFAGE_BLOB_CACHE_SIZE")]
+    blob_cache_size: Option<String>,
     /// Upstream registry (host:port) to reach over plain HTTP when staging; repeatable
     #[arg(long = "insecure-registry", env = "WHARFAGE_INSECURE_REGISTRIES", value_delimiter = ',')]
     insecure_registries: Vec<String>,
@@ -103,6 +111,8 @@ struct FileConfig {
     /// Access keys may also come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    blob_cache_dir: Option<PathBuf>,
+    blob_cache_size: Option<String>,
     #[serde(default)]
     insecure_registries: Vec<String>,
     upstream_ca: Option<PathBuf>,
@@ -117,7 +127,7 @@ struct FileConfig {
 #[derive(Debug)]
 pub enum Storage {
     Fs(PathBuf),
-    S3 { config: store::S3Config, redirect: bool },
+    S3 { config: store::S3Config, redirect: bool, blob_cache: Option<store::BlobCacheConfig> },
 }
 
 /// The resolved configuration of `serve`.
@@ -149,6 +159,25 @@ pub fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliErro
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// Parses `1048576`, `512MiB`, `20GiB`, `1TiB` (also `K`/`M`/`G`/`T` and `KB`..., all
+/// powers of 1024) into bytes; the error names the key.
+pub fn parse_size(key: &str, v: &str) -> Result<u64, CliError> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let bad = || CliError::Config(format!("{key} {v:?}: expected a size such as 512MiB or 20GiB"));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
 impl ServeConfig {
     /// Merges flags/environment over the config file over defaults.
     pub fn load(args: ServeArgs) -> Result<Self, CliError> {
@@ -161,7 +190,20 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
+        let blob_cache_dir = args.blob_cache_dir.or(file.blob_cache_dir);
+        let blob_cache_size = match args.blob_cache_size.or(file.blob_cache_size) {
+            Some(_) if blob_cache_dir.is_none() => {
+                return Err(CliError::Config("blob_cache_size needs blob_cache_dir: where should the cache go?".into()))
+            }
+            Some(v) => parse_size("blob_cache_size", &v)?,
+            None => 10 << 30,
+        };
         let storage = match args.storage.or(file.storage).unwrap_or(StorageKind::Fs) {
+            StorageKind::Fs if blob_cache_dir.is_some() => {
+                return Err(CliError::Config(
+                    "blob_cache_dir is for --storage s3 only: the filesystem backend reads its blobs locally already".into(),
+                ))
+            }
             StorageKind::Fs => Storage::Fs(args.root.or(file.root).unwrap_or_else(|| "wharfage-data".into())),
             StorageKind::S3 => {
                 let required = |v: Option<String>, flag: &str| {
@@ -178,6 +220,7 @@ impl ServeConfig {
                         secret_access_key: env("AWS_SECRET_ACCESS_KEY").or(file.s3_secret_access_key),
                     },
                     redirect: args.s3_redirect.or(file.s3_redirect).unwrap_or(false),
+                    blob_cache: blob_cache_dir.map(|dir| store::BlobCacheConfig { dir, max_bytes: blob_cache_size }),
                 }
             }
         };

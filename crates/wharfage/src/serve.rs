@@ -28,7 +28,8 @@ pub fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
 pub fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
     Ok(match &cfg.storage {
         Storage::Fs(root) => store::Store::filesystem(root)?,
-        Storage::S3 { config, .. } => store::Store::s3(config)?,
+        Storage::S3 { config, blob_cache: None, .. } => store::Store::s3(config)?,
+        Storage::S3 { config, blob_cache: Some(cache), .. } => store::Store::s3(config)?.with_blob_cache(cache)?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The backend test suite: the same cases run against the filesystem backend and against a
 //! real S3 server (SeaweedFS), so both backends keep the storage model's promises.
 
+mod blob_cache;
 mod suite;
 
 use store::{S3Config, Store};

@@ -11,7 +11,7 @@ fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
 }
 
-fn random(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random(len: usize, seed: u64) -> Vec<u8> {
     // xorshift: deterministic, incompressible enough, no dependency.
     let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
     (0..len)
@@ -25,12 +25,12 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A body delivered in pieces of `piece` bytes, like a network stream.
-fn body(data: &[u8], piece: usize) -> ByteStream {
+pub(crate) fn body(data: &[u8], piece: usize) -> ByteStream {
     let chunks: Vec<std::io::Result<Bytes>> = data.chunks(piece.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
     futures::stream::iter(chunks).boxed()
 }
 
-async fn read_all(store: &Store, d: &Digest, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+pub(crate) async fn read_all(store: &Store, d: &Digest, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
     let mut b = store.read_blob(d, range).await.unwrap();
     let mut out = Vec::new();
     while let Some(c) = b.stream.next().await {

@@ -149,3 +149,19 @@ fn bad_config_value_missing_file_and_busy_port_are_clear_errors() {
     let stderr = expect_failure(cmd, "a listen address in use");
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "names the address; stderr:\n{stderr}");
 }
+
+#[test]
+fn blob_cache_settings_are_checked() {
+    let tmp = tempdir();
+    let mut cmd = wharfage(tmp.path());
+    cmd.args(["serve", "--blob-cache-dir"]).arg(tmp.path().join("cache"));
+    let stderr = expect_failure(cmd, "a blob cache on the filesystem backend");
+    assert!(stderr.contains("blob_cache_dir is for --storage s3 only"), "says the cache is for S3; stderr:\n{stderr}");
+
+    let file = config_file(tmp.path(), "storage = \"s3\"\ns3_endpoint = \"http://127.0.0.1:9\"\ns3_bucket = \"b\"\nblob_cache_dir = \"c\"\nblob_cache_size = \"12 parsecs\"\n");
+    let mut cmd = wharfage(tmp.path());
+    cmd.args(["serve", "--config"]).arg(&file);
+    let stderr = expect_failure(cmd, "a blob cache size that is not a size");
+    assert!(stderr.contains("blob_cache_size \"12 parsecs\""), "names the key and the value; stderr:\n{stderr}");
+    assert!(!tmp.path().join("c").exists(), "a bad config still created the cache");
+}

@@ -613,3 +613,55 @@ fn presigned_redirects_serve_the_blob_from_the_store() {
     let got = Http::new(keyless.addr).get(&format!("/v2/{repo}/blobs/{layer}")).expect(200, "blob GET with --s3-redirect and no keys");
     assert!(got.body == *bytes, "the blob served without a redirect");
 }
+
+#[test]
+fn blob_cache_serves_repeat_pulls_from_local_disk() {
+    let store = S3Store::shared();
+    let skopeo = Skopeo::new();
+    let tmp = tempdir();
+    let cache = tmp.path().join("blob-cache");
+    let cache_arg = cache.to_str().unwrap();
+    let server = store.start(&["--blob-cache-dir", cache_arg, "--blob-cache-size", "1GiB"]);
+    let (layout, image) = image_fixture(&tmp.path().join("src"), 60);
+    let repo = "e2e/cached";
+    skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v1", server.host()));
+    let cached = |d: &str| cache.join("sha256").join(&d["sha256:".len()..]);
+    assert!(image.layers.iter().all(|l| !cached(l).exists()), "a push filled the cache");
+
+    // Four clients pull the cold layers at once: all get the bytes, one fills the cache.
+    let layer = image.layers[2].clone();
+    let pulls: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, path) = (server.addr, format!("/v2/{repo}/blobs/{layer}"));
+            std::thread::spawn(move || get_hashed(addr, &path, ""))
+        })
+        .collect();
+    for p in pulls {
+        let (status, len, digest) = p.join().unwrap();
+        assert_eq!((status, len, digest.as_str()), (200, layout.blobs[&layer].len() as u64, layer.as_str()), "a cold parallel pull");
+    }
+    assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("out"), &layout.blobs, &image.digest);
+    for d in image.layers.iter().chain([&image.config]) {
+        assert!(eventually(Duration::from_secs(10), || cached(d).exists()), "blob {d} never reached the cache");
+        assert_eq!(sha256(&std::fs::read(cached(d)).unwrap()), *d, "the cached copy of {d} is the blob");
+    }
+    assert!(std::fs::read_dir(cache.join("tmp")).unwrap().next().is_none(), "finished fills leave no temporary files");
+
+    // Served from the replica's disk: with the layers gone from the bucket (behind the
+    // registry's back), a restarted replica still serves them, whole and in ranges.
+    for l in &image.layers {
+        let key = format!("/{}/{}/blobs/sha256/{}/{}", store.bucket, store.prefix, &l[7..9], &l[7..]);
+        assert_eq!(testkit::http_status(store.s3.addr().port(), "DELETE", &key).unwrap(), 204, "DELETE {key}");
+    }
+    drop(server);
+    let server = store.start(&["--blob-cache-dir", cache_arg, "--blob-cache-size", "1GiB"]);
+    let http = Http::new(server.addr);
+    for l in &image.layers {
+        let got = http.get(&format!("/v2/{repo}/blobs/{l}")).expect(200, "GET of a cached layer");
+        assert!(got.body == layout.blobs[l], "layer {l} served from the cache");
+        let part = http.send("GET", &format!("/v2/{repo}/blobs/{l}"), &[("range", "bytes=10-19")], Vec::new()).expect(206, "ranged GET of a cached layer");
+        assert!(part.body == layout.blobs[l][10..20], "a range of layer {l} from the cache");
+    }
+    // The repository's link still decides: another repository cannot read the cached bytes.
+    assert_eq!(http.get(&format!("/v2/other/blobs/{layer}")).status, 404);
+}

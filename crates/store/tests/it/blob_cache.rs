@@ -1,0 +1,187 @@
+//! The local blob cache of a store on S3 (SeaweedFS): what it serves, when it fills, how it
+//! stays within its size, and what survives a restart.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use oci::{Algorithm, Digest};
+use store::{BlobCacheConfig, S3Config, Store};
+
+use crate::suite::{body, random, read_all};
+
+struct Case {
+    s3: &'static testkit::SeaweedFs,
+    prefix: String,
+    cache: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Case {
+        let s3 = testkit::SeaweedFs::shared();
+        s3.create_bucket("cache");
+        Case { s3, prefix: testkit::unique("cache"), cache: tempfile::tempdir().unwrap() }
+    }
+
+    fn open(&self, max_bytes: u64) -> Store {
+        let cfg = S3Config {
+            endpoint: self.s3.endpoint.clone(),
+            bucket: "cache".into(),
+            region: "us-east-1".into(),
+            prefix: Some(self.prefix.clone()),
+            access_key_id: Some("any".into()),
+            secret_access_key: Some("any".into()),
+        };
+        let cache = BlobCacheConfig { dir: self.cache.path().to_path_buf(), max_bytes };
+        Store::s3(&cfg).unwrap().with_blob_cache(&cache).unwrap()
+    }
+
+    fn cached(&self, d: &Digest) -> PathBuf {
+        self.cache.path().join(d.algorithm().as_str()).join(d.hex())
+    }
+
+    /// Removes the blob from the bucket behind the store's back, so that only a cached copy
+    /// can still answer.
+    fn delete_from_bucket(&self, d: &Digest) {
+        let key = format!("/cache/{}/blobs/{}/{}/{}", self.prefix, d.algorithm().as_str(), &d.hex()[..2], d.hex());
+        let status = testkit::http_status(self.s3.addr().port(), "DELETE", &key).unwrap();
+        assert_eq!(status, 204, "DELETE {key}");
+    }
+
+    fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.cache.path().join("tmp")).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+/// Fills run off the request path: wait for one to land (or fail after 10 s).
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn put(store: &Store, len: usize, seed: u64) -> (Digest, Vec<u8>) {
+    let data = random(len, seed);
+    let d = Digest::of(Algorithm::Sha256, &data);
+    store.put_blob(&d, body(&data, 64 << 10)).await.unwrap();
+    (d, data)
+}
+
+async fn whole_read_fills_and_later_reads_need_no_bucket() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let (d, data) = put(&store, 3 << 20, 1).await;
+    assert!(!case.cached(&d).exists(), "a push does not fill the cache");
+
+    // A range read streams from the bucket and fills nothing.
+    assert_eq!(read_all(&store, &d, Some(5..500)).await, &data[5..500]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!case.cached(&d).exists(), "a range read filled the cache");
+
+    assert_eq!(read_all(&store, &d, None).await, data);
+    wait_for(&case.cached(&d));
+    assert_eq!(std::fs::read(case.cached(&d)).unwrap(), data, "the cached copy is the blob");
+    assert_eq!(case.temp_files(), 0, "a finished fill leaves no temporary file");
+
+    case.delete_from_bucket(&d);
+    assert_eq!(read_all(&store, &d, None).await, data, "whole read from the cache");
+    assert_eq!(read_all(&store, &d, Some(1_000_000..2_000_000)).await, &data[1_000_000..2_000_000], "range from the cache");
+}
+
+async fn abandoned_read_caches_nothing() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let (d, data) = put(&store, 4 << 20, 2).await;
+    let mut b = store.read_blob(&d, None).await.unwrap();
+    b.stream.next().await.unwrap().unwrap();
+    drop(b); // the client went away after its first chunk
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!case.cached(&d).exists(), "half a blob was cached");
+    assert_eq!(case.temp_files(), 0, "the abandoned fill left its temporary file");
+    // The next whole read fills it.
+    assert_eq!(read_all(&store, &d, None).await, data);
+    wait_for(&case.cached(&d));
+}
+
+async fn size_limit_evicts_least_recently_used() {
+    let case = Case::new();
+    // 1 MiB blobs in 4.5 MiB: four fit, a fifth does not (and each is under a quarter).
+    let store = case.open(4 << 20 | 512 << 10);
+    let mut blobs = Vec::new();
+    for seed in 0..4 {
+        let (d, data) = put(&store, 1 << 20, 10 + seed).await;
+        assert_eq!(read_all(&store, &d, None).await, data);
+        wait_for(&case.cached(&d));
+        blobs.push(d);
+    }
+    // Use the oldest again, then fill a fifth: the least recently used (the second) goes.
+    read_all(&store, &blobs[0], None).await;
+    let (fifth, _) = put(&store, 1 << 20, 20).await;
+    read_all(&store, &fifth, None).await;
+    wait_for(&case.cached(&fifth));
+    assert!(case.cached(&blobs[0]).exists(), "the recently used blob was evicted");
+    assert!(!case.cached(&blobs[1]).exists(), "the least recently used blob is still cached");
+    assert!(case.cached(&blobs[2]).exists() && case.cached(&blobs[3]).exists());
+
+    // Larger than a quarter of the cache: streamed, never cached.
+    let (big, data) = put(&store, 2 << 20, 30).await;
+    assert_eq!(read_all(&store, &big, None).await, data);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!case.cached(&big).exists(), "a blob over a quarter of the cache was cached");
+}
+
+async fn restart_keeps_entries_and_clears_unfinished_fills() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let (d, data) = put(&store, 1 << 20, 3).await;
+    read_all(&store, &d, None).await;
+    wait_for(&case.cached(&d));
+    drop(store);
+    std::fs::write(case.cache.path().join("tmp/crashed-fill"), b"half a blob").unwrap();
+    case.delete_from_bucket(&d);
+
+    // A smaller budget after the restart still holds it; the crashed fill is gone.
+    let store = case.open(8 << 20);
+    assert_eq!(case.temp_files(), 0, "an unfinished fill survived a restart");
+    assert_eq!(read_all(&store, &d, None).await, data, "the cache is indexed again at start-up");
+    // A budget too small for anything empties it.
+    drop(store);
+    let _store = case.open(1 << 10);
+    assert!(!case.cached(&d).exists(), "a shrunken budget kept a blob it cannot hold");
+}
+
+async fn garbage_collection_drops_the_cached_copy() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let (d, data) = put(&store, 1 << 20, 4).await;
+    assert_eq!(read_all(&store, &d, None).await, data);
+    wait_for(&case.cached(&d));
+    // Nothing links or uses the blob; with no grace it is collected once its protection
+    // from the push is older than the second of slack S3's whole-second times get.
+    std::thread::sleep(Duration::from_millis(2500));
+    let opts = store::GcOptions { grace: Duration::ZERO, protect_window: Duration::ZERO, ..Default::default() };
+    let report = store.collect_garbage(&opts).await.unwrap();
+    assert_eq!(report.blobs.count, 1, "{report:?}");
+    assert!(!case.cached(&d).exists(), "the collected blob is still in the cache");
+    assert!(store.read_blob(&d, None).await.is_err(), "a collected blob is still served");
+}
+
+/// One test for all cases: SeaweedFS takes seconds to start, once per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_cache_on_s3() {
+    whole_read_fills_and_later_reads_need_no_bucket().await;
+    abandoned_read_caches_nothing().await;
+    size_limit_evicts_least_recently_used().await;
+    restart_keeps_entries_and_clears_unfinished_fills().await;
+    garbage_collection_drops_the_cached_copy().await;
+}
+
+#[test]
+fn the_filesystem_backend_refuses_a_blob_cache() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = BlobCacheConfig { dir: root.path().join("cache"), max_bytes: 1 << 30 };
+    let err = Store::filesystem(root.path()).unwrap().with_blob_cache(&cache).err().expect("a cache on fs was accepted");
+    assert!(err.to_string().contains("only for object stores"), "{err}");
+}
