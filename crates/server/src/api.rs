@@ -54,7 +54,7 @@ fn stage_error(e: &StageError) -> Response {
 /// client-side store error, which tells a platform the server is broken.
 fn stage_status(e: &StageError) -> (u16, &'static str) {
     match e {
-        StageError::Store(store::StoreError::BeingCollected(_) | store::StoreError::BlobUnknown(_)) => (503, "STORAGE_UNAVAILABLE"),
+        e if e.is_gc_race() => (503, "STORAGE_UNAVAILABLE"),
         _ => (e.status(), e.code()),
     }
 }

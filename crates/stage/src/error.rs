@@ -45,6 +45,13 @@ impl StageError {
         }
     }
 
+    /// Whether the staging lost a race with garbage collection: it relied on a blob that a
+    /// collection was removing (or removed between two looks). Nobody's fault; a new attempt
+    /// succeeds once that collection is done.
+    pub fn is_gc_race(&self) -> bool {
+        matches!(self, StageError::Store(StoreError::BeingCollected(_) | StoreError::BlobUnknown(_)))
+    }
+
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self.status() {

@@ -13,7 +13,7 @@ mod platform;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -78,30 +78,56 @@ impl Stager {
 
     /// Stages an image for an app; progress goes to `events` if given.
     /// The record it returns is the one stored under `apps/<app-id>/` (it never holds credentials).
+    ///
+    /// A staging that loses a race with garbage collection (a blob it relied on was being
+    /// removed) is run again, after 0.5, 1, 2 and 4 s, before that is reported: a collection
+    /// holds a digest for the seconds its sweep takes.
     pub async fn stage(&self, req: StageRequest, events: Option<mpsc::Sender<Event>>) -> Result<StagingRecord, StageError> {
         let started = Instant::now();
         let progress = Progress(events);
-        let source = req.source.to_string();
         let session = self.inner.upstream.session(&req.source, req.credentials);
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.stage_once(&req.source, &req.app, &req.platform, &session, &progress, started).await {
+                Err(e) if e.is_gc_race() && pause <= Duration::from_secs(4) => {
+                    tracing::info!(app = %req.app, source = %req.source, error = %e, retry_in = ?pause, "staging lost a race with garbage collection");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn stage_once(
+        &self,
+        image: &ImageRef,
+        app: &AppId,
+        platform: &Platform,
+        session: &upstream::Session,
+        progress: &Progress,
+        started: Instant,
+    ) -> Result<StagingRecord, StageError> {
+        let source = image.to_string();
         let store = &self.inner.store;
 
         // Resolve: the top manifest, then the platform's manifest(s) of an index.
-        let top = self.manifest(&session, &req.source.reference).await?;
+        let top = self.manifest(session, &image.reference).await?;
         let (pinned, images) = if top.manifest.is_index() {
-            let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| req.platform.matches(d)).collect();
+            let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| platform.matches(d)).collect();
             if chosen.is_empty() {
                 let available: Vec<String> = top.manifest.manifests.iter().map(platform::describe).collect();
-                return Err(StageError::NoPlatform { image: source, wanted: req.platform.to_string(), available: available.join(", ") });
+                return Err(StageError::NoPlatform { image: source, wanted: platform.to_string(), available: available.join(", ") });
             }
             let mut images = Vec::new();
-            for d in if req.platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
-                let child = self.manifest(&session, &Reference::Digest(d.digest.clone())).await?;
+            for d in if *platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
+                let child = self.manifest(session, &Reference::Digest(d.digest.clone())).await?;
                 if child.manifest.is_index() {
                     return Err(StageError::Unusable { image: source, reason: format!("index entry {} is itself an index", d.digest) });
                 }
                 images.push(child);
             }
-            if req.platform == Platform::All {
+            if *platform == Platform::All {
                 (top, images)
             } else {
                 let one = images.remove(0);
@@ -167,7 +193,7 @@ impl Stager {
         let metadata = self.metadata(&images, &source).await?;
 
         // Commit: links, manifests (children first), record.
-        let repo = req.app.repository();
+        let repo = app.repository();
         for d in blobs.keys() {
             store.link_blob(&repo, d).await?;
         }
@@ -180,7 +206,7 @@ impl Stager {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let staging_id = format!("{now_ms:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let record = StagingRecord {
-            app: req.app,
+            app: app.clone(),
             staging_id,
             source,
             repository: repo.to_string(),
