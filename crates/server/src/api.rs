@@ -14,6 +14,7 @@ use store::StagingRecord;
 use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
+use crate::error::{error_response, json_response as json};
 use crate::AppState;
 
 /// The routes of the management API.
@@ -28,24 +29,12 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// A JSON error in the same shape as the registry API's.
 fn error(status: u16, code: &str, message: impl std::fmt::Display) -> Response {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message.to_string() }] });
-    json(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body)
-}
-
-fn json(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut r = Response::new(Body::from(body.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
-    r
+    error_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, &message.to_string(), None)
 }
 
 fn stage_error(e: &StageError) -> Response {
     let (status, code) = stage_status(e);
-    let mut r = error(status, code, e);
-    if status == 503 {
-        r.headers_mut().insert("retry-after", http::HeaderValue::from_static("1"));
-    }
-    r
+    error(status, code, e)
 }
 
 /// The status and code of a failed staging. A staging that relied on a blob a concurrent

@@ -58,19 +58,31 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut entry = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
-        if let Some(d) = self.detail {
-            entry["detail"] = d;
-        }
-        let body = serde_json::json!({ "errors": [entry] }).to_string();
-        let mut resp = Response::new(Body::from(body));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        resp
+        error_response(status, self.code.as_str(), &self.message, self.detail)
     }
+}
+
+/// The one renderer of error bodies, `{"errors":[{"code","message","detail"?}]}`, for the
+/// registry API (OCI codes) and the management API (its own codes) alike. A 503 carries
+/// `Retry-After`, since it always means "the store or a collection is in the way; try again".
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str, detail: Option<serde_json::Value>) -> Response {
+    let mut entry = serde_json::json!({ "code": code, "message": message });
+    if let Some(d) = detail {
+        entry["detail"] = d;
+    }
+    let mut resp = json_response(status, &serde_json::json!({ "errors": [entry] }));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// A JSON body with its content type.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// Handler result.
