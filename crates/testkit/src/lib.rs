@@ -30,6 +30,12 @@ impl ChildGuard {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Freezes the process (SIGSTOP: its sockets still accept connections, nothing answers,
+    /// as with a hung server) or thaws it (SIGCONT).
+    pub fn pause(&self, paused: bool) {
+        self.signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
+    }
+
     /// Sends a signal (e.g. `libc::SIGTERM`) without waiting.
     pub fn signal(&self, sig: i32) {
         if let Some(c) = &self.child {
@@ -245,7 +251,7 @@ impl SeaweedFs {
     /// Stops the S3 server (SIGSTOP: connections hang) or resumes it (SIGCONT), to test
     /// what clients see while the store is unreachable.
     pub fn pause(&self, paused: bool) {
-        self.child().signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
+        self.child().pause(paused);
     }
 
     /// Kills the server (SIGKILL: no clean shutdown), e.g. to test what clients see while

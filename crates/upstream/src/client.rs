@@ -37,6 +37,9 @@ pub struct UpstreamConfig {
     pub base_backoff: Duration,
     pub max_backoff: Duration,
     pub connect_timeout: Duration,
+    /// Longest wait for the next byte of an answer (headers or body) before the request
+    /// fails as a timeout; a hung upstream is given up on after this (and the retries).
+    pub read_timeout: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -48,6 +51,7 @@ impl Default for UpstreamConfig {
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -118,7 +122,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("wharfage/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
-            .read_timeout(Duration::from_secs(60))
+            .read_timeout(cfg.read_timeout)
             // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
             .redirect(redirect_policy(cfg.insecure.clone()));
         if let Some(pem) = &cfg.extra_ca_pem {

@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Extra CA certificates (PEM bundle) trusted for upstream registries, besides the system roots
     #[arg(long, env = "WHARFAGE_UPSTREAM_CA")]
     upstream_ca: Option<PathBuf>,
+    /// A staging fails (504) when an upstream registry sends no byte for this long, on each of
+    /// its retries, e.g. 30s, 2m [default: 60s]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_TIMEOUT")]
+    upstream_timeout: Option<String>,
     /// Parallel blob downloads per staging [default: 4]
     #[arg(long, env = "WHARFAGE_STAGE_CONCURRENCY")]
     stage_concurrency: Option<usize>,
@@ -116,6 +120,7 @@ struct FileConfig {
     #[serde(default)]
     insecure_registries: Vec<String>,
     upstream_ca: Option<PathBuf>,
+    upstream_timeout: Option<String>,
     stage_concurrency: Option<usize>,
     gc_grace: Option<String>,
     gc_interval: Option<String>,
@@ -232,7 +237,14 @@ impl ServeConfig {
             ),
             None => None,
         };
-        let upstream = upstream::UpstreamConfig { insecure, extra_ca_pem, ..Default::default() };
+        let read_timeout = match args.upstream_timeout.or(file.upstream_timeout) {
+            Some(v) => parse_duration("upstream_timeout", &v)?,
+            None => std::time::Duration::from_secs(60),
+        };
+        if read_timeout.is_zero() {
+            return Err(CliError::Config("upstream_timeout must be at least 1s".into()));
+        }
+        let upstream = upstream::UpstreamConfig { insecure, extra_ca_pem, read_timeout, ..Default::default() };
         let stage_concurrency = args.stage_concurrency.or(file.stage_concurrency).unwrap_or(4);
         if stage_concurrency == 0 {
             return Err(CliError::Config("stage_concurrency must be at least 1".into()));

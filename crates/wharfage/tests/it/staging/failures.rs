@@ -11,7 +11,7 @@ use super::images::{image, layer};
 use super::images::image_with_config_of;
 use super::proxy::{Faults, Proxy};
 use super::upstream::{Mode, Upstream};
-use super::{body, error_message, layout, Wharf};
+use super::{body, error_message, insecure, layout, Wharf};
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_MANIFEST};
 use crate::harness::files_under;
 use crate::skopeo::Skopeo;
@@ -309,4 +309,34 @@ fn unknown_images_bad_requests_and_unreachable_upstreams() {
     let apps = body(&wharf.http.get("/api/v1/apps").expect(200, "apps"));
     assert_eq!(apps["apps"], json!([]), "no failed staging leaves an app behind: {apps}");
     assert!(up.wharfage_requests().iter().all(|r| !r.uri.contains("/blobs/")), "no blob was fetched for a failed staging");
+}
+
+#[test]
+fn a_hung_upstream_fails_the_staging_with_504_after_the_read_timeout() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let mut args = insecure(&[up.host()]);
+    args.extend(["--upstream-timeout", "1s"].map(String::from));
+    let wharf = Wharf::start(&args);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(504);
+    let base = layer(&mut l, &mut rng, "base.bin", 20_000);
+    let img = image(&mut l, "amd64", &[&base]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "hung/app");
+
+    up.pause(true);
+    let started = Instant::now();
+    let r = wharf.stage(&format!("{}/hung/app:v1", up.host()), "hung", json!({})).expect(504, "a hung upstream");
+    let took = started.elapsed();
+    up.pause(false);
+    let message = error_message(&r, "UPSTREAM_TIMEOUT");
+    assert!(message.contains(&up.host()), "the message names the registry: {message}");
+    // Every attempt waits the 1 s read timeout; five attempts with back-off between them.
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(30), "gave up after {took:?}");
+    assert_eq!(body(&wharf.http.get("/api/v1/apps").expect(200, "apps"))["apps"], json!([]), "nothing of the app is visible");
+
+    // The same staging works once the upstream answers again.
+    let staged = wharf.stage_ok(&format!("{}/hung/app:v1", up.host()), "hung", json!({}));
+    assert_eq!(staged["digest"], img.digest.as_str());
 }

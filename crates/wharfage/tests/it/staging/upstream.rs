@@ -229,6 +229,12 @@ impl Upstream {
         std::fs::write(&path, bytes).unwrap();
     }
 
+    /// Freezes the registry (SIGSTOP: connections are accepted by the kernel and never
+    /// answered, as with a hung server) or thaws it (SIGCONT).
+    pub fn pause(&self, paused: bool) {
+        self.child.as_ref().expect("the upstream runs").pause(paused);
+    }
+
     /// Kills the registry (SIGKILL) and checks that its port no longer answers.
     pub fn stop(&mut self) {
         drop(self.child.take());
