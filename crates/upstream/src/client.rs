@@ -213,7 +213,8 @@ impl Session {
         loop {
             attempt += 1;
             let mut req = self.client.inner.http.request(method.clone(), url).headers(extra.clone());
-            if let Some(a) = self.auth_header() {
+            let sent_auth = self.auth_header();
+            if let Some(a) = sent_auth.clone() {
                 req = req.header(AUTHORIZATION, a);
             }
             let resp = match req.send().await {
@@ -241,7 +242,9 @@ impl Session {
                     authenticated = true;
                     attempt -= 1;
                     let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
-                    self.authenticate(challenge, what).await?;
+                    // A token refused before the time it was said to last (the registry's clock
+                    // or its idea of the lifetime differs): never offer it again.
+                    self.authenticate(challenge, what, sent_auth.is_some()).await?;
                 }
                 StatusCode::UNAUTHORIZED => {
                     // Say which: a basic-auth registry issued no token, the password was wrong.
@@ -272,7 +275,7 @@ impl Session {
     }
 
     /// Answers a challenge: basic credentials directly, or a bearer token from the realm.
-    async fn authenticate(&self, challenge: Option<Challenge>, what: &str) -> Result<(), UpstreamError> {
+    async fn authenticate(&self, challenge: Option<Challenge>, what: &str, refused: bool) -> Result<(), UpstreamError> {
         let auth = match challenge {
             None => return Err(self.refused(what, "401 without a usable WWW-Authenticate challenge")),
             Some(Challenge::Basic) => match self.credentials.as_deref() {
@@ -287,7 +290,7 @@ impl Session {
             },
             Some(Challenge::Bearer { realm, service, scope }) => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
-                Auth::Bearer(self.token(&realm, service.as_deref(), &scope, what).await?)
+                Auth::Bearer(self.token(&realm, service.as_deref(), &scope, what, refused).await?)
             }
         };
         if let Ok(mut guard) = self.auth.lock() {
@@ -296,9 +299,11 @@ impl Session {
         Ok(())
     }
 
-    async fn token(&self, realm: &str, service: Option<&str>, scope: &str, what: &str) -> Result<CachedToken, UpstreamError> {
+    /// A bearer token for `scope`: a cached anonymous one unless `refused` (the registry just
+    /// turned one down), else a new one from the realm.
+    async fn token(&self, realm: &str, service: Option<&str>, scope: &str, what: &str, refused: bool) -> Result<CachedToken, UpstreamError> {
         let key = (self.registry.clone(), scope.to_string());
-        if self.credentials.is_none() {
+        if self.credentials.is_none() && !refused {
             if let Some(t) = self.client.inner.anonymous.lock().ok().and_then(|m| m.get(&key).cloned()) {
                 if t.valid_until > Instant::now() {
                     return Ok(t);

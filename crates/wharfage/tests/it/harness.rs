@@ -46,8 +46,6 @@ pub struct Server {
     child: Option<Child>,
     /// The address the server bound, as it logged it.
     pub addr: SocketAddr,
-    /// When it logged that it serves.
-    started: Instant,
     log: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
 }
@@ -110,7 +108,7 @@ impl Server {
                 }
             }
         };
-        Server { child: Some(child), addr, started: Instant::now(), log, reader: Some(reader) }
+        Server { child: Some(child), addr, log, reader: Some(reader) }
     }
 
     /// `127.0.0.1:PORT`, as used in image references.

@@ -5,6 +5,8 @@
 //! password-protected upstream, neither the password nor its base64 forms appear anywhere
 //! under the storage root or in the server's log.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use serde_json::json;
 
@@ -209,4 +211,29 @@ fn credentials_are_not_sent_to_the_host_a_blob_redirects_to() {
     let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "pulled");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a redirected staging");
     assert_no_credentials_anywhere(&wharf);
+}
+
+#[test]
+fn tokens_the_registry_refuses_early_are_renewed_mid_staging() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Token);
+    // Slow blobs, one at a time: the staging outlives the tokens it gets.
+    let proxy = Proxy::start(up.port, Faults { delay_blobs: Some(Duration::from_millis(1500)), ..Faults::default() });
+    let mut args = super::insecure(&[up.host(), proxy.host()]);
+    args.extend(["--stage-concurrency", "1"].map(String::from));
+    let wharf = Wharf::start(&args);
+    let (l, img) = private_image(&wharf, 404);
+    up.push(&skopeo, &l, "v1", "private/app");
+
+    // The registry allows 60 s of clock skew past `exp`: these tokens last about 2 s there,
+    // while the token service's answer says 300 s.
+    up.issuer().set_jwt_lifetime(-58);
+    let before = up.issuer().requests().len();
+    let creds = json!({ "credentials": { "username": USER, "password": PASSWORD } });
+    let r = wharf.stage_ok(&format!("{}/private/app:v1", proxy.host()), "renewed", creds);
+    assert_eq!(r["digest"], img.digest);
+    let granted = up.issuer().requests()[before..].iter().filter(|r| r.status == 200 && r.user.as_deref() == Some(USER)).count();
+    assert!(granted >= 2, "the staging got only {granted} token(s): it never renewed a refused one");
+    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "renewed");
+    assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a staging that renewed its token");
 }

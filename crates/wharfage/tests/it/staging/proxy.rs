@@ -24,6 +24,8 @@ pub struct Faults {
     /// Answer blob GETs with a 307 to the same path on this loopback port, as registries
     /// send clients to their blob storage.
     pub redirect_blobs_to: Option<u16>,
+    /// Hold every blob GET this long before forwarding it: a slow upstream.
+    pub delay_blobs: Option<Duration>,
 }
 
 /// A running proxy; its threads end with the test process (they only serve loopback).
@@ -117,6 +119,9 @@ impl Shared {
             let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
             write!(client, "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())?;
             return Ok(());
+        }
+        if let Some(delay) = self.faults.delay_blobs.filter(|_| blob_get) {
+            std::thread::sleep(delay);
         }
         if let Some(port) = self.faults.redirect_blobs_to.filter(|_| blob_get) {
             let path = lines[0].split_whitespace().nth(1).unwrap_or("/");

@@ -296,6 +296,7 @@ pub struct TokenIssuer {
     pub port: u16,
     root_pem: PathBuf,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
+    state: Arc<IssuerState>,
 }
 
 impl TokenIssuer {
@@ -317,7 +318,8 @@ impl TokenIssuer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(IssuerState { signer, rng, x5c, requests: requests.clone() });
+        let state = Arc::new(IssuerState { jwt_lifetime: 300.into(), signer, rng, x5c, requests: requests.clone() });
+        let state_handle = state.clone();
         // The thread lives as long as the test process; the listener is tiny and idle after.
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -325,7 +327,14 @@ impl TokenIssuer {
                 std::thread::spawn(move || state.serve(conn));
             }
         });
-        TokenIssuer { port, root_pem, requests }
+        TokenIssuer { port, root_pem, requests, state: state_handle }
+    }
+
+    /// Makes the JWTs issued from now on expire `secs` after issue (negative: before), while
+    /// the answer still says `expires_in: 300`: the registry then refuses tokens long before
+    /// their holder expects, as with clocks out of step.
+    pub fn set_jwt_lifetime(&self, secs: i64) {
+        self.state.jwt_lifetime.store(secs, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every token request so far.
@@ -335,6 +344,8 @@ impl TokenIssuer {
 }
 
 struct IssuerState {
+    /// Seconds from issue to the JWT's `exp` claim (the answer always says 300).
+    jwt_lifetime: std::sync::atomic::AtomicI64,
     signer: ring::signature::EcdsaKeyPair,
     rng: ring::rand::SystemRandom,
     x5c: String,
@@ -436,7 +447,7 @@ impl IssuerState {
             "iss": TOKEN_ISSUER,
             "sub": subject,
             "aud": TOKEN_SERVICE,
-            "exp": now + 300,
+            "exp": now as i64 + self.jwt_lifetime.load(std::sync::atomic::Ordering::SeqCst),
             "nbf": now - 10,
             "iat": now,
             "jti": format!("{now}-{}", testkit::unique("jti")),
