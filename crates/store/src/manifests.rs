@@ -172,12 +172,12 @@ impl Store {
         Ok(Some(tags))
     }
 
-    /// Whether anything is stored for the repository.
+    /// Whether anything is stored for the repository: one object under it is enough. Folders
+    /// do not count, since the filesystem backend leaves empty ones behind after a collection.
     pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
-        let listed = self.os().list_with_delimiter(Some(&keys::repo(repo))).await?;
-        Ok(listed.common_prefixes.iter().any(|p| {
-            p.filename().is_some_and(|f| f == "_manifests" || f == "_layers" || f == "_tags")
-        }))
+        let prefix = keys::repo(repo);
+        let mut listed = self.os().list(Some(&prefix));
+        Ok(listed.try_next().await?.is_some())
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`, ordered by digest.

@@ -80,6 +80,9 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     w.skopeo_pull_check(&skopeo, "apps/app-b", &img_b.digest, &img_b);
     w.skopeo_pull_check(&skopeo, "team/tagged", "v1", &img_t);
     w.http.get_manifest("apps/app-a", &img_a.digest).expect(404, "the collected app's manifest");
+    // Nothing is left of the repository (the filesystem keeps its empty folders): unknown.
+    let tags = w.http.get("/v2/apps/app-a/tags/list").expect(404, "the tags of a fully collected repository");
+    assert!(tags.text().contains("NAME_UNKNOWN"), "{}", tags.text());
     w.http.head(&format!("/v2/team/tagged/blobs/{}", img_a.layers[2])).expect(200, "app a's layer the tagged image shares");
     // And app a can be staged again: the bytes come back from the upstream.
     let again = w.stage_ok(&format!("{}/src/a:v1", up.host()), "app-a");
