@@ -57,11 +57,7 @@ impl Store {
     /// The id of the app's current staging, if it has one.
     pub async fn current_staging(&self, app: &AppId) -> Result<Option<String>> {
         let key = current_key(app);
-        Ok(self
-            .read_small(&key)
-            .await?
-            .map(|b| String::from_utf8(b.to_vec()).map_err(|e| bad(&key, e)))
-            .transpose()?)
+        self.read_small(&key).await?.map(|b| String::from_utf8(b.to_vec()).map_err(|e| bad(&key, e))).transpose()
     }
 
     /// Every staging of an app, oldest first.

@@ -76,8 +76,9 @@ impl Drop for ChildGuard {
 /// Spawns `cmd` from a thread that lives as long as the process, with the parent-death
 /// signal set, so the child dies with the test process even if a test panics or is killed.
 pub fn spawn(mut cmd: Command) -> std::io::Result<ChildGuard> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<std::process::Child>>)>>> =
-        OnceLock::new();
+    /// A command to start, and where to send the started child (or the error).
+    type Job = (Command, mpsc::Sender<std::io::Result<std::process::Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<std::process::Child>>)>();
         std::thread::spawn(move || {

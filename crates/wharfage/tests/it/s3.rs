@@ -151,7 +151,9 @@ fn requests_during_outage(server: &Server, repo: &str, tag: &str, digest: &str, 
     let accept = [("accept", OCI_MANIFEST)];
     let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
     let new_blob = format!("never stored during the outage ({what})").into_bytes();
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    /// method, path, headers, body
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let cases: Vec<Case> = vec![
         ("GET", format!("/v2/{repo}/manifests/{tag}"), accept.to_vec(), vec![]),
         ("GET", format!("/v2/{repo}/manifests/{digest}"), accept.to_vec(), vec![]),
         ("HEAD", format!("/v2/{repo}/blobs/{layer}"), vec![], vec![]),
