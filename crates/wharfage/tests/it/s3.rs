@@ -667,3 +667,44 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
     // The repository's link still decides: another repository cannot read the cached bytes.
     assert_eq!(http.get(&format!("/v2/other/blobs/{layer}")).status, 404);
 }
+
+#[test]
+fn a_replicas_blob_cache_never_serves_what_another_replica_collected() {
+    let store = S3Store::shared();
+    let skopeo = Skopeo::new();
+    let tmp = tempdir();
+    let cache = tmp.path().join("blob-cache-b");
+    // A collects (no grace, no protect window); B serves pulls from its blob cache.
+    let a = store.start(&crate::gc::quiet().iter().map(String::as_str).collect::<Vec<_>>());
+    let b = store.start(&["--blob-cache-dir", cache.to_str().unwrap()]);
+    let (layout, image) = image_fixture(&tmp.path().join("src"), 70);
+    let repo = "e2e/collected";
+    skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v1", a.host()));
+    assert_pull(&skopeo, &b, repo, "v1", &tmp.path().join("out"), &layout.blobs, &image.digest);
+    let cached = |d: &str| cache.join("sha256").join(&d["sha256:".len()..]);
+    for l in &image.layers {
+        assert!(eventually(Duration::from_secs(10), || cached(l).exists()), "layer {l} never reached B's cache");
+    }
+
+    // The image is deleted and collected through A, once the push's protections are older
+    // than the second of slack S3's whole-second times get.
+    skopeo.delete(&format!("{}/{repo}:v1", a.host()));
+    std::thread::sleep(Duration::from_millis(2500));
+    let report = Http::new(a.addr)
+        .send("POST", "/api/v1/gc", &[("content-type", "application/json")], br#"{"dry_run":false}"#.to_vec())
+        .expect(200, "a collection on A");
+    let report: serde_json::Value = serde_json::from_slice(&report.body).unwrap();
+    assert_eq!(report["blobs"]["count"], image.layers.len() + 2, "A collected the layers, the config and the manifest: {report}");
+
+    // B still holds the copies, and serves none of them: the repository's links are gone.
+    let http = Http::new(b.addr);
+    for l in &image.layers {
+        assert!(cached(l).exists(), "B's copy of {l} went away: the test would prove nothing");
+        assert_eq!(http.get(&format!("/v2/{repo}/blobs/{l}")).status, 404, "GET of collected layer {l} on B");
+        assert_eq!(http.head(&format!("/v2/{repo}/blobs/{l}")).status, 404, "HEAD of collected layer {l} on B");
+    }
+
+    // Pushed again, the image pulls whole through B.
+    skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v1", a.host()));
+    assert_pull(&skopeo, &b, repo, "v1", &tmp.path().join("out-again"), &layout.blobs, &image.digest);
+}
