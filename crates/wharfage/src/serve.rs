@@ -62,8 +62,11 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
             }
         });
     }
-    if let Storage::S3 { redirect: true, .. } = &cfg.storage {
+    if let Storage::S3 { redirect: true, blob_cache, .. } = &cfg.storage {
         state.blob_redirect = Some(std::time::Duration::from_secs(600));
+        if blob_cache.is_some() {
+            tracing::warn!("--s3-redirect sends blob GETs to the object store: the blob cache serves only HEADs and fills from nothing");
+        }
     }
     let app = server::router(state);
     let listener = listener.tap_io(|tcp| {
