@@ -65,7 +65,7 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     if let Storage::S3 { redirect: true, blob_cache, .. } = &cfg.storage {
         state.blob_redirect = Some(std::time::Duration::from_secs(600));
         if blob_cache.is_some() {
-            tracing::warn!("--s3-redirect sends blob GETs to the object store: the blob cache serves only HEADs and fills from nothing");
+            tracing::warn!("--s3-redirect sends blob GETs to the object store, so nothing fills the blob cache: it stays unused");
         }
     }
     let app = server::router(state);
