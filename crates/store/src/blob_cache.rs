@@ -176,15 +176,20 @@ impl BlobCache {
         self.lock().entries.get(d).map(|(size, _)| *size)
     }
 
-    /// Opens the cached copy of a blob, marking it used.
-    pub(crate) fn open_blob(&self, d: &Digest) -> Option<std::fs::File> {
-        if !self.lock().entries.contains_key(d) {
-            return None;
-        }
-        match std::fs::File::open(self.path(d)) {
-            Ok(f) => {
+    /// Opens the cached copy of a blob, marking it used; returns it with its size.
+    pub(crate) fn open_blob(&self, d: &Digest) -> Option<(std::fs::File, u64)> {
+        let size = self.size(d)?;
+        let opened = std::fs::File::open(self.path(d)).and_then(|f| Ok((f.metadata()?.len(), f)));
+        match opened {
+            Ok((len, f)) if len == size => {
                 self.lock().touch(d);
-                Some(f)
+                Some((f, size))
+            }
+            Ok((len, _)) => {
+                // Changed behind our back: never serve it; the store has the blob.
+                tracing::warn!(digest = %d, len, size, "blob cache: a cached file has the wrong size; dropping it");
+                self.remove(d);
+                None
             }
             Err(e) => {
                 // Deleted behind our back (or evicted just now): forget it, read the store.

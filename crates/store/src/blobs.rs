@@ -63,8 +63,7 @@ impl Store {
     /// Opens a blob for streaming, whole or a byte range of it (already checked against its size).
     pub async fn read_blob(&self, d: &Digest, range: Option<Range<u64>>) -> Result<BlobBody> {
         let cache = self.inner.blob_cache.as_ref();
-        if let Some(file) = cache.and_then(|c| c.open_blob(d)) {
-            let total = file.metadata().map_err(|e| StoreError::Corrupt { key: d.to_string(), reason: format!("cached copy: {e}") })?.len();
+        if let Some((file, total)) = cache.and_then(|c| c.open_blob(d)) {
             let range = range.unwrap_or(0..total);
             return Ok(BlobBody { total, range: range.clone(), stream: file_stream(file, range) });
         }

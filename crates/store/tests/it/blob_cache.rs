@@ -90,6 +90,25 @@ async fn whole_read_fills_and_later_reads_need_no_bucket() {
     assert_eq!(read_all(&store, &d, Some(1_000_000..2_000_000)).await, &data[1_000_000..2_000_000], "range from the cache");
 }
 
+async fn a_copy_changed_on_disk_is_never_served() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let (d, data) = put(&store, 2 << 20, 5).await;
+    assert_eq!(read_all(&store, &d, None).await, data);
+    wait_for(&case.cached(&d));
+    // Cut short behind the cache's back: the store answers instead, and the copy is dropped.
+    std::fs::write(case.cached(&d), &data[..1000]).unwrap();
+    assert_eq!(read_all(&store, &d, None).await, data, "a truncated copy was served");
+    assert_eq!(read_all(&store, &d, Some(10..20)).await, &data[10..20]);
+    // The whole read refilled it, whole this time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(case.cached(&d)).map(|m| m.len()).unwrap_or(0) != data.len() as u64 {
+        assert!(Instant::now() < deadline, "the dropped copy was never filled again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read(case.cached(&d)).unwrap(), data);
+}
+
 async fn abandoned_read_caches_nothing() {
     let case = Case::new();
     let store = case.open(64 << 20);
@@ -172,6 +191,7 @@ async fn garbage_collection_drops_the_cached_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_cache_on_s3() {
     whole_read_fills_and_later_reads_need_no_bucket().await;
+    a_copy_changed_on_disk_is_never_served().await;
     abandoned_read_caches_nothing().await;
     size_limit_evicts_least_recently_used().await;
     restart_keeps_entries_and_clears_unfinished_fills().await;
