@@ -1,10 +1,11 @@
 //! wharfage's HTTP front: the OCI Distribution `/v2/` API over the store, and the `/api/v1`
-//! management API (stagings, apps). `/v2/` routing goes through one typed parser
+//! management API (stagings, apps), and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
 //! ([`endpoint::Endpoint`]); errors become JSON errors in one place ([`error::ApiError`]).
 
 mod api;
 pub mod endpoint;
 pub mod error;
+mod metrics;
 pub mod range;
 mod request;
 mod v2;
@@ -34,18 +35,26 @@ pub struct AppState {
     pub stager: Option<stage::Stager>,
     /// Grace period and retention for `/api/v1/gc` (its `dry_run` comes with each request).
     pub gc: store::GcOptions,
+    /// What `/metrics` reports.
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
     /// State over a store, with every option at its default (no staging engine).
     pub fn new(store: Store) -> Self {
-        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default() }
+        let metrics = metrics::Metrics::new(store.clone());
+        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default(), metrics }
     }
 }
 
 /// The registry's router.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(api::routes()).fallback(dispatch).with_state(state)
+    Router::new()
+        .merge(api::routes())
+        .merge(metrics::routes())
+        .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
+        .with_state(state)
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {

@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
@@ -51,6 +52,32 @@ pub(crate) struct BlobCache {
     dir: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
+    counters: Counters,
+}
+
+/// Since start-up, for metrics.
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    fills: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// What the cache holds and has done since start-up (see `Store::blob_cache_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobCacheStats {
+    pub blobs: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads that went to the store.
+    pub misses: u64,
+    /// Blobs written into the cache.
+    pub fills: u64,
+    /// Fills given up: the client went away, the store's bytes did not verify, or the disk failed.
+    pub fills_dropped: u64,
 }
 
 #[derive(Default)]
@@ -136,7 +163,12 @@ impl BlobCache {
             }
         }
         found.sort_by_key(|(mtime, _, _)| *mtime);
-        let cache = BlobCache { dir: cfg.dir.clone(), max_bytes: cfg.max_bytes, state: Mutex::new(State::default()) };
+        let cache = BlobCache {
+            dir: cfg.dir.clone(),
+            max_bytes: cfg.max_bytes,
+            state: Mutex::new(State::default()),
+            counters: Counters::default(),
+        };
         let evicted = {
             let mut state = cache.lock();
             for (_, d, size) in found {
@@ -171,6 +203,28 @@ impl BlobCache {
         }
     }
 
+    pub(crate) fn stats(&self) -> BlobCacheStats {
+        let (blobs, bytes) = {
+            let state = self.lock();
+            (state.entries.len() as u64, state.used)
+        };
+        let c = &self.counters;
+        BlobCacheStats {
+            blobs,
+            bytes,
+            max_bytes: self.max_bytes,
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            fills: c.fills.load(Ordering::Relaxed),
+            fills_dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a read that had to go to the store.
+    pub(crate) fn count_miss(&self) {
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Size of a cached blob.
     pub(crate) fn size(&self, d: &Digest) -> Option<u64> {
         self.lock().entries.get(d).map(|(size, _)| *size)
@@ -183,6 +237,7 @@ impl BlobCache {
         match opened {
             Ok((len, f)) if len == size => {
                 self.lock().touch(d);
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 Some((f, size))
             }
             Ok((len, _)) => {
@@ -313,15 +368,26 @@ impl Writer {
             Ok(true) => {
                 let evicted = state.evict_for(self.size, self.cache.max_bytes);
                 match std::fs::rename(&tmp, self.cache.path(&self.digest)) {
-                    Ok(()) => state.insert(self.digest.clone(), self.size),
-                    Err(e) => tracing::warn!(digest = %self.digest, error = %e, "blob cache: cannot publish a fill"),
+                    Ok(()) => {
+                        state.insert(self.digest.clone(), self.size);
+                        self.cache.counters.fills.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(digest = %self.digest, error = %e, "blob cache: cannot publish a fill");
+                        self.cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 drop(state);
                 self.cache.delete_files(&evicted);
                 tracing::debug!(digest = %self.digest, size = self.size, evicted = evicted.len(), "blob cache: filled");
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(digest = %self.digest, error = %e, "blob cache: fill failed"),
+            Ok(false) => {
+                self.cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(digest = %self.digest, error = %e, "blob cache: fill failed");
+                self.cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let _ = std::fs::remove_file(&tmp);
     }

@@ -67,6 +67,9 @@ impl Store {
             let range = range.unwrap_or(0..total);
             return Ok(BlobBody { total, range: range.clone(), stream: file_stream(file, range) });
         }
+        if let Some(c) = cache {
+            c.count_miss();
+        }
         let whole = range.is_none();
         let opts = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
         let got = match self.os().get_opts(&keys::blob(d), opts).await {

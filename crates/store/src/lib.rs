@@ -29,7 +29,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use apps::StagingRecord;
-pub use blob_cache::BlobCacheConfig;
+pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;
 pub use manifests::StoredManifest;
 pub use error::{Result, StoreError};
@@ -113,6 +113,11 @@ impl Store {
             .ok_or_else(|| StoreError::Config("the blob cache must be set before the store is shared".into()))?;
         inner.blob_cache = Some(cache);
         Ok(self)
+    }
+
+    /// The blob cache's contents and counters, if the store has one.
+    pub fn blob_cache_stats(&self) -> Option<BlobCacheStats> {
+        self.inner.blob_cache.as_ref().map(|c| c.stats())
     }
 
     /// What and where this store is, for logs.

@@ -10,6 +10,7 @@ mod blobs;
 mod errors;
 mod listing;
 mod manifests;
+mod ops;
 mod uploads;
 
 use std::cell::Cell;

@@ -225,9 +225,15 @@ fn store_outage_fails_fast_and_service_resumes_without_restart() {
     s3.pause(true);
     let slowest = requests_during_outage(&server, repo, "v1", &image.digest, layer, &session, "(store hung)");
     eprintln!("store hung: the slowest failure took {slowest:?}");
+    // Probes: alive, not ready, and saying why.
+    http.get("/healthz").expect(200, "liveness while the store hangs");
+    let (r, took) = timed(server.addr, "GET", "/readyz", &[], Vec::new());
+    assert_unavailable(&r, took, "readiness while the store hangs");
+    assert!(r.text().contains(&store.bucket), "the readiness error names the store: {}", r.text());
     s3.pause(false);
     let back = wait_until_served(&server, &reads, Duration::from_secs(20));
     eprintln!("store resumed: served again after {back:?}");
+    http.get("/readyz").expect(200, "readiness once the store is back");
     assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("after-pause"), &layout.blobs, &image.digest);
 
     // The store hangs again while a large PATCH is streaming into it: that request fails as
@@ -648,6 +654,12 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
         assert_eq!(sha256(&std::fs::read(cached(d)).unwrap()), *d, "the cached copy of {d} is the blob");
     }
     assert!(std::fs::read_dir(cache.join("tmp")).unwrap().next().is_none(), "finished fills leave no temporary files");
+    let metrics = Http::new(server.addr).get("/metrics").expect(200, "metrics").text();
+    let value = |series: &str| metric(&metrics, series).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"));
+    let cached_blobs = image.layers.len() as f64 + 1.0;
+    assert_eq!(value("wharfage_blob_cache_blobs"), cached_blobs, "{metrics}");
+    assert_eq!(value("wharfage_blob_cache_fills_total"), cached_blobs, "one fill per blob, however many pulled it: {metrics}");
+    assert_eq!(value("wharfage_blob_cache_max_bytes"), (1u64 << 30) as f64);
 
     // Served from the replica's disk: with the layers gone from the bucket (behind the
     // registry's back), a restarted replica still serves them, whole and in ranges.
@@ -666,6 +678,14 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
     }
     // The repository's link still decides: another repository cannot read the cached bytes.
     assert_eq!(http.get(&format!("/v2/other/blobs/{layer}")).status, 404);
+    let metrics = http.get("/metrics").expect(200, "metrics after the restart").text();
+    assert_eq!(metric(&metrics, "wharfage_blob_cache_hits_total"), Some(2.0 * image.layers.len() as f64), "{metrics}");
+    assert_eq!(metric(&metrics, "wharfage_blob_cache_misses_total"), Some(0.0), "{metrics}");
+}
+
+/// The value of a sample (`name{labels} value`) in a `/metrics` text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 #[test]

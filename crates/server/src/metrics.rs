@@ -1,0 +1,141 @@
+//! Operations endpoints: `/metrics` (Prometheus text format), `/healthz` (the process serves)
+//! and `/readyz` (the store answers too), for probes and dashboards.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderValue, StatusCode};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use store::Store;
+
+use crate::error::error_response;
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    status: u16,
+}
+
+/// The metrics a server keeps; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    requests: Family<RequestLabels, Counter>,
+}
+
+impl Metrics {
+    /// Metrics of a server over `store` (whose blob cache, if any, is reported at each scrape).
+    pub fn new(store: Store) -> Self {
+        let mut registry = Registry::with_prefix("wharfage");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered, by method and status", requests.clone());
+        registry.register_collector(Box::new(BlobCacheCollector(store)));
+        Metrics { registry: Arc::new(registry), requests }
+    }
+
+    fn count(&self, method: &http::Method, status: StatusCode) {
+        // Only the methods the APIs use, so a client cannot grow the label set.
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::HEAD => "HEAD",
+            http::Method::PUT => "PUT",
+            http::Method::POST => "POST",
+            http::Method::PATCH => "PATCH",
+            http::Method::DELETE => "DELETE",
+            _ => "OTHER",
+        };
+        self.requests.get_or_create(&RequestLabels { method, status: status.as_u16() }).inc();
+    }
+
+    fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// The blob cache's figures, read from the store at each scrape.
+struct BlobCacheCollector(Store);
+
+impl std::fmt::Debug for BlobCacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobCacheCollector")
+    }
+}
+
+impl Collector for BlobCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(s) = self.0.blob_cache_stats() else { return Ok(()) };
+        let gauges = [
+            ("blob_cache_blobs", "Blobs in the local blob cache", s.blobs),
+            ("blob_cache_bytes", "Bytes in the local blob cache", s.bytes),
+            ("blob_cache_max_bytes", "Size limit of the local blob cache", s.max_bytes),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v as i64);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let counters = [
+            ("blob_cache_hits", "Blob reads answered from the local blob cache", s.hits),
+            ("blob_cache_misses", "Blob reads that went to the object store", s.misses),
+            ("blob_cache_fills", "Blobs written into the local blob cache", s.fills),
+            ("blob_cache_fills_dropped", "Blob cache fills given up (client gone, bytes not verified, disk error)", s.fills_dropped),
+        ];
+        for (name, help, v) in counters {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The operations routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz))
+}
+
+/// Counts every answer, whatever route gave it.
+pub(crate) async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    state.metrics.count(&method, resp.status());
+    resp
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => {
+            let mut r = Response::new(Body::from(text));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            r
+        }
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", &format!("encoding metrics: {e}"), None),
+    }
+}
+
+/// Liveness: the process serves requests.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the store answers too (a replica whose store is down answers 503 with why).
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => "ok\n".into_response(),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &format!("{}: {e}", state.store.describe()), None),
+    }
+}
