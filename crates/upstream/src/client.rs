@@ -209,7 +209,8 @@ impl Session {
     async fn send(&self, method: Method, url: &str, extra: HeaderMap, what: &str) -> Result<Response, UpstreamError> {
         let policy = self.client.inner.policy;
         let mut attempt = 0u32;
-        let mut authenticated = false;
+        // Answers to 401 so far, and whether one fetched a token without the anonymous cache.
+        let (mut authentications, mut fetched_fresh) = (0u8, false);
         loop {
             attempt += 1;
             let mut req = self.client.inner.http.request(method.clone(), url).headers(extra.clone());
@@ -238,13 +239,18 @@ impl Session {
                 return Ok(resp);
             }
             match status {
-                StatusCode::UNAUTHORIZED if !authenticated => {
-                    authenticated = true;
+                // Once; and once more when the token refused came from the anonymous cache,
+                // which a registry may stop taking before the time it was said to last (its
+                // clock or its idea of the lifetime differs): that one is never offered again.
+                StatusCode::UNAUTHORIZED
+                    if authentications == 0 || (authentications == 1 && self.credentials.is_none() && !fetched_fresh) =>
+                {
+                    authentications += 1;
                     attempt -= 1;
                     let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
-                    // A token refused before the time it was said to last (the registry's clock
-                    // or its idea of the lifetime differs): never offer it again.
-                    self.authenticate(challenge, what, sent_auth.is_some()).await?;
+                    let refused = sent_auth.is_some();
+                    fetched_fresh |= refused;
+                    self.authenticate(challenge, what, refused).await?;
                 }
                 StatusCode::UNAUTHORIZED => {
                     // Say which: a basic-auth registry issued no token, the password was wrong.

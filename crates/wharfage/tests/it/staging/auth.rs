@@ -237,3 +237,27 @@ fn tokens_the_registry_refuses_early_are_renewed_mid_staging() {
     let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "renewed");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a staging that renewed its token");
 }
+
+#[test]
+fn a_cached_anonymous_token_the_registry_refuses_is_replaced() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Token);
+    let wharf = Wharf::start(&super::insecure(&[up.host()]));
+    let (l, img) = private_image(&wharf, 405);
+    up.push(&skopeo, &l, "v1", "public/app");
+    up.issuer().allow_anonymous_pull(true);
+    // Tokens the registry takes for about 2 s (60 s of allowed skew past `exp`), announced
+    // as good for 300 s: wharfage keeps anonymous tokens across stagings for that long.
+    up.issuer().set_jwt_lifetime(-58);
+    let source = format!("{}/public/app:v1", up.host());
+    let first = wharf.stage_ok(&source, "anon-1", json!({}));
+    assert_eq!(first["digest"], img.digest);
+    let issued = up.issuer().requests().len();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The cached token is refused now; the staging gets a new one instead of failing.
+    let second = wharf.stage_ok(&source, "anon-2", json!({}));
+    assert_eq!(second["digest"], img.digest);
+    let fresh = up.issuer().requests()[issued..].iter().filter(|r| r.status == 200 && r.user.is_none()).count();
+    assert!(fresh >= 1, "no new anonymous token was fetched for the second staging");
+}

@@ -318,7 +318,7 @@ impl TokenIssuer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(IssuerState { jwt_lifetime: 300.into(), signer, rng, x5c, requests: requests.clone() });
+        let state = Arc::new(IssuerState { jwt_lifetime: 300.into(), anonymous_pull: false.into(), signer, rng, x5c, requests: requests.clone() });
         let state_handle = state.clone();
         // The thread lives as long as the test process; the listener is tiny and idle after.
         std::thread::spawn(move || {
@@ -337,6 +337,11 @@ impl TokenIssuer {
         self.state.jwt_lifetime.store(secs, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Lets anonymous users pull every repository, as a registry's public ones.
+    pub fn allow_anonymous_pull(&self, allowed: bool) {
+        self.state.anonymous_pull.store(allowed, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Every token request so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.requests.lock().unwrap().clone()
@@ -346,6 +351,8 @@ impl TokenIssuer {
 struct IssuerState {
     /// Seconds from issue to the JWT's `exp` claim (the answer always says 300).
     jwt_lifetime: std::sync::atomic::AtomicI64,
+    /// Whether anonymous users may pull (every repository is then public).
+    anonymous_pull: std::sync::atomic::AtomicBool,
     signer: ring::signature::EcdsaKeyPair,
     rng: ring::rand::SystemRandom,
     x5c: String,
@@ -406,8 +413,20 @@ impl IssuerState {
             (_, false) => (404, r#"{"details":"not found"}"#.to_string()),
             (Err(()), true) => (401, r#"{"details":"incorrect username, password or token"}"#.to_string()),
             (Ok(user), true) => {
+                let anonymous_pull = self.anonymous_pull.load(std::sync::atomic::Ordering::SeqCst);
                 let access: Vec<serde_json::Value> = match user {
-                    None => Vec::new(),
+                    None if !anonymous_pull => Vec::new(),
+                    // A public repository (as on Docker Hub): anonymous users may pull.
+                    None => query
+                        .iter()
+                        .filter(|(k, _)| k == "scope")
+                        .flat_map(|(_, scopes)| scopes.split(' ').map(str::to_string).collect::<Vec<_>>())
+                        .filter_map(|scope| {
+                            let mut parts = scope.splitn(3, ':');
+                            let (kind, name) = (parts.next()?, parts.next()?);
+                            Some(serde_json::json!({ "type": kind, "name": name, "actions": ["pull"] }))
+                        })
+                        .collect(),
                     Some(_) => query
                         .iter()
                         .filter(|(k, _)| k == "scope")
