@@ -120,22 +120,36 @@ async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body:
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("application/x-ndjson"));
     if streaming {
-        return stream_staging(stager, req, host);
+        return stream_staging(stager, req, host, state.metrics.clone());
     }
     // The staging runs in its own task: a client that goes away does not cut it short.
-    match tokio::spawn(async move { stager.stage(req, None).await }).await {
+    let outcome = tokio::spawn(async move { stager.stage(req, None).await }).await;
+    count_staging(&state.metrics, &outcome);
+    match outcome {
         Ok(Ok(r)) => json(StatusCode::CREATED, &record_json(&r, &host)),
         Ok(Err(e)) => stage_error(&e),
         Err(e) => error(500, "INTERNAL", format!("staging task failed: {e}")),
     }
 }
 
-fn stream_staging(stager: Stager, req: StageRequest, host: String) -> Response {
+type StageOutcome = Result<Result<StagingRecord, StageError>, tokio::task::JoinError>;
+
+fn count_staging(metrics: &crate::Metrics, outcome: &StageOutcome) {
+    match outcome {
+        Ok(Ok(r)) => metrics.staging(201, Some(r)),
+        Ok(Err(e)) => metrics.staging(stage_status(e).0, None),
+        Err(_) => metrics.staging(500, None),
+    }
+}
+
+fn stream_staging(stager: Stager, req: StageRequest, host: String, metrics: crate::Metrics) -> Response {
     let (tx, rx) = mpsc::channel::<Event>(64);
     let task = tokio::spawn(async move { stager.stage(req, Some(tx)).await });
     let events = tokio_stream_from(rx).map(|e| line(&serde_json::to_value(e).unwrap_or_default()));
     let last = futures::stream::once(async move {
-        let v = match task.await {
+        let outcome = task.await;
+        count_staging(&metrics, &outcome);
+        let v = match outcome {
             Ok(Ok(r)) => {
                 let mut v = record_json(&r, &host);
                 v["event"] = "result".into();
@@ -308,7 +322,10 @@ async fn collect(State(state): State<AppState>, body: Bytes) -> Response {
     let store = state.store.clone();
     // Its own task: a client that hangs up does not interrupt a sweep half-way.
     match tokio::spawn(async move { store.collect_garbage(&opts).await }).await {
-        Ok(Ok(report)) => json(StatusCode::OK, &serde_json::to_value(report).unwrap_or_default()),
+        Ok(Ok(report)) => {
+            state.metrics.gc(&report);
+            json(StatusCode::OK, &serde_json::to_value(report).unwrap_or_default())
+        }
         Ok(Err(e)) => error(503, "STORAGE_UNAVAILABLE", e),
         Err(e) => error(500, "INTERNAL", format!("gc task failed: {e}")),
     }

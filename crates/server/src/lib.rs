@@ -22,6 +22,7 @@ use store::Store;
 
 use endpoint::{Endpoint, RouteError};
 use error::ApiError;
+pub use metrics::Metrics;
 use request::Req;
 
 /// What every handler shares.

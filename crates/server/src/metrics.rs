@@ -27,11 +27,26 @@ struct RequestLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
 /// The metrics a server keeps; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
+    stagings: Family<StatusLabels, Counter>,
+    staged_bytes: Family<SourceLabels, Counter>,
+    gc_runs: Counter,
+    gc_blobs: Counter,
+    gc_bytes: Counter,
 }
 
 impl Metrics {
@@ -40,8 +55,38 @@ impl Metrics {
         let mut registry = Registry::with_prefix("wharfage");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered, by method and status", requests.clone());
+        let stagings = Family::<StatusLabels, Counter>::default();
+        registry.register("stagings", "Stagings finished, by the HTTP status of their result", stagings.clone());
+        let staged_bytes = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "staged_bytes",
+            "Blob bytes of successful stagings, downloaded from the upstream or reused from the store",
+            staged_bytes.clone(),
+        );
+        let (gc_runs, gc_blobs, gc_bytes) = (Counter::default(), Counter::default(), Counter::default());
+        registry.register("gc_runs", "Garbage collections run to the end (dry runs excluded)", gc_runs.clone());
+        registry.register("gc_removed_blobs", "Blobs removed by garbage collection", gc_blobs.clone());
+        registry.register("gc_removed_bytes", "Blob bytes removed by garbage collection", gc_bytes.clone());
         registry.register_collector(Box::new(BlobCacheCollector(store)));
-        Metrics { registry: Arc::new(registry), requests }
+        Metrics { registry: Arc::new(registry), requests, stagings, staged_bytes, gc_runs, gc_blobs, gc_bytes }
+    }
+
+    /// Counts a finished staging: its answer's status, and for a success the bytes it moved.
+    pub(crate) fn staging(&self, status: u16, record: Option<&store::StagingRecord>) {
+        self.stagings.get_or_create(&StatusLabels { status }).inc();
+        if let Some(r) = record {
+            self.staged_bytes.get_or_create(&SourceLabels { source: "upstream" }).inc_by(r.bytes_downloaded);
+            self.staged_bytes.get_or_create(&SourceLabels { source: "store" }).inc_by(r.bytes_reused);
+        }
+    }
+
+    /// Counts a garbage collection that ran to the end (dry runs change nothing: not counted).
+    pub fn gc(&self, report: &store::GcReport) {
+        if !report.dry_run {
+            self.gc_runs.inc();
+            self.gc_blobs.inc_by(report.blobs.count);
+            self.gc_bytes.inc_by(report.blobs.bytes);
+        }
     }
 
     fn count(&self, method: &http::Method, status: StatusCode) {

@@ -50,14 +50,15 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     state.stager = Some(stage::Stager::new(store.clone(), upstream, cfg.stage_concurrency));
     state.gc = cfg.gc.clone();
     if let Some(every) = cfg.gc_interval {
-        let (store, opts) = (store.clone(), cfg.gc.clone());
+        let (store, opts, metrics) = (store.clone(), cfg.gc.clone(), state.metrics.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = store.collect_garbage(&opts).await {
-                    tracing::error!(error = %e, "periodic garbage collection failed");
+                match store.collect_garbage(&opts).await {
+                    Ok(report) => metrics.gc(&report),
+                    Err(e) => tracing::error!(error = %e, "periodic garbage collection failed"),
                 }
             }
         });

@@ -684,7 +684,7 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
 }
 
 /// The value of a sample (`name{labels} value`) in a `/metrics` text.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 

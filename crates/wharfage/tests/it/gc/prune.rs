@@ -76,6 +76,11 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     let again = w.gc(false);
     assert!(figures(&again).iter().all(|(_, (c, _))| *c == 0), "a second collection removed more: {again}");
     assert_eq!(w.blob_files(), after);
+    // /metrics: three real runs (the dry run changes nothing and is not counted), the 3 blobs.
+    let text = w.http.get("/metrics").expect(200, "metrics").text();
+    assert_eq!(crate::s3::metric(&text, "wharfage_gc_runs_total"), Some(3.0), "{text}");
+    assert_eq!(crate::s3::metric(&text, "wharfage_gc_removed_blobs_total"), Some(3.0), "{text}");
+    assert_eq!(crate::s3::metric(&text, "wharfage_gc_removed_bytes_total"), Some(own_bytes as f64), "{text}");
 
     w.skopeo_pull_check(&skopeo, "apps/app-b", &img_b.digest, &img_b);
     w.skopeo_pull_check(&skopeo, "team/tagged", "v1", &img_t);

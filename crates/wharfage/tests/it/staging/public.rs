@@ -327,6 +327,18 @@ fn restaging_records_history_and_downloads_nothing_already_stored() {
     // The superseded pin still pulls (until pruning).
     let old = wharf.pull(&skopeo, first["image"].as_str().unwrap(), "old-pin");
     assert_same_blobs(&subset(&l.blobs, &v1.blob_digests()), &old, "the first staging's pin");
+
+    // /metrics adds up the three stagings (and a refused one).
+    wharf.stage(&format!("{}/svc/none:v1", up.host()), "none", json!({})).expect(404, "an unknown image");
+    let text = wharf.http.get("/metrics").expect(200, "metrics").text();
+    let value = |series: &str| crate::s3::metric(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    assert_eq!(value("wharfage_stagings_total{status=\"201\"}"), 3.0, "{text}");
+    assert_eq!(value("wharfage_stagings_total{status=\"404\"}"), 1.0, "{text}");
+    let total = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap() as f64;
+    let downloaded: f64 = [&first, &second, &third].iter().map(|r| total(r, "bytes_downloaded")).sum();
+    let reused: f64 = [&first, &second, &third].iter().map(|r| total(r, "bytes_reused")).sum();
+    assert_eq!(value("wharfage_staged_bytes_total{source=\"upstream\"}"), downloaded, "{text}");
+    assert_eq!(value("wharfage_staged_bytes_total{source=\"store\"}"), reused, "{text}");
 }
 
 #[test]
