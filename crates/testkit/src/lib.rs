@@ -31,9 +31,16 @@ impl ChildGuard {
     }
 
     /// Freezes the process (SIGSTOP: its sockets still accept connections, nothing answers,
-    /// as with a hung server) or thaws it (SIGCONT).
+    /// as with a hung server) or thaws it (SIGCONT). Freezing returns once every thread is
+    /// stopped: `kill` returns before that, and a thread busy on another CPU could otherwise
+    /// still answer the next request.
     pub fn pause(&self, paused: bool) {
         self.signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
+        let Some(c) = &self.child else { return };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while paused && !all_threads_stopped(c.id()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Sends a signal (e.g. `libc::SIGTERM`) without waiting.
@@ -71,6 +78,16 @@ impl Drop for ChildGuard {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|s| s == "T" || s == "t")
+    })
 }
 
 /// Spawns `cmd` from a thread that lives as long as the process, with the parent-death
