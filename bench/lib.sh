@@ -170,7 +170,7 @@ start_seaweedfs() { # DIR
     mkdir -p "$dir"
     for ((i = 0; i < 12; i++)); do p+=("$("${lib[@]}" port)"); done
     # Every port explicitly: its defaults collide with other programs on the machine.
-    weed server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -master.telemetry=false \
+    weed -logdir="$dir" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -master.telemetry=false \
         -master.volumeSizeLimitMB=1024 -volume.max=0 \
         -master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}" \
         -volume.port.grpc="${p[3]}" -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" \

@@ -159,6 +159,12 @@ pub struct SeaweedFs {
     dir: tempfile::TempDir,
 }
 
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        self.stop_and_tidy();
+    }
+}
+
 impl SeaweedFs {
     /// Starts `weed server -s3` with every port given explicitly (its defaults collide with
     /// other programs). Panics with a clear message when `weed` is not installed.
@@ -205,7 +211,10 @@ impl SeaweedFs {
     fn launch(dir: &Path, p: &[u16], extra: &[String], timeout: Duration) -> Result<ChildGuard, String> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("weed");
-        cmd.arg("server")
+        // Its own log files go with its data, not into /tmp where nothing removes them (a
+        // global flag: before the subcommand).
+        cmd.arg(format!("-logdir={}", dir.display()))
+            .arg("server")
             .arg(format!("-dir={}", dir.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-master.telemetry=false"])
             .args(["-master.volumeSizeLimitMB=1024", "-volume.max=0"])
@@ -242,10 +251,42 @@ impl SeaweedFs {
         Err(format!("weed did not answer on its S3 port within {timeout:?}"))
     }
 
-    /// One server shared by every test of this process (started on first use).
+    /// One server shared by every test of this process (started on first use). Statics are
+    /// never dropped, so it is stopped and its data folder (gigabytes after the large-blob
+    /// tests) removed when the process exits, by an `atexit` handler.
     pub fn shared() -> &'static SeaweedFs {
         static SHARED: OnceLock<SeaweedFs> = OnceLock::new();
-        SHARED.get_or_init(SeaweedFs::start)
+        extern "C" fn remove_shared() {
+            if let Some(s) = SHARED.get() {
+                s.stop_and_tidy();
+                let _ = std::fs::remove_dir_all(s.dir.path());
+            }
+        }
+        SHARED.get_or_init(|| {
+            let s = SeaweedFs::start();
+            // SAFETY: registers a plain function with no arguments, run once at exit.
+            unsafe { libc::atexit(remove_shared) };
+            s
+        })
+    }
+
+    /// Kills the server and removes the unix sockets it leaves in the temp dir, named after
+    /// its ports (`seaweedfs-<role>-<port>.sock`).
+    fn stop_and_tidy(&self) {
+        if let Some(mut c) = self.child().child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let tmp = std::env::temp_dir();
+        let Ok(entries) = std::fs::read_dir(&tmp) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("seaweedfs-")
+                && self.ports.iter().any(|p| name.ends_with(&format!("-{p}.sock")));
+            if ours {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Creates a bucket (SeaweedFS accepts unsigned requests when no identities are set up)
