@@ -9,7 +9,12 @@ use crate::CliError;
 
 /// Checks the configured store and prints every problem; an error when there is any.
 pub fn run(args: ServeArgs, repair: bool, json: bool) -> Result<(), CliError> {
-    let cfg = ServeConfig::load(args)?;
+    let mut cfg = ServeConfig::load(args)?;
+    // The store itself is checked, never a replica's local copies; and a running replica may
+    // own that cache folder (opening it clears its fills in progress).
+    if let crate::config::Storage::S3 { blob_cache, .. } = &mut cfg.storage {
+        *blob_cache = None;
+    }
     let store = crate::serve::open_store(&cfg)?;
     let bar = ProgressBar::with_draw_target(
         Some(0),

@@ -667,6 +667,21 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
         let key = format!("/{}/{}/blobs/sha256/{}/{}", store.bucket, store.prefix, &l[7..9], &l[7..]);
         assert_eq!(testkit::http_status(store.s3.addr().port(), "DELETE", &key).unwrap(), 204, "DELETE {key}");
     }
+    // fsck, even given the serving flags, checks the bucket, not the local copies: it finds
+    // the layers missing, and leaves the cache alone, even a fill the replica has under way.
+    let in_progress = cache.join("tmp").join("a-fill-under-way");
+    std::fs::write(&in_progress, b"the replica is writing this").unwrap();
+    let mut fsck = crate::harness::wharfage(tmp.path());
+    fsck.arg("fsck").args(store.args()).args(["--blob-cache-dir", cache_arg]);
+    fsck.env("AWS_ACCESS_KEY_ID", ACCESS_KEY).env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    let out = fsck.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "fsck of a bucket missing layers: {report}\n{}", String::from_utf8_lossy(&out.stderr));
+    for l in &image.layers {
+        assert!(report.contains(l.as_str()), "fsck does not report missing layer {l}:\n{report}");
+        assert!(cached(l).exists(), "fsck removed the cached copy of {l}");
+    }
+    assert!(in_progress.exists(), "fsck deleted a running replica's fill in progress");
     drop(server);
     let server = store.start(&["--blob-cache-dir", cache_arg, "--blob-cache-size", "1GiB"]);
     let http = Http::new(server.addr);
