@@ -53,6 +53,9 @@ pub(crate) struct BlobCache {
     max_bytes: u64,
     state: Mutex<State>,
     counters: Counters,
+    /// An exclusive lock on `<dir>/lock`, held while the cache is open: two processes on one
+    /// folder would delete each other's fills.
+    _lock: std::fs::File,
 }
 
 /// Since start-up, for metrics.
@@ -143,6 +146,19 @@ impl BlobCache {
     /// Opens (creating) the cache directory, drops unfinished fills and indexes what is there,
     /// oldest files first, evicting down to the budget if it shrank since the last run.
     pub(crate) fn open(cfg: &BlobCacheConfig) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| io_error(&cfg.dir, "create the directory", e))?;
+        let lock_path = cfg.dir.join("lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| io_error(&lock_path, "create the lock file", e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Config(format!(
+                    "blob cache {}: another process uses this folder; give every replica a folder of its own",
+                    cfg.dir.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&lock_path, "lock", e)),
+        }
         let tmp = cfg.dir.join("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| io_error(&tmp, "clear unfinished fills", e))?;
@@ -168,6 +184,7 @@ impl BlobCache {
             max_bytes: cfg.max_bytes,
             state: Mutex::new(State::default()),
             counters: Counters::default(),
+            _lock: lock,
         };
         let evicted = {
             let mut state = cache.lock();

@@ -33,7 +33,18 @@ impl Case {
             secret_access_key: Some("any".into()),
         };
         let cache = BlobCacheConfig { dir: self.cache.path().to_path_buf(), max_bytes };
-        Store::s3(&cfg).unwrap().with_blob_cache(&cache).unwrap()
+        // A fill's writer lets go of the cache (and its folder lock) just after publishing:
+        // a reopen right after dropping a store may have to wait a moment for it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Store::s3(&cfg).unwrap().with_blob_cache(&cache) {
+                Ok(store) => return store,
+                Err(e) if Instant::now() < deadline && e.to_string().contains("another process") => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("opening the cache: {e}"),
+            }
+        }
     }
 
     fn cached(&self, d: &Digest) -> PathBuf {
@@ -187,6 +198,25 @@ async fn garbage_collection_drops_the_cached_copy() {
     assert!(store.read_blob(&d, None).await.is_err(), "a collected blob is still served");
 }
 
+async fn one_folder_serves_one_process() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let cfg = S3Config {
+        endpoint: case.s3.endpoint.clone(),
+        bucket: "cache".into(),
+        region: "us-east-1".into(),
+        prefix: Some(case.prefix.clone()),
+        access_key_id: Some("any".into()),
+        secret_access_key: Some("any".into()),
+    };
+    let cache = BlobCacheConfig { dir: case.cache.path().to_path_buf(), max_bytes: 64 << 20 };
+    let err = Store::s3(&cfg).unwrap().with_blob_cache(&cache).err().expect("a second cache on one folder was opened");
+    assert!(err.to_string().contains("another process uses this folder"), "{err}");
+    drop(store);
+    // Free again once the first is gone.
+    case.open(64 << 20);
+}
+
 /// One test for all cases: SeaweedFS takes seconds to start, once per process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_cache_on_s3() {
@@ -196,6 +226,7 @@ async fn blob_cache_on_s3() {
     size_limit_evicts_least_recently_used().await;
     restart_keeps_entries_and_clears_unfinished_fills().await;
     garbage_collection_drops_the_cached_copy().await;
+    one_folder_serves_one_process().await;
 }
 
 #[test]
