@@ -23,7 +23,8 @@ impl Case {
         Case { s3, prefix: testkit::unique("cache"), cache: tempfile::tempdir().unwrap() }
     }
 
-    fn open(&self, max_bytes: u64) -> Store {
+    /// The store's settings, and its cache's with `max_bytes`.
+    fn config(&self, max_bytes: u64) -> (S3Config, BlobCacheConfig) {
         let cfg = S3Config {
             endpoint: self.s3.endpoint.clone(),
             bucket: "cache".into(),
@@ -32,7 +33,11 @@ impl Case {
             access_key_id: Some("any".into()),
             secret_access_key: Some("any".into()),
         };
-        let cache = BlobCacheConfig { dir: self.cache.path().to_path_buf(), max_bytes };
+        (cfg, BlobCacheConfig { dir: self.cache.path().to_path_buf(), max_bytes })
+    }
+
+    fn open(&self, max_bytes: u64) -> Store {
+        let (cfg, cache) = self.config(max_bytes);
         // A fill's writer lets go of the cache (and its folder lock) just after publishing:
         // a reopen right after dropping a store may have to wait a moment for it.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -201,15 +206,7 @@ async fn garbage_collection_drops_the_cached_copy() {
 async fn one_folder_serves_one_process() {
     let case = Case::new();
     let store = case.open(64 << 20);
-    let cfg = S3Config {
-        endpoint: case.s3.endpoint.clone(),
-        bucket: "cache".into(),
-        region: "us-east-1".into(),
-        prefix: Some(case.prefix.clone()),
-        access_key_id: Some("any".into()),
-        secret_access_key: Some("any".into()),
-    };
-    let cache = BlobCacheConfig { dir: case.cache.path().to_path_buf(), max_bytes: 64 << 20 };
+    let (cfg, cache) = case.config(64 << 20);
     let err = Store::s3(&cfg).unwrap().with_blob_cache(&cache).err().expect("a second cache on one folder was opened");
     assert!(err.to_string().contains("another process uses this folder"), "{err}");
     drop(store);
