@@ -52,6 +52,7 @@ bench_wharfage() { # BUILD (1|0)
 
 # ---------------------------------------------------------------- processes and cleanup
 declare -A pid_of=() # running process name -> pid
+seaweedfs_ports=()   # the ports start_seaweedfs gave, for cleaning up its sockets
 keep=${keep:-0}
 work=""
 
@@ -72,8 +73,12 @@ stop() { # NAME: SIGTERM, wait up to 15 s, then SIGKILL
 }
 
 _bench_cleanup() {
-    local rc=$? name
+    local rc=$? name port
     for name in "${!pid_of[@]}"; do stop "$name"; done
+    # SeaweedFS leaves a unix socket per port in the temp dir when it is killed.
+    for port in ${seaweedfs_ports[@]+"${seaweedfs_ports[@]}"}; do
+        rm -f "${TMPDIR:-/tmp}"/seaweedfs-*-"$port".sock
+    done
     if [ -n "$work" ]; then
         if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
             log "work dir kept: $work"
@@ -169,6 +174,7 @@ start_seaweedfs() { # DIR
     local dir=$1 p=() i code
     mkdir -p "$dir"
     for ((i = 0; i < 12; i++)); do p+=("$("${lib[@]}" port)"); done
+    seaweedfs_ports=("${p[@]}")
     # Every port explicitly: its defaults collide with other programs on the machine.
     weed -logdir="$dir" server -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3 -master.telemetry=false \
         -master.volumeSizeLimitMB=1024 -volume.max=0 \
