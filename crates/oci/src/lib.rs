@@ -13,6 +13,6 @@ pub mod name;
 pub use config::{Port, RunMetadata};
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::{ErrorCode, ParseError};
-pub use image_ref::{AppId, ImageRef};
+pub use image_ref::{is_registry_host, AppId, ImageRef};
 pub use manifest::{Descriptor, Manifest};
 pub use name::{Reference, RepoName, Tag};

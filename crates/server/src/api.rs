@@ -15,7 +15,11 @@ use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
 use crate::error::{error_response, json_response as json};
+use crate::request::BodyError;
 use crate::AppState;
+
+/// Largest staging request body: a reference, an app id and credentials fit in far less.
+const MAX_STAGING_REQUEST: usize = 64 << 10;
 
 /// The routes of the management API.
 pub(crate) fn routes() -> Router<AppState> {
@@ -80,9 +84,15 @@ impl CredentialsBody {
     }
 }
 
-/// The registry host clients reach us by, for the pinned image reference.
+/// The registry host clients reach us by, for the pinned image reference: the request's
+/// `Host` when it is a plain `host[:port]`, never anything else a client put there.
 fn host(headers: &HeaderMap) -> String {
-    headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string()
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .filter(|h| oci::is_registry_host(h))
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 fn parse_request(body: &[u8]) -> Result<StageRequest, String> {
@@ -101,9 +111,14 @@ fn parse_request(body: &[u8]) -> Result<StageRequest, String> {
 
 /// POST `/api/v1/stagings`: 201 with the result, or with `Accept: application/x-ndjson` a
 /// stream of progress events ending in `{"event":"result",...}` or `{"event":"error",...}`.
-async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let Some(stager) = state.stager.clone() else {
         return error(503, "UNAVAILABLE", "staging is not enabled on this server");
+    };
+    let body = match crate::request::collect(body, MAX_STAGING_REQUEST).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return error(413, "BAD_REQUEST", format!("a staging request is at most {MAX_STAGING_REQUEST} bytes")),
+        Err(BodyError::Incomplete(why)) => return error(400, "BAD_REQUEST", format!("the request body could not be read whole: {why}")),
     };
     // The body may hold a password: parse it from a private copy that is wiped afterwards.
     let mut raw = body.to_vec();

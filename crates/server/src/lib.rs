@@ -5,6 +5,7 @@
 mod api;
 pub mod endpoint;
 pub mod error;
+mod listen;
 mod metrics;
 pub mod range;
 mod request;
@@ -22,6 +23,7 @@ use store::Store;
 
 use endpoint::{Endpoint, RouteError};
 use error::ApiError;
+pub use listen::{bind, serve, ConnectionLimits};
 pub use metrics::Metrics;
 use request::Req;
 

@@ -57,9 +57,31 @@ impl Req {
     }
 
     /// The body collected, refusing more than `limit` bytes.
-    pub async fn into_bytes(self, limit: usize) -> Result<bytes::Bytes, axum::Error> {
-        axum::body::to_bytes(self.body.into_inner(), limit).await
+    pub async fn into_bytes(self, limit: usize) -> Result<bytes::Bytes, BodyError> {
+        collect(self.body.into_inner(), limit).await
     }
+}
+
+/// Why a body could not be collected.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// More than the limit: 413.
+    TooLarge,
+    /// Cut short, timed out or malformed: the client's 400.
+    Incomplete(String),
+}
+
+/// Collects a body of at most `limit` bytes, telling a body over the limit from one that
+/// ended early (a client that declared 100 bytes and sent 10 did not send too much).
+pub(crate) async fn collect(body: Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner.is::<http_body_util::LengthLimitError>() {
+            BodyError::TooLarge
+        } else {
+            BodyError::Incomplete(inner.to_string())
+        }
+    })
 }
 
 fn decode(s: &str) -> String {

@@ -32,7 +32,7 @@ impl StageError {
             StageError::Unusable { .. } | StageError::Corrupt { .. } => 422,
             StageError::Upstream(e) => match e {
                 UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsRequired { .. } => 401,
-                UpstreamError::Denied { .. } => 403,
+                UpstreamError::Denied { .. } | UpstreamError::Refused { .. } => 403,
                 UpstreamError::NotFound { .. } => 404,
                 UpstreamError::Timeout { .. } => 504,
                 UpstreamError::DigestMismatch { .. } | UpstreamError::SizeMismatch { .. } | UpstreamError::Schema1 { .. } => 422,
@@ -54,6 +54,9 @@ impl StageError {
 
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
+        if let StageError::Upstream(UpstreamError::Refused { .. }) = self {
+            return "SOURCE_REFUSED";
+        }
         match self.status() {
             400 => "BAD_REQUEST",
             401 => "UPSTREAM_UNAUTHORIZED",

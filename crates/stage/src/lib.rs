@@ -85,7 +85,7 @@ impl Stager {
     pub async fn stage(&self, req: StageRequest, events: Option<mpsc::Sender<Event>>) -> Result<StagingRecord, StageError> {
         let started = Instant::now();
         let progress = Progress(events);
-        let session = self.inner.upstream.session(&req.source, req.credentials);
+        let session = self.inner.upstream.session(&req.source, req.credentials)?;
         let mut pause = Duration::from_millis(500);
         loop {
             match self.stage_once(&req.source, &req.app, &req.platform, &session, &progress, started).await {

@@ -101,14 +101,13 @@ impl Store {
     }
 
     /// Stores a blob streamed in one piece, verifying its digest on the fly; nothing is kept
-    /// on a mismatch. Returns the size.
+    /// on a mismatch. Returns the size. The verified bytes are published even when the digest
+    /// is stored already, so a full push restores a damaged copy rather than trusting it.
     pub async fn put_blob<S>(&self, d: &Digest, body: S) -> Result<u64>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        self.protect(std::slice::from_ref(d)).await?;
-        let known = self.blob_size_fresh(d).await?.is_some();
-        let size = self.put_verified(&keys::blob(d), body, d, !known).await?;
+        let size = self.put_verified(&keys::blob(d), body, d).await?;
         self.cache().blob_sizes.insert(d.clone(), size);
         Ok(size)
     }

@@ -11,6 +11,8 @@ pub enum StoreError {
     UploadUnknown(String),
     #[error("upload session {id}: chunk starts at byte {got} but the session holds {expected} bytes")]
     UploadOffset { id: String, expected: u64, got: u64 },
+    #[error("too many open upload sessions {scope} (at most {limit}): finish or cancel some, or wait for idle ones to expire")]
+    TooManyUploads { scope: String, limit: usize },
     #[error("content does not match digest {expected}: its digest is {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("content length is {actual} bytes but {expected} were declared")]
@@ -21,6 +23,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("blob {0} is being removed by garbage collection: push it again")]
     BeingCollected(Digest),
+    #[error("local storage: {what}: {source}")]
+    Io { what: String, source: std::io::Error },
     #[error("storage configuration: {0}")]
     Config(String),
     #[error("storage backend error: {0}")]
@@ -34,16 +38,26 @@ impl StoreError {
             StoreError::BlobUnknown(_) | StoreError::BeingCollected(_) => ErrorCode::BlobUnknown,
             StoreError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
             StoreError::UploadOffset { .. } => ErrorCode::RangeInvalid,
+            StoreError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             StoreError::SizeMismatch { .. } => ErrorCode::SizeInvalid,
             StoreError::Body(_) => ErrorCode::BlobUploadInvalid,
-            StoreError::Corrupt { .. } | StoreError::Config(_) | StoreError::Backend(_) => ErrorCode::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Config(_) | StoreError::Backend(_) => {
+                ErrorCode::Unavailable
+            },
         }
     }
 
     /// True when the client sent something wrong; false when the store itself failed.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, StoreError::Corrupt { .. } | StoreError::Config(_) | StoreError::Backend(_))
+        !matches!(self, StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Config(_) | StoreError::Backend(_))
+    }
+}
+
+impl StoreError {
+    /// A local file operation that failed, naming what was being done.
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io { what: what.into(), source }
     }
 }
 

@@ -2,6 +2,11 @@
 //! and report corrupt, missing and orphaned items by digest and repository. With `repair`,
 //! corrupt blobs are moved aside to `quarantine/` so a re-push or re-staging restores them
 //! (a push of a digest whose bytes are absent writes them again).
+//!
+//! Only corrupt, missing and unparsable data are failures ([`ProblemKind::is_failure`]).
+//! Orphaned blobs, stale upload sessions and temporary files are what every crash, failed
+//! staging or abandoned push leaves behind in a healthy store: they are counted and
+//! reported, and garbage collection removes them.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -12,7 +17,7 @@ use oci::{Digest, DigestHasher, RepoName};
 use serde::Serialize;
 
 use crate::keys::{self, RepoKey};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// What is wrong with one digest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -26,6 +31,13 @@ pub enum ProblemKind {
     Orphaned,
     /// A manifest that cannot be parsed.
     InvalidManifest,
+}
+
+impl ProblemKind {
+    /// Whether the problem means data is damaged or lost, rather than left over.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, ProblemKind::Orphaned)
+    }
 }
 
 /// One problem, with the repositories it concerns.
@@ -47,12 +59,37 @@ pub struct FsckReport {
     pub problems: Vec<Problem>,
     /// Corrupt blobs moved to `quarantine/` (with `repair`).
     pub quarantined: u64,
+    /// Upload sessions idle for longer than the expiry (garbage collection removes them).
+    pub stale_uploads: u64,
+    /// Temporary files an interrupted write left (filesystem only), and their bytes.
+    pub temp_files: u64,
+    pub temp_bytes: u64,
+}
+
+impl FsckReport {
+    /// Problems that mean damaged or lost data.
+    pub fn failures(&self) -> usize {
+        self.problems.iter().filter(|p| p.kind.is_failure()).count()
+    }
+
+    /// Leftovers: orphaned blobs, stale upload sessions and temporary files.
+    pub fn leftovers(&self) -> u64 {
+        (self.problems.len() - self.failures()) as u64 + self.stale_uploads + self.temp_files
+    }
 }
 
 impl Store {
     /// Checks the whole store. `progress` is called after each blob with (done, total).
-    pub async fn fsck(&self, repair: bool, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<FsckReport> {
+    /// Upload sessions idle longer than `upload_expiry` are counted as stale.
+    pub async fn fsck(&self, repair: bool, upload_expiry: std::time::Duration, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<FsckReport> {
         let mut report = FsckReport::default();
+        if let Some(root) = &self.inner.local_root {
+            for (_, size) in crate::local::stray_staging_files(root) {
+                report.temp_files += 1;
+                report.temp_bytes += size;
+            }
+        }
+        report.stale_uploads = self.idle_uploads(upload_expiry).await?.len() as u64;
         let mut problems: BTreeMap<(ProblemKind, Digest), Problem> = BTreeMap::new();
         let mut add = |kind: ProblemKind, d: &Digest, repo: Option<&RepoName>, detail: String| {
             let p = problems.entry((kind.clone(), d.clone())).or_insert_with(|| Problem {
@@ -170,7 +207,7 @@ impl Store {
         if repair {
             for (d, key) in &corrupt {
                 let aside = Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()));
-                self.os().rename(key, &aside).await.map_err(StoreError::from)?;
+                self.rename(key, &aside).await?;
                 self.cache().blob_sizes.remove(d);
                 self.cache().manifests.remove(d);
                 report.quarantined += 1;

@@ -6,8 +6,9 @@
 //! indexes to their manifests, manifests to their config and layers, and live manifests to
 //! their referrers. Sweeping removes, in order: staging records beyond retention, unreached
 //! manifest links (with their referrer entries), layer links no live manifest uses, blobs no
-//! remaining link or live manifest uses, and upload sessions idle for more than a day. Young
-//! objects (younger than the grace period) are never removed.
+//! remaining link or live manifest uses, upload sessions idle for longer than their expiry
+//! (a day by default), and temporary files an interrupted write left over an hour ago.
+//! Young objects (younger than the grace period) are never removed.
 //!
 //! **Races.** Writers and the collector use a two-flag handshake per digest, so correctness
 //! holds with a zero grace period and across replicas (S3 is read-after-write consistent):
@@ -41,7 +42,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -53,8 +53,9 @@ use crate::{Result, Store, StoreError};
 
 /// A deletion flag older than this is stale (a collector crashed) and ignored.
 const DELETING_STALE: Duration = Duration::from_secs(600);
-/// Upload sessions idle longer than this are removed.
-const UPLOAD_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// A temporary file untouched for this long belongs to no write in progress: a request whose
+/// body stalls fails much sooner.
+const TEMP_FILE_AGE: Duration = Duration::from_secs(3600);
 /// Claims and removals in flight at once: a sweep is a long list of small independent
 /// operations, bound by syscalls on the filesystem and by round trips on S3.
 const SWEEP_CONCURRENCY: usize = 16;
@@ -132,11 +133,19 @@ pub struct GcOptions {
     pub retain: usize,
     /// The longest a writer takes from protecting a digest to committing what uses it.
     pub protect_window: Duration,
+    /// Upload sessions idle this long are removed.
+    pub upload_expiry: Duration,
 }
 
 impl Default for GcOptions {
     fn default() -> Self {
-        GcOptions { dry_run: false, grace: Duration::from_secs(3600), retain: 2, protect_window: Duration::from_secs(60) }
+        GcOptions {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+            retain: 2,
+            protect_window: Duration::from_secs(60),
+            upload_expiry: crate::UploadLimits::default().expiry,
+        }
     }
 }
 
@@ -163,6 +172,9 @@ pub struct GcReport {
     pub layer_links: Removed,
     pub blobs: Removed,
     pub uploads: Removed,
+    /// Temporary files an interrupted write left on the filesystem backend.
+    #[serde(default)]
+    pub temp_files: Removed,
     /// Digests kept only because a writer protected them during this run.
     pub protected: u64,
     pub live_manifests: u64,
@@ -208,7 +220,7 @@ impl Store {
     /// them. Call before checking that the digests exist.
     pub async fn protect(&self, digests: &[Digest]) -> Result<()> {
         for d in digests {
-            self.write_small(&protect_key(d), Bytes::new()).await?;
+            self.write_marker(&protect_key(d)).await?;
         }
         // Runs flag digests in folders of their own: list the runs, then look for each
         // digest in each. A run that starts after this listing writes its flags after our
@@ -247,7 +259,7 @@ impl Store {
             let protection = self.head_meta(&protect_key(d)).await?;
             return Ok((protection.as_ref().is_none_or(|m| age(m) > max_age), protection.is_some()));
         }
-        self.write_small(&deleting_key(&run.id, d), Bytes::new()).await?;
+        self.write_marker(&deleting_key(&run.id, d)).await?;
         let protection = self.head_meta(&protect_key(d)).await?;
         let protected = protection.as_ref().is_some_and(|m| age(m) <= max_age);
         if protected {
@@ -437,25 +449,25 @@ impl Store {
         }
         report.live_blobs = live.blobs.len() as u64;
 
-        // Sweep idle upload sessions.
-        let uploads = self.list_all("uploads").await?;
-        let mut sessions: HashMap<String, (Option<Duration>, u64)> = HashMap::new();
-        for meta in &uploads {
-            let key = meta.location.as_ref();
-            let Some(id) = key.strip_prefix("uploads/").and_then(|r| r.split('/').next()) else { continue };
-            let entry = sessions.entry(id.to_string()).or_insert((None, 0));
-            entry.1 += meta.size;
-            if key.ends_with("/state.json") {
-                entry.0 = Some(age(meta));
+        // Sweep expired upload sessions.
+        for (id, bytes) in self.idle_uploads(opts.upload_expiry).await? {
+            report.uploads.add(bytes);
+            if !opts.dry_run {
+                self.remove_upload(&id).await?;
             }
         }
-        for (id, (idle, bytes)) in sessions {
-            // A session without state is a leftover of an interrupted cancel or finish.
-            if idle.is_none_or(|i| i >= UPLOAD_IDLE.max(opts.grace)) {
-                report.uploads.add(bytes);
-                if !opts.dry_run {
-                    for meta in uploads.iter().filter(|m| m.location.as_ref().starts_with(&format!("uploads/{id}/"))) {
-                        self.remove(&meta.location).await?;
+
+        // Temporary files an interrupted write left (the filesystem backend; S3 shows no
+        // unfinished writes). Old ones only: a young one may be a write in progress.
+        if let Some(root) = &self.inner.local_root {
+            for (path, size) in crate::local::stray_staging_files(root) {
+                let old = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() >= TEMP_FILE_AGE);
+                if old {
+                    report.temp_files.add(size);
+                    if !opts.dry_run {
+                        let _ = std::fs::remove_file(&path);
                     }
                 }
             }

@@ -50,6 +50,11 @@ pub fn referrer(r: &RepoName, subject: &Digest, d: &Digest) -> Path {
     ))
 }
 
+/// Folder of all upload sessions.
+pub fn uploads() -> Path {
+    Path::from("uploads")
+}
+
 /// Upload session folder.
 pub fn upload(id: &str) -> Path {
     Path::from(format!("uploads/{id}"))
@@ -60,9 +65,9 @@ pub fn upload_state(id: &str) -> Path {
     Path::from(format!("uploads/{id}/state.json"))
 }
 
-/// One chunk of an upload session's data, numbered from 0.
-pub fn upload_part(id: &str, n: usize) -> Path {
-    Path::from(format!("uploads/{id}/part-{n:06}"))
+/// One chunk of an upload session's data, under a name unique to that chunk (see `uploads.rs`).
+pub fn upload_part(id: &str, name: &str) -> Path {
+    Path::from(format!("uploads/{id}/part-{name}"))
 }
 
 /// A key under `repositories/`, parsed back into what it stores.

@@ -1,7 +1,7 @@
 //! The storage model of wharfage over the `object_store` crate, and the only place that
 //! touches `object_store` (its API moves every few months). The object store is the single
 //! source of truth; key layout is in [`keys`]. Two backends exist behind one [`Store`]:
-//! the local filesystem (default) and, later, S3-compatible stores.
+//! the local filesystem (default) and S3-compatible object stores.
 //!
 //! Immutable facts (a manifest's bytes, a blob's size) are cached in memory. Mutable pointers
 //! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
@@ -15,6 +15,7 @@ mod error;
 mod fsck;
 mod gc;
 pub mod keys;
+mod local;
 mod manifests;
 mod s3;
 mod uploads;
@@ -36,7 +37,7 @@ pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind};
 pub use gc::{GcOptions, GcReport, Removed};
 pub use s3::S3Config;
-pub use uploads::UploadId;
+pub use uploads::{UploadId, UploadLimits};
 
 /// A stream of request or response body bytes.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -62,16 +63,16 @@ struct Inner {
     local_root: Option<PathBuf>,
     /// A local disk cache of blobs read from a remote store.
     blob_cache: Option<Arc<blob_cache::BlobCache>>,
+    upload_limits: UploadLimits,
+    /// The upload sessions this process opened, counted against `upload_limits`.
+    sessions: uploads::OpenSessions,
 }
 
 impl Store {
     /// A store on the local filesystem under `root` (created if missing). The caller promises
     /// that only this process writes to `root`.
     pub fn filesystem(root: &FsPath) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| StoreError::Corrupt {
-            key: root.display().to_string(),
-            reason: format!("cannot create the storage root: {e}"),
-        })?;
+        std::fs::create_dir_all(root).map_err(|e| StoreError::io(format!("create the storage root {}", root.display()), e))?;
         let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         // No automatic cleanup of empty directories: removing a directory while another
         // request creates a file in it fails that request ("Unable to create dir"), e.g. a
@@ -98,7 +99,21 @@ impl Store {
                 s3: None,
                 local_root: None,
                 blob_cache: None,
+                upload_limits: UploadLimits::default(),
+                sessions: Default::default(),
             }),
+        }
+    }
+
+    /// Removes the temporary files an interrupted run left on the filesystem backend (none
+    /// exist on S3, where unfinished writes are invisible); returns how many. Call once at
+    /// start-up, by the process that owns the root, before it writes: any temporary file then
+    /// belongs to a write that can never finish. (Not in [`Store::filesystem`], which `fsck`
+    /// also uses while a server runs.)
+    pub fn remove_crash_leftovers(&self) -> Result<usize> {
+        match &self.inner.local_root {
+            Some(root) => local::clear_tmp(root),
+            None => Ok(0),
         }
     }
 
@@ -112,6 +127,14 @@ impl Store {
         let inner = Arc::get_mut(&mut self.inner)
             .ok_or_else(|| StoreError::Config("the blob cache must be set before the store is shared".into()))?;
         inner.blob_cache = Some(cache);
+        Ok(self)
+    }
+
+    /// Sets the bounds on upload sessions. Call right after opening the store.
+    pub fn with_upload_limits(mut self, limits: UploadLimits) -> Result<Self> {
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| StoreError::Config("upload limits must be set before the store is shared".into()))?;
+        inner.upload_limits = limits;
         Ok(self)
     }
 
@@ -174,8 +197,33 @@ impl Store {
     }
 
     /// Writes a small object whole.
+    /// On the filesystem the write is durable when this returns (see `local.rs`).
     async fn write_small(&self, key: &object_store::path::Path, bytes: Bytes) -> Result<()> {
-        self.os().put(key, bytes.into()).await?;
-        Ok(())
+        match &self.inner.local_root {
+            Some(root) => local::write_file(root, key, bytes).await,
+            None => {
+                self.os().put(key, bytes.into()).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes a marker that needs no durability (see `local::write_file_volatile`).
+    async fn write_marker(&self, key: &object_store::path::Path) -> Result<()> {
+        match &self.inner.local_root {
+            Some(root) => local::write_file_volatile(root, key, Bytes::new()).await,
+            None => self.write_small(key, Bytes::new()).await,
+        }
+    }
+
+    /// Renames an object; on the filesystem durably (the source is durable already).
+    async fn rename(&self, from: &object_store::path::Path, to: &object_store::path::Path) -> Result<()> {
+        match &self.inner.local_root {
+            Some(root) => local::rename(root, from, to).await,
+            None => {
+                self.os().rename(from, to).await?;
+                Ok(())
+            }
+        }
     }
 }

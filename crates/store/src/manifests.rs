@@ -44,10 +44,9 @@ impl Store {
         referrer: Option<(&Digest, &Descriptor)>,
     ) -> Result<()> {
         // Order matters for crash safety: bytes, then link, then referrer; tags come after.
+        // Written even when stored already: these bytes are verified, a stored copy may not be.
         self.protect(std::slice::from_ref(digest)).await?;
-        if self.blob_size_fresh(digest).await?.is_none() {
-            self.write_small(&keys::blob(digest), bytes.clone()).await?;
-        }
+        self.write_small(&keys::blob(digest), bytes.clone()).await?;
         self.cache().blob_sizes.insert(digest.clone(), bytes.len() as u64);
         self.cache().manifests.insert(digest.clone(), bytes);
         let link = ManifestLink { media_type: media_type.to_string(), subject: referrer.map(|(s, _)| s.clone()) };

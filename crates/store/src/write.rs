@@ -3,6 +3,9 @@
 //! a multipart upload that the backend publishes atomically on completion (a rename on the
 //! filesystem, CompleteMultipartUpload on S3), so a crash never leaves a partial object.
 //!
+//! On the filesystem, bytes go to a temporary file that is fsynced and renamed into place on
+//! commit (`local.rs`), so a commit is durable when it returns.
+//!
 //! A multipart upload that is started but neither completed nor aborted stays in an S3
 //! bucket, invisible but billed, until a lifecycle rule removes it. Every way out of a write
 //! therefore aborts it: a client that disconnects (the body stream fails), a part the store
@@ -14,6 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use oci::{Algorithm, Digest, DigestHasher};
 
+use crate::local::TempFile;
 use crate::{Result, Store, StoreError};
 
 /// How many parts may be in flight to the backend per write; bounds memory per upload.
@@ -30,14 +34,13 @@ pub(crate) struct Pending {
 enum PendingBody {
     Small(PutPayload),
     Multipart(Multipart),
-    /// Hashed only (the object already exists): nothing to write.
-    Discard,
+    /// Written to a temporary file on the filesystem backend.
+    Local(TempFile),
 }
 
 impl Store {
-    /// Streams `body` towards `key`, hashing with `alg`. When `write` is false the bytes are only
-    /// hashed (used when the content is already stored).
-    pub(crate) async fn stream_in<S>(&self, key: &Path, body: S, alg: Algorithm, write: bool) -> Result<Pending>
+    /// Streams `body` towards `key`, hashing with `alg`.
+    pub(crate) async fn stream_in<S>(&self, key: &Path, body: S, alg: Algorithm) -> Result<Pending>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
@@ -48,6 +51,10 @@ impl Store {
         let mut small: Vec<Bytes> = Vec::new();
         let mut small_len = 0usize;
         let mut multipart: Option<Multipart> = None;
+        let mut local = match &self.inner.local_root {
+            Some(root) => Some(TempFile::create(root).await?),
+            None => None,
+        };
         while let Some(next) = body.next().await {
             let bytes = match next {
                 Ok(b) => b,
@@ -60,7 +67,13 @@ impl Store {
             };
             hasher.update(&bytes);
             size += bytes.len() as u64;
-            if !write {
+            if let Some(file) = local.as_mut() {
+                small_len += bytes.len();
+                small.push(bytes);
+                if small_len >= chunk {
+                    small_len = 0;
+                    file.write(std::mem::take(&mut small)).await?;
+                }
                 continue;
             }
             match multipart.as_mut() {
@@ -86,10 +99,15 @@ impl Store {
                 }
             }
         }
-        let body = match (write, multipart) {
-            (false, _) => PendingBody::Discard,
-            (true, Some(m)) => PendingBody::Multipart(m),
-            (true, None) => PendingBody::Small(small.into_iter().collect()),
+        let body = match (local, multipart) {
+            (Some(mut file), _) => {
+                if !small.is_empty() {
+                    file.write(small).await?;
+                }
+                PendingBody::Local(file)
+            }
+            (None, Some(m)) => PendingBody::Multipart(m),
+            (None, None) => PendingBody::Small(small.into_iter().collect()),
         };
         Ok(Pending { size, digest: hasher.finish(), key: key.clone(), body })
     }
@@ -101,28 +119,34 @@ impl Store {
                 self.os().put(&p.key, payload).await?;
             }
             PendingBody::Multipart(m) => m.finish().await?,
-            PendingBody::Discard => {}
+            PendingBody::Local(file) => file.persist(&p.key).await?,
         }
         Ok(())
     }
 
-    /// Drops pending bytes; nothing becomes visible.
+    /// Drops pending bytes; nothing becomes visible (a temporary file is removed on drop).
     pub(crate) async fn abort(&self, p: Pending) {
         if let PendingBody::Multipart(m) = p.body {
             m.abort().await;
         }
     }
 
-    /// Streams `body` into `key` if and only if it hashes to `expected`.
-    pub(crate) async fn put_verified<S>(&self, key: &Path, body: S, expected: &Digest, write: bool) -> Result<u64>
+    /// Streams the blob `expected` into `key` if and only if it hashes to `expected`. The
+    /// digest is protected from garbage collection only once verified, so bytes that turn out
+    /// to be something else never leave a protection behind.
+    pub(crate) async fn put_verified<S>(&self, key: &Path, body: S, expected: &Digest) -> Result<u64>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let pending = self.stream_in(key, body, expected.algorithm(), write).await?;
+        let pending = self.stream_in(key, body, expected.algorithm()).await?;
         if &pending.digest != expected {
             let actual = pending.digest.clone();
             self.abort(pending).await;
             return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+        }
+        if let Err(e) = self.protect(std::slice::from_ref(expected)).await {
+            self.abort(pending).await;
+            return Err(e);
         }
         let size = pending.size;
         self.commit(pending).await?;

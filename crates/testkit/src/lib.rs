@@ -121,9 +121,20 @@ pub fn spawn(mut cmd: Command) -> std::io::Result<ChildGuard> {
 
 /// Sends a minimal HTTP/1.1 request to `127.0.0.1:port` and returns the status code.
 pub fn http_status(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    http_request(port, method, path, &[])
+}
+
+/// Sends a minimal HTTP/1.1 PUT with `body` to `127.0.0.1:port`; returns the status code.
+pub fn http_put(port: u16, path: &str, body: &[u8]) -> std::io::Result<u16> {
+    http_request(port, "PUT", path, body)
+}
+
+fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let len = body.len();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")?;
+    s.write_all(body)?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf)?;
     let head = String::from_utf8_lossy(&buf[..n]);

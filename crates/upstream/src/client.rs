@@ -15,6 +15,7 @@ use reqwest::{Method, Response, StatusCode};
 use zeroize::Zeroizing;
 
 use crate::auth::{parse_challenge, CachedToken, Challenge, TokenResponse};
+use crate::hosts::{FilteringResolver, HostPolicy};
 use crate::retry::{parse_retry_after, RetryPolicy};
 use crate::{Credentials, UpstreamError};
 
@@ -40,6 +41,8 @@ pub struct UpstreamConfig {
     /// Longest wait for the next byte of an answer (headers or body) before the request
     /// fails as a timeout; a hung upstream is given up on after this (and the retries).
     pub read_timeout: Duration,
+    /// Which hosts stagings may reach.
+    pub hosts: HostPolicy,
 }
 
 impl Default for UpstreamConfig {
@@ -52,6 +55,7 @@ impl Default for UpstreamConfig {
             max_backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            hosts: HostPolicy::default(),
         }
     }
 }
@@ -71,12 +75,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Follows up to 5 redirects, but never from HTTPS down to plain HTTP on a host that is not
 /// on the insecure list: private layers must not travel unencrypted because a registry's
 /// storage backend said so.
-fn redirect_policy(insecure: Vec<String>) -> reqwest::redirect::Policy {
+fn redirect_policy(insecure: Vec<String>, hosts: Arc<HostPolicy>) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 5 {
             return attempt.error("more than 5 redirects");
         }
         let url = attempt.url();
+        // Names are checked when resolved (FilteringResolver); literal addresses here.
+        if !hosts.redirect_allowed(url.host_str().unwrap_or("")) {
+            let msg = format!("refusing a redirect to {}: link-local and cloud metadata addresses are not reachable", url.host_str().unwrap_or(""));
+            return attempt.error(msg);
+        }
         if url.scheme() == "http" {
             let host = match url.port() {
                 Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
@@ -119,12 +128,14 @@ impl Client {
     pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
         // reqwest is built without a default TLS provider; ring is the one we ship.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let hosts = Arc::new(cfg.hosts.clone());
         let mut builder = reqwest::Client::builder()
+            .dns_resolver(Arc::new(FilteringResolver { policy: hosts.clone() }))
             .user_agent(concat!("wharfage/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
             // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
-            .redirect(redirect_policy(cfg.insecure.clone()));
+            .redirect(redirect_policy(cfg.insecure.clone(), hosts));
         if let Some(pem) = &cfg.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
@@ -139,21 +150,23 @@ impl Client {
     }
 
     /// A session for one image, holding the credentials (if any) for its lifetime only.
-    pub fn session(&self, image: &ImageRef, credentials: Option<Credentials>) -> Session {
+    /// Refused when the host policy does not let stagings reach the image's registry.
+    pub fn session(&self, image: &ImageRef, credentials: Option<Credentials>) -> Result<Session, UpstreamError> {
+        self.inner.cfg.hosts.check(&image.registry)?;
         let host = image.api_host().to_string();
         let scheme = if self.inner.cfg.insecure.iter().any(|h| h.eq_ignore_ascii_case(&image.registry) || h.eq_ignore_ascii_case(&host)) {
             "http"
         } else {
             "https"
         };
-        Session {
+        Ok(Session {
             client: self.clone(),
             registry: image.registry.clone(),
             repository: image.repository.to_string(),
             base: format!("{scheme}://{host}/v2/{}", image.repository),
             credentials: credentials.map(Arc::new),
             auth: Arc::new(Mutex::new(None)),
-        }
+        })
     }
 }
 

@@ -27,6 +27,8 @@ pub enum UpstreamError {
     SizeMismatch { registry: String, what: String, expected: u64, actual: u64 },
     #[error("{registry} sent an invalid response for {what}: {detail}")]
     Protocol { registry: String, what: String, detail: String },
+    #[error("staging from {registry} is not allowed: {reason}")]
+    Refused { registry: String, reason: String },
     #[error("upstream client configuration: {0}")]
     Config(String),
 }

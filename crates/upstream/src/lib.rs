@@ -13,8 +13,10 @@ mod auth;
 mod client;
 mod credentials;
 mod error;
+mod hosts;
 mod retry;
 
 pub use client::{ByteStream, Client, Fetched, Session, UpstreamConfig};
 pub use credentials::Credentials;
 pub use error::UpstreamError;
+pub use hosts::HostPolicy;

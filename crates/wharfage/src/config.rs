@@ -96,6 +96,37 @@ pub struct ServeArgs {
     /// manifest that uses it; garbage collection honours protections this recent [default: 60s]
     #[arg(long, env = "WHARFAGE_GC_PROTECT_WINDOW")]
     gc_protect_window: Option<String>,
+    /// An upload session idle this long expires: refused, then removed by garbage collection
+    /// [default: 24h]
+    #[arg(long, env = "WHARFAGE_UPLOAD_EXPIRY")]
+    upload_expiry: Option<String>,
+    /// Most open upload sessions this server keeps [default: 10000]
+    #[arg(long, env = "WHARFAGE_MAX_UPLOADS")]
+    max_uploads: Option<usize>,
+    /// Most open upload sessions in one repository [default: 1000]
+    #[arg(long, env = "WHARFAGE_MAX_UPLOADS_PER_REPOSITORY")]
+    max_uploads_per_repository: Option<usize>,
+    /// Most client connections served at once; more wait in the listen queue [default: 4096]
+    #[arg(long, env = "WHARFAGE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Length of the listen queue of connections not yet accepted [default: 4096]
+    #[arg(long, env = "WHARFAGE_LISTEN_BACKLOG")]
+    listen_backlog: Option<u32>,
+    /// A client must send a request's headers within this time, and a keep-alive connection
+    /// idle this long is closed [default: 30s]
+    #[arg(long, env = "WHARFAGE_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
+    /// A request body that sends no byte for this long fails [default: 60s]
+    #[arg(long, env = "WHARFAGE_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// Upstream hosts stagings may reach (patterns such as `*.example.com`, `registry:5000`);
+    /// repeatable. When set, every other host is refused [default: any public host]
+    #[arg(long = "upstream-allow", env = "WHARFAGE_UPSTREAM_ALLOW", value_delimiter = ',')]
+    upstream_allow: Vec<String>,
+    /// Upstream hosts stagings may not reach (same patterns); repeatable. Link-local and
+    /// cloud metadata addresses are refused unless an allow pattern names them
+    #[arg(long = "upstream-deny", env = "WHARFAGE_UPSTREAM_DENY", value_delimiter = ',')]
+    upstream_deny: Vec<String>,
 }
 
 /// Keys of the TOML file. Unknown keys are an error, so typos do not pass silently.
@@ -126,6 +157,17 @@ struct FileConfig {
     gc_interval: Option<String>,
     retain: Option<usize>,
     gc_protect_window: Option<String>,
+    upload_expiry: Option<String>,
+    max_uploads: Option<usize>,
+    max_uploads_per_repository: Option<usize>,
+    max_connections: Option<usize>,
+    listen_backlog: Option<u32>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    #[serde(default)]
+    upstream_allow: Vec<String>,
+    #[serde(default)]
+    upstream_deny: Vec<String>,
 }
 
 /// Where the registry keeps its data.
@@ -146,6 +188,23 @@ pub struct ServeConfig {
     pub stage_concurrency: usize,
     pub gc: store::GcOptions,
     pub gc_interval: Option<std::time::Duration>,
+    pub uploads: store::UploadLimits,
+    pub connections: server::ConnectionLimits,
+}
+
+fn positive(key: &str, d: std::time::Duration) -> Result<std::time::Duration, CliError> {
+    if d.is_zero() {
+        return Err(CliError::Config(format!("{key} must be at least 1s")));
+    }
+    Ok(d)
+}
+
+fn at_least_one(key: &str, v: Option<usize>, default: usize) -> Result<usize, CliError> {
+    match v {
+        Some(0) => Err(CliError::Config(format!("{key} must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
 }
 
 /// Parses `90`, `90s`, `30m`, `6h`, `2d` into a duration; the error names the key.
@@ -261,8 +320,50 @@ impl ServeConfig {
             Some(v) => parse_duration("gc_protect_window", &v)?,
             None => std::time::Duration::from_secs(60),
         };
-        let gc = store::GcOptions { dry_run: false, grace, retain: args.retain.or(file.retain).unwrap_or(2), protect_window };
+        let defaults = store::UploadLimits::default();
+        let uploads = store::UploadLimits {
+            expiry: match args.upload_expiry.or(file.upload_expiry) {
+                Some(v) => positive("upload_expiry", parse_duration("upload_expiry", &v)?)?,
+                None => defaults.expiry,
+            },
+            max_sessions: at_least_one("max_uploads", args.max_uploads.or(file.max_uploads), defaults.max_sessions)?,
+            max_per_repository: at_least_one(
+                "max_uploads_per_repository",
+                args.max_uploads_per_repository.or(file.max_uploads_per_repository),
+                defaults.max_per_repository,
+            )?,
+        };
+        let gc = store::GcOptions {
+            dry_run: false,
+            grace,
+            retain: args.retain.or(file.retain).unwrap_or(2),
+            protect_window,
+            upload_expiry: uploads.expiry,
+        };
+        let conn = server::ConnectionLimits::default();
+        let connections = server::ConnectionLimits {
+            max_connections: at_least_one("max_connections", args.max_connections.or(file.max_connections), conn.max_connections)?,
+            backlog: args.listen_backlog.or(file.listen_backlog).unwrap_or(conn.backlog).max(1),
+            header_timeout: match args.header_timeout.or(file.header_timeout) {
+                Some(v) => positive("header_timeout", parse_duration("header_timeout", &v)?)?,
+                None => conn.header_timeout,
+            },
+            body_timeout: match args.body_timeout.or(file.body_timeout) {
+                Some(v) => positive("body_timeout", parse_duration("body_timeout", &v)?)?,
+                None => conn.body_timeout,
+            },
+        };
+        let mut allow = args.upstream_allow;
+        allow.extend(file.upstream_allow);
+        let mut deny = args.upstream_deny;
+        deny.extend(file.upstream_deny);
+        let upstream = upstream::UpstreamConfig {
+            hosts: upstream::HostPolicy::new(&allow, &deny).map_err(|e| CliError::Config(e.to_string()))?,
+            ..upstream
+        };
         Ok(ServeConfig {
+            uploads,
+            connections,
             upstream,
             stage_concurrency,
             gc,

@@ -7,8 +7,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::{ServeArgs, ServeConfig};
 use crate::CliError;
 
-/// Checks the configured store and prints every problem; an error when there is any.
-pub fn run(args: ServeArgs, repair: bool, json: bool) -> Result<(), CliError> {
+/// Checks the configured store and prints every problem. An error (exit 1) when data is
+/// corrupt, missing or unparsable; leftovers (orphaned blobs, stale upload sessions,
+/// temporary files) are reported and counted, and fail only with `strict`.
+pub fn run(args: ServeArgs, repair: bool, strict: bool, json: bool) -> Result<(), CliError> {
     let mut cfg = ServeConfig::load(args)?;
     // The store itself is checked, never a replica's local copies; and a running replica may
     // own that cache folder (opening it clears its fills in progress).
@@ -25,7 +27,7 @@ pub fn run(args: ServeArgs, repair: bool, json: bool) -> Result<(), CliError> {
     }
     let report = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
         store
-            .fsck(repair, &|done, total| {
+            .fsck(repair, cfg.uploads.expiry, &|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })
@@ -44,13 +46,26 @@ pub fn run(args: ServeArgs, repair: bool, json: bool) -> Result<(), CliError> {
             let kind = serde_json::to_value(&p.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             println!("{kind:<16} {} {} ({})", p.digest, repos.join(","), p.detail);
         }
+        if report.stale_uploads > 0 {
+            println!("stale uploads    {} session(s) idle beyond their expiry (garbage collection removes them)", report.stale_uploads);
+        }
+        if report.temp_files > 0 {
+            println!(
+                "temporary files  {} ({} bytes) left by interrupted writes (removed at the next start or garbage collection)",
+                report.temp_files, report.temp_bytes
+            );
+        }
+        println!("{} failure(s), {} leftover(s)", report.failures(), report.leftovers());
         if report.quarantined > 0 {
             println!("moved {} corrupt blob(s) to quarantine/; push or stage them again to restore", report.quarantined);
         }
     }
-    if report.problems.is_empty() {
-        Ok(())
+    let failures = report.failures() as u64;
+    if failures > 0 {
+        Err(CliError::Problems(failures, "damaged or missing data".into()))
+    } else if strict && report.leftovers() > 0 {
+        Err(CliError::Problems(report.leftovers(), "leftovers (--strict)".into()))
     } else {
-        Err(CliError::Problems(report.problems.len()))
+        Ok(())
     }
 }

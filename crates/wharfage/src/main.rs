@@ -68,13 +68,18 @@ enum Command {
         server: String,
     },
     /// Check the store's integrity: re-hash every blob, check every reference and link.
-    /// Takes the same storage flags as `serve` (e.g. `--root DIR`). Exits 1 on any problem.
+    /// Takes the same storage flags as `serve` (e.g. `--root DIR`). Exits 1 when data is
+    /// corrupt, missing or unparsable; orphaned blobs, stale uploads and temporary files are
+    /// reported but fail only with --strict.
     Fsck {
         #[command(flatten)]
         storage: config::ServeArgs,
         /// Move corrupt blobs aside (to quarantine/) so a re-push or re-staging restores them
         #[arg(long)]
         repair: bool,
+        /// Also exit 1 on leftovers: orphaned blobs, stale upload sessions, temporary files
+        #[arg(long)]
+        strict: bool,
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
@@ -109,8 +114,8 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Remote(String),
-    #[error("fsck found {0} problem(s)")]
-    Problems(usize),
+    #[error("fsck found {0} problem(s): {1}")]
+    Problems(u64, String),
 }
 
 fn main() -> ExitCode {
@@ -124,7 +129,7 @@ fn main() -> ExitCode {
         Command::Apps { action: Some(AppsAction::Rm { app }), server, .. } => remote::remove_app(&server, &app),
         Command::Apps { action: Some(AppsAction::Sync { live, force }), server, .. } => remote::sync_live(&server, &live, force),
         Command::Gc { dry_run, server } => remote::gc(&server, dry_run),
-        Command::Fsck { storage, repair, json } => fsck::run(storage, repair, json),
+        Command::Fsck { storage, repair, strict, json } => fsck::run(storage, repair, strict, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,5 @@
 //! `wharfage serve`: logging, storage, listener, graceful shutdown.
 
-use axum::serve::ListenerExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServeConfig, Storage};
@@ -26,11 +25,41 @@ pub fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
 
 /// Opens the configured store.
 pub fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
-    Ok(match &cfg.storage {
+    let store = match &cfg.storage {
         Storage::Fs(root) => store::Store::filesystem(root)?,
         Storage::S3 { config, blob_cache: None, .. } => store::Store::s3(config)?,
         Storage::S3 { config, blob_cache: Some(cache), .. } => store::Store::s3(config)?.with_blob_cache(cache)?,
-    })
+    };
+    Ok(store.with_upload_limits(cfg.uploads.clone())?)
+}
+
+/// Raises the open-file limit to its hard limit: every connection, upload part and blob read
+/// holds a descriptor, and the usual soft limit of 1024 stops all service at about a
+/// thousand idle clients. Warns when the limit stays below what `max_connections` needs.
+fn raise_open_files(max_connections: usize) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    // Each connection needs one descriptor; keep room for files and the store's connections.
+    let wanted = max_connections as u64 * 2 + 256;
+    if (lim.rlim_cur as u64) < wanted {
+        tracing::warn!(
+            open_files = lim.rlim_cur as u64,
+            max_connections,
+            "the open-file limit is low for --max-connections: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        );
+    } else {
+        tracing::debug!(open_files = lim.rlim_cur as u64, "open-file limit");
+    }
 }
 
 async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
@@ -40,7 +69,12 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     let store = open_store(&cfg)?;
     // Refuse to start against a store that does not answer, rather than fail every request.
     store.ping().await?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+    let leftovers = store.remove_crash_leftovers()?;
+    if leftovers > 0 {
+        tracing::info!(files = leftovers, "removed temporary files an interrupted run left behind");
+    }
+    raise_open_files(cfg.connections.max_connections);
+    let listener = server::bind(&cfg.listen, cfg.connections.backlog)
         .await
         .map_err(|source| CliError::Listen { addr: cfg.listen.clone(), source })?;
     let addr = listener.local_addr()?;
@@ -70,10 +104,7 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
         }
     }
     let app = server::router(state);
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    server::serve(listener, app, &cfg.connections, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

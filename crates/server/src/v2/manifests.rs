@@ -9,10 +9,15 @@ use store::Store;
 
 use super::finish;
 use crate::error::{ApiError, ApiResult};
-use crate::request::Req;
+use crate::request::{BodyError, Req};
 
 /// Largest manifest accepted, as the reference registry and most clients assume.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// Most blobs and child manifests one manifest may reference, which bounds the protections
+/// against garbage collection one request writes. Images have at most a few hundred layers
+/// (overlay filesystems stop at 128) and indexes a few dozen platforms.
+pub const MAX_REFERENCES: usize = 4096;
 
 fn unknown(repo: &RepoName, r: &Reference) -> ApiError {
     ApiError::new(ErrorCode::ManifestUnknown, format!("manifest {r} is not in repository {repo}"))
@@ -50,7 +55,10 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req)
     }
     let content_type = req.header("content-type").map(str::to_string);
     let mut tags: Vec<Tag> = req.query_all("tag").map(Tag::parse).collect::<Result<_, _>>()?;
-    let bytes = req.into_bytes(MAX_MANIFEST_BYTES).await.map_err(|_| too_big())?;
+    let bytes = req.into_bytes(MAX_MANIFEST_BYTES).await.map_err(|e| match e {
+        BodyError::TooLarge => too_big(),
+        BodyError::Incomplete(why) => ApiError::new(ErrorCode::ManifestInvalid, format!("the manifest body could not be read whole: {why}")),
+    })?;
     let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
     let digest = match r {
         Reference::Digest(expected) => {
@@ -112,7 +120,26 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiRe
     };
     // Collected first: an iterator with closures held across awaits is not `Send` enough.
     let required: Vec<&Descriptor> = m.required_blobs().collect();
-    // Protected before they are checked, so a concurrent garbage collection cannot remove
+    let count = required.len() + m.manifests.len();
+    if count > MAX_REFERENCES {
+        return Err(ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("manifest references {count} blobs and manifests, more than the {MAX_REFERENCES} one manifest may"),
+        ));
+    }
+    // Cheap checks before anything is written: a manifest naming what the repository lacks
+    // is refused without leaving a garbage-collection protection behind for each name.
+    for desc in &required {
+        if !is_empty_json(desc) && !store.blob_linked(repo, &desc.digest).await? {
+            return Err(missing("blob", desc));
+        }
+    }
+    for child in &m.manifests {
+        if store.manifest(repo, &child.digest).await?.is_none() {
+            return Err(missing("manifest", child));
+        }
+    }
+    // Protected before they are checked (again, now authoritatively), so a concurrent garbage collection cannot remove
     // what this manifest is accepted with; a digest it is removing counts as missing.
     let digests: Vec<Digest> = required.iter().copied().chain(m.manifests.iter()).map(|d| d.digest.clone()).collect();
     match store.protect(&digests).await {

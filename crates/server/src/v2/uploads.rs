@@ -39,14 +39,21 @@ fn digest_param(req: &Req, name: &str) -> ApiResult<Option<Digest>> {
 pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult {
     if let Some(d) = digest_param(&req, "mount")? {
         let from = req.query("from").map(RepoName::parse).transpose()?;
-        // Protected before the existence check, so garbage collection cannot remove the
+        // A cheap look first, so mounts of digests nobody has write no protection; then
+        // protected before the authoritative check, so garbage collection cannot remove the
         // blob between our "yes, mounted" and the client's manifest.
-        store.protect(std::slice::from_ref(&d)).await?;
-        let mountable = match &from {
-            Some(src) => store.blob_linked(src, &d).await? && store.blob_size_fresh(&d).await?.is_some(),
-            // No source named: mount any blob the registry holds (all repositories are
-            // readable to every client until authorization exists).
-            None => store.blob_size_fresh(&d).await?.is_some(),
+        let plausible = match &from {
+            Some(src) => store.blob_linked(src, &d).await?,
+            None => store.blob_size(&d).await?.is_some(),
+        };
+        let mountable = plausible && {
+            store.protect(std::slice::from_ref(&d)).await?;
+            match &from {
+                Some(src) => store.blob_linked(src, &d).await? && store.blob_size_fresh(&d).await?.is_some(),
+                // No source named: mount any blob the registry holds (all repositories are
+                // readable to every client until authorization exists).
+                None => store.blob_size_fresh(&d).await?.is_some(),
+            }
         };
         if mountable {
             store.link_blob(repo, &d).await?;
@@ -75,11 +82,15 @@ fn chunk_offset(req: &Req) -> ApiResult<Option<u64>> {
         return Ok(None);
     };
     let (a, b) = parse_content_range(h).map_err(|m| ApiError::new(ErrorCode::RangeInvalid, m))?;
+    // `b >= a` (parsed), but `b - a + 1` overflows for 0-18446744073709551615.
+    let covers = (b - a)
+        .checked_add(1)
+        .ok_or_else(|| ApiError::new(ErrorCode::RangeInvalid, format!("Content-Range {h:?} covers more bytes than a blob can hold")))?;
     if let Some(len) = req.content_length() {
-        if b - a + 1 != len {
+        if covers != len {
             return Err(ApiError::new(
                 ErrorCode::SizeInvalid,
-                format!("Content-Range {h:?} covers {} bytes but Content-Length is {len}", b - a + 1),
+                format!("Content-Range {h:?} covers {covers} bytes but Content-Length is {len}"),
             ));
         }
     }

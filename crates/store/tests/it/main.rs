@@ -16,18 +16,45 @@ fn fs_opener() -> (Opener, tempfile::TempDir) {
 }
 
 fn s3_opener() -> Opener {
+    s3_opener_with_prefix().0
+}
+
+/// An S3 opener and the prefix its store lives under.
+fn s3_opener_with_prefix() -> (Opener, String) {
     let s3 = testkit::SeaweedFs::shared();
     // One bucket, a fresh prefix per case: SeaweedFS allocates volumes per bucket.
     s3.create_bucket("suite");
+    let prefix = testkit::unique("case");
     let cfg = S3Config {
         endpoint: s3.endpoint.clone(),
         bucket: "suite".into(),
         region: "us-east-1".into(),
-        prefix: Some(testkit::unique("case")),
+        prefix: Some(prefix.clone()),
         access_key_id: Some("any".into()),
         secret_access_key: Some("any".into()),
     };
-    Box::new(move || Store::s3(&cfg).unwrap())
+    (Box::new(move || Store::s3(&cfg).unwrap()), prefix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_blob_is_restored_by_a_full_push_on_fs() {
+    let (open, dir) = fs_opener();
+    let root = dir.path().to_path_buf();
+    let damage = move |d: &oci::Digest, bytes: &[u8]| std::fs::write(root.join(store::keys::blob(d).as_ref()), bytes).unwrap();
+    suite::damaged_blob_is_restored_by_a_full_push(&open, &damage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_blob_is_restored_by_a_full_push_on_s3() {
+    let (open, prefix) = s3_opener_with_prefix();
+    let port = testkit::SeaweedFs::shared().s3_port;
+    // SeaweedFS without identities takes unsigned requests: a raw PUT over the object.
+    let damage = move |d: &oci::Digest, bytes: &[u8]| {
+        let path = format!("/suite/{prefix}/{}", store::keys::blob(d));
+        let status = testkit::http_put(port, &path, bytes).unwrap();
+        assert_eq!(status, 200, "PUT {path}");
+    };
+    suite::damaged_blob_is_restored_by_a_full_push(&open, &damage).await;
 }
 
 macro_rules! fs_cases {
@@ -67,4 +94,5 @@ fs_cases!(
     links_scope_blobs_to_repositories,
     manifests_tags_and_referrers,
     catalog_lists_repositories,
+    concurrent_chunks_never_publish_unhashed_bytes,
 );

@@ -58,6 +58,11 @@ impl Http {
         Http { addr }
     }
 
+    /// The server's address, for raw connections.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Sends a request to a path, or to a Location value (relative or absolute).
     pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
         let path = match target.strip_prefix("http://") {

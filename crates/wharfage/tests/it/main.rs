@@ -18,6 +18,7 @@ mod config;
 mod fixtures;
 mod gc;
 mod ha;
+mod hardening;
 mod harness;
 mod lifecycle;
 mod restart;

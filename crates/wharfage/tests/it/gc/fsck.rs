@@ -1,6 +1,6 @@
 //! `wharfage fsck` on a damaged filesystem store: one blob with a flipped byte, one deleted
 //! blob, one orphan; exactly those three are reported, by digest and repository, and the exit
-//! status is 1. `--repair` moves the corrupt blob to `quarantine/`, a re-push restores it, and
+//! status is 1 for the damage but 0 for the orphan alone (a leftover, unless `--strict`). `--repair` moves the corrupt blob to `quarantine/`, a re-push restores it, and
 //! the corrupt entry is gone.
 
 use serde_json::{json, Value};
@@ -52,6 +52,13 @@ fn fsck_reports_a_flipped_byte_a_deleted_blob_and_an_orphan_and_repair_quarantin
 
     let clean = fsck_json(dir.path(), &backing, &[]);
     assert_eq!(problems(&clean), vec![p("orphaned", &orphan_digest, &[])], "before any damage: {clean}");
+    // An orphan is what every failed push leaves: reported, counted, exit 0; 1 with --strict.
+    let (code, text, _) = fsck(dir.path(), &backing, &[]);
+    assert_eq!(code, 0, "an orphan alone is no failure: {text}");
+    assert!(text.contains("0 failure(s), 1 leftover(s)"), "{text}");
+    let (code, _, stderr) = fsck(dir.path(), &backing, &["--strict"]);
+    assert_eq!(code, 1, "--strict fails on leftovers: {stderr}");
+    assert!(stderr.contains("fsck found 1 problem(s): leftovers (--strict)"), "{stderr}");
 
     // One flipped byte in x's own layer, y's own layer deleted.
     let corrupt = &x.layers[1];
@@ -75,7 +82,7 @@ fn fsck_reports_a_flipped_byte_a_deleted_blob_and_an_orphan_and_repair_quarantin
     // The text report says the same, one line per problem, and exits 1.
     let (code, text, stderr) = fsck(dir.path(), &backing, &[]);
     assert_eq!(code, 1, "fsck with problems: {text}\n{stderr}");
-    assert!(stderr.contains("fsck found 3 problem(s)"), "{stderr}");
+    assert!(stderr.contains("fsck found 2 problem(s): damaged or missing data"), "{stderr}");
     for (kind, digest, repos) in &expected {
         assert!(
             text.lines().any(|l| l.starts_with(kind.as_str()) && l.contains(digest.as_str()) && repos.iter().all(|r| l.contains(r.as_str()))),

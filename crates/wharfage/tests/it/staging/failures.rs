@@ -340,3 +340,58 @@ fn a_hung_upstream_fails_the_staging_with_504_after_the_read_timeout() {
     let staged = wharf.stage_ok(&format!("{}/hung/app:v1", up.host()), "hung", json!({}));
     assert_eq!(staged["digest"], img.digest.as_str());
 }
+
+/// A staging killed (`kill -9`) in the middle of a layer's download leaves its partial file
+/// under the root's `tmp/`: fsck reports it as a leftover (and still exits 0, since no data
+/// is damaged), and the next start removes it.
+#[test]
+fn a_download_killed_midway_leaves_a_temp_file_that_the_next_start_removes() {
+    use std::io::Write;
+
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    // Blob responses stop after 3 MiB and the connection stays open: a download that hangs.
+    let proxy = Proxy::start(up.port, Faults { stall_after: Some(3 << 20), ..Faults::default() });
+    let dir = crate::harness::tempdir();
+    let root = dir.path().join("root");
+    let start = || {
+        let mut cmd = crate::harness::wharfage(dir.path());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--insecure-registry", &proxy.host(), "--root"]).arg(&root);
+        crate::harness::Server::spawn(cmd)
+    };
+    let server = start();
+    let mut l = layout(&dir.path().join("src"));
+    let mut rng = Rng::new(509);
+    let big = layer(&mut l, &mut rng, "big.bin", 8 << 20);
+    let img = image(&mut l, "amd64", &[&big]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "killed/app");
+
+    // The staging request, sent and never read: it hangs in the big layer's download.
+    let body = serde_json::to_vec(&json!({ "source": format!("{}/killed/app:v1", proxy.host()), "app": "killed" })).unwrap();
+    let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(conn, "POST /api/v1/stagings HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", server.addr, body.len()).unwrap();
+    conn.write_all(&body).unwrap();
+    let tmp = root.join("tmp");
+    let partial = |min: u64| files_under(&tmp).iter().any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() >= min));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !partial(1 << 20) {
+        assert!(Instant::now() < deadline, "no partial download appeared under {}: {:?}", tmp.display(), files_under(&root));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill9();
+    drop(conn);
+    assert!(partial(1 << 20), "the partial download is gone after kill -9");
+
+    let mut cmd = crate::harness::wharfage(dir.path());
+    cmd.args(["fsck", "--json", "--root"]).arg(&root);
+    let out = crate::harness::run(cmd, Duration::from_secs(60));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["temp_files"].as_u64().unwrap() >= 1, "fsck reports the temporary file: {report}");
+    assert!(report["temp_bytes"].as_u64().unwrap() >= 1 << 20, "{report}");
+    assert_eq!(out.status.code(), Some(0), "a temporary file is a leftover, not a failure: {report}");
+
+    let server = start();
+    assert_eq!(files_under(&tmp), Vec::<std::path::PathBuf>::new(), "the restart removed what the killed download left");
+    server.stop();
+}

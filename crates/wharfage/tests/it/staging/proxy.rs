@@ -26,6 +26,9 @@ pub struct Faults {
     pub redirect_blobs_to: Option<u16>,
     /// Hold every blob GET this long before forwarding it: a slow upstream.
     pub delay_blobs: Option<Duration>,
+    /// Forward this many bytes of each blob response, then send nothing more while keeping
+    /// the connection open: a download that hangs midway.
+    pub stall_after: Option<usize>,
 }
 
 /// A running proxy; its threads end with the test process (they only serve loopback).
@@ -150,6 +153,13 @@ impl Shared {
             let n = upstream.read(&mut buf)?;
             if n == 0 || (blob_get && self.blobs_gone.load(Ordering::SeqCst)) {
                 break;
+            }
+            if let Some(stall) = self.faults.stall_after.filter(|s| blob_get && sent + n >= *s) {
+                client.write_all(&buf[..stall - sent])?;
+                client.flush()?;
+                // Held open, silent, until the test (and this thread) ends.
+                std::thread::sleep(Duration::from_secs(600));
+                return Ok(());
             }
             let cutting = cut_after.is_some_and(|c| sent + n >= c && !self.cut_done.swap(true, Ordering::SeqCst));
             let n = if cutting { cut_after.unwrap_or(0) - sent } else { n };

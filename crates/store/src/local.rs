@@ -1,0 +1,249 @@
+//! Durable writes for the filesystem backend.
+//!
+//! object_store's local backend never calls `fsync`: an acknowledged push could vanish, or
+//! come back as a zero-length file under its digest, after a power loss. So every object the
+//! filesystem backend writes goes through here instead: the bytes go to a temporary file
+//! under `<root>/tmp/`, which is fsynced, then renamed into place, and the directory that
+//! received it is fsynced (as is the parent of every directory created on the way) before
+//! the write returns. A 201 therefore means the bytes and the pointers to them are on disk.
+//!
+//! Temporary files live in one folder of their own so that what a crash leaves behind is
+//! easy to find: one process owns a filesystem root, so when the store opens, nothing in
+//! `tmp/` can belong to a live write and it is all removed ([`clear_tmp`]). object_store's own
+//! staging files (`<key>#<n>`, which its listings hide) are only left by older versions;
+//! fsck reports them and garbage collection removes them ([`stray_staging_files`]).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use object_store::path::Path as Key;
+
+use crate::{Result, StoreError};
+
+/// The folder, under the root, of temporary files.
+pub(crate) const TMP_DIR: &str = "tmp";
+
+/// Where a key lives under `root`. Keys are built in `keys.rs` from parsed names, digests and
+/// ids, whose characters need no escaping, so the key is the relative path.
+pub(crate) fn path_of(root: &Path, key: &Key) -> PathBuf {
+    root.join(key.as_ref())
+}
+
+/// A file being written under `tmp/`, removed if dropped before [`TempFile::persist`].
+pub(crate) struct TempFile {
+    root: PathBuf,
+    path: PathBuf,
+    /// `None` only while a blocking task holds it.
+    file: Option<File>,
+    persisted: bool,
+}
+
+impl TempFile {
+    pub(crate) async fn create(root: &Path) -> Result<Self> {
+        let root = root.to_path_buf();
+        let dir = root.join(TMP_DIR);
+        let path = dir.join(uuid::Uuid::new_v4().simple().to_string());
+        let p = path.clone();
+        let file = blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("create {}", dir.display()), e))?;
+            File::create(&p).map_err(|e| StoreError::io(format!("create {}", p.display()), e))
+        })
+        .await?;
+        Ok(TempFile { root, path, file: Some(file), persisted: false })
+    }
+
+    /// Appends buffers, in one blocking call.
+    pub(crate) async fn write(&mut self, bufs: Vec<Bytes>) -> Result<()> {
+        let mut file = self.take_file()?;
+        let path = self.path.clone();
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let r = bufs.iter().try_for_each(|b| file.write_all(b));
+            (file, r.map_err(|e| StoreError::io(format!("write {}", path.display()), e)))
+        })
+        .await
+        .map_err(|e| StoreError::io("a blocking write task", std::io::Error::other(e)))?;
+        self.file = Some(file);
+        result
+    }
+
+    /// Makes the file durable and visible under `key`: fsync, rename, fsync the directory.
+    pub(crate) async fn persist(mut self, key: &Key) -> Result<()> {
+        let file = self.take_file()?;
+        let (root, from, to) = (self.root.clone(), self.path.clone(), path_of(&self.root, key));
+        let result = blocking(move || {
+            file.sync_all().map_err(|e| StoreError::io(format!("fsync {}", from.display()), e))?;
+            drop(file);
+            rename_durably(&root, &from, &to)
+        })
+        .await;
+        // Renamed or not, the temporary name is gone or will be removed by Drop.
+        self.persisted = result.is_ok();
+        result
+    }
+
+    fn take_file(&mut self) -> Result<File> {
+        self.file.take().ok_or_else(|| StoreError::io(format!("write {}", self.path.display()), std::io::Error::other("file already closed")))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            // Unlinking works even while a cancelled blocking task still holds the file.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes a small object whole, durably.
+pub(crate) async fn write_file(root: &Path, key: &Key, bytes: Bytes) -> Result<()> {
+    let mut tmp = TempFile::create(root).await?;
+    tmp.write(vec![bytes]).await?;
+    tmp.persist(key).await
+}
+
+/// Writes a small object whole, atomically but without fsync: for markers that matter only
+/// while the process that wrote them runs (garbage collection's handshake), since a crash
+/// ends both the writer and the collector that could have seen them.
+pub(crate) async fn write_file_volatile(root: &Path, key: &Key, bytes: Bytes) -> Result<()> {
+    let mut tmp = TempFile::create(root).await?;
+    tmp.write(vec![bytes]).await?;
+    let file = tmp.take_file()?;
+    drop(file);
+    let (root, from, to) = (tmp.root.clone(), tmp.path.clone(), path_of(&tmp.root, key));
+    blocking(move || {
+        let dir = to.parent().unwrap_or(&root);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("create {}", dir.display()), e))?;
+        }
+        std::fs::rename(&from, &to).map_err(|e| StoreError::io(format!("rename {} to {}", from.display(), to.display()), e))
+    })
+    .await?;
+    tmp.persisted = true;
+    Ok(())
+}
+
+/// Renames an object (already durable itself, e.g. an upload part) and fsyncs the directory
+/// that receives it.
+pub(crate) async fn rename(root: &Path, from: &Key, to: &Key) -> Result<()> {
+    let (root, from, to) = (root.to_path_buf(), path_of(root, from), path_of(root, to));
+    blocking(move || rename_durably(&root, &from, &to)).await
+}
+
+fn rename_durably(root: &Path, from: &Path, to: &Path) -> Result<()> {
+    let dir = to.parent().unwrap_or(root);
+    create_dirs(root, dir)?;
+    std::fs::rename(from, to).map_err(|e| StoreError::io(format!("rename {} to {}", from.display(), to.display()), e))?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` and any missing parents up to `root`, fsyncing the parent of each directory
+/// created, so a new directory's entry survives a crash as well as what is put in it.
+fn create_dirs(root: &Path, dir: &Path) -> Result<()> {
+    if dir.is_dir() || dir == root {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(root, parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        // Created concurrently by another write: its writer syncs the parent.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(StoreError::io(format!("create {}", dir.display()), e)),
+    }
+    sync_dir(dir.parent().unwrap_or(root))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(format!("fsync directory {}", dir.display()), e))
+}
+
+/// Removes every temporary file under `<root>/tmp/`; returns how many there were. Only for
+/// a store being opened: the root's one process has no write in flight yet.
+pub(crate) fn clear_tmp(root: &Path) -> Result<usize> {
+    let dir = root.join(TMP_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io(format!("list {}", dir.display()), e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| StoreError::io(format!("list {}", dir.display()), e))?.path();
+        std::fs::remove_file(&path).map_err(|e| StoreError::io(format!("remove {}", path.display()), e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Temporary files under `root`: everything in `tmp/` and object_store's staging files
+/// (`<name>#<n>`) in the store's other folders, with their sizes.
+pub(crate) fn stray_staging_files(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    for top in [TMP_DIR, "blobs", "repositories", "uploads", "apps", "gc"] {
+        walk(&root.join(top), top == TMP_DIR, &mut found);
+    }
+    found
+}
+
+fn walk(dir: &Path, all: bool, found: &mut Vec<(PathBuf, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let path = entry.path();
+        if meta.is_dir() {
+            walk(&path, all, found);
+        } else if all || is_staging_name(&entry.file_name().to_string_lossy()) {
+            found.push((path, meta.len()));
+        }
+    }
+}
+
+/// object_store's staging files are `<name>#<digits>`; no key of ours contains `#`.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::io("a blocking file task", std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names() {
+        assert!(is_staging_name("abc#1"));
+        assert!(is_staging_name("abc#12"));
+        assert!(!is_staging_name("abc"));
+        assert!(!is_staging_name("abc#"));
+        assert!(!is_staging_name("abc#x1"));
+    }
+
+    #[tokio::test]
+    async fn dropped_temp_file_is_removed_and_persisted_one_is_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TempFile::create(dir.path()).await.unwrap();
+        t.write(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]).await.unwrap();
+        drop(t);
+        assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+
+        write_file(dir.path(), &Key::from("a/b/c"), Bytes::from_static(b"xyz")).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/b/c")).unwrap(), b"xyz");
+        assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+
+        std::fs::write(dir.path().join(TMP_DIR).join("left"), b"x").unwrap();
+        std::fs::write(dir.path().join("a/b/c#3"), b"x").unwrap();
+        assert_eq!(stray_staging_files(dir.path()).len(), 1, "a/ is not a store folder");
+        assert_eq!(clear_tmp(dir.path()).unwrap(), 1);
+        assert_eq!(clear_tmp(dir.path()).unwrap(), 0);
+    }
+}

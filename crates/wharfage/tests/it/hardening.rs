@@ -1,0 +1,339 @@
+//! What a careless or hostile client cannot do to the built binary: make it acknowledge a
+//! push before the bytes are on disk, hold connections with half a request, exceed the
+//! connection limit, fill the store with upload sessions or garbage-collection protections,
+//! make a staging reach a cloud metadata address or a malformed host, or slip malformed
+//! ranges, truncated manifests, oversized bodies or forged `Host` headers past the API.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::client::{Http, Resp};
+use crate::fixtures::sha256;
+use crate::harness::{self, files_under, Server};
+
+/// A `wharfage serve` over a temporary root with extra flags.
+fn serve(args: &[&str]) -> (Server, Http, PathBuf, tempfile::TempDir) {
+    let dir = harness::tempdir();
+    let root = dir.path().join("root");
+    let mut cmd = harness::wharfage(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--root"]).arg(&root).args(args);
+    let server = Server::spawn(cmd);
+    let http = Http::new(server.addr);
+    (server, http, root, dir)
+}
+
+fn json_of(r: &Resp) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+#[track_caller]
+fn expect_error(r: Resp, status: u16, code: &str) -> String {
+    let text = r.text();
+    assert_eq!(r.status, status, "status; body: {text}");
+    let v = json_of(&r);
+    assert_eq!(v["errors"][0]["code"], code, "{text}");
+    v["errors"][0]["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// Pushes a blob in one POST; its digest.
+fn push_blob(http: &Http, repo: &str, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    http.send("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], bytes.to_vec()).expect(201, "monolithic push");
+    d
+}
+
+fn manifest_naming(config: &str, config_size: usize, layers: &[(String, usize)]) -> Vec<u8> {
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|(d, size)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": size}))
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+fn put_manifest(http: &Http, repo: &str, reference: &str, body: Vec<u8>) -> Resp {
+    http.send("PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("content-type", "application/vnd.oci.image.manifest.v1+json")], body)
+}
+
+/// `strace` attached to a running process, counting the fsync-family calls of all its threads.
+struct Strace {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Strace {
+    fn attach(pid: u32, out: &Path) -> Strace {
+        let mut child = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+            .arg(out)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strace (scripts/test.sh installs it)");
+        // strace says nothing once attached with -qq; give it a moment, then prove it works
+        // by its output file existing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.exists() {
+            assert!(Instant::now() < deadline, "strace did not start");
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("strace exited ({status}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Strace { child, out: out.to_path_buf() }
+    }
+
+    /// fsync/fdatasync calls that returned so far.
+    fn syncs(&self) -> usize {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains("= 0"))
+            .count()
+    }
+}
+
+impl Drop for Strace {
+    fn drop(&mut self) {
+        // SIGINT detaches strace from the server, which keeps running.
+        // SAFETY: kill(2) on a child of ours.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A 201 means the bytes and the pointers that reach them are on disk: the blob, its link,
+/// the manifest, its link and the tag are each fsynced (file and directory) before the answer.
+#[test]
+fn a_push_is_fsynced_before_it_is_acknowledged() {
+    let (server, http, _root, dir) = serve(&[]);
+    let strace = Strace::attach(server.pid(), &dir.path().join("strace.out"));
+    assert_eq!(strace.syncs(), 0, "nothing written yet");
+
+    let layer = vec![7u8; 300_000];
+    let layer_digest = push_blob(&http, "durable/app", &layer);
+    let after_blob = strace.syncs();
+    // The blob file and its directory, the link file and its directory (and new directories).
+    assert!(after_blob >= 4, "a blob push was acknowledged after {after_blob} fsync calls");
+
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = push_blob(&http, "durable/app", &config);
+    let manifest = manifest_naming(&config_digest, config.len(), &[(layer_digest, layer.len())]);
+    let before = strace.syncs();
+    put_manifest(&http, "durable/app", "v1", manifest).expect(201, "manifest push");
+    let manifest_syncs = strace.syncs() - before;
+    // Manifest bytes, manifest link and tag: a file and a directory each.
+    assert!(manifest_syncs >= 6, "a manifest push was acknowledged after {manifest_syncs} fsync calls");
+    eprintln!("fsync calls: {after_blob} for a blob push, {manifest_syncs} for a tagged manifest push");
+}
+
+/// Reads until the server closes the connection; how long that took (`None`: still open at
+/// `limit`).
+fn closed_within(conn: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match conn.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+/// Half a request line is closed within the header timeout, an idle keep-alive connection
+/// too, while complete requests keep being served.
+#[test]
+fn half_requests_and_idle_connections_are_closed_after_the_header_timeout() {
+    let (_server, http, _root, _dir) = serve(&["--header-timeout", "2s"]);
+    let addr = http_addr(&http);
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET /v2/ HT").unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
+    write!(idle, "GET /v2/ HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    // Complete requests are served meanwhile.
+    for _ in 0..5 {
+        http.get("/v2/").expect(200, "a complete request while others stall");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let half_closed = closed_within(&mut half, Duration::from_secs(8)).expect("half a request line was never closed");
+    let idle_closed = closed_within(&mut idle, Duration::from_secs(8)).expect("an idle keep-alive connection was never closed");
+    assert!(half_closed < Duration::from_secs(5), "closed only after {half_closed:?}");
+    assert!(idle_closed < Duration::from_secs(5), "closed only after {idle_closed:?}");
+    http.get("/v2/").expect(200, "still serving");
+}
+
+fn http_addr(http: &Http) -> std::net::SocketAddr {
+    http.addr()
+}
+
+/// Beyond `--max-connections`, connections wait in the listen queue and are served as soon
+/// as a slot frees, instead of being refused or starving the process of descriptors.
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let (_server, http, _root, _dir) = serve(&["--max-connections", "2", "--header-timeout", "30s"]);
+    let addr = http_addr(&http);
+    let hold = |n: usize| {
+        (0..n)
+            .map(|_| {
+                let mut c = TcpStream::connect(addr).unwrap();
+                write!(c, "GET /v2/ HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+                let mut status = [0u8; 12];
+                c.read_exact(&mut status).unwrap();
+                c
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut held = hold(2);
+    let mut third = TcpStream::connect(addr).expect("the listen queue takes the connection");
+    write!(third, "GET /v2/ HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut buf = [0u8; 12];
+    assert!(third.read_exact(&mut buf).is_err(), "a third connection was served while two held the only slots");
+    held.pop();
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    third.read_exact(&mut buf).expect("served once a slot freed");
+    assert_eq!(&buf, b"HTTP/1.1 200");
+}
+
+/// Upload sessions are capped per repository and per server (429 `TOOMANYREQUESTS`), expire
+/// after `--upload-expiry` (then unknown, and no longer counted), and garbage collection
+/// removes the expired ones.
+#[test]
+fn upload_sessions_are_capped_expire_and_are_collected() {
+    let (_server, http, root, _dir) =
+        serve(&["--max-uploads", "5", "--max-uploads-per-repository", "3", "--upload-expiry", "2s"]);
+    let open = |repo: &str| http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new());
+    let mut sessions: Vec<String> = (0..3).map(|_| open("caps/a").expect(202, "open").header("location").unwrap().to_string()).collect();
+    let message = expect_error(open("caps/a"), 429, "TOOMANYREQUESTS");
+    assert!(message.contains("caps/a") && message.contains('3'), "{message}");
+    open("caps/b").expect(202, "another repository");
+    open("caps/b").expect(202, "another repository");
+    let message = expect_error(open("caps/c"), 429, "TOOMANYREQUESTS");
+    assert!(message.contains('5'), "the server-wide cap: {message}");
+    // Finishing or cancelling frees a place.
+    http.send("DELETE", &sessions.pop().unwrap(), &[], Vec::new()).expect(204, "cancel");
+    sessions.push(open("caps/a").expect(202, "a freed place").header("location").unwrap().to_string());
+
+    // Idle past the expiry: gone, not counted, and collected.
+    std::thread::sleep(Duration::from_millis(2500));
+    expect_error(http.send("PATCH", &sessions[0], &[], b"late".to_vec()), 404, "BLOB_UPLOAD_UNKNOWN");
+    for _ in 0..3 {
+        open("caps/a").expect(202, "expired sessions no longer count");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let report = json_of(&http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc"));
+    assert_eq!(report["uploads"]["count"], 8, "every expired session collected: {report}");
+    assert_eq!(files_under(&root.join("uploads")), Vec::<PathBuf>::new(), "nothing of them is left");
+}
+
+/// A manifest naming blobs the repository lacks is refused before it writes anything, so
+/// it cannot fill `gc/protect/` with one file per name; a manifest naming more than the
+/// limit is refused outright; a mount of an unknown digest protects nothing either.
+#[test]
+fn refused_manifests_and_mounts_leave_no_protections_behind() {
+    let (_server, http, root, _dir) = serve(&[]);
+    let protections = || files_under(&root.join("gc/protect")).len();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let config_digest = push_blob(&http, "marks/app", &config);
+    let before = protections();
+    let unknown: Vec<(String, usize)> = (0..2000u32).map(|i| (sha256(&i.to_le_bytes()), 4)).collect();
+    let message = expect_error(put_manifest(&http, "marks/app", "v1", manifest_naming(&config_digest, config.len(), &unknown)), 400, "MANIFEST_BLOB_UNKNOWN");
+    assert!(message.contains(&unknown[0].0), "{message}");
+    assert_eq!(protections(), before, "a refused manifest wrote protections");
+
+    let too_many: Vec<(String, usize)> = (0..5000u32).map(|i| (sha256(&i.to_be_bytes()), 4)).collect();
+    let message = expect_error(put_manifest(&http, "marks/app", "v2", manifest_naming(&config_digest, config.len(), &too_many)), 400, "MANIFEST_INVALID");
+    assert!(message.contains("5001") && message.contains("4096"), "{message}");
+    assert_eq!(protections(), before);
+
+    let unknown_digest = sha256(b"never pushed");
+    http.send("POST", &format!("/v2/marks/other/blobs/uploads/?mount={unknown_digest}&from=marks/app"), &[], Vec::new())
+        .expect(202, "a mount of an unknown blob opens a session");
+    assert_eq!(protections(), before, "a failed mount wrote a protection");
+}
+
+/// Staging sources must be `host[:port]/name`, and link-local or cloud metadata addresses
+/// are refused (403 `SOURCE_REFUSED`) before any connection; so are hosts outside
+/// `--upstream-allow` or inside `--upstream-deny`.
+#[test]
+fn stagings_cannot_reach_metadata_addresses_or_malformed_hosts() {
+    let (_server, http, _root, _dir) = serve(&["--upstream-deny", "*.internal"]);
+    let stage = |source: &str| {
+        let body = serde_json::to_vec(&json!({"source": source, "app": "probe"})).unwrap();
+        http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], body)
+    };
+    for source in ["169.254.169.254/latest/meta-data:x", "[fe80::1]:5000/a:b", "[fd00:ec2::254]/a:b", "db.internal:5000/a:b"] {
+        let r = stage(source);
+        let text = r.text();
+        assert_eq!(r.status, 403, "{source}: {text}");
+        let v = json_of(&r);
+        assert_eq!(v["errors"][0]["code"], "SOURCE_REFUSED", "{source}: {text}");
+    }
+    for source in ["127.0.0.1:1?x=/y:z", "user@registry.example.com/a:b", "registry.example.com:99999/a:b"] {
+        let r = stage(source);
+        assert_eq!(r.status, 400, "{source}: {}", r.text());
+        assert!(r.text().contains("host[:port]") || r.text().contains("digest"), "{source}: {}", r.text());
+    }
+
+    let (_server, http, _root, _dir) = serve(&["--upstream-allow", "registry.example.com"]);
+    let body = serde_json::to_vec(&json!({"source": "127.0.0.1:5000/a:b", "app": "probe"})).unwrap();
+    let r = http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], body);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("--upstream-allow"), "{}", r.text());
+}
+
+/// The protocol's corner cases get the right error: a `Content-Range` whose length does not
+/// fit in 64 bits, a manifest body cut short, an oversized staging request (a JSON error,
+/// like every other), and a `Host` that is not `host[:port]` is never echoed into an image
+/// reference.
+#[test]
+fn malformed_ranges_truncated_manifests_and_oversized_bodies_get_clear_errors() {
+    let (_server, http, _root, _dir) = serve(&[]);
+    let loc = http.send("POST", "/v2/nits/app/blobs/uploads/", &[], Vec::new()).expect(202, "open").header("location").unwrap().to_string();
+    let r = http.send("PATCH", &loc, &[("content-range", "0-18446744073709551615")], Vec::new());
+    let message = expect_error(r, 416, "RANGE_INVALID");
+    assert!(message.contains("18446744073709551615"), "{message}");
+
+    // Content-Length 100, 10 bytes, then the client stops sending.
+    let addr = http_addr(&http);
+    let mut conn = TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "PUT /v2/nits/app/manifests/v1 HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{{\"schemaVe"
+    )
+    .unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut raw = Vec::new();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = conn.read_to_end(&mut raw);
+    let r = crate::client::parse_response(&raw, false).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&raw)));
+    expect_error(r, 400, "MANIFEST_INVALID");
+
+    let r = http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], vec![b' '; 200_000]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    let v = json_of(&r);
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("at most"), "{v}");
+}
