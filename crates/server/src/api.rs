@@ -14,7 +14,7 @@ use store::StagingRecord;
 use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
-use crate::error::{error_response, json_response as json};
+use crate::error::{error_response, json_response as json, stage_status};
 use crate::request::BodyError;
 use crate::AppState;
 
@@ -38,18 +38,7 @@ fn error(status: u16, code: &str, message: impl std::fmt::Display) -> Response {
 
 fn stage_error(e: &StageError) -> Response {
     let (status, code) = stage_status(e);
-    error(status, code, e)
-}
-
-/// The status and code of a failed staging. A staging that relied on a blob a concurrent
-/// garbage collection was removing (or removed between two looks) failed for no fault of
-/// anyone and succeeds when retried: 503, not the 500 "INTERNAL" the stage crate gives every
-/// client-side store error, which tells a platform the server is broken.
-fn stage_status(e: &StageError) -> (u16, &'static str) {
-    match e {
-        e if e.is_gc_race() => (503, "STORAGE_UNAVAILABLE"),
-        _ => (e.status(), e.code()),
-    }
+    error(status.as_u16(), code, e)
 }
 
 #[derive(Deserialize)]
@@ -152,7 +141,7 @@ type StageOutcome = Result<Result<StagingRecord, StageError>, tokio::task::JoinE
 fn count_staging(metrics: &crate::Metrics, outcome: &StageOutcome) {
     match outcome {
         Ok(Ok(r)) => metrics.staging(201, Some(r)),
-        Ok(Err(e)) => metrics.staging(stage_status(e).0, None),
+        Ok(Err(e)) => metrics.staging(stage_status(e).0.as_u16(), None),
         Err(_) => metrics.staging(500, None),
     }
 }
@@ -172,7 +161,7 @@ fn stream_staging(stager: Stager, req: StageRequest, host: String, metrics: crat
             }
             Ok(Err(e)) => {
                 let (status, code) = stage_status(&e);
-                serde_json::json!({ "event": "error", "status": status, "code": code, "message": e.to_string() })
+                serde_json::json!({ "event": "error", "status": status.as_u16(), "code": code, "message": e.to_string() })
             }
             Err(e) => serde_json::json!({ "event": "error", "status": 500, "code": "INTERNAL", "message": e.to_string() }),
         };

@@ -4,7 +4,9 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use oci::{ErrorCode, ParseError};
+use stage::StageError;
 use store::StoreError;
+use upstream::UpstreamError;
 
 /// An error answered to a client in the spec's JSON form.
 #[derive(Debug, thiserror::Error)]
@@ -85,5 +87,119 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
     resp
 }
 
+/// The status and code a platform acts on for a failed staging: whose fault it was, and
+/// whether trying again may help.
+pub(crate) fn stage_status(e: &StageError) -> (StatusCode, &'static str) {
+    // A staging that relied on a blob a concurrent garbage collection was removing (or
+    // removed between two looks) failed for no fault of anyone and succeeds when retried.
+    if e.is_gc_race() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE");
+    }
+    match e.cause() {
+        StageError::NoPlatform { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        StageError::Unusable { .. } | StageError::Corrupt { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "UPSTREAM_CONTENT_INVALID"),
+        StageError::Upstream(u) => upstream_status(u),
+        StageError::Store(s) if s.is_client_error() => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        StageError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE"),
+        // `cause()` never returns a Shared.
+        StageError::Shared(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+    }
+}
+
+fn upstream_status(e: &UpstreamError) -> (StatusCode, &'static str) {
+    match e {
+        UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsRequired { .. } => (StatusCode::UNAUTHORIZED, "UPSTREAM_UNAUTHORIZED"),
+        UpstreamError::Denied { .. } => (StatusCode::FORBIDDEN, "UPSTREAM_DENIED"),
+        UpstreamError::Refused { .. } => (StatusCode::FORBIDDEN, "SOURCE_REFUSED"),
+        UpstreamError::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
+        UpstreamError::DigestMismatch { .. } | UpstreamError::SizeMismatch { .. } | UpstreamError::Schema1 { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "UPSTREAM_CONTENT_INVALID")
+        }
+        UpstreamError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        UpstreamError::Unreachable { .. } | UpstreamError::Status { .. } | UpstreamError::Protocol { .. } => {
+            (StatusCode::BAD_GATEWAY, "UPSTREAM_UNREACHABLE")
+        }
+    }
+}
+
 /// Handler result.
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn digest() -> oci::Digest {
+        oci::Digest::of(oci::Algorithm::Sha256, b"x")
+    }
+
+    fn up(kind: &str) -> UpstreamError {
+        let (registry, what, detail) = ("r.io".to_string(), "a:b".to_string(), "d".to_string());
+        match kind {
+            "unauthorized" => UpstreamError::Unauthorized { registry, what, detail },
+            "required" => UpstreamError::CredentialsRequired { registry, what },
+            "denied" => UpstreamError::Denied { registry, what },
+            "refused" => UpstreamError::Refused { registry, reason: detail },
+            "notfound" => UpstreamError::NotFound { registry, what },
+            "timeout" => UpstreamError::Timeout { registry, detail },
+            "digest" => UpstreamError::DigestMismatch { registry, what, expected: detail.clone(), actual: detail },
+            "size" => UpstreamError::SizeMismatch { registry, what, expected: 1, actual: 2 },
+            "schema1" => UpstreamError::Schema1 { registry, what },
+            "config" => UpstreamError::Config(detail),
+            "unreachable" => UpstreamError::Unreachable { registry, detail },
+            "status" => UpstreamError::Status { registry, what, status: 500, detail },
+            _ => UpstreamError::Protocol { registry, what, detail },
+        }
+    }
+
+    #[test]
+    fn every_upstream_failure_has_its_status() {
+        for (kind, status, code) in [
+            ("unauthorized", 401, "UPSTREAM_UNAUTHORIZED"),
+            ("required", 401, "UPSTREAM_UNAUTHORIZED"),
+            ("denied", 403, "UPSTREAM_DENIED"),
+            ("refused", 403, "SOURCE_REFUSED"),
+            ("notfound", 404, "NOT_FOUND"),
+            ("timeout", 504, "UPSTREAM_TIMEOUT"),
+            ("digest", 422, "UPSTREAM_CONTENT_INVALID"),
+            ("size", 422, "UPSTREAM_CONTENT_INVALID"),
+            ("schema1", 422, "UPSTREAM_CONTENT_INVALID"),
+            ("config", 500, "INTERNAL"),
+            ("unreachable", 502, "UPSTREAM_UNREACHABLE"),
+            ("status", 502, "UPSTREAM_UNREACHABLE"),
+            ("protocol", 502, "UPSTREAM_UNREACHABLE"),
+        ] {
+            let (s, c) = stage_status(&StageError::Upstream(up(kind)));
+            assert_eq!((s.as_u16(), c), (status, code), "{kind}");
+        }
+    }
+
+    #[test]
+    fn staging_failures_have_their_status() {
+        let cases = [
+            (StageError::NoPlatform { image: "i".into(), wanted: "w".into(), available: "a".into() }, 404, "NOT_FOUND"),
+            (StageError::Unusable { image: "i".into(), reason: "r".into() }, 422, "UPSTREAM_CONTENT_INVALID"),
+            (StageError::Corrupt { what: "w".into(), detail: "d".into() }, 422, "UPSTREAM_CONTENT_INVALID"),
+            (StageError::Store(StoreError::Config("c".into())), 503, "STORAGE_UNAVAILABLE"),
+            (StageError::Store(StoreError::SizeMismatch { expected: 1, actual: 2 }), 500, "INTERNAL"),
+            (StageError::Store(StoreError::BeingCollected(digest())), 503, "STORAGE_UNAVAILABLE"),
+            (StageError::Store(StoreError::BlobUnknown(digest())), 503, "STORAGE_UNAVAILABLE"),
+        ];
+        for (e, status, code) in cases {
+            let (s, c) = stage_status(&e);
+            assert_eq!((s.as_u16(), c), (status, code), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_shared_download_keeps_its_cause() {
+        let lost_race = StageError::Shared(Arc::new(StageError::Store(StoreError::BeingCollected(digest()))));
+        assert!(lost_race.is_gc_race(), "a shared download that lost a GC race is retried");
+        assert_eq!(stage_status(&lost_race).0.as_u16(), 503);
+        let timeout = StageError::Shared(Arc::new(StageError::Upstream(up("timeout"))));
+        assert_eq!(stage_status(&timeout), (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"));
+    }
+}

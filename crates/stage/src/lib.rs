@@ -250,7 +250,9 @@ impl Stager {
     /// stagings add up to what was really fetched.
     async fn fetch_blob(&self, session: Session, d: Descriptor, progress: Progress) -> Result<Option<u64>, StageError> {
         let (ident, owner) = {
-            let mut inflight = self.inner.inflight.lock().map_err(|_| StageError::BadRequest("engine lock poisoned".into()))?;
+            // A poisoned lock means a panic elsewhere held it; the map itself stays consistent
+            // (every change is one insert or remove), so keep using it.
+            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match inflight.get(&d.digest) {
                 Some(f) => (f.clone(), false),
                 None => {
@@ -271,8 +273,9 @@ impl Stager {
                 progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
                 Ok(None)
             }
-            // The first waiter to finish may own the error outright; the others get its copy.
-            Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(|shared| StageError::Shared { status: shared.status(), message: shared.to_string() })),
+            // Every waiter (and the in-flight table) holds the same error: share it whole, so
+            // that a lost race with garbage collection is still recognised and retried.
+            Err(e) => Err(StageError::Shared(e)),
         }
     }
 

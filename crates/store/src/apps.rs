@@ -9,7 +9,7 @@ use object_store::path::Path;
 use oci::{AppId, Digest, RunMetadata};
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, Store, StoreError};
+use crate::{keys, Result, Store, StoreError};
 
 /// One staging of an app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,14 +33,6 @@ pub struct StagingRecord {
     pub created_ms: u64,
 }
 
-fn record_key(app: &AppId, staging_id: &str) -> Path {
-    Path::from(format!("apps/{app}/stagings/{staging_id}.json"))
-}
-
-fn current_key(app: &AppId) -> Path {
-    Path::from(format!("apps/{app}/current"))
-}
-
 fn bad(key: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { key: key.to_string(), reason: e.to_string() }
 }
@@ -48,21 +40,21 @@ fn bad(key: &Path, e: impl std::fmt::Display) -> StoreError {
 impl Store {
     /// Records a staging and makes it the app's current one.
     pub async fn record_staging(&self, rec: &StagingRecord) -> Result<()> {
-        let key = record_key(&rec.app, &rec.staging_id);
+        let key = keys::staging(&rec.app, &rec.staging_id);
         let json = serde_json::to_vec_pretty(rec).map_err(|e| bad(&key, e))?;
         self.write_small(&key, Bytes::from(json)).await?;
-        self.write_small(&current_key(&rec.app), Bytes::from(rec.staging_id.clone())).await
+        self.write_small(&keys::current(&rec.app), Bytes::from(rec.staging_id.clone())).await
     }
 
     /// The id of the app's current staging, if it has one.
     pub async fn current_staging(&self, app: &AppId) -> Result<Option<String>> {
-        let key = current_key(app);
+        let key = keys::current(app);
         self.read_small(&key).await?.map(|b| String::from_utf8(b.to_vec()).map_err(|e| bad(&key, e))).transpose()
     }
 
     /// Every staging of an app, oldest first.
     pub async fn stagings(&self, app: &AppId) -> Result<Vec<StagingRecord>> {
-        let prefix = Path::from(format!("apps/{app}/stagings"));
+        let prefix = keys::stagings(app);
         let metas: Vec<_> = self.os().list(Some(&prefix)).try_collect().await?;
         let mut out = Vec::with_capacity(metas.len());
         for meta in metas {
@@ -78,7 +70,7 @@ impl Store {
     /// folders of an unpinned app, which would otherwise count as an app (live sync would
     /// "unpin" it again, and count it against the guard on unpinning most apps).
     pub async fn apps(&self) -> Result<Vec<AppId>> {
-        let records: Vec<_> = self.os().list(Some(&Path::from("apps"))).try_collect().await?;
+        let records: Vec<_> = self.os().list(Some(&keys::apps())).try_collect().await?;
         let mut apps = std::collections::BTreeSet::new();
         for meta in records {
             let mut parts = meta.location.as_ref().split('/');
@@ -90,4 +82,69 @@ impl Store {
         }
         Ok(apps.into_iter().collect())
     }
+
+    /// Unpins every staging of an app. Its images go at the next collection.
+    pub async fn unpin_app(&self, app: &AppId) -> Result<u64> {
+        let metas: Vec<_> = self.os().list(Some(&keys::app(app))).try_collect().await?;
+        let count = metas.iter().filter(|m| m.location.as_ref().ends_with(".json")).count() as u64;
+        // `current` first: an interrupted unpin leaves records without a current, never a
+        // current pointing at a removed record.
+        self.remove(&keys::current(app)).await?;
+        for m in metas {
+            self.remove(&m.location).await?;
+        }
+        Ok(count)
+    }
+
+    /// An app's stagings, newest first, and the one scale-ups use: the `current` pointer's,
+    /// else the latest (a current pointer lost in an interrupted write must not hide the
+    /// app). `None` when the app has no staging.
+    pub async fn app_stagings(&self, app: &AppId) -> Result<Option<AppStagings>> {
+        let mut history = self.stagings(app).await?;
+        if history.is_empty() {
+            return Ok(None);
+        }
+        history.reverse();
+        let current_id = self.current_staging(app).await?;
+        let current = current_id.and_then(|id| history.iter().position(|s| s.staging_id == id)).unwrap_or(0);
+        Ok(Some(AppStagings { current, history }))
+    }
+
+    /// Unpins every app not in `live`. Refused with [`StoreError::TooManyUnpins`] when that
+    /// would unpin more than half of the apps and `force` is not set: an empty or truncated
+    /// list from a confused platform must not unpin everything.
+    pub async fn sync_live(&self, live: &std::collections::HashSet<AppId>, force: bool) -> Result<LiveSync> {
+        let existing = self.apps().await?;
+        let doomed: Vec<AppId> = existing.iter().filter(|a| !live.contains(*a)).cloned().collect();
+        if doomed.len() * 2 > existing.len() && !force {
+            return Err(StoreError::TooManyUnpins { unpin: doomed.len(), of: existing.len() });
+        }
+        for app in &doomed {
+            self.unpin_app(app).await?;
+        }
+        Ok(LiveSync { kept: existing.len() - doomed.len(), unpinned: doomed })
+    }
+}
+
+/// An app's stagings, newest first, and which one is current.
+#[derive(Debug, Clone)]
+pub struct AppStagings {
+    /// Index in `history` of the staging scale-ups use.
+    pub current: usize,
+    pub history: Vec<StagingRecord>,
+}
+
+impl AppStagings {
+    /// The staging scale-ups use.
+    pub fn current(&self) -> &StagingRecord {
+        // Invariant: `app_stagings` only builds a non-empty history with `current` in range.
+        &self.history[self.current.min(self.history.len() - 1)]
+    }
+}
+
+/// What a live sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSync {
+    pub unpinned: Vec<AppId>,
+    pub kept: usize,
 }

@@ -25,6 +25,8 @@ pub enum StoreError {
     BeingCollected(Digest),
     #[error("local storage: {what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("the live list would unpin {unpin} of {of} apps; send \"force\": true if that is intended")]
+    TooManyUnpins { unpin: usize, of: usize },
     #[error("storage configuration: {0}")]
     Config(String),
     #[error("storage backend error: {0}")]
@@ -39,6 +41,7 @@ impl StoreError {
             StoreError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
             StoreError::UploadOffset { .. } => ErrorCode::RangeInvalid,
             StoreError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
+            StoreError::TooManyUnpins { .. } => ErrorCode::Denied,
             StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             StoreError::SizeMismatch { .. } => ErrorCode::SizeInvalid,
             StoreError::Body(_) => ErrorCode::BlobUploadInvalid,

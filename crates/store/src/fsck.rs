@@ -104,7 +104,7 @@ impl Store {
         };
 
         // Every blob, re-hashed.
-        let blobs: Vec<_> = self.os().list(Some(&Path::from("blobs"))).try_collect().await?;
+        let blobs: Vec<_> = self.os().list(Some(&keys::blobs())).try_collect().await?;
         let total = blobs.len() as u64;
         let mut stored: HashSet<Digest> = HashSet::new();
         let mut corrupt: Vec<(Digest, Path)> = Vec::new();
@@ -133,7 +133,7 @@ impl Store {
 
         // Links, manifests and their references.
         let mut referenced: HashSet<Digest> = HashSet::new();
-        let listing: Vec<_> = self.os().list(Some(&Path::from("repositories"))).try_collect().await?;
+        let listing: Vec<_> = self.os().list(Some(&keys::repositories())).try_collect().await?;
         for meta in &listing {
             match keys::parse_repo_key(&meta.location) {
                 Some(RepoKey::Layer(repo, d)) => {
@@ -206,7 +206,7 @@ impl Store {
 
         if repair {
             for (d, key) in &corrupt {
-                let aside = Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()));
+                let aside = keys::quarantine(d);
                 self.rename(key, &aside).await?;
                 self.cache().blob_sizes.remove(d);
                 self.cache().manifests.remove(d);

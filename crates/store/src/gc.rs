@@ -70,17 +70,10 @@ where
     futures::stream::iter(items).map(op).buffer_unordered(SWEEP_CONCURRENCY).try_collect::<()>().await
 }
 
-fn protect_key(d: &Digest) -> Path {
-    Path::from(format!("gc/protect/{}/{}", d.algorithm().as_str(), d.hex()))
-}
-
-/// One collection's deletion flag for `d`, in a folder of its own run: a run releasing its
-/// flags can never unflag a digest that another run (on this replica or another) is still
-/// removing, and a run's flags share one folder (a folder per digest would cost a directory
-/// creation and removal per digest on the filesystem).
-fn deleting_key(run: &str, d: &Digest) -> Path {
-    Path::from(format!("gc/deleting/{run}/{}/{}", d.algorithm().as_str(), d.hex()))
-}
+// A collection's deletion flags live in a folder of its own run (`keys::deleting`): a run
+// releasing its flags can never unflag a digest that another run (on this replica or
+// another) is still removing, and a run's flags share one folder (a folder per digest would
+// cost a directory creation and removal per digest on the filesystem).
 
 /// The digest a `gc/protect/<alg>/<hex>` key protects.
 fn protected_digest(key: &Path) -> Option<Digest> {
@@ -220,15 +213,15 @@ impl Store {
     /// them. Call before checking that the digests exist.
     pub async fn protect(&self, digests: &[Digest]) -> Result<()> {
         for d in digests {
-            self.write_marker(&protect_key(d)).await?;
+            self.write_marker(&keys::protect(d)).await?;
         }
         // Runs flag digests in folders of their own: list the runs, then look for each
         // digest in each. A run that starts after this listing writes its flags after our
         // protections, so it sees them.
-        let runs = self.os().list_with_delimiter(Some(&Path::from("gc/deleting"))).await?.common_prefixes;
+        let runs = self.os().list_with_delimiter(Some(&keys::deleting_runs())).await?.common_prefixes;
         for run in runs.iter().filter_map(|p| p.filename()) {
             for d in digests {
-                if let Some(meta) = self.head_meta(&deleting_key(run, d)).await? {
+                if let Some(meta) = self.head_meta(&keys::deleting(run, d)).await? {
                     if age(&meta) < DELETING_STALE {
                         return Err(StoreError::BeingCollected(d.clone()));
                     }
@@ -246,8 +239,8 @@ impl Store {
         }
     }
 
-    async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        Ok(self.os().list(Some(&Path::from(prefix))).try_collect().await?)
+    async fn list_all(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+        Ok(self.os().list(Some(prefix)).try_collect().await?)
     }
 
     /// The collector's side of the handshake: flags `d` for deletion unless a writer
@@ -256,20 +249,20 @@ impl Store {
     async fn claim(&self, d: &Digest, run: &Run) -> Result<(bool, bool)> {
         let max_age = run.max_age();
         if run.dry_run {
-            let protection = self.head_meta(&protect_key(d)).await?;
+            let protection = self.head_meta(&keys::protect(d)).await?;
             return Ok((protection.as_ref().is_none_or(|m| age(m) > max_age), protection.is_some()));
         }
-        self.write_marker(&deleting_key(&run.id, d)).await?;
-        let protection = self.head_meta(&protect_key(d)).await?;
+        self.write_marker(&keys::deleting(&run.id, d)).await?;
+        let protection = self.head_meta(&keys::protect(d)).await?;
         let protected = protection.as_ref().is_some_and(|m| age(m) <= max_age);
         if protected {
-            self.remove(&deleting_key(&run.id, d)).await?;
+            self.remove(&keys::deleting(&run.id, d)).await?;
         }
         Ok((!protected, protection.is_some()))
     }
 
     async fn release(&self, d: &Digest, run: &Run) -> Result<()> {
-        self.remove(&deleting_key(&run.id, d)).await
+        self.remove(&keys::deleting(&run.id, d)).await
     }
 
     /// Runs one collection. See the module docs for what is removed and why it is safe.
@@ -310,7 +303,7 @@ impl Store {
         // Inventory. Listing happens before marking; anything created after its listing is
         // either young (kept) or protected by its writer.
         let mut inv = Inventory::default();
-        for meta in self.list_all("repositories").await? {
+        for meta in self.list_all(&keys::repositories()).await? {
             inv.add(meta);
         }
 
@@ -352,7 +345,7 @@ impl Store {
         for (app, id) in &expired_stagings {
             report.stagings.add(0);
             if !opts.dry_run {
-                self.remove(&Path::from(format!("apps/{app}/stagings/{id}.json"))).await?;
+                self.remove(&keys::staging(app, id)).await?;
             }
         }
 
@@ -421,7 +414,7 @@ impl Store {
         // Sweep blobs nothing links or uses any more.
         let mut listed_blobs: HashSet<Digest> = HashSet::new();
         let mut candidates: Vec<(Digest, ObjectMeta)> = Vec::new();
-        for meta in self.list_all("blobs").await? {
+        for meta in self.list_all(&keys::blobs()).await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
             listed_blobs.insert(d.clone());
             if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta)) {
@@ -477,19 +470,19 @@ impl Store {
         // one of them since our claim saw the flag and gave up), then release our flags.
         if !opts.dry_run {
             let unprotect: Vec<Digest> = removed_blobs.iter().filter(|d| claimed.get(*d).is_some_and(|c| c.protection)).cloned().collect();
-            concurrently(unprotect, |d: Digest| async move { self.remove(&protect_key(&d)).await }).await?;
+            concurrently(unprotect, |d: Digest| async move { self.remove(&keys::protect(&d)).await }).await?;
             // Protections of digests with no bytes at all (an upload that failed, bytes
             // another run removed): removed under a claim, and only once older than any
             // run may last, since a long run started earlier may still be counting on them.
             let forgotten = DELETING_STALE + opts.protect_window + run.slack;
-            for meta in self.list_all("gc/protect").await? {
+            for meta in self.list_all(&keys::protections()).await? {
                 let Some(d) = protected_digest(&meta.location) else { continue };
                 if listed_blobs.contains(&d) || claimed.contains_key(&d) || age(&meta) < forgotten {
                     continue;
                 }
                 let old = Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
                 if self.claim(&d, &old).await?.0 {
-                    self.remove(&protect_key(&d)).await?;
+                    self.remove(&keys::protect(&d)).await?;
                     self.release(&d, &old).await?;
                 }
             }
@@ -497,7 +490,7 @@ impl Store {
             concurrently(ours, |d: Digest| async move { self.release(&d, run).await }).await?;
             // Flags of crashed collectors, ignored by writers since they went stale.
             let mut crashed = BTreeSet::new();
-            for meta in self.list_all("gc/deleting").await? {
+            for meta in self.list_all(&keys::deleting_runs()).await? {
                 if age(&meta) >= DELETING_STALE * 2 {
                     self.remove(&meta.location).await?;
                     if let Some(r) = meta.location.as_ref().strip_prefix("gc/deleting/").and_then(|r| r.split('/').next()) {
@@ -594,19 +587,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Unpins every staging of an app. Its images go at the next collection.
-    pub async fn unpin_app(&self, app: &AppId) -> Result<u64> {
-        let metas = self.list_all(&format!("apps/{app}")).await?;
-        let count = metas.iter().filter(|m| m.location.as_ref().ends_with(".json")).count() as u64;
-        // `current` first: an interrupted unpin leaves records without a current, never a
-        // current pointing at a removed record.
-        self.remove(&Path::from(format!("apps/{app}/current"))).await?;
-        for m in metas {
-            self.remove(&m.location).await?;
-        }
-        Ok(count)
     }
 }
 

@@ -2,11 +2,26 @@
 //! parsed types only, so no client input can reach outside its prefix.
 
 use object_store::path::Path;
-use oci::{Digest, RepoName, Tag};
+use oci::{AppId, Digest, RepoName, Tag};
 
 /// `blobs/<alg>/<first two hex>/<hex>`: content-addressed bytes.
 pub fn blob(d: &Digest) -> Path {
     Path::from(format!("blobs/{}/{}/{}", d.algorithm().as_str(), &d.hex()[..2], d.hex()))
+}
+
+/// Folder of every blob.
+pub fn blobs() -> Path {
+    Path::from("blobs")
+}
+
+/// Folder of every repository.
+pub fn repositories() -> Path {
+    Path::from("repositories")
+}
+
+/// An object that never exists, asked for to check the store answers.
+pub fn ping() -> Path {
+    Path::from("wharfage-ping")
 }
 
 /// Everything stored for one repository.
@@ -68,6 +83,61 @@ pub fn upload_state(id: &str) -> Path {
 /// One chunk of an upload session's data, under a name unique to that chunk (see `uploads.rs`).
 pub fn upload_part(id: &str, name: &str) -> Path {
     Path::from(format!("uploads/{id}/part-{name}"))
+}
+
+/// Everything stored for one app.
+pub fn app(app: &AppId) -> Path {
+    Path::from(format!("apps/{app}"))
+}
+
+/// Folder of every app.
+pub fn apps() -> Path {
+    Path::from("apps")
+}
+
+/// Folder of an app's staging records.
+pub fn stagings(app: &AppId) -> Path {
+    Path::from(format!("apps/{app}/stagings"))
+}
+
+/// One staging record (JSON).
+pub fn staging(app: &AppId, staging_id: &str) -> Path {
+    Path::from(format!("apps/{app}/stagings/{staging_id}.json"))
+}
+
+/// The id of the staging an app's scale-ups use.
+pub fn current(app: &AppId) -> Path {
+    Path::from(format!("apps/{app}/current"))
+}
+
+/// Folder of garbage-collection protections.
+pub fn protections() -> Path {
+    Path::from("gc/protect")
+}
+
+/// A writer's protection of a digest against garbage collection.
+pub fn protect(d: &Digest) -> Path {
+    Path::from(format!("gc/protect/{}/{}", d.algorithm().as_str(), d.hex()))
+}
+
+/// Folder of the running collections' deletion flags.
+pub fn deleting_runs() -> Path {
+    Path::from("gc/deleting")
+}
+
+/// One run's folder of deletion flags.
+pub fn deleting_run(run: &str) -> Path {
+    Path::from(format!("gc/deleting/{run}"))
+}
+
+/// A collection run's flag: it is removing the digest.
+pub fn deleting(run: &str, d: &Digest) -> Path {
+    Path::from(format!("gc/deleting/{run}/{}/{}", d.algorithm().as_str(), d.hex()))
+}
+
+/// Where `fsck --repair` moves a corrupt blob.
+pub fn quarantine(d: &Digest) -> Path {
+    Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()))
 }
 
 /// A key under `repositories/`, parsed back into what it stores.

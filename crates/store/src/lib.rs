@@ -29,7 +29,7 @@ use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-pub use apps::StagingRecord;
+pub use apps::{AppStagings, LiveSync, StagingRecord};
 pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;
 pub use manifests::StoredManifest;
@@ -156,7 +156,7 @@ impl Store {
 
     /// Checks the backend answers (for readiness probes and start-up).
     pub async fn ping(&self) -> Result<()> {
-        match self.os().head(&object_store::path::Path::from("wharfage-ping")).await {
+        match self.os().head(&keys::ping()).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -194,7 +194,7 @@ impl Store {
 
     /// Every repository name, sorted.
     pub async fn repositories(&self) -> Result<Vec<String>> {
-        let prefix = object_store::path::Path::from("repositories");
+        let prefix = keys::repositories();
         let mut names = BTreeSet::new();
         let mut list = self.os().list(Some(&prefix));
         while let Some(meta) = list.try_next().await? {

@@ -262,7 +262,7 @@ impl Health {
     }
 
     async fn check(&self) -> std::result::Result<(), String> {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.probe.head(&Path::from("wharfage-ping"))).await {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.probe.head(&crate::keys::ping())).await {
             Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer to a health check within {PROBE_TIMEOUT:?}")),

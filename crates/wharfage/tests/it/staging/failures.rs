@@ -395,3 +395,50 @@ fn a_download_killed_midway_leaves_a_temp_file_that_the_next_start_removes() {
     assert_eq!(files_under(&tmp), Vec::<std::path::PathBuf>::new(), "the restart removed what the killed download left");
     server.stop();
 }
+
+/// A download shared by stagings that loses a race with garbage collection (a collector
+/// flags the blob for deletion while its bytes are on the way) fails with the store's own
+/// error, not an opaque copy of it: the staging sees a lost race, runs again once the
+/// collector is done, and succeeds (before, it answered 500 with no retry).
+#[test]
+fn a_shared_download_that_loses_a_gc_race_is_retried() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    // Blob requests are held 1.5 s: time to flag the blob while its download is under way.
+    let proxy = Proxy::start(up.port, Faults { delay_blobs: Some(Duration::from_millis(1500)), ..Faults::default() });
+    let wharf = Wharf::for_hosts(&[proxy.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(510);
+    let big = layer(&mut l, &mut rng, "big.bin", 200_000);
+    let img = image(&mut l, "amd64", &[&big]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "raced/app");
+    let layer_digest = big.digest.clone();
+
+    let source = format!("{}/raced/app:v1", proxy.host());
+    let staging = {
+        let http = crate::client::Http::new(wharf.server.addr);
+        let body = serde_json::to_vec(&json!({ "source": source, "app": "raced" })).unwrap();
+        std::thread::spawn(move || http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], body))
+    };
+    // Once the layer's download has started (its plan passed), a collector flags it, as a
+    // running collection does with the blobs it removes; it finishes 3 s later.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy.heads().iter().any(|h| h.contains(&format!("/blobs/{layer_digest}"))) {
+        assert!(Instant::now() < deadline, "the layer download never started: {:#?}", proxy.heads());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (alg, hex) = layer_digest.split_once(':').unwrap();
+    let flag = wharf.root.join("gc/deleting/test-run").join(alg).join(hex);
+    std::fs::create_dir_all(flag.parent().unwrap()).unwrap();
+    std::fs::write(&flag, b"").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&flag).unwrap();
+
+    let r = staging.join().unwrap();
+    assert_eq!(r.status, 201, "the staging is retried after the lost race: {}", r.text());
+    let staged = body(&r);
+    assert_eq!(staged["digest"], img.digest.as_str());
+    let pulled = wharf.pull(&skopeo, staged["image"].as_str().unwrap(), "pulled");
+    assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a staging retried after a GC race");
+}
