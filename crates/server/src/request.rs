@@ -15,7 +15,7 @@ pub(crate) struct Req {
 }
 
 impl Req {
-    pub fn new(request: Request<Body>) -> Self {
+    pub(crate) fn new(request: Request<Body>) -> Self {
         let (parts, body) = request.into_parts();
         let query = parts
             .uri
@@ -32,32 +32,32 @@ impl Req {
     }
 
     /// The first value of a query parameter.
-    pub fn query(&self, key: &str) -> Option<&str> {
+    pub(crate) fn query(&self, key: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every value of a repeated query parameter.
-    pub fn query_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn query_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.query.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// A header as text, if present and valid.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The declared `Content-Length`, if any.
-    pub fn content_length(&self) -> Option<u64> {
+    pub(crate) fn content_length(&self) -> Option<u64> {
         self.header("content-length").and_then(|v| v.parse().ok())
     }
 
     /// The body as a byte stream.
-    pub fn into_stream(self) -> ByteStream {
+    pub(crate) fn into_stream(self) -> ByteStream {
         Box::pin(self.body.into_inner().into_data_stream().map_err(std::io::Error::other))
     }
 
     /// The body collected, refusing more than `limit` bytes.
-    pub async fn into_bytes(self, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    pub(crate) async fn into_bytes(self, limit: usize) -> Result<bytes::Bytes, BodyError> {
         collect(self.body.into_inner(), limit).await
     }
 }

@@ -55,7 +55,7 @@ impl std::fmt::Display for Platform {
 }
 
 /// `os/arch[/variant]` of an index entry, for messages.
-pub fn describe(d: &Descriptor) -> String {
+pub(crate) fn describe(d: &Descriptor) -> String {
     let Some(p) = &d.platform else { return "unknown".into() };
     let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("");
     match field("variant") {

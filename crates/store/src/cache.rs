@@ -31,7 +31,7 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Cache {
             // Capacities are entry counts; tables are allocated up front, so they stay modest
             // to keep an idle registry small.

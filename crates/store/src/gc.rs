@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
-use oci::{AppId, Digest, RepoName, Tag};
+use oci::{Digest, RepoName, Tag};
 use serde::Serialize;
 
 use crate::keys::{self, RepoKey};

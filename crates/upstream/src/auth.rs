@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     /// `Bearer realm="…",service="…",scope="…"`
     Bearer { realm: String, service: Option<String>, scope: Option<String> },
     /// `Basic realm="…"`
@@ -15,7 +15,7 @@ pub enum Challenge {
 }
 
 /// Parses a challenge; `None` when the scheme is unknown or the header is malformed.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
     let params = parse_params(rest)?;
@@ -65,7 +65,7 @@ fn parse_params(s: &str) -> Option<HashMap<String, String>> {
 
 /// A token endpoint's answer (`token` or `access_token`, with an optional lifetime).
 #[derive(Debug, Deserialize)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     pub token: Option<String>,
     pub access_token: Option<String>,
     pub expires_in: Option<u64>,
@@ -73,7 +73,7 @@ pub struct TokenResponse {
 
 /// A bearer token and when to stop using it.
 #[derive(Clone)]
-pub struct CachedToken {
+pub(crate) struct CachedToken {
     pub token: String,
     pub valid_until: Instant,
 }
@@ -81,7 +81,7 @@ pub struct CachedToken {
 impl TokenResponse {
     /// The token, valid until shortly before its stated expiry (60 s when unstated, as the
     /// token spec says).
-    pub fn into_cached(self) -> Option<CachedToken> {
+    pub(crate) fn into_cached(self) -> Option<CachedToken> {
         let token = self.token.filter(|t| !t.is_empty()).or(self.access_token)?;
         let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(10));
         Some(CachedToken { token, valid_until: Instant::now() + lifetime - Duration::from_secs(5) })

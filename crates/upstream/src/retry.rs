@@ -6,7 +6,7 @@ use rand::Rng;
 
 /// How many times and how patiently to retry.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Attempts in total (1 = no retry).
     pub attempts: u32,
     pub base: Duration,
@@ -17,7 +17,7 @@ impl RetryPolicy {
     /// The pause before retry number `n` (1-based): random in [cap/2, cap] with
     /// cap = min(max, base * 2^(n-1)),
     /// or the server's `Retry-After` when it gave one (capped at 30 s).
-    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(d) = retry_after {
             return d.min(Duration::from_secs(30));
         }
@@ -28,7 +28,7 @@ impl RetryPolicy {
 }
 
 /// Parses `Retry-After` in its seconds form (the HTTP-date form is rare from registries).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 

@@ -11,7 +11,7 @@ use crate::CliError;
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -19,7 +19,7 @@ pub enum LogFormat {
 /// Which storage backend holds the registry's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StorageKind {
+pub(crate) enum StorageKind {
     /// A local directory (`--root`); one process owns it.
     Fs,
     /// An S3-compatible bucket; any number of replicas may share it.
@@ -28,7 +28,7 @@ pub enum StorageKind {
 
 /// `wharfage serve` flags. Every flag can also come from the environment or the config file.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
     #[arg(long, env = "WHARFAGE_LISTEN")]
     listen: Option<String>,
@@ -172,14 +172,14 @@ struct FileConfig {
 
 /// Where the registry keeps its data.
 #[derive(Debug)]
-pub enum Storage {
+pub(crate) enum Storage {
     Fs(PathBuf),
     S3 { config: store::S3Config, redirect: bool, blob_cache: Option<store::BlobCacheConfig> },
 }
 
 /// The resolved configuration of `serve`.
 #[derive(Debug)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     pub listen: String,
     pub storage: Storage,
     pub log_format: LogFormat,
@@ -208,7 +208,7 @@ fn at_least_one(key: &str, v: Option<usize>, default: usize) -> Result<usize, Cl
 }
 
 /// Parses `90`, `90s`, `30m`, `6h`, `2d` into a duration; the error names the key.
-pub fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliError> {
+pub(crate) fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliError> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
@@ -225,7 +225,7 @@ pub fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliErro
 
 /// Parses `1048576`, `512MiB`, `20GiB`, `1TiB` (also `K`/`M`/`G`/`T` and `KB`..., all
 /// powers of 1024) into bytes; the error names the key.
-pub fn parse_size(key: &str, v: &str) -> Result<u64, CliError> {
+pub(crate) fn parse_size(key: &str, v: &str) -> Result<u64, CliError> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
@@ -244,7 +244,7 @@ pub fn parse_size(key: &str, v: &str) -> Result<u64, CliError> {
 
 impl ServeConfig {
     /// Merges flags/environment over the config file over defaults.
-    pub fn load(args: ServeArgs) -> Result<Self, CliError> {
+    pub(crate) fn load(args: ServeArgs) -> Result<Self, CliError> {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)

@@ -10,7 +10,7 @@ use crate::CliError;
 /// Checks the configured store and prints every problem. An error (exit 1) when data is
 /// corrupt, missing or unparsable; leftovers (orphaned blobs, stale upload sessions,
 /// temporary files) are reported and counted, and fail only with `strict`.
-pub fn run(args: ServeArgs, repair: bool, strict: bool, json: bool) -> Result<(), CliError> {
+pub(crate) fn run(args: ServeArgs, repair: bool, strict: bool, json: bool) -> Result<(), CliError> {
     let mut cfg = ServeConfig::load(args)?;
     // The store itself is checked, never a replica's local copies; and a running replica may
     // own that cache folder (opening it clears its fills in progress).

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::CliError;
 
 /// The default server for client commands.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
 
 fn http() -> Result<reqwest::Client, CliError> {
     // reqwest is built without a default TLS provider; ring is the one we ship.
@@ -41,7 +41,7 @@ fn api_error(status: u16, body: &str) -> CliError {
 }
 
 /// What `wharfage stage` sends.
-pub struct StageArgs {
+pub(crate) struct StageArgs {
     pub server: String,
     pub source: String,
     pub app: String,
@@ -52,7 +52,7 @@ pub struct StageArgs {
 }
 
 /// Stages an image through the server, with progress bars on a terminal.
-pub fn stage(args: StageArgs) -> Result<(), CliError> {
+pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
     let password = if args.password_stdin {
         let mut s = Zeroizing::new(String::new());
         std::io::stdin().read_to_string(&mut s)?;
@@ -214,7 +214,7 @@ impl Bars {
 }
 
 /// `wharfage apps [APP]`: all apps, or one app's history.
-pub fn apps(server: &str, app: Option<&str>, json: bool) -> Result<(), CliError> {
+pub(crate) fn apps(server: &str, app: Option<&str>, json: bool) -> Result<(), CliError> {
     let url = match app {
         Some(a) => format!("{}/api/v1/apps/{a}", server.trim_end_matches('/')),
         None => format!("{}/api/v1/apps", server.trim_end_matches('/')),
@@ -280,14 +280,14 @@ fn api(server: &str, path: &str) -> String {
 }
 
 /// `wharfage apps rm APP`.
-pub fn remove_app(server: &str, app: &str) -> Result<(), CliError> {
+pub(crate) fn remove_app(server: &str, app: &str) -> Result<(), CliError> {
     let v = call(reqwest::Method::DELETE, api(server, &format!("apps/{app}")), None)?;
     println!("unpinned {} staging(s) of {app}", v["unpinned_stagings"]);
     Ok(())
 }
 
 /// `wharfage apps sync --live FILE`.
-pub fn sync_live(server: &str, file: &std::path::Path, force: bool) -> Result<(), CliError> {
+pub(crate) fn sync_live(server: &str, file: &std::path::Path, force: bool) -> Result<(), CliError> {
     let text = if file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s)?;
@@ -306,7 +306,7 @@ pub fn sync_live(server: &str, file: &std::path::Path, force: bool) -> Result<()
 }
 
 /// `wharfage gc [--dry-run]`.
-pub fn gc(server: &str, dry_run: bool) -> Result<(), CliError> {
+pub(crate) fn gc(server: &str, dry_run: bool) -> Result<(), CliError> {
     let v = call(reqwest::Method::POST, api(server, "gc"), Some(serde_json::json!({ "dry_run": dry_run })))?;
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut out = std::io::stdout().lock();

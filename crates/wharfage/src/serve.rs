@@ -6,14 +6,14 @@ use crate::config::{LogFormat, ServeConfig, Storage};
 use crate::CliError;
 
 /// Runs the registry until SIGTERM or SIGINT, then lets in-flight requests finish.
-pub fn run(cfg: ServeConfig) -> Result<(), CliError> {
+pub(crate) fn run(cfg: ServeConfig) -> Result<(), CliError> {
     init_logging(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(cfg))
 }
 
 /// Structured logs on stderr, text or JSON.
-pub fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
+pub(crate) fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
     let filter = EnvFilter::try_new(&cfg.log).map_err(|e| CliError::Config(format!("log filter {:?}: {e}", cfg.log)))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cfg.log_format {
@@ -24,7 +24,7 @@ pub fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
 }
 
 /// Opens the configured store.
-pub fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
+pub(crate) fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
     let store = match &cfg.storage {
         Storage::Fs(root) => store::Store::filesystem(root)?,
         Storage::S3 { config, blob_cache: None, .. } => store::Store::s3(config)?,

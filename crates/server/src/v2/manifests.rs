@@ -12,12 +12,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::request::{BodyError, Req};
 
 /// Largest manifest accepted, as the reference registry and most clients assume.
-pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub(super) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// Most blobs and child manifests one manifest may reference, which bounds the protections
 /// against garbage collection one request writes. Images have at most a few hundred layers
 /// (overlay filesystems stop at 128) and indexes a few dozen platforms.
-pub const MAX_REFERENCES: usize = 4096;
+pub(super) const MAX_REFERENCES: usize = 4096;
 
 fn unknown(repo: &RepoName, r: &Reference) -> ApiError {
     ApiError::new(ErrorCode::ManifestUnknown, format!("manifest {r} is not in repository {repo}"))

@@ -39,7 +39,7 @@ pub(crate) async fn read_all(store: &Store, d: &Digest, range: Option<std::ops::
     out
 }
 
-pub async fn blob_round_trip(open: &Opener) {
+pub(crate) async fn blob_round_trip(open: &Opener) {
     let store = open();
     let data = random(100_000, 1);
     let d = Digest::of(Algorithm::Sha256, &data);
@@ -53,7 +53,7 @@ pub async fn blob_round_trip(open: &Opener) {
     assert_eq!(read_all(&open(), &d, None).await, data, "visible after reopen");
 }
 
-pub async fn wrong_digest_stores_nothing(open: &Opener) {
+pub(crate) async fn wrong_digest_stores_nothing(open: &Opener) {
     let store = open();
     let data = random(50_000, 2);
     let claimed = Digest::of(Algorithm::Sha256, b"something else");
@@ -64,7 +64,7 @@ pub async fn wrong_digest_stores_nothing(open: &Opener) {
     assert_eq!(open().blob_size(&real).await.unwrap(), None);
 }
 
-pub async fn large_blob_streams_through_parts(open: &Opener) {
+pub(crate) async fn large_blob_streams_through_parts(open: &Opener) {
     let store = open();
     let data = random(20 << 20, 3);
     let d = Digest::of(Algorithm::Sha256, &data);
@@ -79,7 +79,7 @@ pub async fn large_blob_streams_through_parts(open: &Opener) {
     assert_eq!(open().blob_size(&claimed).await.unwrap(), None);
 }
 
-pub async fn single_chunk_upload(open: &Opener) {
+pub(crate) async fn single_chunk_upload(open: &Opener) {
     let store = open();
     let r = repo("single/chunk");
     let data = random(300_000, 5);
@@ -93,7 +93,7 @@ pub async fn single_chunk_upload(open: &Opener) {
     assert!(matches!(store.upload_size(&r, &id).await, Err(StoreError::UploadUnknown(_))));
 }
 
-pub async fn several_chunk_upload_and_sha512(open: &Opener) {
+pub(crate) async fn several_chunk_upload_and_sha512(open: &Opener) {
     let store = open();
     let r = repo("multi");
     let data = random(3_000_000, 6);
@@ -111,7 +111,7 @@ pub async fn several_chunk_upload_and_sha512(open: &Opener) {
     }
 }
 
-pub async fn out_of_order_chunk_is_refused(open: &Opener) {
+pub(crate) async fn out_of_order_chunk_is_refused(open: &Opener) {
     let store = open();
     let r = repo("ooo");
     let id = store.start_upload(&r).await.unwrap();
@@ -123,7 +123,7 @@ pub async fn out_of_order_chunk_is_refused(open: &Opener) {
     assert!(matches!(store.upload_size(&repo("other"), &id).await, Err(StoreError::UploadUnknown(_))));
 }
 
-pub async fn upload_with_wrong_digest_leaves_nothing(open: &Opener) {
+pub(crate) async fn upload_with_wrong_digest_leaves_nothing(open: &Opener) {
     let store = open();
     let r = repo("wrong");
     let data = random(10_000, 7);
@@ -141,7 +141,7 @@ pub async fn upload_with_wrong_digest_leaves_nothing(open: &Opener) {
     }
 }
 
-pub async fn cancelled_upload_is_gone(open: &Opener) {
+pub(crate) async fn cancelled_upload_is_gone(open: &Opener) {
     let store = open();
     let r = repo("cancel");
     let id = store.start_upload(&r).await.unwrap();
@@ -150,7 +150,7 @@ pub async fn cancelled_upload_is_gone(open: &Opener) {
     assert!(matches!(open().upload_size(&r, &id).await, Err(StoreError::UploadUnknown(_))));
 }
 
-pub async fn upload_resumes_after_reopen(open: &Opener) {
+pub(crate) async fn upload_resumes_after_reopen(open: &Opener) {
     let r = repo("resume");
     let data = random(200_000, 9);
     let d = Digest::of(Algorithm::Sha256, &data);
@@ -167,7 +167,7 @@ pub async fn upload_resumes_after_reopen(open: &Opener) {
     assert_eq!(read_all(&open(), &d, None).await, data);
 }
 
-pub async fn links_scope_blobs_to_repositories(open: &Opener) {
+pub(crate) async fn links_scope_blobs_to_repositories(open: &Opener) {
     let store = open();
     let (a, b) = (repo("a"), repo("b"));
     let d = Digest::of(Algorithm::Sha256, b"layer");
@@ -193,7 +193,7 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
     }
 }
 
-pub async fn manifests_tags_and_referrers(open: &Opener) {
+pub(crate) async fn manifests_tags_and_referrers(open: &Opener) {
     let store = open();
     let r = repo("m/r");
     let subject_bytes = br#"{"schemaVersion":2,"config":{}}"#;
@@ -226,7 +226,7 @@ pub async fn manifests_tags_and_referrers(open: &Opener) {
     assert!(!store.delete_manifest(&r, &subject).await.unwrap());
 }
 
-pub async fn catalog_lists_repositories(open: &Opener) {
+pub(crate) async fn catalog_lists_repositories(open: &Opener) {
     let store = open();
     let d = Digest::of(Algorithm::Sha256, b"x");
     store.put_blob(&d, body(b"x", 1)).await.unwrap();
@@ -242,7 +242,7 @@ pub async fn catalog_lists_repositories(open: &Opener) {
 /// size), then a finish claiming A's digest, many times over: whatever the interleaving, a
 /// finish that succeeds has published bytes that hash to the digest. (With chunks named by
 /// position, the state could record A's hash while the object held B's bytes.)
-pub async fn concurrent_chunks_never_publish_unhashed_bytes(open: &Opener) {
+pub(crate) async fn concurrent_chunks_never_publish_unhashed_bytes(open: &Opener) {
     let store = open();
     let r = repo("race/chunks");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -275,12 +275,12 @@ pub async fn concurrent_chunks_never_publish_unhashed_bytes(open: &Opener) {
 
 /// Overwrites a stored object's bytes behind the store's back (a damaged disk, or a bug of an
 /// earlier version): the digest, then the bytes to put under it.
-pub type Damage = dyn Fn(&Digest, &[u8]) + Send + Sync;
+pub(crate) type Damage = dyn Fn(&Digest, &[u8]) + Send + Sync;
 
 /// A stored blob whose bytes are wrong (of the right size, so no size check can tell) is
 /// restored by a full, verified push of the right bytes, whichever way the push arrives:
 /// it is published again instead of being skipped as "already stored".
-pub async fn damaged_blob_is_restored_by_a_full_push(open: &Opener, damage: &Damage) {
+pub(crate) async fn damaged_blob_is_restored_by_a_full_push(open: &Opener, damage: &Damage) {
     let r = repo("restore");
     for way in ["monolithic", "one chunk", "several chunks"] {
         let data = random(300_000, way.len() as u64 + 40);

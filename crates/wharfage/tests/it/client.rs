@@ -12,12 +12,12 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// HTTP to one server.
-pub struct Http {
+pub(crate) struct Http {
     addr: SocketAddr,
 }
 
 /// A whole response.
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     /// Header names in lower case, in the order received.
     pub headers: Vec<(String, String)>,
@@ -26,18 +26,18 @@ pub struct Resp {
 
 impl Resp {
     /// A header's (first) value.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as text, for messages.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The OCI error codes in the body (empty when it is not an error body).
-    pub fn error_codes(&self) -> Vec<String> {
+    pub(crate) fn error_codes(&self) -> Vec<String> {
         let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
         v["errors"]
             .as_array()
@@ -47,24 +47,24 @@ impl Resp {
 
     /// Asserts the status, showing the body when it is not the one expected.
     #[track_caller]
-    pub fn expect(self, status: u16, what: &str) -> Resp {
+    pub(crate) fn expect(self, status: u16, what: &str) -> Resp {
         assert_eq!(self.status, status, "{what}: unexpected status; body: {}", self.text());
         self
     }
 }
 
 impl Http {
-    pub fn new(addr: SocketAddr) -> Http {
+    pub(crate) fn new(addr: SocketAddr) -> Http {
         Http { addr }
     }
 
     /// The server's address, for raw connections.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Sends a request to a path, or to a Location value (relative or absolute).
-    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+    pub(crate) fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
         let path = match target.strip_prefix("http://") {
             Some(rest) => &rest[rest.find('/').unwrap_or(rest.len())..],
             None => target,
@@ -87,16 +87,16 @@ impl Http {
         parse_response(&raw, method == "HEAD").unwrap_or_else(|e| panic!("{what}: bad response ({e}): {:?}", String::from_utf8_lossy(&raw[..raw.len().min(500)])))
     }
 
-    pub fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         self.send("GET", path, &[], Vec::new())
     }
 
-    pub fn head(&self, path: &str) -> Resp {
+    pub(crate) fn head(&self, path: &str) -> Resp {
         self.send("HEAD", path, &[], Vec::new())
     }
 
     /// GET a manifest accepting every manifest type the tests push.
-    pub fn get_manifest(&self, repo: &str, reference: &str) -> Resp {
+    pub(crate) fn get_manifest(&self, repo: &str, reference: &str) -> Resp {
         let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
                       application/vnd.docker.distribution.manifest.v2+json, \
                       application/vnd.docker.distribution.manifest.list.v2+json";
@@ -105,7 +105,7 @@ impl Http {
 }
 
 /// Parses a whole HTTP/1.1 response as read from a connection the server closed.
-pub fn parse_response(raw: &[u8], head_request: bool) -> Result<Resp, String> {
+pub(crate) fn parse_response(raw: &[u8], head_request: bool) -> Result<Resp, String> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not UTF-8")?;
     let mut lines = head.split("\r\n");
@@ -159,7 +159,7 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Appends a query parameter to a Location value that may already carry a query.
-pub fn with_query(location: &str, key: &str, value: &str) -> String {
+pub(crate) fn with_query(location: &str, key: &str, value: &str) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}{key}={value}")
 }

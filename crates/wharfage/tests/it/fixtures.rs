@@ -11,25 +11,25 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// `sha256:<hex>` of some bytes.
-pub fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// xorshift64*: reproducible bytes per seed, without a rand dependency.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -37,7 +37,7 @@ impl Rng {
     }
 
     /// `len` pseudo-random (incompressible) bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
             out.extend_from_slice(&self.next_u64().to_le_bytes());
@@ -49,7 +49,7 @@ impl Rng {
 
 /// One image of a layout: its manifest and what it names.
 #[derive(Clone, Debug)]
-pub struct Image {
+pub(crate) struct Image {
     pub manifest: Vec<u8>,
     pub digest: String,
     pub config: String,
@@ -59,7 +59,7 @@ pub struct Image {
 
 impl Image {
     /// Every blob digest of this image, manifest included.
-    pub fn blob_digests(&self) -> Vec<String> {
+    pub(crate) fn blob_digests(&self) -> Vec<String> {
         let mut v = vec![self.digest.clone(), self.config.clone()];
         v.extend(self.layers.iter().cloned());
         v
@@ -68,14 +68,14 @@ impl Image {
 
 /// A multi-arch index and its images.
 #[derive(Clone, Debug)]
-pub struct Index {
+pub(crate) struct Index {
     pub manifest: Vec<u8>,
     pub digest: String,
     pub images: Vec<Image>,
 }
 
 /// An OCI image layout directory being written, remembering every blob it holds.
-pub struct Layout {
+pub(crate) struct Layout {
     pub dir: PathBuf,
     pub blobs: BTreeMap<String, Vec<u8>>,
     refs: Vec<serde_json::Value>,
@@ -83,7 +83,7 @@ pub struct Layout {
 
 impl Layout {
     /// Creates the directory with its `oci-layout` file and an empty `index.json`.
-    pub fn create(dir: &Path) -> Layout {
+    pub(crate) fn create(dir: &Path) -> Layout {
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
         let mut l = Layout { dir: dir.to_path_buf(), blobs: BTreeMap::new(), refs: Vec::new() };
@@ -92,7 +92,7 @@ impl Layout {
     }
 
     /// Writes a blob; returns its digest.
-    pub fn add_blob(&mut self, bytes: Vec<u8>) -> String {
+    pub(crate) fn add_blob(&mut self, bytes: Vec<u8>) -> String {
         let digest = sha256(&bytes);
         std::fs::write(self.dir.join("blobs/sha256").join(&digest[7..]), &bytes).unwrap();
         self.blobs.insert(digest.clone(), bytes);
@@ -105,7 +105,7 @@ impl Layout {
 
     /// Adds an image of `layer_sizes.len()` layers, layer `i` holding about `layer_sizes[i]`
     /// bytes of random files (plus one small text file, so every layer differs in shape).
-    pub fn add_image(&mut self, rng: &mut Rng, architecture: &str, layer_sizes: &[usize]) -> Image {
+    pub(crate) fn add_image(&mut self, rng: &mut Rng, architecture: &str, layer_sizes: &[usize]) -> Image {
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
         let mut history = Vec::new();
@@ -148,7 +148,7 @@ impl Layout {
     }
 
     /// Adds an index of linux/amd64 and linux/arm64 images.
-    pub fn add_index(&mut self, rng: &mut Rng, layer_sizes: &[usize]) -> Index {
+    pub(crate) fn add_index(&mut self, rng: &mut Rng, layer_sizes: &[usize]) -> Index {
         let images: Vec<Image> = ["amd64", "arm64"].iter().map(|a| self.add_image(rng, a, layer_sizes)).collect();
         let manifests: Vec<_> = images
             .iter()
@@ -168,7 +168,7 @@ impl Layout {
     }
 
     /// Names a manifest blob `tag` in `index.json`.
-    pub fn tag(&mut self, tag: &str, media_type: &str, digest: &str) {
+    pub(crate) fn tag(&mut self, tag: &str, media_type: &str, digest: &str) {
         let mut d = self.descriptor(media_type, digest);
         d["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
         self.refs.push(d);
@@ -203,7 +203,7 @@ fn random_tar(rng: &mut Rng, layer: usize, size: usize) -> Vec<u8> {
 
 /// Reads every blob of a layout written by someone else (skopeo), checking that each file's
 /// content matches its name.
-pub fn read_blobs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn read_blobs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for alg in std::fs::read_dir(dir.join("blobs")).unwrap() {
         let alg = alg.unwrap();
@@ -221,7 +221,7 @@ pub fn read_blobs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The digest that `index.json` of a layout names `tag`.
-pub fn tagged_digest(dir: &Path, tag: &str) -> Option<String> {
+pub(crate) fn tagged_digest(dir: &Path, tag: &str) -> Option<String> {
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     index["manifests"].as_array()?.iter().find_map(|m| {
         (m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)).then(|| m["digest"].as_str().unwrap().to_string())
@@ -230,7 +230,7 @@ pub fn tagged_digest(dir: &Path, tag: &str) -> Option<String> {
 
 /// Asserts two blob sets are equal: the same digests, and the same bytes for each.
 #[track_caller]
-pub fn assert_same_blobs(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap<String, Vec<u8>>, what: &str) {
+pub(crate) fn assert_same_blobs(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap<String, Vec<u8>>, what: &str) {
     let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
     let extra: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
     assert!(missing.is_empty() && extra.is_empty(), "{what}: blobs missing {missing:?}, unexpected {extra:?}");
@@ -240,6 +240,6 @@ pub fn assert_same_blobs(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap
 }
 
 /// The subset of `blobs` named by `digests`.
-pub fn subset(blobs: &BTreeMap<String, Vec<u8>>, digests: &[String]) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn subset(blobs: &BTreeMap<String, Vec<u8>>, digests: &[String]) -> BTreeMap<String, Vec<u8>> {
     digests.iter().map(|d| (d.clone(), blobs[d].clone())).collect()
 }

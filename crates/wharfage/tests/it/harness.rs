@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The binary under test, built by cargo for this test target.
-pub const BIN: &str = env!("CARGO_BIN_EXE_wharfage");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wharfage");
 
 /// How long a server may take to start serving or to stop.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,7 +21,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A `wharfage` command that inherits no `WHARFAGE_*` variable from the test's environment
 /// and runs in `cwd`, so a default `./wharfage-data` can never land in the source tree.
-pub fn wharfage(cwd: &Path) -> Command {
+pub(crate) fn wharfage(cwd: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("WHARFAGE_") {
@@ -34,7 +34,7 @@ pub fn wharfage(cwd: &Path) -> Command {
 
 /// A loopback port that was free a moment ago (for the tests that must name a port up front;
 /// everything else listens on port 0 and reads the bound address from the log).
-pub fn free_ports<const N: usize>() -> [u16; N] {
+pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
     // All held at once, so the N ports differ.
     let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     std::array::from_fn(|i| held[i].local_addr().unwrap().port())
@@ -42,7 +42,7 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 
 /// A running `wharfage serve`. Dropping it kills the process (SIGKILL) and, when the test is
 /// failing, prints the server's log.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     /// The address the server bound, as it logged it.
     pub addr: SocketAddr,
@@ -53,7 +53,7 @@ pub struct Server {
 impl Server {
     /// `wharfage serve --listen 127.0.0.1:0 --root ROOT --log-format json`, run from ROOT's
     /// parent directory.
-    pub fn start(root: &Path) -> Server {
+    pub(crate) fn start(root: &Path) -> Server {
         let cwd = root.parent().unwrap_or(Path::new("/"));
         let mut cmd = wharfage(cwd);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"]).arg(root).args(["--log-format", "json"]);
@@ -63,7 +63,7 @@ impl Server {
     /// `wharfage serve --listen 127.0.0.1:0 --log-format json ARGS...` run in `cwd`, with
     /// `env` added to its environment: for servers that are not a plain filesystem root (the
     /// S3 flags and the AWS_* keys, say).
-    pub fn start_with(cwd: &Path, args: &[String], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with(cwd: &Path, args: &[String], env: &[(&str, &str)]) -> Server {
         let mut cmd = wharfage(cwd);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]).args(args);
         cmd.envs(env.iter().copied());
@@ -72,7 +72,7 @@ impl Server {
 
     /// Starts a prepared `wharfage serve` command, which must log in JSON (flag, file or
     /// environment), and waits until it logs the address it serves on.
-    pub fn spawn(mut cmd: Command) -> Server {
+    pub(crate) fn spawn(mut cmd: Command) -> Server {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         let stderr = child.stderr.take().unwrap();
@@ -112,34 +112,34 @@ impl Server {
     }
 
     /// `127.0.0.1:PORT`, as used in image references.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.addr.to_string()
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
     /// The log lines so far.
-    pub fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 
     /// Graceful stop: SIGTERM, then the process must exit 0 within the timeout, having logged
     /// that it stopped.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.signal("TERM");
         self.expect_graceful_exit("SIGTERM");
     }
 
     /// Sends a signal (`TERM`, `INT`, ...) to the server.
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         self.signal_now(sig);
     }
 
     /// Sends a signal at once.
-    pub fn signal_now(&self, sig: &str) {
+    pub(crate) fn signal_now(&self, sig: &str) {
         let pid = self.pid();
         let signo = match sig {
             "TERM" => 15,
@@ -159,7 +159,7 @@ impl Server {
     /// Waits for the process to exit after a stop signal: it must exit 0 within the timeout,
     /// having logged that it stopped.
     #[track_caller]
-    pub fn expect_graceful_exit(mut self, after: &str) {
+    pub(crate) fn expect_graceful_exit(mut self, after: &str) {
         let status = self.wait(STOP_TIMEOUT);
         let log = self.log().join("\n");
         assert!(status.success(), "wharfage exited with {status} after {after}; log:\n{log}");
@@ -167,7 +167,7 @@ impl Server {
     }
 
     /// `kill -9`: no chance to flush or clean up anything.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let child = self.child.as_mut().unwrap();
         child.kill().expect("SIGKILL wharfage");
         let status = self.wait(STOP_TIMEOUT);
@@ -227,7 +227,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 }
 
 /// Runs a command to completion with its output captured, killing it after `timeout`.
-pub fn run(mut cmd: Command, timeout: Duration) -> Output {
+pub(crate) fn run(mut cmd: Command, timeout: Duration) -> Output {
     let what = format!("{cmd:?}");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
@@ -256,12 +256,12 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
 }
 
 /// A test's scratch directory.
-pub fn tempdir() -> tempfile::TempDir {
+pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("wharfage-e2e-").tempdir().unwrap()
 }
 
 /// Every regular file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -9,7 +9,7 @@ use crate::harness::{tempdir, Server};
 use crate::skopeo::{oci_ref, Skopeo};
 
 /// A three-layer linux/amd64 image (small, medium, and a multi-MiB layer) tagged `v1`.
-pub fn image_fixture(dir: &Path, seed: u64) -> (Layout, Image) {
+pub(crate) fn image_fixture(dir: &Path, seed: u64) -> (Layout, Image) {
     let mut layout = Layout::create(dir);
     let image = layout.add_image(&mut Rng::new(seed), "amd64", &[8 << 10, 512 << 10, 3 << 20]);
     layout.tag("v1", OCI_MANIFEST, &image.digest);
@@ -17,7 +17,7 @@ pub fn image_fixture(dir: &Path, seed: u64) -> (Layout, Image) {
 }
 
 /// A linux/amd64 + linux/arm64 index of two-layer images tagged `v1`.
-pub fn index_fixture(dir: &Path, seed: u64) -> (Layout, Index) {
+pub(crate) fn index_fixture(dir: &Path, seed: u64) -> (Layout, Index) {
     let mut layout = Layout::create(dir);
     let index = layout.add_index(&mut Rng::new(seed), &[64 << 10, 1 << 20]);
     layout.tag("v1", OCI_INDEX, &index.digest);
@@ -27,7 +27,7 @@ pub fn index_fixture(dir: &Path, seed: u64) -> (Layout, Index) {
 /// The registry serves the manifest at `repo:tag` and by digest with its exact bytes, media
 /// type and digest.
 #[track_caller]
-pub fn assert_manifest_served(server: &Server, repo: &str, tag: &str, bytes: &[u8], digest: &str, media_type: &str) {
+pub(crate) fn assert_manifest_served(server: &Server, repo: &str, tag: &str, bytes: &[u8], digest: &str, media_type: &str) {
     let http = Http::new(server.addr);
     for reference in [tag, digest] {
         let r = http.get_manifest(repo, reference).expect(200, &format!("GET manifest {repo}:{reference}"));
@@ -40,7 +40,7 @@ pub fn assert_manifest_served(server: &Server, repo: &str, tag: &str, bytes: &[u
 /// `skopeo copy --all --preserve-digests` of `repo:tag` out of wharfage into a fresh layout,
 /// which must hold exactly `expected` and name `digest` as `tag`.
 #[track_caller]
-pub fn assert_pull(skopeo: &Skopeo, server: &Server, repo: &str, tag: &str, out: &Path, expected: &std::collections::BTreeMap<String, Vec<u8>>, digest: &str) {
+pub(crate) fn assert_pull(skopeo: &Skopeo, server: &Server, repo: &str, tag: &str, out: &Path, expected: &std::collections::BTreeMap<String, Vec<u8>>, digest: &str) {
     skopeo.copy_all(&format!("docker://{}/{repo}:{tag}", server.host()), &oci_ref(out, tag));
     assert_same_blobs(expected, &read_blobs(out), &format!("pull of {repo}:{tag}"));
     assert_eq!(tagged_digest(out, tag).as_deref(), Some(digest), "the pulled layout's index.json names {tag}");
@@ -48,7 +48,7 @@ pub fn assert_pull(skopeo: &Skopeo, server: &Server, repo: &str, tag: &str, out:
 
 /// `skopeo inspect` of an image: its digest, layers and platform.
 #[track_caller]
-pub fn assert_inspect_image(skopeo: &Skopeo, image_ref: &str, image: &Image) {
+pub(crate) fn assert_inspect_image(skopeo: &Skopeo, image_ref: &str, image: &Image) {
     let v = skopeo.inspect_json(image_ref, &[]);
     assert_eq!(v["Digest"].as_str(), Some(image.digest.as_str()), "inspect Digest: {v}");
     assert_eq!(v["Architecture"].as_str(), Some(image.architecture.as_str()), "inspect Architecture: {v}");
@@ -60,7 +60,7 @@ pub fn assert_inspect_image(skopeo: &Skopeo, image_ref: &str, image: &Image) {
 
 /// After a delete, inspect fails by tag and by digest, and the manifest GET is 404.
 #[track_caller]
-pub fn assert_gone(skopeo: &Skopeo, server: &Server, repo: &str, tag: &str, digest: &str) {
+pub(crate) fn assert_gone(skopeo: &Skopeo, server: &Server, repo: &str, tag: &str, digest: &str) {
     for reference in [format!("{}/{repo}:{tag}", server.host()), format!("{}/{repo}@{digest}", server.host())] {
         let out = skopeo.inspect(&reference, &[]);
         assert!(!out.status.success(), "skopeo inspect {reference} still succeeds after the delete");

@@ -26,7 +26,7 @@ const ACCESS_KEY: &str = "e2e-access-key";
 const SECRET_KEY: &str = "e2e-secret-key";
 
 /// A key prefix in a bucket of a SeaweedFS: one registry's storage, shared by its replicas.
-pub struct S3Store<'a> {
+pub(crate) struct S3Store<'a> {
     pub s3: &'a SeaweedFs,
     pub bucket: String,
     pub prefix: String,
@@ -36,20 +36,20 @@ pub struct S3Store<'a> {
 
 impl S3Store<'static> {
     /// A fresh prefix on the process's shared SeaweedFS.
-    pub fn shared() -> S3Store<'static> {
+    pub(crate) fn shared() -> S3Store<'static> {
         S3Store::on(SeaweedFs::shared())
     }
 }
 
 impl<'a> S3Store<'a> {
     /// A fresh prefix on `s3`.
-    pub fn on(s3: &'a SeaweedFs) -> S3Store<'a> {
+    pub(crate) fn on(s3: &'a SeaweedFs) -> S3Store<'a> {
         s3.create_bucket(BUCKET);
         S3Store { s3, bucket: BUCKET.into(), prefix: testkit::unique("e2e"), cwd: tempdir() }
     }
 
     /// The `serve` flags that put a server on this store.
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         ["--storage", "s3", "--s3-endpoint", &self.s3.endpoint, "--s3-bucket", &self.bucket, "--s3-prefix", &self.prefix]
             .iter()
             .map(|s| s.to_string())
@@ -58,26 +58,26 @@ impl<'a> S3Store<'a> {
 
     /// A replica on this store, with `extra` flags. Access keys come from the environment,
     /// as in production (SeaweedFS without identities accepts any).
-    pub fn start(&self, extra: &[&str]) -> Server {
+    pub(crate) fn start(&self, extra: &[&str]) -> Server {
         let mut args = self.args();
         args.extend(extra.iter().map(|s| s.to_string()));
         Server::start_with(self.cwd.path(), &args, &[("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY)])
     }
 
     /// Keys stored under `under` (e.g. `blobs/`), relative to the registry's prefix.
-    pub fn keys(&self, under: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, under: &str) -> Vec<String> {
         let full = format!("{}/{under}", self.prefix);
         self.s3.list_keys(&self.bucket, &full).into_iter().map(|k| k[self.prefix.len() + 1..].to_string()).collect()
     }
 
     /// Multipart uploads started under the registry's prefix and neither completed nor aborted.
-    pub fn multipart_uploads(&self) -> Vec<String> {
+    pub(crate) fn multipart_uploads(&self) -> Vec<String> {
         self.s3.multipart_uploads(&self.bucket, &format!("{}/", self.prefix))
     }
 }
 
 /// `VmHWM` (peak resident memory) of a process, in bytes.
-pub fn peak_rss(pid: u32) -> u64 {
+pub(crate) fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
@@ -699,7 +699,7 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
 }
 
 /// The value of a sample (`name{labels} value`) in a `/metrics` text.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 

@@ -13,7 +13,7 @@ use crate::harness::run;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// skopeo with its configuration in a private temporary directory.
-pub struct Skopeo {
+pub(crate) struct Skopeo {
     bin: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -21,7 +21,7 @@ pub struct Skopeo {
 impl Skopeo {
     /// Finds skopeo on PATH or at /usr/bin/skopeo. Fails the test when it is missing: the
     /// end-to-end tests must never pass by skipping.
-    pub fn new() -> Skopeo {
+    pub(crate) fn new() -> Skopeo {
         let bin = find_skopeo().unwrap_or_else(|| {
             panic!(
                 "skopeo is not installed (not on PATH, not at /usr/bin/skopeo). The end-to-end tests need the real \
@@ -52,13 +52,13 @@ impl Skopeo {
     }
 
     /// Runs `skopeo ARGS...`, returning its output whatever the exit status.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         run(self.command(args), TIMEOUT)
     }
 
     /// Runs `skopeo ARGS...`, failing the test (with skopeo's stderr) unless it succeeds.
     #[track_caller]
-    pub fn ok(&self, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -72,7 +72,7 @@ impl Skopeo {
 
     /// `skopeo copy --all --preserve-digests SRC DST` over plain HTTP, anonymously.
     #[track_caller]
-    pub fn copy_all(&self, src: &str, dst: &str) {
+    pub(crate) fn copy_all(&self, src: &str, dst: &str) {
         self.ok(&[
             "copy",
             "--all",
@@ -87,7 +87,7 @@ impl Skopeo {
     }
 
     /// `skopeo inspect [EXTRA...] docker://IMAGE`; the output whatever the exit status.
-    pub fn inspect(&self, image: &str, extra: &[&str]) -> Output {
+    pub(crate) fn inspect(&self, image: &str, extra: &[&str]) -> Output {
         let mut args = vec!["inspect", "--tls-verify=false", "--no-creds"];
         args.extend_from_slice(extra);
         let image = format!("docker://{image}");
@@ -97,7 +97,7 @@ impl Skopeo {
 
     /// `skopeo inspect`, parsed; fails the test unless it succeeds.
     #[track_caller]
-    pub fn inspect_json(&self, image: &str, extra: &[&str]) -> serde_json::Value {
+    pub(crate) fn inspect_json(&self, image: &str, extra: &[&str]) -> serde_json::Value {
         let out = self.inspect(image, extra);
         assert!(out.status.success(), "skopeo inspect {image} failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
@@ -106,7 +106,7 @@ impl Skopeo {
     /// `skopeo --override-os linux --override-arch ARCH inspect docker://IMAGE`, parsed: how a
     /// client of that platform sees an index.
     #[track_caller]
-    pub fn inspect_platform_json(&self, image: &str, arch: &str) -> serde_json::Value {
+    pub(crate) fn inspect_platform_json(&self, image: &str, arch: &str) -> serde_json::Value {
         let image = format!("docker://{image}");
         let args = ["--override-os", "linux", "--override-arch", arch, "inspect", "--tls-verify=false", "--no-creds", &image];
         serde_json::from_slice(&self.ok(&args).stdout).unwrap()
@@ -114,7 +114,7 @@ impl Skopeo {
 
     /// `skopeo inspect --raw`: the manifest bytes exactly as served.
     #[track_caller]
-    pub fn inspect_raw(&self, image: &str) -> Vec<u8> {
+    pub(crate) fn inspect_raw(&self, image: &str) -> Vec<u8> {
         let out = self.inspect(image, &["--raw"]);
         assert!(out.status.success(), "skopeo inspect --raw {image} failed: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
@@ -122,7 +122,7 @@ impl Skopeo {
 
     /// `skopeo delete docker://IMAGE`; fails the test unless it succeeds.
     #[track_caller]
-    pub fn delete(&self, image: &str) {
+    pub(crate) fn delete(&self, image: &str) {
         self.ok(&["delete", "--tls-verify=false", "--no-creds", &format!("docker://{image}")]);
     }
 }
@@ -141,6 +141,6 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// `oci:DIR:TAG`
-pub fn oci_ref(dir: &Path, tag: &str) -> String {
+pub(crate) fn oci_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
 }

@@ -21,7 +21,7 @@ use crate::skopeo::Skopeo;
 
 /// How long the pushes, stagings and collections run together: `WHARFAGE_GC_STRESS_SECS`
 /// or 25 s.
-pub fn stress_duration(default_secs: u64) -> Duration {
+pub(super) fn stress_duration(default_secs: u64) -> Duration {
     let secs = std::env::var("WHARFAGE_GC_STRESS_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_secs);
     Duration::from_secs(secs)
 }
@@ -31,13 +31,13 @@ pub fn stress_duration(default_secs: u64) -> Duration {
 const REPOS: [&str; 2] = ["stress/r0", "stress/r1"];
 
 /// Layers shared by everything: pushed images and the upstream's images.
-pub fn pool() -> Vec<Vec<u8>> {
+pub(super) fn pool() -> Vec<Vec<u8>> {
     (0..8).map(|i| layer(1000 + i, (8 + 4 * i as usize) << 10)).collect()
 }
 
 /// An image a registry acknowledged (manifest PUT 201), to pull back at the end.
 #[derive(Clone)]
-pub struct Acked {
+pub(super) struct Acked {
     /// Index of the registry it was pushed to.
     pub target: usize,
     pub repo: String,
@@ -47,7 +47,7 @@ pub struct Acked {
 
 /// Everything that happened during a run.
 #[derive(Default)]
-pub struct Outcome {
+pub(super) struct Outcome {
     pub acked: Vec<Acked>,
     pub refused: Vec<Refused>,
     pub gc_runs: u64,
@@ -59,7 +59,7 @@ pub struct Outcome {
 /// Pushes on `pushers` threads to `targets` (round-robin) while one thread per entry of
 /// `collectors` posts `/api/v1/gc`, `pause` apart (zero: back to back), until `duration` is
 /// over. `also` runs on its own thread with the stop flag (stagings, say).
-pub fn push_while_collecting(
+pub(super) fn push_while_collecting(
     targets: &[&Http],
     collectors: &[&Http],
     pause: Duration,
@@ -156,7 +156,7 @@ const PROPER: [&str; 3] = ["MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD
 
 /// Asserts every refusal was a proper registry error (4xx with one of [`PROPER`]).
 #[track_caller]
-pub fn assert_proper(refused: &[Refused]) {
+pub(super) fn assert_proper(refused: &[Refused]) {
     let improper: Vec<String> = refused
         .iter()
         .filter(|r| !(400..500).contains(&r.status) || r.codes.is_empty() || !r.codes.iter().all(|c| PROPER.contains(&c.as_str())))
@@ -167,7 +167,7 @@ pub fn assert_proper(refused: &[Refused]) {
 
 /// Pulls every acknowledged image completely (by tag and by digest) from `from` (each
 /// image from the registry it was pushed to, when `None`); the failures, all of them.
-pub fn pull_all(targets: &[&Http], acked: &[Acked], from: Option<usize>) -> Vec<String> {
+pub(super) fn pull_all(targets: &[&Http], acked: &[Acked], from: Option<usize>) -> Vec<String> {
     let mut bad = Vec::new();
     for a in acked {
         let http = targets[from.unwrap_or(a.target)];

@@ -29,19 +29,19 @@ use crate::skopeo::{oci_ref, Skopeo};
 /// The flags of the servers that collect while clients push: no grace at all, so only the
 /// protect/deleting handshake stands between a push and the sweep (a push commits well
 /// within the 2 s protect window).
-pub fn zero_grace() -> Vec<String> {
+pub(crate) fn zero_grace() -> Vec<String> {
     ["--gc-grace", "0s", "--gc-protect-window", "2s"].map(String::from).to_vec()
 }
 
 /// The flags of the servers that collect only when nothing is pushed: no grace and no
 /// protect window either, so a collection right after an unpin removes the app's images
 /// (with a window, the digests its staging protected a moment ago would be kept).
-pub fn quiet() -> Vec<String> {
+pub(crate) fn quiet() -> Vec<String> {
     ["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from).to_vec()
 }
 
 /// Where a [`Reg`] keeps its data.
-pub enum Backing {
+pub(crate) enum Backing {
     /// `--root DIR`
     Fs(PathBuf),
     /// `--storage s3` on a bucket and prefix of a SeaweedFS server.
@@ -50,7 +50,7 @@ pub enum Backing {
 
 impl Backing {
     /// The storage flags, as `serve` and `fsck` take them.
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         match self {
             Backing::Fs(root) => vec!["--root".into(), root.display().to_string()],
             Backing::S3 { endpoint, bucket, prefix } => [
@@ -63,14 +63,14 @@ impl Backing {
 }
 
 /// A `wharfage` command with S3 test credentials (SeaweedFS without identities takes any).
-pub fn command(cwd: &Path) -> Command {
+pub(crate) fn command(cwd: &Path) -> Command {
     let mut cmd = harness::wharfage(cwd);
     cmd.env("AWS_ACCESS_KEY_ID", "any").env("AWS_SECRET_ACCESS_KEY", "any");
     cmd
 }
 
 /// A running `wharfage serve` with an HTTP client to it.
-pub struct Reg {
+pub(crate) struct Reg {
     pub server: Server,
     pub http: Http,
     pub backing: Backing,
@@ -79,14 +79,14 @@ pub struct Reg {
 
 impl Reg {
     /// `wharfage serve` over a fresh filesystem root, with `args` added.
-    pub fn fs(args: &[String]) -> Reg {
+    pub(crate) fn fs(args: &[String]) -> Reg {
         let dir = harness::tempdir();
         let root = dir.path().join("root");
         Reg::start(dir, Backing::Fs(root), args)
     }
 
     /// `wharfage serve` on `backing`, run from `dir`.
-    pub fn start(dir: tempfile::TempDir, backing: Backing, args: &[String]) -> Reg {
+    pub(crate) fn start(dir: tempfile::TempDir, backing: Backing, args: &[String]) -> Reg {
         let mut cmd = command(dir.path());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]).args(backing.args()).args(args);
         let server = Server::spawn(cmd);
@@ -95,23 +95,23 @@ impl Reg {
     }
 
     /// Stops the server gracefully, keeping its storage for [`Reg::start`].
-    pub fn stop(self) -> (tempfile::TempDir, Backing) {
+    pub(crate) fn stop(self) -> (tempfile::TempDir, Backing) {
         self.server.stop();
         (self.dir, self.backing)
     }
 
     /// `127.0.0.1:PORT`
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.server.host()
     }
 
     /// `http://127.0.0.1:PORT`, for the client commands' `--server`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.server.addr)
     }
 
     /// The filesystem root (panics for S3).
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         match &self.backing {
             Backing::Fs(root) => root,
             Backing::S3 { .. } => panic!("an S3-backed registry has no root directory"),
@@ -120,7 +120,7 @@ impl Reg {
 
     /// `POST /api/v1/gc`, expecting 200; the report.
     #[track_caller]
-    pub fn gc(&self, dry_run: bool) -> Value {
+    pub(crate) fn gc(&self, dry_run: bool) -> Value {
         let r = self.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], json!({ "dry_run": dry_run }).to_string().into_bytes());
         let r = r.expect(200, "POST /api/v1/gc");
         let v = body(&r);
@@ -129,24 +129,24 @@ impl Reg {
     }
 
     /// `POST /api/v1/stagings {"source", "app"}`.
-    pub fn stage(&self, source: &str, app: &str) -> Resp {
+    pub(crate) fn stage(&self, source: &str, app: &str) -> Resp {
         let body = json!({ "source": source, "app": app }).to_string().into_bytes();
         self.http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], body)
     }
 
     /// Stages and expects 201; the result (with `digest`, `staging_id`, `image`).
     #[track_caller]
-    pub fn stage_ok(&self, source: &str, app: &str) -> Value {
+    pub(crate) fn stage_ok(&self, source: &str, app: &str) -> Value {
         body(&self.stage(source, app).expect(201, &format!("staging {source} for {app}")))
     }
 
     /// `GET /api/v1/apps/{app}`.
-    pub fn app(&self, app: &str) -> Resp {
+    pub(crate) fn app(&self, app: &str) -> Resp {
         self.http.get(&format!("/api/v1/apps/{app}"))
     }
 
     /// The staging ids of an app's history, newest first (empty when it has none).
-    pub fn history(&self, app: &str) -> Vec<String> {
+    pub(crate) fn history(&self, app: &str) -> Vec<String> {
         let r = self.app(app);
         if r.status == 404 {
             return Vec::new();
@@ -156,18 +156,18 @@ impl Reg {
     }
 
     /// The ids of every app with a staging.
-    pub fn apps(&self) -> Vec<String> {
+    pub(crate) fn apps(&self) -> Vec<String> {
         let v = body(&self.http.get("/api/v1/apps").expect(200, "GET /api/v1/apps"));
         v["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap().to_string()).collect()
     }
 
     /// Every blob file of a filesystem store: digest -> size.
-    pub fn blob_files(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn blob_files(&self) -> BTreeMap<String, u64> {
         blob_files(self.root())
     }
 
     /// Runs a `wharfage` client command against this server (`--server` appended).
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = harness::wharfage(self.dir.path());
         cmd.args(args).args(["--server", &self.url()]);
         harness::run(cmd, Duration::from_secs(60))
@@ -175,7 +175,7 @@ impl Reg {
 
     /// Pushes with skopeo from an OCI layout holding `img` as `tag`.
     #[track_caller]
-    pub fn skopeo_push(&self, skopeo: &Skopeo, img: &Img, repo: &str, tag: &str) {
+    pub(crate) fn skopeo_push(&self, skopeo: &Skopeo, img: &Img, repo: &str, tag: &str) {
         let dir = self.dir.path().join(format!("push-{}", &img.digest[7..19]));
         write_layout(&dir, &[(tag, img)]);
         skopeo.copy_all(&oci_ref(&dir, tag), &format!("docker://{}/{repo}:{tag}", self.host()));
@@ -184,7 +184,7 @@ impl Reg {
     /// Pulls `repo` at `reference` (tag or digest) with skopeo and checks it is `img`, byte
     /// for byte: manifest, config and every layer, nothing else.
     #[track_caller]
-    pub fn skopeo_pull_check(&self, skopeo: &Skopeo, repo: &str, reference: &str, img: &Img) {
+    pub(crate) fn skopeo_pull_check(&self, skopeo: &Skopeo, repo: &str, reference: &str, img: &Img) {
         let sep = if reference.starts_with("sha256:") { '@' } else { ':' };
         let dir = self.dir.path().join(format!("pull-{}", testkit::unique("p")));
         skopeo.copy_all(&format!("docker://{}/{repo}{sep}{reference}", self.host()), &oci_ref(&dir, "pulled"));
@@ -194,7 +194,7 @@ impl Reg {
 }
 
 /// Every blob file under `root/blobs`: digest -> size (in-flight `#N` files excluded).
-pub fn blob_files(root: &Path) -> BTreeMap<String, u64> {
+pub(crate) fn blob_files(root: &Path) -> BTreeMap<String, u64> {
     harness::files_under(&root.join("blobs"))
         .into_iter()
         .filter(|p| !p.file_name().unwrap().to_string_lossy().contains('#'))
@@ -207,7 +207,7 @@ pub fn blob_files(root: &Path) -> BTreeMap<String, u64> {
 
 /// What is left under `gc/deleting` of a filesystem root (files or folders): a finished
 /// collection leaves no flag, and no flag folder either (protections list them).
-pub fn deletion_flags(root: &Path) -> Vec<String> {
+pub(crate) fn deletion_flags(root: &Path) -> Vec<String> {
     match std::fs::read_dir(root.join("gc/deleting")) {
         Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -216,30 +216,30 @@ pub fn deletion_flags(root: &Path) -> Vec<String> {
 }
 
 /// The file of a blob in a filesystem store.
-pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
+pub(crate) fn blob_path(root: &Path, digest: &str) -> PathBuf {
     let hex = &digest[7..];
     root.join("blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 /// The JSON body of a response.
 #[track_caller]
-pub fn body(r: &Resp) -> Value {
+pub(crate) fn body(r: &Resp) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
 }
 
 /// `count` and `bytes` of one kind in a GC report.
-pub fn removed(report: &Value, kind: &str) -> (u64, u64) {
+pub(crate) fn removed(report: &Value, kind: &str) -> (u64, u64) {
     (report[kind]["count"].as_u64().unwrap(), report[kind]["bytes"].as_u64().unwrap())
 }
 
 /// The removal figures of a report (everything but timing and protection counts).
-pub fn figures(report: &Value) -> Vec<(String, (u64, u64))> {
+pub(crate) fn figures(report: &Value) -> Vec<(String, (u64, u64))> {
     ["stagings", "manifests", "layer_links", "blobs", "uploads"].iter().map(|k| (k.to_string(), removed(report, k))).collect()
 }
 
 /// A gzip stream of `len` pseudo-random bytes: a layer blob that is what its media type
 /// says (skopeo sniffs compression), distinct per seed.
-pub fn layer(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn layer(seed: u64, len: usize) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&Rng::new(seed).bytes(len)).unwrap();
     gz.finish().unwrap()
@@ -247,7 +247,7 @@ pub fn layer(seed: u64, len: usize) -> Vec<u8> {
 
 /// An OCI image built in memory: manifest, config and layers.
 #[derive(Clone, Debug)]
-pub struct Img {
+pub(crate) struct Img {
     pub manifest: Vec<u8>,
     pub digest: String,
     pub config: String,
@@ -258,7 +258,7 @@ pub struct Img {
 
 impl Img {
     /// An image of `layers` (in order) whose config names `label`.
-    pub fn new(label: &str, layers: &[&Vec<u8>]) -> Img {
+    pub(crate) fn new(label: &str, layers: &[&Vec<u8>]) -> Img {
         let mut blobs = BTreeMap::new();
         let mut descs = Vec::new();
         let mut digests = Vec::new();
@@ -288,14 +288,14 @@ impl Img {
     }
 
     /// Manifest, config and layers by digest: what a complete pull yields.
-    pub fn all_blobs(&self) -> BTreeMap<String, Vec<u8>> {
+    pub(crate) fn all_blobs(&self) -> BTreeMap<String, Vec<u8>> {
         let mut all = self.blobs.clone();
         all.insert(self.digest.clone(), self.manifest.clone());
         all
     }
 
     /// Config first, then the layers, without repeats.
-    pub fn blob_order(&self) -> Vec<String> {
+    pub(crate) fn blob_order(&self) -> Vec<String> {
         let mut v = vec![self.config.clone()];
         for l in &self.layers {
             if !v.contains(l) {
@@ -307,7 +307,7 @@ impl Img {
 }
 
 /// Writes an OCI image layout holding `images` under their tags.
-pub fn write_layout(dir: &Path, images: &[(&str, &Img)]) {
+pub(crate) fn write_layout(dir: &Path, images: &[(&str, &Img)]) {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut refs = Vec::new();
@@ -326,7 +326,7 @@ pub fn write_layout(dir: &Path, images: &[(&str, &Img)]) {
 
 /// How [`push`] sends the blobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     /// `HEAD` each blob first and skip what the repository says it has (what docker and
     /// skopeo do), then a monolithic `POST ?digest=`.
     HeadThenPost,
@@ -341,7 +341,7 @@ pub enum Via {
 
 /// A push that was refused, with what the registry said.
 #[derive(Debug, Clone)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub step: String,
     pub status: u16,
     pub codes: Vec<String>,
@@ -359,7 +359,7 @@ fn refused(step: String, r: &Resp) -> Refused {
 }
 
 /// Pushes one blob into `repo`; Ok when the registry says it holds it.
-pub fn push_blob(http: &Http, repo: &str, d: &str, bytes: &[u8], via: Via) -> Result<(), Refused> {
+pub(crate) fn push_blob(http: &Http, repo: &str, d: &str, bytes: &[u8], via: Via) -> Result<(), Refused> {
     match via {
         Via::HeadThenPost => {
             let r = http.head(&format!("/v2/{repo}/blobs/{d}"));
@@ -409,7 +409,7 @@ pub fn push_blob(http: &Http, repo: &str, d: &str, bytes: &[u8], via: Via) -> Re
 
 /// Pushes `img` as `repo:tag` with raw HTTP: blobs, then the manifest. Ok only when the
 /// manifest PUT answered 201, i.e. the registry acknowledged the image.
-pub fn push(http: &Http, repo: &str, tag: &str, img: &Img, via: Via) -> Result<(), Refused> {
+pub(crate) fn push(http: &Http, repo: &str, tag: &str, img: &Img, via: Via) -> Result<(), Refused> {
     for d in img.blob_order() {
         push_blob(http, repo, &d, &img.blobs[&d], via)?;
     }
@@ -417,7 +417,7 @@ pub fn push(http: &Http, repo: &str, tag: &str, img: &Img, via: Via) -> Result<(
 }
 
 /// `PUT /v2/<repo>/manifests/<tag>`; Ok on 201.
-pub fn put_manifest(http: &Http, repo: &str, tag: &str, img: &Img) -> Result<(), Refused> {
+pub(crate) fn put_manifest(http: &Http, repo: &str, tag: &str, img: &Img) -> Result<(), Refused> {
     let r = http.send("PUT", &format!("/v2/{repo}/manifests/{tag}"), &[("content-type", OCI_MANIFEST)], img.manifest.clone());
     if r.status != 201 {
         return Err(refused(format!("put manifest {repo}:{tag}"), &r));
@@ -428,7 +428,7 @@ pub fn put_manifest(http: &Http, repo: &str, tag: &str, img: &Img) -> Result<(),
 
 /// Pulls `repo` at `reference` completely with raw HTTP (manifest, then every blob) and
 /// compares every byte with `img`; the first difference as an error.
-pub fn pull(http: &Http, repo: &str, reference: &str, img: &Img) -> Result<(), String> {
+pub(crate) fn pull(http: &Http, repo: &str, reference: &str, img: &Img) -> Result<(), String> {
     let r = http.get_manifest(repo, reference);
     if r.status != 200 {
         return Err(format!("manifest {repo}:{reference}: {} {}", r.status, r.text()));
@@ -449,7 +449,7 @@ pub fn pull(http: &Http, repo: &str, reference: &str, img: &Img) -> Result<(), S
 }
 
 /// Runs `wharfage fsck` on `backing` with `extra` flags; (exit code, stdout, stderr).
-pub fn fsck(cwd: &Path, backing: &Backing, extra: &[&str]) -> (i32, String, String) {
+pub(crate) fn fsck(cwd: &Path, backing: &Backing, extra: &[&str]) -> (i32, String, String) {
     let mut cmd = command(cwd);
     cmd.arg("fsck").args(backing.args()).args(extra);
     let out = harness::run(cmd, Duration::from_secs(300));
@@ -463,7 +463,7 @@ pub fn fsck(cwd: &Path, backing: &Backing, extra: &[&str]) -> (i32, String, Stri
 /// `wharfage fsck --json`, parsed; asserts the exit code: 1 exactly when data is damaged or
 /// missing (orphans are leftovers, not failures), or with `--strict` when anything is found.
 #[track_caller]
-pub fn fsck_json(cwd: &Path, backing: &Backing, extra: &[&str]) -> Value {
+pub(crate) fn fsck_json(cwd: &Path, backing: &Backing, extra: &[&str]) -> Value {
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let (code, stdout, stderr) = fsck(cwd, backing, &args);

@@ -10,13 +10,13 @@ use crate::fixtures::{sha256, Image, Index, Layout, Rng, OCI_CONFIG, OCI_INDEX, 
 
 /// A layer blob in a layout.
 #[derive(Clone, Debug)]
-pub struct Layer {
+pub(super) struct Layer {
     pub digest: String,
     diff_id: String,
 }
 
 /// Adds a gzip layer holding one file of `size` pseudo-random bytes at `path`.
-pub fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize) -> Layer {
+pub(super) fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize) -> Layer {
     let mut b = tar::Builder::new(Vec::new());
     let data = rng.bytes(size);
     let mut h = tar::Header::new_gnu();
@@ -34,7 +34,7 @@ pub fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize) -> Lay
 
 /// The `config` section of the staging fixtures: every run-metadata field set, ports in an
 /// order where a string sort and a numeric sort differ.
-pub fn run_config(arch: &str) -> serde_json::Value {
+pub(super) fn run_config(arch: &str) -> serde_json::Value {
     json!({
         "Entrypoint": ["/usr/local/bin/app", "--serve"],
         "Cmd": ["--listen", ":7070"],
@@ -47,7 +47,7 @@ pub fn run_config(arch: &str) -> serde_json::Value {
 }
 
 /// What the API must answer as `metadata` for [`run_config`].
-pub fn expected_metadata(arch: &str) -> serde_json::Value {
+pub(super) fn expected_metadata(arch: &str) -> serde_json::Value {
     json!({
         "entrypoint": ["/usr/local/bin/app", "--serve"],
         "cmd": ["--listen", ":7070"],
@@ -64,12 +64,12 @@ pub fn expected_metadata(arch: &str) -> serde_json::Value {
 }
 
 /// Adds a linux image of `layers` whose config carries [`run_config`].
-pub fn image(layout: &mut Layout, arch: &str, layers: &[&Layer]) -> Image {
+pub(super) fn image(layout: &mut Layout, arch: &str, layers: &[&Layer]) -> Image {
     image_with(layout, arch, layers, run_config(arch))
 }
 
 /// Adds a linux image of `layers` whose config's `config` section is `run`.
-pub fn image_with(layout: &mut Layout, arch: &str, layers: &[&Layer], run: serde_json::Value) -> Image {
+pub(super) fn image_with(layout: &mut Layout, arch: &str, layers: &[&Layer], run: serde_json::Value) -> Image {
     let desc = |layout: &Layout, media_type: &str, digest: &str| json!({ "mediaType": media_type, "digest": digest, "size": layout.blobs[digest].len() });
     let mut config = json!({
         "created": "2024-01-01T00:00:00Z",
@@ -97,7 +97,7 @@ pub fn image_with(layout: &mut Layout, arch: &str, layers: &[&Layer], run: serde
 
 /// Adds an image manifest naming the config of `like` with other `layers`: wharfage does not
 /// check a config's diff_ids, so this makes images that share every blob but their layers.
-pub fn image_with_config_of(layout: &mut Layout, like: &Image, layers: &[&Layer]) -> Image {
+pub(super) fn image_with_config_of(layout: &mut Layout, like: &Image, layers: &[&Layer]) -> Image {
     let desc = |layout: &Layout, media_type: &str, digest: &str| json!({ "mediaType": media_type, "digest": digest, "size": layout.blobs[digest].len() });
     let manifest = json!({
         "schemaVersion": 2,
@@ -111,7 +111,7 @@ pub fn image_with_config_of(layout: &mut Layout, like: &Image, layers: &[&Layer]
 }
 
 /// Adds an index of `images` (linux, their architectures; arm64 as v8).
-pub fn index(layout: &mut Layout, images: &[&Image]) -> Index {
+pub(super) fn index(layout: &mut Layout, images: &[&Image]) -> Index {
     let manifests: Vec<_> = images
         .iter()
         .map(|img| {
@@ -128,6 +128,6 @@ pub fn index(layout: &mut Layout, images: &[&Image]) -> Index {
 }
 
 /// The sizes of blobs of a layout, summed.
-pub fn total_size(layout: &Layout, digests: &[String]) -> u64 {
+pub(super) fn total_size(layout: &Layout, digests: &[String]) -> u64 {
     digests.iter().map(|d| layout.blobs[d].len() as u64).sum()
 }

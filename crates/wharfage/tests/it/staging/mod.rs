@@ -24,7 +24,7 @@ use crate::harness::{self, Server};
 use crate::skopeo::{oci_ref, Skopeo};
 
 /// A `wharfage serve` over a temporary root, with an HTTP client to it.
-pub struct Wharf {
+pub(crate) struct Wharf {
     pub server: Server,
     pub http: Http,
     pub root: PathBuf,
@@ -33,7 +33,7 @@ pub struct Wharf {
 
 impl Wharf {
     /// Starts `wharfage serve` on a free port with `args` added (e.g. `--insecure-registry`).
-    pub fn start(args: &[String]) -> Wharf {
+    pub(crate) fn start(args: &[String]) -> Wharf {
         let dir = harness::tempdir();
         let root = dir.path().join("root");
         let mut cmd = harness::wharfage(dir.path());
@@ -44,27 +44,27 @@ impl Wharf {
     }
 
     /// Starts wharfage allowing plain HTTP to each of `hosts`.
-    pub fn for_hosts(hosts: &[String]) -> Wharf {
+    pub(crate) fn for_hosts(hosts: &[String]) -> Wharf {
         Wharf::start(&insecure(hosts))
     }
 
     /// `127.0.0.1:PORT`
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.server.host()
     }
 
     /// A scratch directory of this test.
-    pub fn scratch(&self, name: &str) -> PathBuf {
+    pub(crate) fn scratch(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// `POST /api/v1/stagings` with `{"source", "app"}` plus the fields of `extra`.
-    pub fn stage(&self, source: &str, app: &str, extra: Value) -> Resp {
+    pub(crate) fn stage(&self, source: &str, app: &str, extra: Value) -> Resp {
         self.stage_with(source, app, extra, &[])
     }
 
     /// The same, with extra request headers.
-    pub fn stage_with(&self, source: &str, app: &str, extra: Value, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) fn stage_with(&self, source: &str, app: &str, extra: Value, headers: &[(&str, &str)]) -> Resp {
         let mut body = json!({ "source": source, "app": app });
         if let Value::Object(m) = extra {
             for (k, v) in m {
@@ -78,21 +78,21 @@ impl Wharf {
 
     /// Stages and expects 201; the result object.
     #[track_caller]
-    pub fn stage_ok(&self, source: &str, app: &str, extra: Value) -> Value {
+    pub(crate) fn stage_ok(&self, source: &str, app: &str, extra: Value) -> Value {
         let r = self.stage(source, app, extra).expect(201, &format!("staging {source} for {app}"));
         assert_eq!(r.header("content-type"), Some("application/json"));
         serde_json::from_slice(&r.body).unwrap()
     }
 
     /// `GET /api/v1/apps/{app}`
-    pub fn app(&self, app: &str) -> Resp {
+    pub(crate) fn app(&self, app: &str) -> Resp {
         self.http.get(&format!("/api/v1/apps/{app}"))
     }
 
     /// Pulls `image` (`host/apps/x@sha256:…`) with skopeo into a fresh OCI layout, every
     /// platform; its blobs, each checked against its name.
     #[track_caller]
-    pub fn pull(&self, skopeo: &Skopeo, image: &str, name: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    pub(crate) fn pull(&self, skopeo: &Skopeo, image: &str, name: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
         let dir = self.scratch(name);
         skopeo.copy_all(&format!("docker://{image}"), &oci_ref(&dir, "pulled"));
         read_blobs(&dir)
@@ -100,25 +100,25 @@ impl Wharf {
 }
 
 /// `--insecure-registry HOST` for each host.
-pub fn insecure(hosts: &[String]) -> Vec<String> {
+pub(crate) fn insecure(hosts: &[String]) -> Vec<String> {
     hosts.iter().flat_map(|h| ["--insecure-registry".to_string(), h.clone()]).collect()
 }
 
 /// The JSON body of a response.
 #[track_caller]
-pub fn body(r: &Resp) -> Value {
+pub(crate) fn body(r: &Resp) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
 }
 
 /// The message of an `{"errors":[{code, message}]}` body, asserting its code.
 #[track_caller]
-pub fn error_message(r: &Resp, code: &str) -> String {
+pub(crate) fn error_message(r: &Resp, code: &str) -> String {
     let v = body(r);
     assert_eq!(v["errors"][0]["code"], code, "error code; body: {}", r.text());
     v["errors"][0]["message"].as_str().unwrap().to_string()
 }
 
 /// A fresh OCI layout under `dir`.
-pub fn layout(dir: &Path) -> Layout {
+pub(crate) fn layout(dir: &Path) -> Layout {
     Layout::create(dir)
 }

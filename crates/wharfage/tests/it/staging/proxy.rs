@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// What the proxy does to the traffic.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Faults {
+pub(super) struct Faults {
     /// Cut the first blob response longer than this many bytes (status line and headers
     /// included) there, closing both connections.
     pub cut_after: Option<usize>,
@@ -32,7 +32,7 @@ pub struct Faults {
 }
 
 /// A running proxy; its threads end with the test process (they only serve loopback).
-pub struct Proxy {
+pub(super) struct Proxy {
     pub port: u16,
     shared: Arc<Shared>,
 }
@@ -47,7 +47,7 @@ struct Shared {
 
 impl Proxy {
     /// Proxies `127.0.0.1:PORT` to the upstream port with `faults`.
-    pub fn start(upstream_port: u16, faults: Faults) -> Proxy {
+    pub(super) fn start(upstream_port: u16, faults: Faults) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
@@ -70,23 +70,23 @@ impl Proxy {
     }
 
     /// `127.0.0.1:PORT`
-    pub fn host(&self) -> String {
+    pub(super) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The head of every request forwarded so far (as received, lines joined by `\n`).
-    pub fn heads(&self) -> Vec<String> {
+    pub(super) fn heads(&self) -> Vec<String> {
         self.shared.heads.lock().unwrap().clone()
     }
 
     /// Whether the proxy has cut a blob response.
-    pub fn has_cut(&self) -> bool {
+    pub(super) fn has_cut(&self) -> bool {
         self.shared.cut_done.load(Ordering::SeqCst)
     }
 
     /// While on, blob GETs are answered 404 `BLOB_UNKNOWN` and blob transfers in progress
     /// are aborted.
-    pub fn blobs_gone(&self, gone: bool) {
+    pub(super) fn blobs_gone(&self, gone: bool) {
         self.shared.blobs_gone.store(gone, Ordering::SeqCst);
     }
 }

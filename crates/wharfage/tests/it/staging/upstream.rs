@@ -22,13 +22,13 @@ use crate::skopeo::{oci_ref, Skopeo};
 const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// The one account of the authenticated upstreams.
-pub const USER: &str = "stager";
+pub(super) const USER: &str = "stager";
 /// Its password: distinctive enough that finding it anywhere is a leak, not a coincidence.
-pub const PASSWORD: &str = "Pw-9f3c1e7a-wharfage-staging-secret";
+pub(super) const PASSWORD: &str = "Pw-9f3c1e7a-wharfage-staging-secret";
 
 /// An identity (refresh) token the token issuer accepts for [`USER`], as `docker login`
 /// stores for registries with an OAuth2 token endpoint.
-pub const IDENTITY_TOKEN: &str = "idt-6b2d94e0-wharfage-identity-token";
+pub(super) const IDENTITY_TOKEN: &str = "idt-6b2d94e0-wharfage-identity-token";
 
 /// `service` and `issuer` of the token mode.
 const TOKEN_SERVICE: &str = "wharfage-e2e-upstream";
@@ -36,7 +36,7 @@ const TOKEN_ISSUER: &str = "wharfage-e2e-token-issuer";
 
 /// How the upstream authenticates (and whether it speaks TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(super) enum Mode {
     Anonymous,
     /// `auth: htpasswd`, answering `WWW-Authenticate: Basic`.
     Basic,
@@ -48,7 +48,7 @@ pub enum Mode {
 
 /// One request as the registry logged it.
 #[derive(Debug, Clone)]
-pub struct Logged {
+pub(super) struct Logged {
     pub method: String,
     pub uri: String,
     pub status: u16,
@@ -56,7 +56,7 @@ pub struct Logged {
 }
 
 /// A running `docker-registry`; killed when dropped.
-pub struct Upstream {
+pub(super) struct Upstream {
     pub mode: Mode,
     pub port: u16,
     dir: tempfile::TempDir,
@@ -66,12 +66,12 @@ pub struct Upstream {
 
 impl Upstream {
     /// Starts a registry in `mode` and waits until it answers.
-    pub fn start(mode: Mode) -> Upstream {
+    pub(super) fn start(mode: Mode) -> Upstream {
         Upstream::start_with(mode, "")
     }
 
     /// The same, with top-level `config.yml` sections added (e.g. `compatibility:`).
-    pub fn start_with(mode: Mode, extra_config: &str) -> Upstream {
+    pub(super) fn start_with(mode: Mode, extra_config: &str) -> Upstream {
         let dir = tempfile::Builder::new().prefix("wharfage-e2e-upstream-").tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("storage")).unwrap();
@@ -137,25 +137,25 @@ impl Upstream {
     }
 
     /// `127.0.0.1:PORT`, as written in image references.
-    pub fn host(&self) -> String {
+    pub(super) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The private CA that signed a TLS upstream's certificate (PEM).
-    pub fn ca_pem(&self) -> PathBuf {
+    pub(super) fn ca_pem(&self) -> PathBuf {
         assert_eq!(self.mode, Mode::Tls, "only the TLS upstream has a CA");
         self.dir.path().join("ca.pem")
     }
 
     /// The token issuer of a token-mode upstream.
-    pub fn issuer(&self) -> &TokenIssuer {
+    pub(super) fn issuer(&self) -> &TokenIssuer {
         self.issuer.as_ref().expect("only the token upstream has an issuer")
     }
 
     /// Copies `tag` of an OCI layout into `repo:tag` here with skopeo, every platform,
     /// digests preserved (authenticating as [`USER`] when the upstream wants it).
     #[track_caller]
-    pub fn push(&self, skopeo: &Skopeo, layout: &Layout, tag: &str, repo: &str) {
+    pub(super) fn push(&self, skopeo: &Skopeo, layout: &Layout, tag: &str, repo: &str) {
         let dest = format!("docker://{}/{repo}:{tag}", self.host());
         let creds = format!("{USER}:{PASSWORD}");
         let mut args = vec!["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"];
@@ -170,12 +170,12 @@ impl Upstream {
     }
 
     /// The registry's whole log (its JSON log and its access log).
-    pub fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// Every request the registry logged as completed, in order.
-    pub fn requests(&self) -> Vec<Logged> {
+    pub(super) fn requests(&self) -> Vec<Logged> {
         self.log()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -190,12 +190,12 @@ impl Upstream {
     }
 
     /// The requests wharfage made (by its User-Agent), skopeo's pushes left out.
-    pub fn wharfage_requests(&self) -> Vec<Logged> {
+    pub(super) fn wharfage_requests(&self) -> Vec<Logged> {
         self.requests().into_iter().filter(|r| r.user_agent.starts_with("wharfage/")).collect()
     }
 
     /// How many successful GETs of blob `digest` wharfage made (any repository).
-    pub fn blob_gets(&self, digest: &str) -> usize {
+    pub(super) fn blob_gets(&self, digest: &str) -> usize {
         let suffix = format!("/blobs/{digest}");
         self.wharfage_requests()
             .iter()
@@ -204,25 +204,25 @@ impl Upstream {
     }
 
     /// Where the registry keeps a blob's bytes.
-    pub fn blob_data(&self, digest: &str) -> PathBuf {
+    pub(super) fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
         self.dir.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 
     /// Flips one bit of a stored blob in the middle (the size stays, the digest no longer
     /// matches); call again to restore it.
-    pub fn flip_bit(&self, digest: &str) {
+    pub(super) fn flip_bit(&self, digest: &str) {
         let len = std::fs::metadata(self.blob_data(digest)).unwrap().len() as usize;
         self.flip_bit_at(digest, len / 2);
     }
 
     /// Flips the lowest bit of byte `offset` of a stored blob.
-    pub fn flip_bit_at(&self, digest: &str, offset: usize) {
+    pub(super) fn flip_bit_at(&self, digest: &str, offset: usize) {
         self.xor_at(digest, offset, 0x01);
     }
 
     /// XORs byte `offset` of a stored blob with `mask`.
-    pub fn xor_at(&self, digest: &str, offset: usize, mask: u8) {
+    pub(super) fn xor_at(&self, digest: &str, offset: usize, mask: u8) {
         let path = self.blob_data(digest);
         let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         bytes[offset] ^= mask;
@@ -231,12 +231,12 @@ impl Upstream {
 
     /// Freezes the registry (SIGSTOP: connections are accepted by the kernel and never
     /// answered, as with a hung server) or thaws it (SIGCONT).
-    pub fn pause(&self, paused: bool) {
+    pub(super) fn pause(&self, paused: bool) {
         self.child.as_ref().expect("the upstream runs").pause(paused);
     }
 
     /// Kills the registry (SIGKILL) and checks that its port no longer answers.
-    pub fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         drop(self.child.take());
         assert!(testkit::http_status(self.port, "GET", "/v2/").is_err(), "the upstream still answers after being killed");
     }
@@ -277,7 +277,7 @@ fn tls_files() -> (String, String, String) {
 
 /// A token request as the issuer saw it.
 #[derive(Debug, Clone)]
-pub struct TokenRequest {
+pub(super) struct TokenRequest {
     /// The query parameters, or the form fields of a POST.
     pub query: Vec<(String, String)>,
     /// The user of a valid Basic authorization, if one was sent.
@@ -292,7 +292,7 @@ pub struct TokenRequest {
 /// `rootcertbundle`; the certificate rides in the `x5c` header. Valid credentials get the
 /// actions they asked for; no credentials get a token granting nothing (as Docker Hub gives
 /// for private repositories); wrong credentials get 401.
-pub struct TokenIssuer {
+pub(super) struct TokenIssuer {
     pub port: u16,
     root_pem: PathBuf,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
@@ -333,17 +333,17 @@ impl TokenIssuer {
     /// Makes the JWTs issued from now on expire `secs` after issue (negative: before), while
     /// the answer still says `expires_in: 300`: the registry then refuses tokens long before
     /// their holder expects, as with clocks out of step.
-    pub fn set_jwt_lifetime(&self, secs: i64) {
+    pub(super) fn set_jwt_lifetime(&self, secs: i64) {
         self.state.jwt_lifetime.store(secs, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Lets anonymous users pull every repository, as a registry's public ones.
-    pub fn allow_anonymous_pull(&self, allowed: bool) {
+    pub(super) fn allow_anonymous_pull(&self, allowed: bool) {
         self.state.anonymous_pull.store(allowed, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every token request so far.
-    pub fn requests(&self) -> Vec<TokenRequest> {
+    pub(super) fn requests(&self) -> Vec<TokenRequest> {
         self.requests.lock().unwrap().clone()
     }
 }
