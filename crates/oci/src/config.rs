@@ -46,15 +46,13 @@ impl RunMetadata {
     /// Reads the metadata from image config bytes. Ports that do not parse (`"x/tcp"`) are an
     /// error naming the port, not silently dropped.
     pub fn from_config(bytes: &[u8]) -> Result<Self, ParseError> {
-        let cfg: ImageConfig =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::Manifest(format!("image config: {e}")))?;
+        let cfg: ImageConfig = serde_json::from_slice(bytes).map_err(|e| ParseError::Manifest(format!("image config: {e}")))?;
         let c = cfg.config.unwrap_or_default();
         let mut ports = Vec::new();
         for key in c.exposed_ports.unwrap_or_default().keys() {
             let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
-            let port: u16 = port
-                .parse()
-                .map_err(|_| ParseError::Manifest(format!("image config: exposed port {key:?} is not <port>[/<protocol>]")))?;
+            let port: u16 =
+                port.parse().map_err(|_| ParseError::Manifest(format!("image config: exposed port {key:?} is not <port>[/<protocol>]")))?;
             ports.push(Port { port, protocol: protocol.to_ascii_lowercase() });
         }
         ports.sort();

@@ -163,10 +163,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests_with_reason() {
-        for bad in ["", "sha256", "sha256:", "sha256:abc", "md5:d41d8cd98f00b204e9800998ecf8427e",
+        for bad in [
+            "",
+            "sha256",
+            "sha256:",
+            "sha256:abc",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
             "SHA256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
             "sha256:44136FA355B3678A1146AD16F7E8649E94FB4FC21FE77E8310C060F61CAAFF8A",
-            "sha256:../../../../etc/passwd0000000000000000000000000000000000000000000"] {
+            "sha256:../../../../etc/passwd0000000000000000000000000000000000000000000",
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad} accepted");
         }
         let err = Digest::parse("md5:abcd").unwrap_err();

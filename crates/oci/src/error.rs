@@ -23,9 +23,7 @@ impl ParseError {
     /// The OCI error code a registry answers with when a client sends this input.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ParseError::Digest { .. } | ParseError::UnsupportedAlgorithm(_) => {
-                ErrorCode::DigestInvalid
-            }
+            ParseError::Digest { .. } | ParseError::UnsupportedAlgorithm(_) => ErrorCode::DigestInvalid,
             ParseError::Name { .. } => ErrorCode::NameInvalid,
             ParseError::Tag { .. } => ErrorCode::ManifestInvalid,
             ParseError::Manifest(_) => ErrorCode::ManifestInvalid,
@@ -84,10 +82,7 @@ impl ErrorCode {
     /// The HTTP status the spec pairs with this code.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::BlobUnknown
-            | ErrorCode::BlobUploadUnknown
-            | ErrorCode::ManifestUnknown
-            | ErrorCode::NameUnknown => 404,
+            ErrorCode::BlobUnknown | ErrorCode::BlobUploadUnknown | ErrorCode::ManifestUnknown | ErrorCode::NameUnknown => 404,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,

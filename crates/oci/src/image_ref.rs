@@ -51,11 +51,7 @@ impl ImageRef {
         if !is_registry_host(&registry) {
             return Err(bad("the registry must be host[:port] (a DNS name, an IPv4 address or a bracketed IPv6 address, and a port from 1 to 65535), without user, path, query or fragment"));
         }
-        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
-            DOCKER_HUB.to_string()
-        } else {
-            registry
-        };
+        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" { DOCKER_HUB.to_string() } else { registry };
         let path = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
         let repository = RepoName::parse(&path)?;
         let reference = match (digest, tag) {
@@ -86,10 +82,13 @@ pub fn is_registry_host(s: &str) -> bool {
         }
         match after {
             "" => return true,
-            p => ("", Some(match p.strip_prefix(':') {
-                Some(p) => p,
-                None => return false,
-            })),
+            p => (
+                "",
+                Some(match p.strip_prefix(':') {
+                    Some(p) => p,
+                    None => return false,
+                }),
+            ),
         }
     } else {
         match s.rsplit_once(':') {
@@ -97,12 +96,17 @@ pub fn is_registry_host(s: &str) -> bool {
             None => (s, None),
         }
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0));
+    let port_ok = port
+        .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0));
     let host_ok = s.starts_with('[')
         || (!host.is_empty()
             && host.len() <= 253
             && host.split('.').all(|l| {
-                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             }));
     port_ok && host_ok
 }
@@ -207,7 +211,19 @@ mod tests {
 
     #[test]
     fn registry_must_be_host_and_port_only() {
-        for bad in ["127.0.0.1:1?x=/y:z", "127.0.0.1:1#f/y", "user@x.io/a:b", "x.io:0/a", "x.io:65536/a", "x.io:/a", "[::1/a", "[zz]:5/a", "x_y.io/a", "a%2e.io/b", "-a.io/b"] {
+        for bad in [
+            "127.0.0.1:1?x=/y:z",
+            "127.0.0.1:1#f/y",
+            "user@x.io/a:b",
+            "x.io:0/a",
+            "x.io:65536/a",
+            "x.io:/a",
+            "[::1/a",
+            "[zz]:5/a",
+            "x_y.io/a",
+            "a%2e.io/b",
+            "-a.io/b",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(ImageRef::parse("[::1]:5000/a:t").unwrap().registry, "[::1]:5000");

@@ -67,9 +67,7 @@ impl Manifest {
             .map(|c| c.split(';').next().unwrap_or("").trim())
             .filter(|c| !c.is_empty() && *c != "application/json" && *c != "application/octet-stream");
         let media_type = match (header, raw.media_type.as_deref()) {
-            (Some(h), Some(b)) if h != b => {
-                return Err(err(format!("Content-Type {h:?} does not match the manifest's mediaType {b:?}")))
-            }
+            (Some(h), Some(b)) if h != b => return Err(err(format!("Content-Type {h:?} does not match the manifest's mediaType {b:?}"))),
             (Some(h), _) => h.to_string(),
             (None, Some(b)) => b.to_string(),
             (None, None) if raw.manifests.is_some() => media::OCI_INDEX.to_string(),
@@ -92,9 +90,10 @@ impl Manifest {
             return Err(err(format!("{media_type} needs a \"config\" descriptor")));
         }
         // An empty `artifactType` counts as missing (Go clients omit it only when empty).
-        let artifact_type = raw.artifact_type.filter(|t| !t.is_empty()).or_else(|| {
-            raw.config.as_ref().map(|c| c.media_type.clone()).filter(|t| !index && !t.is_empty())
-        });
+        let artifact_type = raw
+            .artifact_type
+            .filter(|t| !t.is_empty())
+            .or_else(|| raw.config.as_ref().map(|c| c.media_type.clone()).filter(|t| !index && !t.is_empty()));
         Ok(Manifest {
             media_type,
             artifact_type,
@@ -113,11 +112,7 @@ impl Manifest {
 
     /// Blobs the registry must hold for this manifest: config and distributable layers.
     pub fn required_blobs(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config.iter().chain(
-            self.layers
-                .iter()
-                .filter(|l| !media::is_non_distributable(&l.media_type) && l.urls.is_empty()),
-        )
+        self.config.iter().chain(self.layers.iter().filter(|l| !media::is_non_distributable(&l.media_type) && l.urls.is_empty()))
     }
 }
 
@@ -128,10 +123,12 @@ mod tests {
     const LAYER: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
     fn image(extra: &str) -> String {
-        format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
             "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{LAYER}","size":2}},
             "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{LAYER}","size":2}},
-                      {{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{LAYER}","size":2}}]{extra}}}"#)
+                      {{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{LAYER}","size":2}}]{extra}}}"#
+        )
     }
 
     #[test]
@@ -150,7 +147,11 @@ mod tests {
 
     #[test]
     fn subject_and_index() {
-        let m = Manifest::parse(image(&format!(r#","subject":{{"mediaType":"{}","digest":"{LAYER}","size":2}}"#, media::OCI_MANIFEST)).as_bytes(), None).unwrap();
+        let m = Manifest::parse(
+            image(&format!(r#","subject":{{"mediaType":"{}","digest":"{LAYER}","size":2}}"#, media::OCI_MANIFEST)).as_bytes(),
+            None,
+        )
+        .unwrap();
         assert!(m.subject.is_some());
         let idx = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{LAYER}","size":2}}]}}"#, media::OCI_MANIFEST);
         let m = Manifest::parse(idx.as_bytes(), None).unwrap();

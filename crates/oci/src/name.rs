@@ -151,8 +151,24 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", "A", "a/", "/a", "a//b", "..", "a/../b", "a/./b", "_a", "a_", "a___b",
-            "a/_manifests", "a.-b", "a b", "a%2fb", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "..",
+            "a/../b",
+            "a/./b",
+            "_a",
+            "a_",
+            "a___b",
+            "a/_manifests",
+            "a.-b",
+            "a b",
+            "a%2fb",
+            &"a".repeat(256),
+        ] {
             assert!(RepoName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

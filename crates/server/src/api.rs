@@ -119,10 +119,7 @@ async fn create_staging(State(state): State<AppState>, headers: HeaderMap, body:
         Err(m) => return error(400, "BAD_REQUEST", m),
     };
     let host = host(&headers);
-    let streaming = headers
-        .get("accept")
-        .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("application/x-ndjson"));
+    let streaming = headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/x-ndjson"));
     if streaming {
         return stream_staging(stager, req, host, state.metrics.clone());
     }
@@ -288,11 +285,11 @@ async fn sync_live(State(state): State<AppState>, body: Bytes) -> Response {
     };
     let doomed: Vec<&AppId> = existing.iter().filter(|a| !live.contains(*a)).collect();
     if doomed.len() * 2 > existing.len() && !parsed.force {
-        return error(409, "TOO_MANY_UNPINS", format!(
-            "the live list would unpin {} of {} apps; send \"force\": true if that is intended",
-            doomed.len(),
-            existing.len()
-        ));
+        return error(
+            409,
+            "TOO_MANY_UNPINS",
+            format!("the live list would unpin {} of {} apps; send \"force\": true if that is intended", doomed.len(), existing.len()),
+        );
     }
     let mut unpinned = Vec::new();
     for app in doomed {

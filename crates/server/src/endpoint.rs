@@ -104,12 +104,12 @@ mod tests {
         assert_eq!(Endpoint::parse("/v2").unwrap(), Endpoint::Base);
         assert_eq!(Endpoint::parse("/v2/_catalog").unwrap(), Endpoint::Catalog);
         assert_eq!(Endpoint::parse("/v2/a/b/tags/list").unwrap(), Endpoint::Tags(name("a/b")));
-        assert_eq!(
-            Endpoint::parse("/v2/a/manifests/latest").unwrap(),
-            Endpoint::Manifest(name("a"), Reference::parse("latest").unwrap())
-        );
+        assert_eq!(Endpoint::parse("/v2/a/manifests/latest").unwrap(), Endpoint::Manifest(name("a"), Reference::parse("latest").unwrap()));
         assert_eq!(Endpoint::parse(&format!("/v2/x/blobs/{D}")).unwrap(), Endpoint::Blob(name("x"), Digest::parse(D).unwrap()));
-        assert_eq!(Endpoint::parse(&format!("/v2/x/blobs/sha256%3A{}", &D[7..])).unwrap(), Endpoint::Blob(name("x"), Digest::parse(D).unwrap()));
+        assert_eq!(
+            Endpoint::parse(&format!("/v2/x/blobs/sha256%3A{}", &D[7..])).unwrap(),
+            Endpoint::Blob(name("x"), Digest::parse(D).unwrap())
+        );
         assert_eq!(Endpoint::parse("/v2/x/y/blobs/uploads/").unwrap(), Endpoint::UploadStart(name("x/y")));
         assert_eq!(Endpoint::parse("/v2/x/y/blobs/uploads").unwrap(), Endpoint::UploadStart(name("x/y")));
         let id = "0123456789abcdef0123456789abcdef";
@@ -119,7 +119,10 @@ mod tests {
         );
         assert_eq!(Endpoint::parse(&format!("/v2/r/referrers/{D}")).unwrap(), Endpoint::Referrers(name("r"), Digest::parse(D).unwrap()));
         // Names may contain route words as components.
-        assert_eq!(Endpoint::parse("/v2/manifests/manifests/v1").unwrap(), Endpoint::Manifest(name("manifests"), Reference::parse("v1").unwrap()));
+        assert_eq!(
+            Endpoint::parse("/v2/manifests/manifests/v1").unwrap(),
+            Endpoint::Manifest(name("manifests"), Reference::parse("v1").unwrap())
+        );
         assert_eq!(Endpoint::parse("/v2/tags/list/tags/list").unwrap(), Endpoint::Tags(name("tags/list")));
     }
 

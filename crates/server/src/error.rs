@@ -108,7 +108,9 @@ pub(crate) fn stage_status(e: &StageError) -> (StatusCode, &'static str) {
 
 fn upstream_status(e: &UpstreamError) -> (StatusCode, &'static str) {
     match e {
-        UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsRequired { .. } => (StatusCode::UNAUTHORIZED, "UPSTREAM_UNAUTHORIZED"),
+        UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsRequired { .. } => {
+            (StatusCode::UNAUTHORIZED, "UPSTREAM_UNAUTHORIZED")
+        }
         UpstreamError::Denied { .. } => (StatusCode::FORBIDDEN, "UPSTREAM_DENIED"),
         UpstreamError::Refused { .. } => (StatusCode::FORBIDDEN, "SOURCE_REFUSED"),
         UpstreamError::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),

@@ -72,18 +72,15 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
                 Err(e) => e.into_response(),
             }
         }
-        Err(RouteError::NotFound) => {
-            ApiError::new(ErrorCode::NameUnknown, format!("no registry endpoint at {path}"))
-                .with_status(StatusCode::NOT_FOUND)
-                .into_response()
-        }
+        Err(RouteError::NotFound) => ApiError::new(ErrorCode::NameUnknown, format!("no registry endpoint at {path}"))
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response(),
         Err(RouteError::Invalid(e)) => ApiError::from(e).into_response(),
         Err(RouteError::UnknownUpload(id)) => {
             ApiError::new(ErrorCode::BlobUploadUnknown, format!("upload session {id:?} does not exist")).into_response()
         }
     };
-    resp.headers_mut()
-        .insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    resp.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
     let status = resp.status();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {

@@ -162,10 +162,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics.render() {
         Ok(text) => {
             let mut r = Response::new(Body::from(text));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
             r
         }
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", &format!("encoding metrics: {e}"), None),

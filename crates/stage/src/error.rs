@@ -49,7 +49,9 @@ impl From<StoreError> for StageError {
         match e {
             StoreError::Body(io) => match io.into_inner().map(|inner| inner.downcast::<UpstreamError>()) {
                 Some(Ok(up)) => StageError::Upstream(*up),
-                Some(Err(other)) => StageError::Upstream(UpstreamError::Unreachable { registry: "upstream".into(), detail: other.to_string() }),
+                Some(Err(other)) => {
+                    StageError::Upstream(UpstreamError::Unreachable { registry: "upstream".into(), detail: other.to_string() })
+                }
                 None => StageError::Upstream(UpstreamError::Unreachable { registry: "upstream".into(), detail: "transfer failed".into() }),
             },
             StoreError::DigestMismatch { expected, actual } => {

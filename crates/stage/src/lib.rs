@@ -325,7 +325,10 @@ async fn download(store: Store, session: Session, d: Descriptor, progress: Progr
         let counted = progress_stream(stream, d.digest.clone(), progress.clone());
         let size = store.put_blob(&d.digest, counted).await?;
         if size != d.size {
-            return Err(StageError::Corrupt { what: format!("blob {}", d.digest), detail: format!("{size} bytes, the manifest says {}", d.size) });
+            return Err(StageError::Corrupt {
+                what: format!("blob {}", d.digest),
+                detail: format!("{size} bytes, the manifest says {}", d.size),
+            });
         }
         progress.send(Event::BlobDone { digest: d.digest.clone(), size }).await;
         Ok(Some(size))

@@ -5,7 +5,11 @@ use oci::Descriptor;
 /// Which manifests of an index to stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Platform {
-    One { os: String, arch: String, variant: Option<String> },
+    One {
+        os: String,
+        arch: String,
+        variant: Option<String>,
+    },
     /// Keep the whole index.
     All,
 }

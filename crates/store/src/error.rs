@@ -45,9 +45,7 @@ impl StoreError {
             StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             StoreError::SizeMismatch { .. } => ErrorCode::SizeInvalid,
             StoreError::Body(_) => ErrorCode::BlobUploadInvalid,
-            StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Config(_) | StoreError::Backend(_) => {
-                ErrorCode::Unavailable
-            },
+            StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Config(_) | StoreError::Backend(_) => ErrorCode::Unavailable,
         }
     }
 

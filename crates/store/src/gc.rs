@@ -290,9 +290,18 @@ impl Store {
         }
         self.remove_run_folder(&run.id).await;
         report.seconds = started.elapsed().as_secs_f64();
-        tracing::info!(dry_run = opts.dry_run, manifests = report.manifests.count, layer_links = report.layer_links.count,
-            blobs = report.blobs.count, blob_bytes = report.blobs.bytes, uploads = report.uploads.count,
-            stagings = report.stagings.count, protected = report.protected, seconds = report.seconds, "garbage collection");
+        tracing::info!(
+            dry_run = opts.dry_run,
+            manifests = report.manifests.count,
+            layer_links = report.layer_links.count,
+            blobs = report.blobs.count,
+            blob_bytes = report.blobs.bytes,
+            uploads = report.uploads.count,
+            stagings = report.stagings.count,
+            protected = report.protected,
+            seconds = report.seconds,
+            "garbage collection"
+        );
         Ok(report)
     }
 
@@ -320,9 +329,14 @@ impl Store {
             let current = self.current_staging(&app).await?;
             let keep = retained(&stagings, current.as_deref(), opts.retain);
             for s in &stagings {
-                let repo = RepoName::parse(&s.repository).map_err(|e| StoreError::Corrupt { key: s.staging_id.clone(), reason: e.to_string() })?;
-                let fresh = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|n| n.as_millis() as u64).unwrap_or(0)
-                    .saturating_sub(s.created_ms) < opts.grace.as_millis() as u64;
+                let repo =
+                    RepoName::parse(&s.repository).map_err(|e| StoreError::Corrupt { key: s.staging_id.clone(), reason: e.to_string() })?;
+                let fresh = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|n| n.as_millis() as u64)
+                    .unwrap_or(0)
+                    .saturating_sub(s.created_ms)
+                    < opts.grace.as_millis() as u64;
                 if keep.contains(&s.staging_id) || fresh {
                     roots.push((repo, s.digest.clone()));
                 } else {
@@ -352,11 +366,8 @@ impl Store {
         // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
         // manifest a writer protected is kept and marked like a root, and what it reaches
         // (children, config, layers, possibly other candidates) is kept with it.
-        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> = inv
-            .manifests
-            .iter()
-            .filter(|(repo, d, meta)| !live.manifests.contains(&(repo.clone(), d.clone())) && !young(meta))
-            .collect();
+        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
+            inv.manifests.iter().filter(|(repo, d, meta)| !live.manifests.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
         self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
         let protected_roots: Vec<(RepoName, Digest)> =
             candidates.iter().filter(|(_, d, _)| !claimed[d].ok).map(|(r, d, _)| (r.clone(), d.clone())).collect();
@@ -382,11 +393,8 @@ impl Store {
         report.live_manifests = live.manifests.len() as u64;
 
         // Sweep layer links no live manifest uses.
-        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> = inv
-            .layers
-            .iter()
-            .filter(|(repo, d, meta)| !live.links.contains(&(repo.clone(), d.clone())) && !young(meta))
-            .collect();
+        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
+            inv.layers.iter().filter(|(repo, d, meta)| !live.links.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
         for (repo, d, meta) in &inv.layers {
             if live.links.contains(&(repo.clone(), d.clone())) || young(meta) {
                 remaining_refs.insert(d.clone());
@@ -454,9 +462,8 @@ impl Store {
         // unfinished writes). Old ones only: a young one may be a write in progress.
         if let Some(root) = &self.inner.local_root {
             for (path, size) in crate::local::stray_staging_files(root) {
-                let old = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().unwrap_or_default() >= TEMP_FILE_AGE);
+                let old =
+                    std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() >= TEMP_FILE_AGE);
                 if old {
                     report.temp_files.add(size);
                     if !opts.dry_run {
@@ -480,7 +487,8 @@ impl Store {
                 if listed_blobs.contains(&d) || claimed.contains_key(&d) || age(&meta) < forgotten {
                     continue;
                 }
-                let old = Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
+                let old =
+                    Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
                 if self.claim(&d, &old).await?.0 {
                     self.remove(&keys::protect(&d)).await?;
                     self.release(&d, &old).await?;
@@ -523,17 +531,9 @@ impl Store {
     /// Claims digests for deletion, each once per run (links and bytes of one digest share
     /// a claim), several at a time. A claim older than half the staleness limit is renewed:
     /// writers ignore stale flags, so a long run must not act on one.
-    async fn claim_all(
-        &self,
-        digests: Vec<Digest>,
-        claimed: &mut BTreeMap<Digest, Claim>,
-        run: &Run,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        let todo: BTreeSet<Digest> = digests
-            .into_iter()
-            .filter(|d| claimed.get(d).is_none_or(|c| c.ok && c.at.elapsed() >= DELETING_STALE / 2))
-            .collect();
+    async fn claim_all(&self, digests: Vec<Digest>, claimed: &mut BTreeMap<Digest, Claim>, run: &Run, report: &mut GcReport) -> Result<()> {
+        let todo: BTreeSet<Digest> =
+            digests.into_iter().filter(|d| claimed.get(d).is_none_or(|c| c.ok && c.at.elapsed() >= DELETING_STALE / 2)).collect();
         let results: Vec<(Digest, Claim)> = futures::stream::iter(todo)
             .map(|d: Digest| async move {
                 let at = Instant::now();
@@ -554,7 +554,13 @@ impl Store {
 
     /// Marks from `roots` (repository, manifest digest) through indexes, manifests and
     /// referrers, adding to `live`. Only manifests the inventory holds are followed.
-    async fn mark(&self, mut roots: Vec<(RepoName, Digest)>, stored: &HashSet<(RepoName, Digest)>, inv: &Inventory, live: &mut Marks) -> Result<()> {
+    async fn mark(
+        &self,
+        mut roots: Vec<(RepoName, Digest)>,
+        stored: &HashSet<(RepoName, Digest)>,
+        inv: &Inventory,
+        live: &mut Marks,
+    ) -> Result<()> {
         while let Some((repo, d)) = roots.pop() {
             if !stored.contains(&(repo.clone(), d.clone())) || !live.manifests.insert((repo.clone(), d.clone())) {
                 continue;

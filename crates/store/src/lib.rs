@@ -32,10 +32,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 pub use apps::{AppStagings, LiveSync, StagingRecord};
 pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;
-pub use manifests::StoredManifest;
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind};
 pub use gc::{GcOptions, GcReport, Removed};
+pub use manifests::StoredManifest;
 pub use s3::S3Config;
 pub use uploads::{UploadId, UploadLimits};
 
@@ -121,7 +121,9 @@ impl Store {
     /// [`BlobCacheConfig`]. Call right after opening the store.
     pub fn with_blob_cache(mut self, cfg: &BlobCacheConfig) -> Result<Self> {
         if !self.is_shared() {
-            return Err(StoreError::Config("a blob cache is only for object stores: the filesystem backend already reads local files".into()));
+            return Err(StoreError::Config(
+                "a blob cache is only for object stores: the filesystem backend already reads local files".into(),
+            ));
         }
         let cache = Arc::new(blob_cache::BlobCache::open(cfg)?);
         let inner = Arc::get_mut(&mut self.inner)

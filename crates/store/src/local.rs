@@ -103,7 +103,9 @@ impl TempFile {
     }
 
     fn take_file(&mut self) -> Result<File> {
-        self.file.take().ok_or_else(|| StoreError::io(format!("write {}", self.path.display()), std::io::Error::other("file already closed")))
+        self.file
+            .take()
+            .ok_or_else(|| StoreError::io(format!("write {}", self.path.display()), std::io::Error::other("file already closed")))
     }
 }
 
@@ -186,9 +188,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(format!("fsync directory {}", dir.display()), e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(format!("fsync directory {}", dir.display()), e))
 }
 
 /// Removes every temporary file under `<root>/tmp/`; returns how many there were. Only for
@@ -238,9 +238,7 @@ fn is_staging_name(name: &str) -> bool {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::io("a blocking file task", std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::io("a blocking file task", std::io::Error::other(e)))?
 }
 
 #[cfg(test)]

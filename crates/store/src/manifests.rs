@@ -159,11 +159,7 @@ impl Store {
     /// The repository's tags in lexical order, or `None` if the repository does not exist.
     pub async fn tags(&self, repo: &RepoName) -> Result<Option<Vec<Tag>>> {
         let listed = self.os().list_with_delimiter(Some(&keys::tags(repo))).await?;
-        let mut tags: Vec<Tag> = listed
-            .objects
-            .iter()
-            .filter_map(|o| o.location.filename().and_then(|f| Tag::parse(f).ok()))
-            .collect();
+        let mut tags: Vec<Tag> = listed.objects.iter().filter_map(|o| o.location.filename().and_then(|f| Tag::parse(f).ok())).collect();
         if tags.is_empty() && !self.repository_exists(repo).await? {
             return Ok(None);
         }

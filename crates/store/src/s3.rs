@@ -20,8 +20,8 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
 use object_store::{
-    BackoffConfig, ClientOptions, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RetryConfig,
+    BackoffConfig, ClientOptions, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RetryConfig,
 };
 use oci::Digest;
 
@@ -74,10 +74,7 @@ impl Store {
             None => false,
         };
         if url.scheme() == "http" && !loopback {
-            return Err(config_error(format!(
-                "endpoint {} uses plain HTTP; only loopback endpoints may (use https)",
-                cfg.endpoint
-            )));
+            return Err(config_error(format!("endpoint {} uses plain HTTP; only loopback endpoints may (use https)", cfg.endpoint)));
         }
         let allow_http = url.scheme() == "http";
         let build = |options: ClientOptions, retry: RetryConfig| {
@@ -104,7 +101,12 @@ impl Store {
                 None => Arc::new(s3.clone()),
             }
         };
-        let describe = format!("s3 {}/{}{}", cfg.endpoint.trim_end_matches('/'), cfg.bucket, prefix.as_deref().map(|p| format!("/{p}")).unwrap_or_default());
+        let describe = format!(
+            "s3 {}/{}{}",
+            cfg.endpoint.trim_end_matches('/'),
+            cfg.bucket,
+            prefix.as_deref().map(|p| format!("/{p}")).unwrap_or_default()
+        );
         let health = Arc::new(Health {
             probe: prefixed(&probe),
             down: tokio::sync::watch::Sender::new(None),

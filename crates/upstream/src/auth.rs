@@ -108,7 +108,10 @@ mod tests {
             }
         );
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
-        assert_eq!(parse_challenge("bearer realm=http://x/t"), Some(Challenge::Bearer { realm: "http://x/t".into(), service: None, scope: None }));
+        assert_eq!(
+            parse_challenge("bearer realm=http://x/t"),
+            Some(Challenge::Bearer { realm: "http://x/t".into(), service: None, scope: None })
+        );
         assert_eq!(parse_challenge("Negotiate abc"), None);
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None, "realm is required");
         assert_eq!(parse_challenge(r#"Bearer realm="unterminated"#), None);

@@ -83,7 +83,10 @@ fn redirect_policy(insecure: Vec<String>, hosts: Arc<HostPolicy>) -> reqwest::re
         let url = attempt.url();
         // Names are checked when resolved (FilteringResolver); literal addresses here.
         if !hosts.redirect_allowed(url.host_str().unwrap_or("")) {
-            let msg = format!("refusing a redirect to {}: link-local and cloud metadata addresses are not reachable", url.host_str().unwrap_or(""));
+            let msg = format!(
+                "refusing a redirect to {}: link-local and cloud metadata addresses are not reachable",
+                url.host_str().unwrap_or("")
+            );
             return attempt.error(msg);
         }
         if url.scheme() == "http" {
@@ -137,8 +140,7 @@ impl Client {
             // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
             .redirect(redirect_policy(cfg.insecure.clone(), hosts));
         if let Some(pem) = &cfg.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
             if certs.is_empty() {
                 return Err(UpstreamError::Config("extra CA bundle holds no certificate".into()));
             }
@@ -268,7 +270,8 @@ impl Session {
                 StatusCode::UNAUTHORIZED => {
                     // Say which: a basic-auth registry issued no token, the password was wrong.
                     let basic = self.auth.lock().ok().is_some_and(|a| matches!(*a, Some(Auth::Basic(_))));
-                    let detail = if basic { "the registry rejected the username and password" } else { "the registry rejected the token it issued" };
+                    let detail =
+                        if basic { "the registry rejected the username and password" } else { "the registry rejected the token it issued" };
                     return Err(self.refused(what, detail));
                 }
                 StatusCode::FORBIDDEN => return Err(UpstreamError::Denied { registry: self.registry.clone(), what: what.into() }),
@@ -302,9 +305,7 @@ impl Session {
                     let raw = Zeroizing::new(format!("{}:{}", username.as_str(), password.as_str()));
                     Auth::Basic(Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())))
                 }
-                Some(Credentials::Token(_)) => {
-                    return Err(self.refused(what, "the registry wants a username and password, not a token"))
-                }
+                Some(Credentials::Token(_)) => return Err(self.refused(what, "the registry wants a username and password, not a token")),
                 None => return Err(self.refused(what, "")),
             },
             Some(Challenge::Bearer { realm, service, scope }) => {
@@ -320,7 +321,14 @@ impl Session {
 
     /// A bearer token for `scope`: a cached anonymous one unless `refused` (the registry just
     /// turned one down), else a new one from the realm.
-    async fn token(&self, realm: &str, service: Option<&str>, scope: &str, what: &str, refused: bool) -> Result<CachedToken, UpstreamError> {
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        what: &str,
+        refused: bool,
+    ) -> Result<CachedToken, UpstreamError> {
         let key = (self.registry.clone(), scope.to_string());
         if self.credentials.is_none() && !refused {
             if let Some(t) = self.client.inner.anonymous.lock().ok().and_then(|m| m.get(&key).cloned()) {
@@ -409,18 +417,15 @@ impl Session {
     pub async fn head_manifest(&self, reference: &Reference) -> Result<Option<Digest>, UpstreamError> {
         let what = format!("manifest {}:{reference}", self.repository);
         let resp = self.send(Method::HEAD, &format!("{}/manifests/{reference}", self.base), Self::accept(), &what).await?;
-        Ok(resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::parse(v).ok()))
+        Ok(resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| Digest::parse(v).ok()))
     }
 
     /// GETs a manifest, checks it is no schema 1, parses it and verifies its digest.
     pub async fn manifest(&self, reference: &Reference) -> Result<Fetched, UpstreamError> {
         let what = format!("manifest {}:{reference}", self.repository);
         let resp = self.send(Method::GET, &format!("{}/manifests/{reference}", self.base), Self::accept(), &what).await?;
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(|s| s.split(';').next().unwrap_or("").trim().to_string());
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(|s| s.split(';').next().unwrap_or("").trim().to_string());
         let header_digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| Digest::parse(v).ok());
         if matches!(content_type.as_deref(), Some(media::DOCKER_SCHEMA1) | Some(media::DOCKER_SCHEMA1_SIGNED)) {
             return Err(UpstreamError::Schema1 { registry: self.registry.clone(), what });
@@ -446,7 +451,12 @@ impl Session {
         };
         if let Some(e) = expected {
             if e != digest {
-                return Err(UpstreamError::DigestMismatch { registry: self.registry.clone(), what, expected: e.to_string(), actual: digest.to_string() });
+                return Err(UpstreamError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    what,
+                    expected: e.to_string(),
+                    actual: digest.to_string(),
+                });
             }
         }
         let manifest = Manifest::parse(&bytes, content_type.as_deref()).map_err(|e| {

@@ -247,10 +247,8 @@ impl ServeConfig {
     pub(crate) fn load(args: ServeArgs) -> Result<Self, CliError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| CliError::Config(format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?
             }
             None => FileConfig::default(),
         };
@@ -271,7 +269,9 @@ impl ServeConfig {
             StorageKind::Fs => Storage::Fs(args.root.or(file.root).unwrap_or_else(|| "wharfage-data".into())),
             StorageKind::S3 => {
                 let required = |v: Option<String>, flag: &str| {
-                    v.ok_or_else(|| CliError::Config(format!("--storage s3 needs --{flag} (or WHARFAGE_{})", flag.to_uppercase().replace('-', "_"))))
+                    v.ok_or_else(|| {
+                        CliError::Config(format!("--storage s3 needs --{flag} (or WHARFAGE_{})", flag.to_uppercase().replace('-', "_")))
+                    })
                 };
                 let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
                 Storage::S3 {
@@ -291,9 +291,7 @@ impl ServeConfig {
         let mut insecure = args.insecure_registries;
         insecure.extend(file.insecure_registries);
         let extra_ca_pem = match args.upstream_ca.or(file.upstream_ca) {
-            Some(path) => Some(
-                std::fs::read(&path).map_err(|e| CliError::Config(format!("upstream CA bundle {}: {e}", path.display())))?,
-            ),
+            Some(path) => Some(std::fs::read(&path).map_err(|e| CliError::Config(format!("upstream CA bundle {}: {e}", path.display())))?),
             None => None,
         };
         let read_timeout = match args.upstream_timeout.or(file.upstream_timeout) {

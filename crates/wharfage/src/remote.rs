@@ -31,11 +31,9 @@ fn api_error(status: u16, body: &str) -> CliError {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let first = parsed.as_ref().and_then(|v| v["errors"].get(0)).cloned();
     match first {
-        Some(e) => CliError::Remote(format!(
-            "{status} {}: {}",
-            e["code"].as_str().unwrap_or("ERROR"),
-            e["message"].as_str().unwrap_or(body)
-        )),
+        Some(e) => {
+            CliError::Remote(format!("{status} {}: {}", e["code"].as_str().unwrap_or("ERROR"), e["message"].as_str().unwrap_or(body)))
+        }
         None => CliError::Remote(format!("{status}: {}", body.trim())),
     }
 }
@@ -313,6 +311,7 @@ pub(crate) fn gc(server: &str, dry_run: bool) -> Result<(), CliError> {
     for kind in ["stagings", "manifests", "layer_links", "blobs", "uploads"] {
         let _ = writeln!(out, "{verb} {:>8} {kind:<12} {:>14} bytes", v[kind]["count"], v[kind]["bytes"]);
     }
-    let _ = writeln!(out, "live: {} manifests, {} blobs; {:.2} s", v["live_manifests"], v["live_blobs"], v["seconds"].as_f64().unwrap_or(0.0));
+    let _ =
+        writeln!(out, "live: {} manifests, {} blobs; {:.2} s", v["live_manifests"], v["live_blobs"], v["seconds"].as_f64().unwrap_or(0.0));
     Ok(())
 }

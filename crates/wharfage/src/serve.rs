@@ -74,9 +74,8 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
         tracing::info!(files = leftovers, "removed temporary files an interrupted run left behind");
     }
     raise_open_files(cfg.connections.max_connections);
-    let listener = server::bind(&cfg.listen, cfg.connections.backlog)
-        .await
-        .map_err(|source| CliError::Listen { addr: cfg.listen.clone(), source })?;
+    let listener =
+        server::bind(&cfg.listen, cfg.connections.backlog).await.map_err(|source| CliError::Listen { addr: cfg.listen.clone(), source })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
     let upstream = upstream::Client::new(cfg.upstream.clone()).map_err(|e| CliError::Config(e.to_string()))?;

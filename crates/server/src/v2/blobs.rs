@@ -58,10 +58,7 @@ pub(crate) async fn get(state: &AppState, repo: &RepoName, d: &Digest, req: &Req
         .header("accept-ranges", "bytes")
         .header("etag", format!("\"{d}\""));
     let (status, b) = match &resolved {
-        Some(r) => (
-            StatusCode::PARTIAL_CONTENT,
-            b.header("content-range", format!("bytes {}-{}/{size}", r.start, r.end - 1)),
-        ),
+        Some(r) => (StatusCode::PARTIAL_CONTENT, b.header("content-range", format!("bytes {}-{}/{size}", r.start, r.end - 1))),
         None => (StatusCode::OK, b),
     };
     let len = resolved.as_ref().map(|r| r.end - r.start).unwrap_or(size);

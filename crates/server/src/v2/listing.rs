@@ -12,9 +12,10 @@ use crate::request::Req;
 /// One page of a sorted list, and the `Link` to the next page when there is one.
 fn page(all: Vec<String>, req: &Req, base: &str) -> ApiResult<(Vec<String>, Option<String>)> {
     let n = match req.query("n") {
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(ErrorCode::PaginationNumberInvalid, format!("n={v:?} is not a non-negative integer"))
-        })?),
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| ApiError::new(ErrorCode::PaginationNumberInvalid, format!("n={v:?} is not a non-negative integer")))?,
+        ),
         None => None,
     };
     let last = req.query("last");
@@ -40,10 +41,7 @@ fn with_link(b: Builder, link: Option<String>) -> Builder {
 
 /// GET `/v2/<name>/tags/list`.
 pub(crate) async fn tags(store: &Store, repo: &RepoName, req: &Req) -> ApiResult {
-    let all = store
-        .tags(repo)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NameUnknown, format!("repository {repo} is not known")))?;
+    let all = store.tags(repo).await?.ok_or_else(|| ApiError::new(ErrorCode::NameUnknown, format!("repository {repo} is not known")))?;
     let all = all.into_iter().map(|t| t.to_string()).collect();
     let (tags, link) = page(all, req, &format!("/v2/{repo}/tags/list"))?;
     let body = serde_json::json!({ "name": repo.as_str(), "tags": tags }).to_string();
@@ -66,8 +64,5 @@ pub(crate) async fn referrers(store: &Store, repo: &RepoName, subject: &Digest, 
         b = b.header("oci-filters-applied", "artifactType");
     }
     let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list }).to_string();
-    Ok(super::finish(
-        b.status(StatusCode::OK).header("content-type", OCI_INDEX),
-        axum::body::Body::from(body),
-    ))
+    Ok(super::finish(b.status(StatusCode::OK).header("content-type", OCI_INDEX), axum::body::Body::from(body)))
 }

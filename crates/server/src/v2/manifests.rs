@@ -57,7 +57,9 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req)
     let mut tags: Vec<Tag> = req.query_all("tag").map(Tag::parse).collect::<Result<_, _>>()?;
     let bytes = req.into_bytes(MAX_MANIFEST_BYTES).await.map_err(|e| match e {
         BodyError::TooLarge => too_big(),
-        BodyError::Incomplete(why) => ApiError::new(ErrorCode::ManifestInvalid, format!("the manifest body could not be read whole: {why}")),
+        BodyError::Incomplete(why) => {
+            ApiError::new(ErrorCode::ManifestInvalid, format!("the manifest body could not be read whole: {why}"))
+        }
     })?;
     let manifest = Manifest::parse(&bytes, content_type.as_deref())?;
     let digest = match r {
@@ -89,9 +91,7 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req)
         };
         (s.digest.clone(), desc)
     });
-    store
-        .put_manifest(repo, &digest, &manifest.media_type, bytes, referrer.as_ref().map(|(s, d)| (s, d)))
-        .await?;
+    store.put_manifest(repo, &digest, &manifest.media_type, bytes, referrer.as_ref().map(|(s, d)| (s, d))).await?;
     for t in &tags {
         store.set_tag(repo, t, &digest).await?;
     }
@@ -144,8 +144,11 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiRe
     let digests: Vec<Digest> = required.iter().copied().chain(m.manifests.iter()).map(|d| d.digest.clone()).collect();
     match store.protect(&digests).await {
         Err(store::StoreError::BeingCollected(d)) => {
-            return Err(ApiError::new(ErrorCode::ManifestBlobUnknown, format!("manifest references {d}, which garbage collection is removing: push it again"))
-                .with_detail(serde_json::json!({ "digest": d.to_string() })));
+            return Err(ApiError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("manifest references {d}, which garbage collection is removing: push it again"),
+            )
+            .with_detail(serde_json::json!({ "digest": d.to_string() })));
         }
         other => other?,
     }

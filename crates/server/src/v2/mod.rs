@@ -34,8 +34,10 @@ pub(crate) async fn handle(state: &AppState, ep: Endpoint, req: Req) -> ApiResul
         (Endpoint::Manifest(repo, r), &Method::GET | &Method::HEAD) => manifests::get(store, &repo, &r, &req).await,
         (Endpoint::Manifest(repo, r), &Method::PUT) => manifests::put(store, &repo, &r, req).await,
         (Endpoint::Manifest(repo, r), &Method::DELETE) => manifests::delete(store, &repo, &r).await,
-        (ep, m) => Err(ApiError::new(ErrorCode::Unsupported, format!("{m} is not supported on {ep:?}"))
-            .with_status(StatusCode::METHOD_NOT_ALLOWED)),
+        (ep, m) => {
+            Err(ApiError::new(ErrorCode::Unsupported, format!("{m} is not supported on {ep:?}"))
+                .with_status(StatusCode::METHOD_NOT_ALLOWED))
+        }
     }
 }
 

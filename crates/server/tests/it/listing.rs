@@ -148,7 +148,14 @@ async fn referrers_api() {
     assert_eq!(filters, "");
 
     let subject = r.push_image(repo, Some("app"), 5).await;
-    let (sig, sig_d) = push_referrer(&r, repo, &subject.descriptor(), json!({"artifactType": "application/vnd.example.sig", "annotations": {"org.example.k": "v1"}}), 6).await;
+    let (sig, sig_d) = push_referrer(
+        &r,
+        repo,
+        &subject.descriptor(),
+        json!({"artifactType": "application/vnd.example.sig", "annotations": {"org.example.k": "v1"}}),
+        6,
+    )
+    .await;
     let (sbom, sbom_d) = push_referrer(&r, repo, &subject.descriptor(), json!({"artifactType": "application/vnd.example.sbom"}), 7).await;
     // An image manifest with a subject and no artifactType: reported under its config type.
     let plain = Image::new(8, 1);
@@ -219,7 +226,10 @@ async fn referrers_of_a_missing_subject_and_index_referrers() {
     // An index with a subject: reported with its own artifactType, or none.
     let child = r.push_image(repo, None, 10).await;
     let subject = r.push_image(repo, Some("base"), 11).await;
-    let with_type = oci_index(vec![child.descriptor()], json!({"subject": subject.descriptor(), "artifactType": "application/vnd.example.idx", "annotations": {"k": "v"}}));
+    let with_type = oci_index(
+        vec![child.descriptor()],
+        json!({"subject": subject.descriptor(), "artifactType": "application/vnd.example.idx", "annotations": {"k": "v"}}),
+    );
     let without = oci_index(vec![child.descriptor()], json!({"subject": subject.descriptor()}));
     for m in [&with_type, &without] {
         let resp = r.put_manifest(repo, &sha256(m), OCI_INDEX, m).await;

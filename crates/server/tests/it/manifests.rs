@@ -6,7 +6,12 @@ use crate::*;
 /// Asserts GET and HEAD of a manifest by `reference` answer the pushed bytes, type and digest.
 async fn expect_manifest(r: &Registry, repo: &str, reference: &str, media_type: &str, bytes: &[u8], digest: &str) {
     let path = format!("/v2/{repo}/manifests/{reference}");
-    let resp = r.req(Method::GET, &path).header("accept", format!("{OCI_INDEX}, {OCI_MANIFEST}, {DOCKER_LIST}, {DOCKER_MANIFEST}")).send().await.unwrap();
+    let resp = r
+        .req(Method::GET, &path)
+        .header("accept", format!("{OCI_INDEX}, {OCI_MANIFEST}, {DOCKER_LIST}, {DOCKER_MANIFEST}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "GET {path}");
     assert_eq!(header(&resp, "content-type"), media_type, "GET {path}");
     assert_eq!(header(&resp, "docker-content-digest"), digest, "GET {path}");
@@ -292,7 +297,8 @@ async fn put_by_digest_with_tag_parameters() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     assert_eq!(header(&resp, "docker-content-digest"), img.digest);
-    let applied: Vec<String> = headers(&resp, "oci-tag").iter().flat_map(|v| v.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>()).collect();
+    let applied: Vec<String> =
+        headers(&resp, "oci-tag").iter().flat_map(|v| v.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>()).collect();
     assert!(applied.contains(&"a".to_string()) && applied.contains(&"b".to_string()), "OCI-Tag: {applied:?}");
     for t in ["a", "b"] {
         expect_manifest(&r, "tp", t, OCI_MANIFEST, &img.manifest, &img.digest).await;
@@ -438,11 +444,21 @@ async fn invalid_manifests_are_refused() {
         ("not JSON", OCI_MANIFEST, b"this is not json".to_vec()),
         ("header and body disagree", DOCKER_MANIFEST, img.manifest.clone()),
         ("schema 1", "application/vnd.docker.distribution.manifest.v1+prettyjws", br#"{"schemaVersion":1,"name":"x","tag":"y"}"#.to_vec()),
-        ("schemaVersion 3", OCI_MANIFEST, pretty(&json!({"schemaVersion": 3, "config": {"mediaType": OCI_CONFIG, "digest": sha256(&img.config), "size": img.config.len()}, "layers": []}))),
+        (
+            "schemaVersion 3",
+            OCI_MANIFEST,
+            pretty(
+                &json!({"schemaVersion": 3, "config": {"mediaType": OCI_CONFIG, "digest": sha256(&img.config), "size": img.config.len()}, "layers": []}),
+            ),
+        ),
         ("image without config", OCI_MANIFEST, pretty(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}))),
         ("index without manifests", OCI_INDEX, pretty(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX}))),
         ("unknown media type", "application/x-unknown", pretty(&json!({"schemaVersion": 2, "mediaType": "application/x-unknown"}))),
-        ("bad descriptor digest", OCI_MANIFEST, pretty(&json!({"schemaVersion": 2, "config": {"mediaType": OCI_CONFIG, "digest": "md5:00", "size": 1}, "layers": []}))),
+        (
+            "bad descriptor digest",
+            OCI_MANIFEST,
+            pretty(&json!({"schemaVersion": 2, "config": {"mediaType": OCI_CONFIG, "digest": "md5:00", "size": 1}, "layers": []})),
+        ),
     ] {
         let resp = r.put_manifest("bad", "t", ctype, &body).await;
         let status = resp.status();

@@ -51,4 +51,3 @@ async fn health_and_readiness() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "ok\n");
 }
-

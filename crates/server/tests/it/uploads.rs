@@ -187,13 +187,7 @@ async fn chunked_upload_finished_by_put_without_body() {
 async fn chunk_whose_length_disagrees_with_its_range_is_refused() {
     let r = Registry::start().await;
     let loc = start_session(&r, "c3").await;
-    let resp = r
-        .req(Method::PATCH, &loc)
-        .header("content-range", "0-99")
-        .body(vec![7u8; 50])
-        .send()
-        .await
-        .unwrap();
+    let resp = r.req(Method::PATCH, &loc).header("content-range", "0-99").body(vec![7u8; 50]).send().await.unwrap();
     expect_error(resp, 400, "SIZE_INVALID").await;
     assert_eq!(header(&r.get(&loc).await, "range"), "0-0");
     let resp = r.req(Method::PATCH, &loc).header("content-range", "99").body(vec![7u8; 1]).send().await.unwrap();
@@ -235,12 +229,8 @@ async fn wrong_digest_at_put_stores_nothing() {
 
     // The same with sha512.
     let loc = start_session(&r, "bad").await;
-    let resp = r
-        .req(Method::PUT, &with_query(&loc, &format!("digest={}", sha512(&bytes(19, 10)))))
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        r.req(Method::PUT, &with_query(&loc, &format!("digest={}", sha512(&bytes(19, 10))))).body(data.clone()).send().await.unwrap();
     expect_error(resp, 400, "DIGEST_INVALID").await;
 
     for d in [claimed.clone(), sha256(&data), sha512(&data)] {

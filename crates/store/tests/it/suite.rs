@@ -270,7 +270,10 @@ pub(crate) async fn concurrent_chunks_never_publish_unhashed_bytes(open: &Opener
         }
     }
     eprintln!("session race: {tries} tries, {created} acknowledged, {refused} refused (digest mismatch), 0 corrupt");
-    assert!(created > 0 && refused > 0, "the race never went both ways ({created} acknowledged, {refused} refused): the test proves nothing");
+    assert!(
+        created > 0 && refused > 0,
+        "the race never went both ways ({created} acknowledged, {refused} refused): the test proves nothing"
+    );
 }
 
 /// Overwrites a stored object's bytes behind the store's back (a damaged disk, or a bug of an

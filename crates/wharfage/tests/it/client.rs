@@ -39,10 +39,7 @@ impl Resp {
     /// The OCI error codes in the body (empty when it is not an error body).
     pub(crate) fn error_codes(&self) -> Vec<String> {
         let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
-        v["errors"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|e| e["code"].as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
+        v["errors"].as_array().map(|a| a.iter().filter_map(|e| e["code"].as_str().map(str::to_string)).collect()).unwrap_or_default()
     }
 
     /// Asserts the status, showing the body when it is not the one expected.
@@ -84,7 +81,8 @@ impl Http {
         conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&body)).unwrap_or_else(|e| panic!("{what}: sending: {e}"));
         let mut raw = Vec::new();
         conn.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{what}: reading the response: {e}"));
-        parse_response(&raw, method == "HEAD").unwrap_or_else(|e| panic!("{what}: bad response ({e}): {:?}", String::from_utf8_lossy(&raw[..raw.len().min(500)])))
+        parse_response(&raw, method == "HEAD")
+            .unwrap_or_else(|e| panic!("{what}: bad response ({e}): {:?}", String::from_utf8_lossy(&raw[..raw.len().min(500)])))
     }
 
     pub(crate) fn get(&self, path: &str) -> Resp {

@@ -29,8 +29,13 @@ fn assert_serves_from(server: &Server, root: &Path) {
     assert_eq!(base.header("docker-distribution-api-version"), Some("registry/2.0"));
     let data = Rng::new(server.addr.port().into()).bytes(4096);
     let digest = sha256(&data);
-    http.send("POST", &format!("/v2/cfg/test/blobs/uploads/?digest={digest}"), &[("content-type", "application/octet-stream")], data.clone())
-        .expect(201, "monolithic upload");
+    http.send(
+        "POST",
+        &format!("/v2/cfg/test/blobs/uploads/?digest={digest}"),
+        &[("content-type", "application/octet-stream")],
+        data.clone(),
+    )
+    .expect(201, "monolithic upload");
     let stored = files_under(root).into_iter().any(|f| std::fs::read(&f).map(|b| b == data).unwrap_or(false));
     assert!(stored, "the blob was not stored under the configured root {}", root.display());
 }
@@ -52,7 +57,10 @@ fn config_file_sets_listen_root_and_log_format() {
     std::fs::create_dir(&cwd).unwrap();
     let root = tmp.path().join("root-from-config");
     let [port] = free_ports();
-    let file = config_file(tmp.path(), &format!("listen = \"127.0.0.1:{port}\"\nroot = {}\nlog_format = \"json\"\nlog = \"info\"\n", toml_str(&root)));
+    let file = config_file(
+        tmp.path(),
+        &format!("listen = \"127.0.0.1:{port}\"\nroot = {}\nlog_format = \"json\"\nlog = \"info\"\n", toml_str(&root)),
+    );
 
     let mut cmd = wharfage(&cwd);
     cmd.args(["serve", "--config"]).arg(&file);
@@ -82,9 +90,7 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
 
     // WHARFAGE_LISTEN and WHARFAGE_ROOT alone, no file.
     let mut cmd = wharfage(&cwd);
-    cmd.args(["serve", "--log-format", "json"])
-        .env("WHARFAGE_LISTEN", format!("127.0.0.1:{env_port}"))
-        .env("WHARFAGE_ROOT", &env_root);
+    cmd.args(["serve", "--log-format", "json"]).env("WHARFAGE_LISTEN", format!("127.0.0.1:{env_port}")).env("WHARFAGE_ROOT", &env_root);
     let server = Server::spawn(cmd);
     assert_eq!(server.addr.port(), env_port, "listen from WHARFAGE_LISTEN");
     assert_serves_from(&server, &env_root);
@@ -92,11 +98,7 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
 
     // The environment wins over the file (WHARFAGE_LOG_FORMAT included).
     let mut cmd = wharfage(&cwd);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .env("WHARFAGE_LISTEN", format!("127.0.0.1:{env_port}"))
-        .env("WHARFAGE_LOG_FORMAT", "json");
+    cmd.arg("serve").arg("--config").arg(&file).env("WHARFAGE_LISTEN", format!("127.0.0.1:{env_port}")).env("WHARFAGE_LOG_FORMAT", "json");
     let server = Server::spawn(cmd);
     assert_eq!(server.addr.port(), env_port, "WHARFAGE_LISTEN over the file's listen");
     assert_serves_from(&server, &file_root);

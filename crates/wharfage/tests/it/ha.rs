@@ -81,7 +81,12 @@ fn chunked_upload_alternating_replicas() {
     let last = &data[offset..];
     let range = format!("{}-{}", offset, total - 1);
     let r = https[1]
-        .send("PUT", &with_query(&loc, "digest", &digest), &[("content-type", "application/octet-stream"), ("content-range", &range)], last.to_vec())
+        .send(
+            "PUT",
+            &with_query(&loc, "digest", &digest),
+            &[("content-type", "application/octet-stream"), ("content-range", &range)],
+            last.to_vec(),
+        )
         .expect(201, "PUT on B to finish the session started on A");
     assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
 
@@ -156,7 +161,13 @@ fn what_one_replica_acknowledged_the_other_serves_at_once() {
         let digest = sha256(&bytes);
         put_manifest(&https[w], repo, "latest", &bytes, names[w]);
         let got = https[r].get_manifest(repo, "latest").expect(200, &format!("GET latest on {} after push {n} on {}", names[r], names[w]));
-        assert_eq!(got.header("docker-content-digest"), Some(digest.as_str()), "{} serves the tag {} just moved (push {n})", names[r], names[w]);
+        assert_eq!(
+            got.header("docker-content-digest"),
+            Some(digest.as_str()),
+            "{} serves the tag {} just moved (push {n})",
+            names[r],
+            names[w]
+        );
         assert!(got.body == bytes, "{}: the bytes of push {n}", names[r]);
         put_manifest(&https[r], repo, &format!("v{n}"), &bytes, names[r]);
         assert!(tags(&https[w], repo).contains(&format!("v{n}")), "{} lists the tag {} just pushed", names[w], names[r]);
@@ -205,7 +216,8 @@ fn deployment_config(replicas: &[SocketAddr], port: u16) -> String {
         }
         if in_upstream && t.starts_with("server ") {
             let mut words: Vec<&str> = t.split_whitespace().collect();
-            let addr = replicas.get(servers).unwrap_or_else(|| panic!("{} names more replicas than the test runs", path.display())).to_string();
+            let addr =
+                replicas.get(servers).unwrap_or_else(|| panic!("{} names more replicas than the test runs", path.display())).to_string();
             let addr_semi = format!("{addr};");
             words[1] = if words[1].ends_with(';') { &addr_semi } else { &addr };
             out.push_str(&format!("{indent}{}\n", words.join(" ")));
@@ -218,7 +230,13 @@ fn deployment_config(replicas: &[SocketAddr], port: u16) -> String {
             out.push('\n');
         }
     }
-    assert_eq!((servers, listens), (replicas.len(), 1), "{} should list {} upstream servers and one listen", path.display(), replicas.len());
+    assert_eq!(
+        (servers, listens),
+        (replicas.len(), 1),
+        "{} should list {} upstream servers and one listen",
+        path.display(),
+        replicas.len()
+    );
     out
 }
 
@@ -295,7 +313,11 @@ fn skopeo_through_nginx_in_front_of_two_replicas() {
 
     let pull = |tag_repo: &str, out: &str, blobs: &std::collections::BTreeMap<String, Vec<u8>>, digest: &str| {
         skopeo.copy_all(&format!("docker://{lb}/{tag_repo}:v1"), &oci_ref(&tmp.path().join(out), "v1"));
-        crate::fixtures::assert_same_blobs(blobs, &crate::fixtures::read_blobs(&tmp.path().join(out)), &format!("pull of {tag_repo} through nginx"));
+        crate::fixtures::assert_same_blobs(
+            blobs,
+            &crate::fixtures::read_blobs(&tmp.path().join(out)),
+            &format!("pull of {tag_repo} through nginx"),
+        );
         assert_eq!(crate::fixtures::tagged_digest(&tmp.path().join(out), "v1").as_deref(), Some(digest));
     };
     pull(repo, "image-out", &layout.blobs, &image.digest);

@@ -223,8 +223,7 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
 /// removes the expired ones.
 #[test]
 fn upload_sessions_are_capped_expire_and_are_collected() {
-    let (_server, http, root, _dir) =
-        serve(&["--max-uploads", "5", "--max-uploads-per-repository", "3", "--upload-expiry", "2s"]);
+    let (_server, http, root, _dir) = serve(&["--max-uploads", "5", "--max-uploads-per-repository", "3", "--upload-expiry", "2s"]);
     let open = |repo: &str| http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new());
     let mut sessions: Vec<String> = (0..3).map(|_| open("caps/a").expect(202, "open").header("location").unwrap().to_string()).collect();
     let message = expect_error(open("caps/a"), 429, "TOOMANYREQUESTS");
@@ -260,12 +259,20 @@ fn refused_manifests_and_mounts_leave_no_protections_behind() {
     let config_digest = push_blob(&http, "marks/app", &config);
     let before = protections();
     let unknown: Vec<(String, usize)> = (0..2000u32).map(|i| (sha256(&i.to_le_bytes()), 4)).collect();
-    let message = expect_error(put_manifest(&http, "marks/app", "v1", manifest_naming(&config_digest, config.len(), &unknown)), 400, "MANIFEST_BLOB_UNKNOWN");
+    let message = expect_error(
+        put_manifest(&http, "marks/app", "v1", manifest_naming(&config_digest, config.len(), &unknown)),
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    );
     assert!(message.contains(&unknown[0].0), "{message}");
     assert_eq!(protections(), before, "a refused manifest wrote protections");
 
     let too_many: Vec<(String, usize)> = (0..5000u32).map(|i| (sha256(&i.to_be_bytes()), 4)).collect();
-    let message = expect_error(put_manifest(&http, "marks/app", "v2", manifest_naming(&config_digest, config.len(), &too_many)), 400, "MANIFEST_INVALID");
+    let message = expect_error(
+        put_manifest(&http, "marks/app", "v2", manifest_naming(&config_digest, config.len(), &too_many)),
+        400,
+        "MANIFEST_INVALID",
+    );
     assert!(message.contains("5001") && message.contains("4096"), "{message}");
     assert_eq!(protections(), before);
 

@@ -99,7 +99,10 @@ impl Server {
                     let _ = child.kill();
                     let _ = child.wait();
                     let _ = reader.join();
-                    panic!("wharfage did not log \"wharfage is serving\" within {START_TIMEOUT:?}; log:\n{}", log.lock().unwrap().join("\n"));
+                    panic!(
+                        "wharfage did not log \"wharfage is serving\" within {START_TIMEOUT:?}; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = child.wait().unwrap();

@@ -24,7 +24,10 @@ fn round_trip_after_restart() {
     assert_manifest_served(&server, "restart/image", "v1", &image.manifest, &image.digest, OCI_MANIFEST);
     assert_manifest_served(&server, "restart/multi", "v1", &index.manifest, &index.digest, OCI_INDEX);
     assert_inspect_image(&skopeo, &format!("{}/restart/image:v1", server.host()), &image);
-    assert!(skopeo.inspect_raw(&format!("{}/restart/multi:v1", server.host())) == index.manifest, "inspect --raw of the index after restart");
+    assert!(
+        skopeo.inspect_raw(&format!("{}/restart/multi:v1", server.host())) == index.manifest,
+        "inspect --raw of the index after restart"
+    );
     assert_pull(&skopeo, &server, "restart/image", "v1", &tmp.path().join("out-image"), &image_layout.blobs, &image.digest);
     assert_pull(&skopeo, &server, "restart/multi", "v1", &tmp.path().join("out-index"), &index_layout.blobs, &index.digest);
 
@@ -57,7 +60,8 @@ fn everything_intact_after_kill9_right_after_push() {
     assert_manifest_served(&server, "crash/multi", "v1", &index.manifest, &index.digest, OCI_INDEX);
     // Every config and layer, byte for byte, straight from the registry...
     let http = Http::new(server.addr);
-    let images = std::iter::once(("crash/image", &image_layout.blobs, &image)).chain(index.images.iter().map(|i| ("crash/multi", &index_layout.blobs, i)));
+    let images = std::iter::once(("crash/image", &image_layout.blobs, &image))
+        .chain(index.images.iter().map(|i| ("crash/multi", &index_layout.blobs, i)));
     for (repo, blobs, img) in images {
         for digest in std::iter::once(&img.config).chain(&img.layers) {
             let r = http.get(&format!("/v2/{repo}/blobs/{digest}")).expect(200, &format!("GET blob {digest} of {repo}"));

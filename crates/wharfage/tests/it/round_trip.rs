@@ -40,7 +40,15 @@ pub(crate) fn assert_manifest_served(server: &Server, repo: &str, tag: &str, byt
 /// `skopeo copy --all --preserve-digests` of `repo:tag` out of wharfage into a fresh layout,
 /// which must hold exactly `expected` and name `digest` as `tag`.
 #[track_caller]
-pub(crate) fn assert_pull(skopeo: &Skopeo, server: &Server, repo: &str, tag: &str, out: &Path, expected: &std::collections::BTreeMap<String, Vec<u8>>, digest: &str) {
+pub(crate) fn assert_pull(
+    skopeo: &Skopeo,
+    server: &Server,
+    repo: &str,
+    tag: &str,
+    out: &Path,
+    expected: &std::collections::BTreeMap<String, Vec<u8>>,
+    digest: &str,
+) {
     skopeo.copy_all(&format!("docker://{}/{repo}:{tag}", server.host()), &oci_ref(out, tag));
     assert_same_blobs(expected, &read_blobs(out), &format!("pull of {repo}:{tag}"));
     assert_eq!(tagged_digest(out, tag).as_deref(), Some(digest), "the pulled layout's index.json names {tag}");
@@ -81,12 +89,16 @@ fn multi_layer_image_round_trip() {
 
     skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{image_ref}"));
     assert_manifest_served(&server, repo, "v1", &image.manifest, &image.digest, OCI_MANIFEST);
-    let tags: serde_json::Value = serde_json::from_slice(&Http::new(server.addr).get(&format!("/v2/{repo}/tags/list")).expect(200, "tags list").body).unwrap();
+    let tags: serde_json::Value =
+        serde_json::from_slice(&Http::new(server.addr).get(&format!("/v2/{repo}/tags/list")).expect(200, "tags list").body).unwrap();
     assert_eq!(tags["tags"], serde_json::json!(["v1"]), "tags of {repo}");
 
     assert_inspect_image(&skopeo, &image_ref, &image);
     let config = skopeo.inspect(&image_ref, &["--config", "--raw"]);
-    assert!(config.status.success() && config.stdout == layout.blobs[&image.config], "inspect --config --raw differs from the pushed config");
+    assert!(
+        config.status.success() && config.stdout == layout.blobs[&image.config],
+        "inspect --config --raw differs from the pushed config"
+    );
 
     assert_pull(&skopeo, &server, repo, "v1", &tmp.path().join("out"), &layout.blobs, &image.digest);
     // And by digest.
@@ -97,18 +109,30 @@ fn multi_layer_image_round_trip() {
     // A second tag of the same image: every blob is already there.
     skopeo.copy_all(&oci_ref(&layout.dir, "v1"), &format!("docker://{}/{repo}:v2", server.host()));
     assert_manifest_served(&server, repo, "v2", &image.manifest, &image.digest, OCI_MANIFEST);
-    let listed: serde_json::Value = serde_json::from_slice(&skopeo.ok(&["list-tags", "--tls-verify=false", "--no-creds", &format!("docker://{}/{repo}", server.host())]).stdout).unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(
+        &skopeo.ok(&["list-tags", "--tls-verify=false", "--no-creds", &format!("docker://{}/{repo}", server.host())]).stdout,
+    )
+    .unwrap();
     assert_eq!(listed["Tags"], serde_json::json!(["v1", "v2"]), "skopeo list-tags");
 
     // skopeo deletes by digest: the manifest goes, with both tags that named it.
     skopeo.delete(&image_ref);
     assert_gone(&skopeo, &server, repo, "v1", &image.digest);
-    assert!(!skopeo.inspect(&format!("{}/{repo}:v2", server.host()), &[]).status.success(), "the other tag of a deleted manifest still resolves");
+    assert!(
+        !skopeo.inspect(&format!("{}/{repo}:v2", server.host()), &[]).status.success(),
+        "the other tag of a deleted manifest still resolves"
+    );
     let t = Http::new(server.addr).get(&format!("/v2/{repo}/tags/list"));
     let listed: serde_json::Value = serde_json::from_slice(&t.body).unwrap_or_default();
     let no_tags = listed["tags"].as_array().is_none_or(|a| a.is_empty());
     assert!((t.status == 200 && no_tags) || t.status == 404, "tags of {repo} after deleting its only manifest: {} {}", t.status, t.text());
-    let out = skopeo.run(&["copy", "--src-tls-verify=false", "--src-no-creds", &format!("docker://{image_ref}"), &oci_ref(&tmp.path().join("after-delete"), "v1")]);
+    let out = skopeo.run(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-no-creds",
+        &format!("docker://{image_ref}"),
+        &oci_ref(&tmp.path().join("after-delete"), "v1"),
+    ]);
     assert!(!out.status.success(), "a pull of a deleted image succeeded");
 }
 
@@ -171,7 +195,15 @@ fn docker_schema2_round_trip() {
     let repo = "e2e/docker";
     let image_ref = format!("{}/{repo}:v2s2", server.host());
 
-    skopeo.ok(&["copy", "--format", "v2s2", "--dest-tls-verify=false", "--dest-no-creds", &oci_ref(&layout.dir, "v1"), &format!("docker://{image_ref}")]);
+    skopeo.ok(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        "--dest-no-creds",
+        &oci_ref(&layout.dir, "v1"),
+        &format!("docker://{image_ref}"),
+    ]);
     let raw = skopeo.inspect_raw(&image_ref);
     let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(manifest["mediaType"].as_str(), Some(DOCKER_MANIFEST), "skopeo pushed a Docker schema 2 manifest");
@@ -184,7 +216,14 @@ fn docker_schema2_round_trip() {
 
     // Out through the `dir:` transport, which keeps the manifest as served.
     let out = tmp.path().join("out");
-    skopeo.ok(&["copy", "--preserve-digests", "--src-tls-verify=false", "--src-no-creds", &format!("docker://{image_ref}"), &format!("dir:{}", out.display())]);
+    skopeo.ok(&[
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-no-creds",
+        &format!("docker://{image_ref}"),
+        &format!("dir:{}", out.display()),
+    ]);
     assert!(std::fs::read(out.join("manifest.json")).unwrap() == raw, "the pulled manifest differs from the pushed one");
     for d in &image.layers {
         assert!(std::fs::read(out.join(&d[7..])).unwrap() == layout.blobs[d], "layer {d} differs");

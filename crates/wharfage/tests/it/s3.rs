@@ -384,10 +384,8 @@ fn read_head(conn: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
             let head = String::from_utf8_lossy(&raw[..end]).into_owned();
             let mut lines = head.split("\r\n");
             let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
+            let headers =
+                lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
             return (status, headers, raw[end + 4..].to_vec());
         }
     }
@@ -517,7 +515,8 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// a multipart upload going for it, then disconnects.
 fn abandon(store: &S3Store, addr: SocketAddr, method: &str, path: &str, len: u64, sent: u64) {
     let mut conn = TcpStream::connect(addr).unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n");
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n");
     conn.write_all(head.as_bytes()).unwrap();
     write_generated(&mut conn, 48, sent).unwrap();
     assert!(
@@ -592,7 +591,10 @@ fn presigned_redirects_serve_the_blob_from_the_store() {
     let r = http.get(&format!("/v2/{repo}/blobs/{layer}")).expect(307, "blob GET with --s3-redirect");
     assert_eq!(r.header("docker-content-digest"), Some(layer.as_str()));
     let location = r.header("location").expect("a redirect has a Location").to_string();
-    assert!(location.starts_with(&format!("{}/{}/{}/blobs/sha256/", store.s3.endpoint, store.bucket, store.prefix)), "the redirect goes to the object store: {location}");
+    assert!(
+        location.starts_with(&format!("{}/{}/{}/blobs/sha256/", store.s3.endpoint, store.bucket, store.prefix)),
+        "the redirect goes to the object store: {location}"
+    );
     assert!(location.contains("X-Amz-Signature="), "the URL is presigned: {location}");
 
     // The presigned URL works on its own, whole and with a range, and only for GET.
@@ -688,7 +690,9 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
     for l in &image.layers {
         let got = http.get(&format!("/v2/{repo}/blobs/{l}")).expect(200, "GET of a cached layer");
         assert!(got.body == layout.blobs[l], "layer {l} served from the cache");
-        let part = http.send("GET", &format!("/v2/{repo}/blobs/{l}"), &[("range", "bytes=10-19")], Vec::new()).expect(206, "ranged GET of a cached layer");
+        let part = http
+            .send("GET", &format!("/v2/{repo}/blobs/{l}"), &[("range", "bytes=10-19")], Vec::new())
+            .expect(206, "ranged GET of a cached layer");
         assert!(part.body == layout.blobs[l][10..20], "a range of layer {l} from the cache");
     }
     // The repository's link still decides: another repository cannot read the cached bytes.

@@ -60,13 +60,7 @@ impl Skopeo {
     #[track_caller]
     pub(crate) fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "skopeo {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "skopeo {} failed ({}):\n{}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr));
         out
     }
 
@@ -129,10 +123,7 @@ impl Skopeo {
 
 fn find_skopeo() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("skopeo"))
-        .chain([PathBuf::from("/usr/bin/skopeo")])
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|d| d.join("skopeo")).chain([PathBuf::from("/usr/bin/skopeo")]).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {

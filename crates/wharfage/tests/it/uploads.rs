@@ -44,7 +44,12 @@ fn finish_and_check(http: &Http, repo: &str, loc: &str, offset: usize, data: &[u
     let last = &data[offset..];
     let range = format!("{}-{}", offset, data.len() - 1);
     let r = http
-        .send("PUT", &with_query(loc, "digest", &digest), &[("content-type", "application/octet-stream"), ("content-range", &range)], last.to_vec())
+        .send(
+            "PUT",
+            &with_query(loc, "digest", &digest),
+            &[("content-type", "application/octet-stream"), ("content-range", &range)],
+            last.to_vec(),
+        )
         .expect(201, "PUT to finish the upload");
     assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
     assert_eq!(r.header("location"), Some(format!("/v2/{repo}/blobs/{digest}").as_str()));
@@ -97,9 +102,15 @@ fn cancelled_upload() {
     let r = http.get(&loc);
     assert_eq!(r.status, 404, "GET a cancelled upload: {}", r.text());
     assert_eq!(r.error_codes(), ["BLOB_UPLOAD_UNKNOWN"]);
-    let r = http.send("PATCH", &loc, &[("content-type", "application/octet-stream"), ("content-range", "100000-199999")], data[100_000..200_000].to_vec());
+    let r = http.send(
+        "PATCH",
+        &loc,
+        &[("content-type", "application/octet-stream"), ("content-range", "100000-199999")],
+        data[100_000..200_000].to_vec(),
+    );
     assert_eq!(r.status, 404, "PATCH a cancelled upload: {}", r.text());
-    let r = http.send("PUT", &with_query(&loc, "digest", &digest), &[("content-type", "application/octet-stream")], data[100_000..].to_vec());
+    let r =
+        http.send("PUT", &with_query(&loc, "digest", &digest), &[("content-type", "application/octet-stream")], data[100_000..].to_vec());
     assert_eq!(r.status, 404, "PUT to a cancelled upload: {}", r.text());
     assert_eq!(http.head(&format!("/v2/{repo}/blobs/{digest}")).status, 404, "a cancelled upload stored its blob");
     let r = http.send("DELETE", &loc, &[], Vec::new());

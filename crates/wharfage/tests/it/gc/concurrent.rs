@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{body, layer, pull, push, zero_grace, Img, Reg, Refused, Via};
+use super::{body, layer, pull, push, zero_grace, Img, Refused, Reg, Via};
 use crate::client::Http;
 use crate::fixtures::{sha256, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::skopeo::Skopeo;
@@ -162,7 +162,12 @@ pub(super) fn assert_proper(refused: &[Refused]) {
         .filter(|r| !(400..500).contains(&r.status) || r.codes.is_empty() || !r.codes.iter().all(|c| PROPER.contains(&c.as_str())))
         .map(|r| r.to_string())
         .collect();
-    assert!(improper.is_empty(), "{} push(es) failed with something other than a proper registry error:\n{}", improper.len(), improper.join("\n"));
+    assert!(
+        improper.is_empty(),
+        "{} push(es) failed with something other than a proper registry error:\n{}",
+        improper.len(),
+        improper.join("\n")
+    );
 }
 
 /// Pulls every acknowledged image completely (by tag and by digest) from `from` (each
@@ -193,9 +198,8 @@ fn pushes_and_stagings_survive_collections_looping_with_zero_grace() {
     let pool = pool();
     // The upstream's images: pool layers (shared with the pushes) and one layer of their own.
     let up = Reg::fs(&[]);
-    let upstream: Vec<Img> = (0..4)
-        .map(|i| Img::new(&format!("upstream {i}"), &[&pool[i], &pool[(i + 3) % 8], &layer(2000 + i as u64, 6 << 10)]))
-        .collect();
+    let upstream: Vec<Img> =
+        (0..4).map(|i| Img::new(&format!("upstream {i}"), &[&pool[i], &pool[(i + 3) % 8], &layer(2000 + i as u64, 6 << 10)])).collect();
     for (i, img) in upstream.iter().enumerate() {
         push(&up.http, "src/app", &format!("v{i}"), img, Via::Post).unwrap();
     }

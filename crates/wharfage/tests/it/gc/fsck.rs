@@ -69,11 +69,8 @@ fn fsck_reports_a_flipped_byte_a_deleted_blob_and_an_orphan_and_repair_quarantin
     std::fs::write(blob_path(root, corrupt), &bytes).unwrap();
     std::fs::remove_file(blob_path(root, deleted)).unwrap();
 
-    let expected = sorted(vec![
-        p("corrupt", corrupt, &["fsck/one"]),
-        p("missing", deleted, &["fsck/two"]),
-        p("orphaned", &orphan_digest, &[]),
-    ]);
+    let expected =
+        sorted(vec![p("corrupt", corrupt, &["fsck/one"]), p("missing", deleted, &["fsck/two"]), p("orphaned", &orphan_digest, &[])]);
     let report = fsck_json(dir.path(), &backing, &[]);
     assert_eq!(problems(&report), expected, "fsck --json: {report}");
     // x: manifest, config, 2 layers; y: manifest, config (its other layer deleted); the orphan.
@@ -85,7 +82,8 @@ fn fsck_reports_a_flipped_byte_a_deleted_blob_and_an_orphan_and_repair_quarantin
     assert!(stderr.contains("fsck found 2 problem(s): damaged or missing data"), "{stderr}");
     for (kind, digest, repos) in &expected {
         assert!(
-            text.lines().any(|l| l.starts_with(kind.as_str()) && l.contains(digest.as_str()) && repos.iter().all(|r| l.contains(r.as_str()))),
+            text.lines()
+                .any(|l| l.starts_with(kind.as_str()) && l.contains(digest.as_str()) && repos.iter().all(|r| l.contains(r.as_str()))),
             "no line for {kind} {digest} in:\n{text}"
         );
     }

@@ -53,11 +53,9 @@ impl Backing {
     pub(crate) fn args(&self) -> Vec<String> {
         match self {
             Backing::Fs(root) => vec!["--root".into(), root.display().to_string()],
-            Backing::S3 { endpoint, bucket, prefix } => [
-                "--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-prefix", prefix,
-            ]
-            .map(String::from)
-            .to_vec(),
+            Backing::S3 { endpoint, bucket, prefix } => {
+                ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-prefix", prefix].map(String::from).to_vec()
+            }
         }
     }
 }
@@ -121,7 +119,12 @@ impl Reg {
     /// `POST /api/v1/gc`, expecting 200; the report.
     #[track_caller]
     pub(crate) fn gc(&self, dry_run: bool) -> Value {
-        let r = self.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], json!({ "dry_run": dry_run }).to_string().into_bytes());
+        let r = self.http.send(
+            "POST",
+            "/api/v1/gc",
+            &[("content-type", "application/json")],
+            json!({ "dry_run": dry_run }).to_string().into_bytes(),
+        );
         let r = r.expect(200, "POST /api/v1/gc");
         let v = body(&r);
         assert_eq!(v["dry_run"], dry_run, "report of a {} run: {v}", if dry_run { "dry" } else { "real" });
@@ -453,11 +456,7 @@ pub(crate) fn fsck(cwd: &Path, backing: &Backing, extra: &[&str]) -> (i32, Strin
     let mut cmd = command(cwd);
     cmd.arg("fsck").args(backing.args()).args(extra);
     let out = harness::run(cmd, Duration::from_secs(300));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// `wharfage fsck --json`, parsed; asserts the exit code: 1 exactly when data is damaged or
@@ -467,10 +466,12 @@ pub(crate) fn fsck_json(cwd: &Path, backing: &Backing, extra: &[&str]) -> Value 
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let (code, stdout, stderr) = fsck(cwd, backing, &args);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("fsck --json printed no JSON ({e}): {stdout}\n{stderr}"));
+    let report: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("fsck --json printed no JSON ({e}): {stdout}\n{stderr}"));
     let problems = report["problems"].as_array().unwrap();
     let failures = problems.iter().filter(|p| p["kind"] != "orphaned").count();
-    let leftovers = problems.len() - failures + report["stale_uploads"].as_u64().unwrap() as usize + report["temp_files"].as_u64().unwrap() as usize;
+    let leftovers =
+        problems.len() - failures + report["stale_uploads"].as_u64().unwrap() as usize + report["temp_files"].as_u64().unwrap() as usize;
     let fails = failures > 0 || (extra.contains(&"--strict") && leftovers > 0);
     assert_eq!(code, i32::from(fails), "fsck exit code with {failures} failure(s), {leftovers} leftover(s): {stdout}\n{stderr}");
     report

@@ -211,7 +211,9 @@ fn two_collections_at_once_break_nothing() {
         // Garbage sharing the pool layers, in the same repositories.
         let junk = Img::new(&format!("junk {i}"), &[&pool[(i + 2) % 6], &layer(60 + i as u64, 8 << 10)]);
         push(&w.http, &format!("two/r{}", i % 2), &format!("junk{i}"), &junk, Via::Post).unwrap();
-        w.http.send("DELETE", &format!("/v2/two/r{}/manifests/{}", i % 2, junk.digest), &[], Vec::new()).expect(202, "deleting a junk image");
+        w.http
+            .send("DELETE", &format!("/v2/two/r{}/manifests/{}", i % 2, junk.digest), &[], Vec::new())
+            .expect(202, "deleting a junk image");
     }
     let expected: BTreeSet<String> = live.iter().flat_map(|(_, _, img)| img.all_blobs().into_keys()).collect();
     assert!(w.blob_files().len() > expected.len());

@@ -24,7 +24,9 @@ fn s3_backing() -> Backing {
 fn clone(b: &Backing) -> Backing {
     match b {
         Backing::Fs(root) => Backing::Fs(root.clone()),
-        Backing::S3 { endpoint, bucket, prefix } => Backing::S3 { endpoint: endpoint.clone(), bucket: bucket.clone(), prefix: prefix.clone() },
+        Backing::S3 { endpoint, bucket, prefix } => {
+            Backing::S3 { endpoint: endpoint.clone(), bucket: bucket.clone(), prefix: prefix.clone() }
+        }
     }
 }
 
@@ -50,7 +52,8 @@ fn s3_unpinned_app_is_swept_and_the_other_stays_pullable() {
     w.http.get_manifest("apps/app-a", &img_a.digest).expect(200, "app-a's manifest after a dry run");
     let real = w.gc(false);
     assert_eq!(figures(&dry), figures(&real), "dry run {dry}\nreal run {real}");
-    let own: u64 = [img_a.manifest.len(), img_a.blobs[&img_a.config].len(), img_a.blobs[&img_a.layers[1]].len()].iter().map(|n| *n as u64).sum();
+    let own: u64 =
+        [img_a.manifest.len(), img_a.blobs[&img_a.config].len(), img_a.blobs[&img_a.layers[1]].len()].iter().map(|n| *n as u64).sum();
     assert_eq!(removed(&real, "blobs"), (3, own), "{real}");
     assert_eq!(removed(&real, "manifests").0, 1, "{real}");
     w.http.get_manifest("apps/app-a", &img_a.digest).expect(404, "app-a's manifest after the collection");
@@ -92,7 +95,13 @@ fn s3_two_replicas_collect_at_once_while_both_take_pushes() {
     // Every acknowledged image, from both replicas.
     for from in [0, 1] {
         let bad = pull_all(&targets, &outcome.acked, Some(from));
-        assert!(bad.is_empty(), "replica {from}: {} of {} acknowledged pushes do not pull back whole:\n{}", bad.len(), outcome.acked.len(), bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "replica {from}: {} of {} acknowledged pushes do not pull back whole:\n{}",
+            bad.len(),
+            outcome.acked.len(),
+            bad.join("\n")
+        );
     }
     // Quiet now: once the run's protections are stale, one collection leaves a whole store.
     std::thread::sleep(Duration::from_secs(3));

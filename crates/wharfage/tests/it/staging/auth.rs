@@ -110,7 +110,9 @@ fn basic_auth_upstream() {
     right_wrong_and_missing(&wharf, &up, &skopeo, &l, &img);
 
     let source = format!("{}/private/app:v1", up.host());
-    let resp = wharf.stage(&source, "private-token", json!({ "credentials": { "token": "some-identity-token" } })).expect(401, "a token for a basic-auth registry");
+    let resp = wharf
+        .stage(&source, "private-token", json!({ "credentials": { "token": "some-identity-token" } }))
+        .expect(401, "a token for a basic-auth registry");
     let message = error_message(&resp, "UPSTREAM_UNAUTHORIZED");
     assert!(message.contains(&up.host()), "{message}");
     assert_no_credentials_anywhere(&wharf);
@@ -145,7 +147,9 @@ fn bearer_token_upstream() {
         posts.iter().any(|p| p.status == 200 && p.query.contains(&("grant_type".into(), "refresh_token".into()))),
         "the identity token went through the refresh-token grant: {posts:?}"
     );
-    let resp = wharf.stage(&source, "private-idt-wrong", json!({ "credentials": { "token": "idt-wrong-0000" } })).expect(401, "a wrong identity token");
+    let resp = wharf
+        .stage(&source, "private-idt-wrong", json!({ "credentials": { "token": "idt-wrong-0000" } }))
+        .expect(401, "a wrong identity token");
     let message = error_message(&resp, "UPSTREAM_UNAUTHORIZED");
     assert!(message.contains(&up.host()) && message.contains("identity token"), "{message}");
     assert!(!message.contains("idt-wrong-0000"), "{message}");

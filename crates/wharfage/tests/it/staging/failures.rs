@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::images::{image, layer};
 use super::images::image_with_config_of;
+use super::images::{image, layer};
 use super::proxy::{Faults, Proxy};
 use super::upstream::{Mode, Upstream};
 use super::{body, error_message, insecure, layout, Wharf};
@@ -370,7 +370,13 @@ fn a_download_killed_midway_leaves_a_temp_file_that_the_next_start_removes() {
     // The staging request, sent and never read: it hangs in the big layer's download.
     let body = serde_json::to_vec(&json!({ "source": format!("{}/killed/app:v1", proxy.host()), "app": "killed" })).unwrap();
     let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
-    write!(conn, "POST /api/v1/stagings HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", server.addr, body.len()).unwrap();
+    write!(
+        conn,
+        "POST /api/v1/stagings HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    )
+    .unwrap();
     conn.write_all(&body).unwrap();
     let tmp = root.join("tmp");
     let partial = |min: u64| files_under(&tmp).iter().any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() >= min));

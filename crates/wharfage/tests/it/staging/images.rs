@@ -107,7 +107,13 @@ pub(super) fn image_with_config_of(layout: &mut Layout, like: &Image, layers: &[
     });
     let manifest = serde_json::to_vec_pretty(&manifest).unwrap();
     let digest = layout.add_blob(manifest.clone());
-    Image { manifest, digest, config: like.config.clone(), layers: layers.iter().map(|l| l.digest.clone()).collect(), architecture: like.architecture.clone() }
+    Image {
+        manifest,
+        digest,
+        config: like.config.clone(),
+        layers: layers.iter().map(|l| l.digest.clone()).collect(),
+        architecture: like.architecture.clone(),
+    }
 }
 
 /// Adds an index of `images` (linux, their architectures; arm64 as v8).

@@ -120,7 +120,11 @@ impl Shared {
         let blob_get = lines[0].starts_with("GET ") && lines[0].contains("/blobs/sha256:");
         if blob_get && self.blobs_gone.load(Ordering::SeqCst) {
             let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
-            write!(client, "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())?;
+            write!(
+                client,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
             return Ok(());
         }
         if let Some(delay) = self.faults.delay_blobs.filter(|_| blob_get) {

@@ -59,7 +59,11 @@ fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
     for forged in ["evil.example/x?y=", "a b", "evil.example:99999"] {
         let addr = wharf.http.addr();
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        std::io::Write::write_all(&mut conn, format!("GET /api/v1/apps/web-1 HTTP/1.1\r\nhost: {forged}\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+        std::io::Write::write_all(
+            &mut conn,
+            format!("GET /api/v1/apps/web-1 HTTP/1.1\r\nhost: {forged}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut conn, &mut raw).unwrap();
         let resp = crate::client::parse_response(&raw, false).unwrap();

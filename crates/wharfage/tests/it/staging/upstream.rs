@@ -197,10 +197,7 @@ impl Upstream {
     /// How many successful GETs of blob `digest` wharfage made (any repository).
     pub(super) fn blob_gets(&self, digest: &str) -> usize {
         let suffix = format!("/blobs/{digest}");
-        self.wharfage_requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.uri.ends_with(&suffix) && (200..300).contains(&r.status))
-            .count()
+        self.wharfage_requests().iter().filter(|r| r.method == "GET" && r.uri.ends_with(&suffix) && (200..300).contains(&r.status)).count()
     }
 
     /// Where the registry keeps a blob's bytes.
@@ -308,17 +305,15 @@ impl TokenIssuer {
         let root_pem = dir.join("token-root.pem");
         std::fs::write(&root_pem, cert.pem()).unwrap();
         let rng = ring::rand::SystemRandom::new();
-        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
-            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &key.serialize_der(),
-            &rng,
-        )
-        .unwrap();
+        let signer =
+            ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng)
+                .unwrap();
         let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(IssuerState { jwt_lifetime: 300.into(), anonymous_pull: false.into(), signer, rng, x5c, requests: requests.clone() });
+        let state =
+            Arc::new(IssuerState { jwt_lifetime: 300.into(), anonymous_pull: false.into(), signer, rng, x5c, requests: requests.clone() });
         let state_handle = state.clone();
         // The thread lives as long as the test process; the listener is tiny and idle after.
         std::thread::spawn(move || {
@@ -386,11 +381,14 @@ impl IssuerState {
         let mut body = vec![0u8; content_length];
         let _ = reader.read_exact(&mut body);
         let target = request_line.split_whitespace().nth(1).unwrap_or("");
-        let pairs = |q: &str| -> Vec<(String, String)> { q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect() };
+        let pairs = |q: &str| -> Vec<(String, String)> {
+            q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect()
+        };
         let form = request_line.starts_with("POST /token");
         // GET: the parameters in the query, Basic credentials. POST: the OAuth2 form of an
         // identity token (grant_type=refresh_token), as docker sends after `docker login`.
-        let query = if form { pairs(&String::from_utf8_lossy(&body)) } else { target.split_once('?').map(|(_, q)| pairs(q)).unwrap_or_default() };
+        let query =
+            if form { pairs(&String::from_utf8_lossy(&body)) } else { target.split_once('?').map(|(_, q)| pairs(q)).unwrap_or_default() };
         let field = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         let user = if form {
             match (field("grant_type"), field("refresh_token")) {
@@ -449,7 +447,13 @@ impl IssuerState {
             }
         };
         self.requests.lock().unwrap().push(TokenRequest { query, user: user.ok().flatten(), status });
-        let reason = if status == 200 { "OK" } else if status == 401 { "Unauthorized" } else { "Not Found" };
+        let reason = if status == 200 {
+            "OK"
+        } else if status == 401 {
+            "Unauthorized"
+        } else {
+            "Not Found"
+        };
         let _ = write!(
             conn,
             "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
