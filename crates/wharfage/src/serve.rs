@@ -51,14 +51,14 @@ fn raise_open_files(max_connections: usize) {
     }
     // Each connection needs one descriptor; keep room for files and the store's connections.
     let wanted = max_connections as u64 * 2 + 256;
-    if (lim.rlim_cur as u64) < wanted {
+    if lim.rlim_cur < wanted {
         tracing::warn!(
-            open_files = lim.rlim_cur as u64,
+            open_files = lim.rlim_cur,
             max_connections,
             "the open-file limit is low for --max-connections: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
         );
     } else {
-        tracing::debug!(open_files = lim.rlim_cur as u64, "open-file limit");
+        tracing::debug!(open_files = lim.rlim_cur, "open-file limit");
     }
 }
 
