@@ -87,6 +87,61 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
     resp
 }
 
+/// An error of the management API, which has codes of its own (not OCI's) and the same body.
+#[derive(Debug)]
+pub(crate) struct MgmtError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl MgmtError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        MgmtError { status, code, message: message.into() }
+    }
+
+    /// The request itself is wrong; the message names what.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        MgmtError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// Something of ours failed.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        MgmtError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+    }
+}
+
+impl From<ParseError> for MgmtError {
+    fn from(e: ParseError) -> Self {
+        MgmtError::bad_request(e.to_string())
+    }
+}
+
+impl From<StoreError> for MgmtError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::TooManyUnpins { .. } => MgmtError::new(StatusCode::CONFLICT, "TOO_MANY_UNPINS", e.to_string()),
+            e => {
+                tracing::error!(error = %e, "storage failure");
+                MgmtError::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<&StageError> for MgmtError {
+    fn from(e: &StageError) -> Self {
+        let (status, code) = stage_status(e);
+        MgmtError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for MgmtError {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.code, &self.message, None)
+    }
+}
+
 /// The status and code a platform acts on for a failed staging: whose fault it was, and
 /// whether trying again may help.
 pub(crate) fn stage_status(e: &StageError) -> (StatusCode, &'static str) {
@@ -193,6 +248,19 @@ mod tests {
         for (e, status, code) in cases {
             let (s, c) = stage_status(&e);
             assert_eq!((s.as_u16(), c), (status, code), "{e}");
+        }
+    }
+
+    #[test]
+    fn management_errors_have_their_status() {
+        let cases = [
+            (MgmtError::from(StoreError::TooManyUnpins { unpin: 3, of: 4 }), 409, "TOO_MANY_UNPINS"),
+            (MgmtError::from(StoreError::Config("down".into())), 503, "STORAGE_UNAVAILABLE"),
+            (MgmtError::from(oci::AppId::parse("A/B").unwrap_err()), 400, "BAD_REQUEST"),
+            (MgmtError::from(&StageError::Upstream(up("refused"))), 403, "SOURCE_REFUSED"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status.as_u16(), e.code), (status, code), "{}", e.message);
         }
     }
 

@@ -2,11 +2,11 @@
 //! management API (stagings, apps), and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
 //! ([`endpoint::Endpoint`]); errors become JSON errors in one place ([`error::ApiError`]).
 
-mod api;
 pub mod endpoint;
 pub mod error;
 mod listen;
 mod metrics;
+pub mod mgmt;
 pub mod range;
 mod request;
 mod v2;
@@ -53,7 +53,7 @@ impl AppState {
 /// The registry's router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(api::routes())
+        .merge(mgmt::routes())
         .merge(metrics::routes())
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))

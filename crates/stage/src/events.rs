@@ -1,10 +1,10 @@
 //! Progress events of a staging, streamed to clients as NDJSON.
 
 use oci::Digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One step of a staging.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The image is resolved and the plan made.

@@ -46,7 +46,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use oci::{Digest, RepoName, Tag};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, RepoKey};
 use crate::{Result, Store, StoreError};
@@ -143,7 +143,7 @@ impl Default for GcOptions {
 }
 
 /// Counts and bytes of one kind of removed object.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Removed {
     pub count: u64,
     pub bytes: u64,
@@ -157,7 +157,7 @@ impl Removed {
 }
 
 /// What a collection removed (or, in a dry run, would remove).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GcReport {
     pub dry_run: bool,
     pub stagings: Removed,

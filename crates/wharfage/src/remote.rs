@@ -5,7 +5,12 @@ use std::io::{IsTerminal, Read, Write};
 
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use server::mgmt::types::{
+    AppDetail, AppList, ErrorBody, GcReport, GcRequest, LiveSyncAnswer, LiveSyncRequest, StagingLine, StagingOutcome, StagingProgress,
+    StagingRequest, StagingView, Unpinned, UpstreamCredentials,
+};
 use zeroize::Zeroizing;
 
 use crate::CliError;
@@ -28,14 +33,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 /// Turns an API error body into a message: `<status> <code>: <message>`.
 fn api_error(status: u16, body: &str) -> CliError {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let first = parsed.as_ref().and_then(|v| v["errors"].get(0)).cloned();
-    match first {
-        Some(e) => {
-            CliError::Remote(format!("{status} {}: {}", e["code"].as_str().unwrap_or("ERROR"), e["message"].as_str().unwrap_or(body)))
-        }
+    match serde_json::from_str::<ErrorBody>(body).ok().and_then(|b| b.errors.into_iter().next()) {
+        Some(e) => CliError::Remote(format!("{status} {}: {}", e.code, e.message)),
         None => CliError::Remote(format!("{status}: {}", body.trim())),
     }
+}
+
+/// Reads a typed answer; a body that does not match the contract is an error naming it.
+fn parse_answer<T: DeserializeOwned>(text: &str) -> Result<T, CliError> {
+    serde_json::from_str(text).map_err(|e| CliError::Remote(format!("unexpected answer from the server ({e}): {}", text.trim())))
 }
 
 /// What `wharfage stage` sends.
@@ -63,18 +69,13 @@ pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
         None
     };
     let credentials = match (&args.username, &password) {
-        (Some(u), Some(p)) => Some(serde_json::json!({ "username": u, "password": p.as_str() })),
+        (Some(u), Some(p)) => Some(UpstreamCredentials { username: Some(u.clone()), password: Some(p.to_string()), token: None }),
         (None, None) => None,
         _ => return Err(CliError::Config("--username and --password-stdin go together".into())),
     };
-    let mut body = serde_json::json!({ "source": args.source, "app": args.app });
-    if let Some(p) = &args.platform {
-        body["platform"] = p.clone().into();
-    }
-    if let Some(c) = credentials {
-        body["credentials"] = c;
-    }
-    let body = Zeroizing::new(body.to_string());
+    let request = StagingRequest { source: args.source.clone(), app: args.app.clone(), platform: args.platform.clone(), credentials };
+    let body = Zeroizing::new(serde_json::to_string(&request).map_err(|e| CliError::Remote(format!("encoding the request: {e}")))?);
+    drop(request);
     let url = format!("{}/api/v1/stagings", args.server.trim_end_matches('/'));
     runtime()?.block_on(async move {
         let resp = http()?
@@ -92,67 +93,60 @@ pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
         let mut bars = Bars::new();
         let mut lines = resp.bytes_stream();
         let mut buf = Vec::new();
-        let mut outcome: Option<Value> = None;
+        let mut outcome: Option<StagingOutcome> = None;
         while let Some(chunk) = lines.next().await {
             let chunk = chunk.map_err(|e| CliError::Remote(format!("staging stream broke: {e}")))?;
             buf.extend_from_slice(&chunk);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
-                let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
-                match event["event"].as_str() {
-                    Some("result") | Some("error") => outcome = Some(event),
-                    _ => bars.update(&event),
+                let line = String::from_utf8_lossy(&line);
+                match parse_answer::<StagingLine>(&line)? {
+                    StagingLine::Outcome(o) => outcome = Some(o),
+                    StagingLine::Progress(p) => bars.update(&p),
                 }
             }
         }
         bars.finish();
-        let mut outcome = outcome.ok_or_else(|| CliError::Remote("the server ended the staging stream without a result".into()))?;
-        if outcome["event"] == "error" {
-            return Err(CliError::Remote(format!(
-                "staging failed: {} {}: {}",
-                outcome["status"],
-                outcome["code"].as_str().unwrap_or(""),
-                outcome["message"].as_str().unwrap_or("")
-            )));
-        }
-        if let Some(o) = outcome.as_object_mut() {
-            o.remove("event");
-        }
+        let outcome = outcome.ok_or_else(|| CliError::Remote("the server ended the staging stream without a result".into()))?;
+        let result = match outcome {
+            StagingOutcome::Result(r) => *r,
+            StagingOutcome::Error(e) => {
+                return Err(CliError::Remote(format!("staging failed: {} {}: {}", e.status, e.code, e.message)));
+            }
+        };
         if args.json {
-            println!("{outcome}");
+            let text = serde_json::to_string(&result).map_err(|e| CliError::Remote(format!("encoding the result: {e}")))?;
+            println!("{text}");
         } else {
-            print_result(&outcome);
+            print_result(&result);
         }
         Ok(())
     })
 }
 
-fn print_result(r: &Value) {
+fn print_result(r: &StagingView) {
     let mut out = std::io::stdout().lock();
-    let mib = |v: &Value| v.as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
-    let _ = writeln!(out, "pinned {}", r["image"].as_str().unwrap_or(""));
+    let mib = |v: u64| v as f64 / (1 << 20) as f64;
+    let rec = &r.record;
+    let _ = writeln!(out, "pinned {}", r.image);
     let _ = writeln!(
         out,
         "downloaded {:.1} MiB in {} blobs, reused {:.1} MiB in {} blobs, {:.2} s",
-        mib(&r["bytes_downloaded"]),
-        r["blobs_downloaded"],
-        mib(&r["bytes_reused"]),
-        r["blobs_reused"],
-        r["seconds"].as_f64().unwrap_or(0.0)
+        mib(rec.bytes_downloaded),
+        rec.blobs_downloaded,
+        mib(rec.bytes_reused),
+        rec.blobs_reused,
+        rec.seconds
     );
-    let m = &r["metadata"];
-    let list = |v: &Value| v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default();
-    let _ = writeln!(out, "entrypoint  {}", list(&m["entrypoint"]));
-    let _ = writeln!(out, "cmd         {}", list(&m["cmd"]));
-    let _ = writeln!(out, "user        {}", m["user"].as_str().unwrap_or(""));
-    let _ = writeln!(out, "working dir {}", m["working_dir"].as_str().unwrap_or(""));
-    let ports: Vec<String> = m["ports"]
-        .as_array()
-        .map(|a| a.iter().map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or(""))).collect())
-        .unwrap_or_default();
+    let m = &rec.metadata;
+    let _ = writeln!(out, "entrypoint  {}", m.entrypoint.join(" "));
+    let _ = writeln!(out, "cmd         {}", m.cmd.join(" "));
+    let _ = writeln!(out, "user        {}", m.user);
+    let _ = writeln!(out, "working dir {}", m.working_dir);
+    let ports: Vec<String> = m.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
     let _ = writeln!(out, "ports       {}", ports.join(" "));
-    for e in m["env"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "env         {}", e.as_str().unwrap_or(""));
+    for e in &m.env {
+        let _ = writeln!(out, "env         {e}");
     }
 }
 
@@ -180,29 +174,26 @@ impl Bars {
         })
     }
 
-    fn update(&mut self, e: &Value) {
-        let digest = e["digest"].as_str().unwrap_or("").to_string();
-        let size = e["size"].as_u64().unwrap_or(0);
-        match e["event"].as_str() {
-            Some("blob_started") => {
-                self.bar(&digest, size);
+    fn update(&mut self, e: &StagingProgress) {
+        match e {
+            StagingProgress::Planned { .. } => {}
+            StagingProgress::BlobStarted { digest, size } => {
+                self.bar(&digest.to_string(), *size);
             }
-            Some("blob_progress") => {
-                let bytes = e["bytes"].as_u64().unwrap_or(0);
-                self.bar(&digest, 0).set_position(bytes);
+            StagingProgress::BlobProgress { digest, bytes } => {
+                self.bar(&digest.to_string(), 0).set_position(*bytes);
             }
-            Some("blob_done") => {
-                let b = self.bar(&digest, size);
-                b.set_length(size);
+            StagingProgress::BlobDone { digest, size } => {
+                let b = self.bar(&digest.to_string(), *size);
+                b.set_length(*size);
                 b.finish_with_message("done");
             }
-            Some("blob_reused") => {
-                let b = self.bar(&digest, size);
-                b.set_length(size);
-                b.set_position(size);
+            StagingProgress::BlobReused { digest, size } => {
+                let b = self.bar(&digest.to_string(), *size);
+                b.set_length(*size);
+                b.set_position(*size);
                 b.finish_with_message("already stored");
             }
-            _ => {}
         }
     }
 
@@ -213,55 +204,42 @@ impl Bars {
 
 /// `wharfage apps [APP]`: all apps, or one app's history.
 pub(crate) fn apps(server: &str, app: Option<&str>, json: bool) -> Result<(), CliError> {
-    let url = match app {
-        Some(a) => format!("{}/api/v1/apps/{a}", server.trim_end_matches('/')),
-        None => format!("{}/api/v1/apps", server.trim_end_matches('/')),
-    };
-    let body: Value = runtime()?.block_on(async {
-        let resp = http()?.get(&url).send().await.map_err(|e| CliError::Remote(format!("cannot reach {server}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        if status >= 400 {
-            return Err(api_error(status, &text));
-        }
-        serde_json::from_str(&text).map_err(|e| CliError::Remote(format!("unexpected answer: {e}")))
-    })?;
+    let row = |r: &StagingView| format!("{:<24} {:<72} {}", r.record.staging_id, r.image, r.record.source);
     let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(out, "{body}");
-        return Ok(());
-    }
-    let row = |r: &Value| {
-        format!(
-            "{:<24} {:<72} {}",
-            r["staging_id"].as_str().unwrap_or(""),
-            r["image"].as_str().unwrap_or(""),
-            r["source"].as_str().unwrap_or("")
-        )
-    };
     match app {
-        Some(_) => {
-            let current = body["current"]["staging_id"].as_str().unwrap_or("");
-            for s in body["stagings"].as_array().into_iter().flatten() {
-                let mark = if s["staging_id"].as_str() == Some(current) { "*" } else { " " };
+        Some(a) => {
+            let (text, detail) = call::<(), AppDetail>(reqwest::Method::GET, api(server, &format!("apps/{a}")), None)?;
+            if json {
+                let _ = writeln!(out, "{}", text.trim());
+                return Ok(());
+            }
+            for s in &detail.stagings {
+                let mark = if s.record.staging_id == detail.current.record.staging_id { "*" } else { " " };
                 let _ = writeln!(out, "{mark} {}", row(s));
             }
         }
         None => {
-            for a in body["apps"].as_array().into_iter().flatten() {
-                let _ = writeln!(out, "{:<40} {}", a["app"].as_str().unwrap_or(""), row(&a["current"]));
+            let (text, list) = call::<(), AppList>(reqwest::Method::GET, api(server, "apps"), None)?;
+            if json {
+                let _ = writeln!(out, "{}", text.trim());
+                return Ok(());
+            }
+            for a in &list.apps {
+                let _ = writeln!(out, "{:<40} {}", a.app.as_str(), row(&a.current));
             }
         }
     }
     Ok(())
 }
 
-/// Sends a JSON request and returns the JSON answer, or the API's error as a message.
-fn call(method: reqwest::Method, url: String, body: Option<Value>) -> Result<Value, CliError> {
+/// Sends a request with a typed JSON body and reads the typed answer (and its raw text, for
+/// `--json`), or the API's error as a message.
+fn call<B: Serialize, T: DeserializeOwned>(method: reqwest::Method, url: String, body: Option<&B>) -> Result<(String, T), CliError> {
     runtime()?.block_on(async {
         let mut req = http()?.request(method, &url);
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
+            let text = serde_json::to_string(b).map_err(|e| CliError::Remote(format!("encoding the request: {e}")))?;
+            req = req.header("content-type", "application/json").body(text);
         }
         let resp = req.send().await.map_err(|e| CliError::Remote(format!("cannot reach {url}: {e}")))?;
         let status = resp.status().as_u16();
@@ -269,7 +247,8 @@ fn call(method: reqwest::Method, url: String, body: Option<Value>) -> Result<Val
         if status >= 400 {
             return Err(api_error(status, &text));
         }
-        serde_json::from_str(&text).map_err(|e| CliError::Remote(format!("unexpected answer: {e}")))
+        let answer = parse_answer(&text)?;
+        Ok((text, answer))
     })
 }
 
@@ -279,8 +258,8 @@ fn api(server: &str, path: &str) -> String {
 
 /// `wharfage apps rm APP`.
 pub(crate) fn remove_app(server: &str, app: &str) -> Result<(), CliError> {
-    let v = call(reqwest::Method::DELETE, api(server, &format!("apps/{app}")), None)?;
-    println!("unpinned {} staging(s) of {app}", v["unpinned_stagings"]);
+    let (_, v) = call::<(), Unpinned>(reqwest::Method::DELETE, api(server, &format!("apps/{app}")), None)?;
+    println!("unpinned {} staging(s) of {app}", v.unpinned_stagings);
     Ok(())
 }
 
@@ -293,11 +272,11 @@ pub(crate) fn sync_live(server: &str, file: &std::path::Path, force: bool) -> Re
     } else {
         std::fs::read_to_string(file).map_err(|e| CliError::Config(format!("live list {}: {e}", file.display())))?
     };
-    let apps: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    let v = call(reqwest::Method::PUT, api(server, "apps/live"), Some(serde_json::json!({ "apps": apps, "force": force })))?;
-    let unpinned: Vec<&str> = v["unpinned"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
-    println!("unpinned {} app(s), kept {}", unpinned.len(), v["kept"]);
-    for a in unpinned {
+    let apps: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    let request = LiveSyncRequest { apps, force };
+    let (_, v) = call::<_, LiveSyncAnswer>(reqwest::Method::PUT, api(server, "apps/live"), Some(&request))?;
+    println!("unpinned {} app(s), kept {}", v.unpinned.len(), v.kept);
+    for a in &v.unpinned {
         println!("  {a}");
     }
     Ok(())
@@ -305,13 +284,19 @@ pub(crate) fn sync_live(server: &str, file: &std::path::Path, force: bool) -> Re
 
 /// `wharfage gc [--dry-run]`.
 pub(crate) fn gc(server: &str, dry_run: bool) -> Result<(), CliError> {
-    let v = call(reqwest::Method::POST, api(server, "gc"), Some(serde_json::json!({ "dry_run": dry_run })))?;
+    let (_, r) = call::<_, GcReport>(reqwest::Method::POST, api(server, "gc"), Some(&GcRequest { dry_run }))?;
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut out = std::io::stdout().lock();
-    for kind in ["stagings", "manifests", "layer_links", "blobs", "uploads"] {
-        let _ = writeln!(out, "{verb} {:>8} {kind:<12} {:>14} bytes", v[kind]["count"], v[kind]["bytes"]);
+    for (kind, removed) in [
+        ("stagings", &r.stagings),
+        ("manifests", &r.manifests),
+        ("layer_links", &r.layer_links),
+        ("blobs", &r.blobs),
+        ("uploads", &r.uploads),
+        ("temp_files", &r.temp_files),
+    ] {
+        let _ = writeln!(out, "{verb} {:>8} {kind:<12} {:>14} bytes", removed.count, removed.bytes);
     }
-    let _ =
-        writeln!(out, "live: {} manifests, {} blobs; {:.2} s", v["live_manifests"], v["live_blobs"], v["seconds"].as_f64().unwrap_or(0.0));
+    let _ = writeln!(out, "live: {} manifests, {} blobs; {:.2} s", r.live_manifests, r.live_blobs, r.seconds);
     Ok(())
 }

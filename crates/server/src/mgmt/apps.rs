@@ -1,0 +1,62 @@
+//! `/api/v1/apps`: list apps, show one app's stagings, unpin an app, sync the live list.
+
+use std::collections::HashSet;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use oci::AppId;
+
+use super::types::{AppDetail, AppList, AppSummary, LiveSyncAnswer, LiveSyncRequest, Unpinned};
+use super::{host, json, view};
+use crate::error::MgmtError;
+use crate::AppState;
+
+/// GET `/api/v1/apps`: every app with its current staging.
+pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, MgmtError> {
+    let host = host(&headers);
+    let mut apps = Vec::new();
+    for app in state.store.apps().await? {
+        if let Some(s) = state.store.app_stagings(&app).await? {
+            let stagings_count = s.history.len();
+            let current = view(s.current().clone(), &host);
+            apps.push(AppSummary { app, current, stagings_count });
+        }
+    }
+    Ok(json(StatusCode::OK, &AppList { apps }))
+}
+
+fn no_staging(app: &AppId) -> MgmtError {
+    MgmtError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("app {app} has no staging"))
+}
+
+/// GET `/api/v1/apps/{app}`: the current staging and the history, newest first.
+pub(super) async fn show(State(state): State<AppState>, headers: HeaderMap, Path(app): Path<String>) -> Result<Response, MgmtError> {
+    let app = AppId::parse(&app)?;
+    let s = state.store.app_stagings(&app).await?.ok_or_else(|| no_staging(&app))?;
+    let host = host(&headers);
+    let current = view(s.current().clone(), &host);
+    let stagings = s.history.into_iter().map(|r| view(r, &host)).collect();
+    Ok(json(StatusCode::OK, &AppDetail { app, current, stagings }))
+}
+
+/// DELETE `/api/v1/apps/{app}`: unpin every staging of the app.
+pub(super) async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
+    let app = AppId::parse(&app)?;
+    if state.store.stagings(&app).await?.is_empty() {
+        return Err(no_staging(&app));
+    }
+    let unpinned_stagings = state.store.unpin_app(&app).await?;
+    Ok(json(StatusCode::OK, &Unpinned { app, unpinned_stagings }))
+}
+
+/// PUT `/api/v1/apps/live`: the platform's list of apps that still exist; every other app is
+/// unpinned (the store refuses more than half without `force`).
+pub(super) async fn sync_live(State(state): State<AppState>, body: Bytes) -> Result<Response, MgmtError> {
+    let req: LiveSyncRequest = serde_json::from_slice(&body)
+        .map_err(|e| MgmtError::bad_request(format!("invalid live list: {e}; expected {{\"apps\": [...], \"force\": false}}")))?;
+    let live = req.apps.iter().map(|a| AppId::parse(a)).collect::<Result<HashSet<_>, _>>()?;
+    let done = state.store.sync_live(&live, req.force).await?;
+    Ok(json(StatusCode::OK, &LiveSyncAnswer { unpinned: done.unpinned, kept: done.kept }))
+}

@@ -1,0 +1,53 @@
+//! The `/api/v1` management API: stage an app's image, list and unpin apps, sync the live
+//! list, collect garbage. Bodies are the typed contract in [`types`], shared with the CLI;
+//! handlers return `Result<_, MgmtError>` and errors become HTTP in `crate::error` only.
+
+mod apps;
+mod gc;
+mod stagings;
+pub mod types;
+
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use crate::error::json_response;
+use crate::AppState;
+
+/// The routes of the management API.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/stagings", post(stagings::create))
+        .route("/api/v1/apps", get(apps::list))
+        .route("/api/v1/apps/live", put(apps::sync_live))
+        .route("/api/v1/apps/{app}", get(apps::show).delete(apps::remove))
+        .route("/api/v1/gc", post(gc::collect))
+}
+
+/// A typed body as JSON with its status.
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_value(body) {
+        Ok(v) => json_response(status, &v),
+        // Our own types always serialize; should one ever fail, say so rather than send null.
+        Err(e) => crate::error::MgmtError::internal(format!("cannot encode the answer: {e}")).into_response(),
+    }
+}
+
+/// The registry host clients reach us by, for the pinned image reference: the request's
+/// `Host` when it is a plain `host[:port]`, never anything else a client put there.
+fn host(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .filter(|h| oci::is_registry_host(h))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A staging record as the API shows it, with the image reference scale-ups pull.
+fn view(record: store::StagingRecord, host: &str) -> types::StagingView {
+    let image = format!("{host}/{}@{}", record.repository, record.digest);
+    types::StagingView { record, image }
+}
