@@ -38,6 +38,9 @@ pub struct StageRequest {
 
 type Download = Shared<BoxFuture<'static, Result<Option<u64>, Arc<StageError>>>>;
 
+/// Parallel blob downloads per staging unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
 /// The staging engine; cheap to clone.
 #[derive(Clone)]
 pub struct Stager {

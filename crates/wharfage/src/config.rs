@@ -26,24 +26,75 @@ pub(crate) enum StorageKind {
     S3,
 }
 
-/// `wharfage serve` flags. Every flag can also come from the environment or the config file.
-#[derive(Debug, Args)]
-pub(crate) struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:5000]
-    #[arg(long, env = "WHARFAGE_LISTEN")]
-    listen: Option<String>,
+/// Combines a setting given by flag or environment with the config file's.
+trait Merge {
+    fn merge(self, file: Self) -> Self;
+}
+
+impl<T> Merge for Option<T> {
+    /// The flag or environment wins over the file.
+    fn merge(self, file: Self) -> Self {
+        self.or(file)
+    }
+}
+
+impl<T> Merge for Vec<T> {
+    /// Lists add up: the flags' entries, then the file's.
+    fn merge(mut self, file: Self) -> Self {
+        self.extend(file);
+        self
+    }
+}
+
+/// Declares every setting once: the field's `arg` attribute makes it a flag and a
+/// `WHARFAGE_*` variable (clap), its name is its TOML key (serde, unknown keys refused),
+/// and its doc comment is its help. Storage settings are also all that `fsck` takes.
+macro_rules! settings {
+    (
+        storage { $( $(#[$smeta:meta])* $sfield:ident : $sty:ty, )* }
+        serve { $( $(#[$vmeta:meta])* $vfield:ident : $vty:ty, )* }
+    ) => {
+        /// Where the data is: the flags `fsck` takes (its config file may hold any key).
+        #[derive(Debug, Default, Args, Deserialize)]
+        pub(crate) struct StorageArgs {
+            $( $(#[$smeta])* $sfield: $sty, )*
+        }
+
+        /// `wharfage serve` flags. Every flag can also come from the environment or the config file.
+        #[derive(Debug, Default, Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct ServeArgs {
+            $( $(#[$smeta])* $sfield: $sty, )*
+            $( $(#[$vmeta])* $vfield: $vty, )*
+        }
+
+        impl From<StorageArgs> for ServeArgs {
+            fn from(s: StorageArgs) -> Self {
+                ServeArgs { $( $sfield: s.$sfield, )* ..Default::default() }
+            }
+        }
+
+        impl ServeArgs {
+            /// These settings (flags and environment) over the config file's.
+            fn over(self, file: ServeArgs) -> ServeArgs {
+                ServeArgs {
+                    $( $sfield: Merge::merge(self.$sfield, file.$sfield), )*
+                    $( $vfield: Merge::merge(self.$vfield, file.$vfield), )*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    storage {
+    /// TOML configuration file; its keys are the long flag names with `_` for `-`
+    #[arg(long, env = "WHARFAGE_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
     /// Storage root directory for the filesystem backend [default: ./wharfage-data]
     #[arg(long, env = "WHARFAGE_ROOT")]
     root: Option<PathBuf>,
-    /// TOML configuration file; its keys are the long flag names with `_` for `-`
-    #[arg(long, env = "WHARFAGE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log format [default: text]
-    #[arg(long, env = "WHARFAGE_LOG_FORMAT", value_enum)]
-    log_format: Option<LogFormat>,
-    /// Log filter in tracing's syntax, e.g. `info` or `wharfage=debug` [default: info]
-    #[arg(long, env = "WHARFAGE_LOG")]
-    log: Option<String>,
     /// Storage backend [default: fs]
     #[arg(long, env = "WHARFAGE_STORAGE", value_enum)]
     storage: Option<StorageKind>,
@@ -59,6 +110,10 @@ pub(crate) struct ServeArgs {
     /// Key prefix inside the bucket
     #[arg(long, env = "WHARFAGE_S3_PREFIX")]
     s3_prefix: Option<String>,
+    /// An upload session idle this long expires: refused, then removed by garbage collection
+    /// [default: 24h]
+    #[arg(long, env = "WHARFAGE_UPLOAD_EXPIRY")]
+    upload_expiry: Option<String>,
     /// Answer blob GETs with a redirect to a presigned object-store URL
     #[arg(long, env = "WHARFAGE_S3_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
     s3_redirect: Option<bool>,
@@ -70,8 +125,26 @@ pub(crate) struct ServeArgs {
     /// [default: 10GiB]
     #[arg(long, env = "WHARFAGE_BLOB_CACHE_SIZE")]
     blob_cache_size: Option<String>,
+    /// S3 access key (TOML only; else AWS_ACCESS_KEY_ID)
+    #[arg(skip)]
+    s3_access_key_id: Option<String>,
+    /// S3 secret key (TOML only; else AWS_SECRET_ACCESS_KEY)
+    #[arg(skip)]
+    s3_secret_access_key: Option<String>,
+    }
+    serve {
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long, env = "WHARFAGE_LISTEN")]
+    listen: Option<String>,
+    /// Log format [default: text]
+    #[arg(long, env = "WHARFAGE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter in tracing's syntax, e.g. `info` or `wharfage=debug` [default: info]
+    #[arg(long, env = "WHARFAGE_LOG")]
+    log: Option<String>,
     /// Upstream registry (host:port) to reach over plain HTTP when staging; repeatable
     #[arg(long = "insecure-registry", env = "WHARFAGE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    #[serde(default)]
     insecure_registries: Vec<String>,
     /// Extra CA certificates (PEM bundle) trusted for upstream registries, besides the system roots
     #[arg(long, env = "WHARFAGE_UPSTREAM_CA")]
@@ -96,10 +169,6 @@ pub(crate) struct ServeArgs {
     /// manifest that uses it; garbage collection honours protections this recent [default: 60s]
     #[arg(long, env = "WHARFAGE_GC_PROTECT_WINDOW")]
     gc_protect_window: Option<String>,
-    /// An upload session idle this long expires: refused, then removed by garbage collection
-    /// [default: 24h]
-    #[arg(long, env = "WHARFAGE_UPLOAD_EXPIRY")]
-    upload_expiry: Option<String>,
     /// Most open upload sessions this server keeps [default: 10000]
     #[arg(long, env = "WHARFAGE_MAX_UPLOADS")]
     max_uploads: Option<usize>,
@@ -122,52 +191,14 @@ pub(crate) struct ServeArgs {
     /// Upstream hosts stagings may reach (patterns such as `*.example.com`, `registry:5000`);
     /// repeatable. When set, every other host is refused [default: any public host]
     #[arg(long = "upstream-allow", env = "WHARFAGE_UPSTREAM_ALLOW", value_delimiter = ',')]
+    #[serde(default)]
     upstream_allow: Vec<String>,
     /// Upstream hosts stagings may not reach (same patterns); repeatable. Link-local and
     /// cloud metadata addresses are refused unless an allow pattern names them
     #[arg(long = "upstream-deny", env = "WHARFAGE_UPSTREAM_DENY", value_delimiter = ',')]
-    upstream_deny: Vec<String>,
-}
-
-/// Keys of the TOML file. Unknown keys are an error, so typos do not pass silently.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    root: Option<PathBuf>,
-    log_format: Option<LogFormat>,
-    log: Option<String>,
-    storage: Option<StorageKind>,
-    s3_endpoint: Option<String>,
-    s3_bucket: Option<String>,
-    s3_region: Option<String>,
-    s3_prefix: Option<String>,
-    s3_redirect: Option<bool>,
-    /// Access keys may also come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
-    s3_access_key_id: Option<String>,
-    s3_secret_access_key: Option<String>,
-    blob_cache_dir: Option<PathBuf>,
-    blob_cache_size: Option<String>,
-    #[serde(default)]
-    insecure_registries: Vec<String>,
-    upstream_ca: Option<PathBuf>,
-    upstream_timeout: Option<String>,
-    stage_concurrency: Option<usize>,
-    gc_grace: Option<String>,
-    gc_interval: Option<String>,
-    retain: Option<usize>,
-    gc_protect_window: Option<String>,
-    upload_expiry: Option<String>,
-    max_uploads: Option<usize>,
-    max_uploads_per_repository: Option<usize>,
-    max_connections: Option<usize>,
-    listen_backlog: Option<u32>,
-    header_timeout: Option<String>,
-    body_timeout: Option<String>,
-    #[serde(default)]
-    upstream_allow: Vec<String>,
     #[serde(default)]
     upstream_deny: Vec<String>,
+    }
 }
 
 /// Where the registry keeps its data.
@@ -248,25 +279,27 @@ impl ServeConfig {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?
+                toml::from_str::<ServeArgs>(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?
             }
-            None => FileConfig::default(),
+            None => ServeArgs::default(),
         };
-        let blob_cache_dir = args.blob_cache_dir.or(file.blob_cache_dir);
-        let blob_cache_size = match args.blob_cache_size.or(file.blob_cache_size) {
+        let s = args.over(file);
+        let gc_defaults = store::GcOptions::default();
+        let blob_cache_dir = s.blob_cache_dir;
+        let blob_cache_size = match s.blob_cache_size {
             Some(_) if blob_cache_dir.is_none() => {
                 return Err(CliError::Config("blob_cache_size needs blob_cache_dir: where should the cache go?".into()))
             }
             Some(v) => parse_size("blob_cache_size", &v)?,
             None => 10 << 30,
         };
-        let storage = match args.storage.or(file.storage).unwrap_or(StorageKind::Fs) {
+        let storage = match s.storage.unwrap_or(StorageKind::Fs) {
             StorageKind::Fs if blob_cache_dir.is_some() => {
                 return Err(CliError::Config(
                     "blob_cache_dir is for --storage s3 only: the filesystem backend reads its blobs locally already".into(),
                 ))
             }
-            StorageKind::Fs => Storage::Fs(args.root.or(file.root).unwrap_or_else(|| "wharfage-data".into())),
+            StorageKind::Fs => Storage::Fs(s.root.unwrap_or_else(|| "wharfage-data".into())),
             StorageKind::S3 => {
                 let required = |v: Option<String>, flag: &str| {
                     v.ok_or_else(|| {
@@ -276,85 +309,77 @@ impl ServeConfig {
                 let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
                 Storage::S3 {
                     config: store::S3Config {
-                        endpoint: required(args.s3_endpoint.or(file.s3_endpoint), "s3-endpoint")?,
-                        bucket: required(args.s3_bucket.or(file.s3_bucket), "s3-bucket")?,
-                        region: args.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
-                        prefix: args.s3_prefix.or(file.s3_prefix),
-                        access_key_id: env("AWS_ACCESS_KEY_ID").or(file.s3_access_key_id),
-                        secret_access_key: env("AWS_SECRET_ACCESS_KEY").or(file.s3_secret_access_key),
+                        endpoint: required(s.s3_endpoint, "s3-endpoint")?,
+                        bucket: required(s.s3_bucket, "s3-bucket")?,
+                        region: s.s3_region.unwrap_or_else(|| "us-east-1".into()),
+                        prefix: s.s3_prefix,
+                        access_key_id: env("AWS_ACCESS_KEY_ID").or(s.s3_access_key_id),
+                        secret_access_key: env("AWS_SECRET_ACCESS_KEY").or(s.s3_secret_access_key),
                     },
-                    redirect: args.s3_redirect.or(file.s3_redirect).unwrap_or(false),
+                    redirect: s.s3_redirect.unwrap_or(false),
                     blob_cache: blob_cache_dir.map(|dir| store::BlobCacheConfig { dir, max_bytes: blob_cache_size }),
                 }
             }
         };
-        let mut insecure = args.insecure_registries;
-        insecure.extend(file.insecure_registries);
-        let extra_ca_pem = match args.upstream_ca.or(file.upstream_ca) {
+        let insecure = s.insecure_registries;
+        let extra_ca_pem = match s.upstream_ca {
             Some(path) => Some(std::fs::read(&path).map_err(|e| CliError::Config(format!("upstream CA bundle {}: {e}", path.display())))?),
             None => None,
         };
-        let read_timeout = match args.upstream_timeout.or(file.upstream_timeout) {
+        let read_timeout = match s.upstream_timeout {
             Some(v) => parse_duration("upstream_timeout", &v)?,
-            None => std::time::Duration::from_secs(60),
+            None => upstream::UpstreamConfig::default().read_timeout,
         };
         if read_timeout.is_zero() {
             return Err(CliError::Config("upstream_timeout must be at least 1s".into()));
         }
         let upstream = upstream::UpstreamConfig { insecure, extra_ca_pem, read_timeout, ..Default::default() };
-        let stage_concurrency = args.stage_concurrency.or(file.stage_concurrency).unwrap_or(4);
+        let stage_concurrency = s.stage_concurrency.unwrap_or(stage::DEFAULT_CONCURRENCY);
         if stage_concurrency == 0 {
             return Err(CliError::Config("stage_concurrency must be at least 1".into()));
         }
-        let grace = match args.gc_grace.or(file.gc_grace) {
+        let grace = match s.gc_grace {
             Some(v) => parse_duration("gc_grace", &v)?,
-            None => std::time::Duration::from_secs(3600),
+            None => gc_defaults.grace,
         };
-        let gc_interval = match args.gc_interval.or(file.gc_interval) {
+        let gc_interval = match s.gc_interval {
             Some(v) if v != "off" && v != "0" => Some(parse_duration("gc_interval", &v)?),
             _ => None,
         };
-        let protect_window = match args.gc_protect_window.or(file.gc_protect_window) {
+        let protect_window = match s.gc_protect_window {
             Some(v) => parse_duration("gc_protect_window", &v)?,
-            None => std::time::Duration::from_secs(60),
+            None => gc_defaults.protect_window,
         };
         let defaults = store::UploadLimits::default();
         let uploads = store::UploadLimits {
-            expiry: match args.upload_expiry.or(file.upload_expiry) {
+            expiry: match s.upload_expiry {
                 Some(v) => positive("upload_expiry", parse_duration("upload_expiry", &v)?)?,
                 None => defaults.expiry,
             },
-            max_sessions: at_least_one("max_uploads", args.max_uploads.or(file.max_uploads), defaults.max_sessions)?,
-            max_per_repository: at_least_one(
-                "max_uploads_per_repository",
-                args.max_uploads_per_repository.or(file.max_uploads_per_repository),
-                defaults.max_per_repository,
-            )?,
+            max_sessions: at_least_one("max_uploads", s.max_uploads, defaults.max_sessions)?,
+            max_per_repository: at_least_one("max_uploads_per_repository", s.max_uploads_per_repository, defaults.max_per_repository)?,
         };
         let gc = store::GcOptions {
             dry_run: false,
             grace,
-            retain: args.retain.or(file.retain).unwrap_or(2),
+            retain: s.retain.unwrap_or(gc_defaults.retain),
             protect_window,
             upload_expiry: uploads.expiry,
         };
         let conn = server::ConnectionLimits::default();
         let connections = server::ConnectionLimits {
-            max_connections: at_least_one("max_connections", args.max_connections.or(file.max_connections), conn.max_connections)?,
-            backlog: args.listen_backlog.or(file.listen_backlog).unwrap_or(conn.backlog).max(1),
-            header_timeout: match args.header_timeout.or(file.header_timeout) {
+            max_connections: at_least_one("max_connections", s.max_connections, conn.max_connections)?,
+            backlog: s.listen_backlog.unwrap_or(conn.backlog).max(1),
+            header_timeout: match s.header_timeout {
                 Some(v) => positive("header_timeout", parse_duration("header_timeout", &v)?)?,
                 None => conn.header_timeout,
             },
-            body_timeout: match args.body_timeout.or(file.body_timeout) {
+            body_timeout: match s.body_timeout {
                 Some(v) => positive("body_timeout", parse_duration("body_timeout", &v)?)?,
                 None => conn.body_timeout,
             },
         };
-        let mut allow = args.upstream_allow;
-        allow.extend(file.upstream_allow);
-        let mut deny = args.upstream_deny;
-        deny.extend(file.upstream_deny);
+        let (allow, deny) = (s.upstream_allow, s.upstream_deny);
         let upstream = upstream::UpstreamConfig {
             hosts: upstream::HostPolicy::new(&allow, &deny).map_err(|e| CliError::Config(e.to_string()))?,
             ..upstream
@@ -366,10 +391,10 @@ impl ServeConfig {
             stage_concurrency,
             gc,
             gc_interval,
-            listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".into()),
+            listen: s.listen.unwrap_or_else(|| "127.0.0.1:5000".into()),
             storage,
-            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
-            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log_format: s.log_format.unwrap_or(LogFormat::Text),
+            log: s.log.unwrap_or_else(|| "info".into()),
         })
     }
 }

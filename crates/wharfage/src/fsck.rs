@@ -4,14 +4,14 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::config::{ServeArgs, ServeConfig};
+use crate::config::{ServeArgs, ServeConfig, StorageArgs};
 use crate::CliError;
 
 /// Checks the configured store and prints every problem. An error (exit 1) when data is
 /// corrupt, missing or unparsable; leftovers (orphaned blobs, stale upload sessions,
 /// temporary files) are reported and counted, and fail only with `strict`.
-pub(crate) fn run(args: ServeArgs, repair: bool, strict: bool, json: bool) -> Result<(), CliError> {
-    let mut cfg = ServeConfig::load(args)?;
+pub(crate) fn run(args: StorageArgs, repair: bool, strict: bool, json: bool) -> Result<(), CliError> {
+    let mut cfg = ServeConfig::load(ServeArgs::from(args))?;
     // The store itself is checked, never a replica's local copies; and a running replica may
     // own that cache folder (opening it clears its fills in progress).
     if let crate::config::Storage::S3 { blob_cache, .. } = &mut cfg.storage {

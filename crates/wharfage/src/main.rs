@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Stage an app's image: copy it from its upstream into wharfage and pin it.
     Stage {
         /// Image reference, e.g. `redis:7` or `registry.example.com/team/app:v1`
@@ -73,7 +73,7 @@ enum Command {
     /// reported but fail only with --strict.
     Fsck {
         #[command(flatten)]
-        storage: config::ServeArgs,
+        storage: config::StorageArgs,
         /// Move corrupt blobs aside (to quarantine/) so a re-push or re-staging restores them
         #[arg(long)]
         repair: bool,
@@ -121,7 +121,7 @@ pub enum CliError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => config::ServeConfig::load(args).and_then(serve::run),
+        Command::Serve(args) => config::ServeConfig::load(*args).and_then(serve::run),
         Command::Stage { source, app, server, username, password_stdin, platform, json } => {
             remote::stage(remote::StageArgs { server, source, app, platform, username, password_stdin, json })
         }

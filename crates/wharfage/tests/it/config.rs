@@ -167,3 +167,21 @@ fn blob_cache_settings_are_checked() {
     assert!(stderr.contains("blob_cache_size \"12 parsecs\""), "names the key and the value; stderr:\n{stderr}");
     assert!(!tmp.path().join("c").exists(), "a bad config still created the cache");
 }
+
+/// `fsck` takes the storage settings only: a serving flag is refused by name, and its help
+/// lists no `--listen` or `--gc-interval`.
+#[test]
+fn fsck_takes_only_storage_flags() {
+    let tmp = crate::harness::tempdir();
+    let mut cmd = crate::harness::wharfage(tmp.path());
+    cmd.args(["fsck", "--listen", "127.0.0.1:0"]);
+    let out = crate::harness::run(cmd, std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--listen"), "names the flag: {stderr}");
+    let mut help = crate::harness::wharfage(tmp.path());
+    help.args(["fsck", "--help"]);
+    let text = String::from_utf8_lossy(&crate::harness::run(help, std::time::Duration::from_secs(30)).stdout).into_owned();
+    assert!(text.contains("--root") && text.contains("--s3-bucket"), "{text}");
+    assert!(!text.contains("--listen") && !text.contains("--gc-interval"), "{text}");
+}
