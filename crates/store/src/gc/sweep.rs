@@ -1,0 +1,303 @@
+//! Marking from the roots and the sweep's phases, in the order they run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::SystemTime;
+
+use object_store::path::Path;
+use object_store::ObjectMeta;
+use oci::{AppId, Digest, RepoName, Tag};
+
+use super::handshake::{Claim, Run};
+use super::{age, concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
+use crate::keys::{self, RepoKey};
+use crate::{Result, Store, StoreError};
+
+/// Everything under `repositories/`, classified.
+#[derive(Default)]
+pub(super) struct Inventory {
+    pub(super) manifests: Vec<(RepoName, Digest, ObjectMeta)>,
+    pub(super) layers: Vec<(RepoName, Digest, ObjectMeta)>,
+    pub(super) tags: Vec<(RepoName, Tag, ObjectMeta)>,
+    /// (repo, subject) -> referrer digests
+    pub(super) referrers: HashMap<(RepoName, Digest), Vec<(Digest, ObjectMeta)>>,
+}
+
+/// What marking reached.
+#[derive(Default)]
+pub(super) struct Marks {
+    /// (repository, manifest digest)
+    pub(super) manifests: HashSet<(RepoName, Digest)>,
+    /// (repository, blob digest): layer links a live manifest uses.
+    pub(super) links: HashSet<(RepoName, Digest)>,
+    /// Digests whose bytes a live manifest needs (manifests included).
+    pub(super) blobs: HashSet<Digest>,
+}
+
+impl Inventory {
+    pub(super) fn add(&mut self, meta: ObjectMeta) {
+        match keys::parse_repo_key(&meta.location) {
+            Some(RepoKey::Manifest(repo, d)) => self.manifests.push((repo, d, meta)),
+            Some(RepoKey::Layer(repo, d)) => self.layers.push((repo, d, meta)),
+            Some(RepoKey::Tag(repo, t)) => self.tags.push((repo, t, meta)),
+            Some(RepoKey::Referrer(repo, subject, r)) => self.referrers.entry((repo, subject)).or_default().push((r, meta)),
+            None => {}
+        }
+    }
+}
+
+impl Store {
+    /// Roots: tags, retained stagings, young manifests; and the staging records beyond
+    /// retention.
+    pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, String)>)> {
+        let young = |m: &ObjectMeta| age(m) < opts.grace;
+        let mut roots: Vec<(RepoName, Digest)> = Vec::new();
+        for (repo, tag, _) in &inv.tags {
+            if let Some(d) = self.resolve_tag(repo, tag).await? {
+                roots.push((repo.clone(), d));
+            }
+        }
+        let mut expired_stagings = Vec::new();
+        for app in self.apps().await? {
+            let stagings = self.stagings(&app).await?;
+            let current = self.current_staging(&app).await?;
+            let keep = retained(&stagings, current.as_deref(), opts.retain);
+            for s in &stagings {
+                let repo =
+                    RepoName::parse(&s.repository).map_err(|e| StoreError::Corrupt { key: s.staging_id.clone(), reason: e.to_string() })?;
+                let fresh = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|n| n.as_millis() as u64)
+                    .unwrap_or(0)
+                    .saturating_sub(s.created_ms)
+                    < opts.grace.as_millis() as u64;
+                if keep.contains(&s.staging_id) || fresh {
+                    roots.push((repo, s.digest.clone()));
+                } else {
+                    expired_stagings.push((app.clone(), s.staging_id.clone()));
+                }
+            }
+        }
+        for (repo, d, meta) in &inv.manifests {
+            if young(meta) {
+                roots.push((repo.clone(), d.clone()));
+            }
+        }
+
+        Ok((roots, expired_stagings))
+    }
+
+    /// Unreached manifests and their referrer entries; returns the digests still referenced
+    /// by a remaining manifest.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn sweep_manifests(
+        &self,
+        opts: &GcOptions,
+        run: &Run,
+        claimed: &mut BTreeMap<Digest, Claim>,
+        report: &mut GcReport,
+        inv: &Inventory,
+        stored: &HashSet<(RepoName, Digest)>,
+        live: &mut Marks,
+    ) -> Result<HashSet<Digest>> {
+        let young = |m: &ObjectMeta| age(m) < opts.grace;
+        // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
+        // manifest a writer protected is kept and marked like a root, and what it reaches
+        // (children, config, layers, possibly other candidates) is kept with it.
+        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
+            inv.manifests.iter().filter(|(repo, d, meta)| !live.manifests.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
+        self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let protected_roots: Vec<(RepoName, Digest)> =
+            candidates.iter().filter(|(_, d, _)| !claimed[d].ok).map(|(r, d, _)| (r.clone(), d.clone())).collect();
+        self.mark(protected_roots, stored, inv, live).await?;
+        let mut remaining_refs: HashSet<Digest> = HashSet::new();
+        for (repo, d, meta) in &inv.manifests {
+            if live.manifests.contains(&(repo.clone(), d.clone())) || young(meta) {
+                remaining_refs.insert(d.clone());
+            }
+        }
+        // Owned items from here on: closures over borrowed ones make the collection's future
+        // too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
+        let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
+        for (repo, d, meta) in candidates {
+            if claimed[d].ok && !live.manifests.contains(&(repo.clone(), d.clone())) {
+                report.manifests.add(meta.size);
+                doomed.push((repo.clone(), d.clone()));
+            }
+        }
+        if !opts.dry_run {
+            concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) }).await?;
+        }
+        report.live_manifests = live.manifests.len() as u64;
+
+        Ok(remaining_refs)
+    }
+
+    /// Layer links no live manifest uses.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn sweep_layer_links(
+        &self,
+        opts: &GcOptions,
+        run: &Run,
+        claimed: &mut BTreeMap<Digest, Claim>,
+        report: &mut GcReport,
+        inv: &Inventory,
+        live: &Marks,
+        remaining_refs: &mut HashSet<Digest>,
+    ) -> Result<()> {
+        let young = |m: &ObjectMeta| age(m) < opts.grace;
+        // Sweep layer links no live manifest uses.
+        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
+            inv.layers.iter().filter(|(repo, d, meta)| !live.links.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
+        for (repo, d, meta) in &inv.layers {
+            if live.links.contains(&(repo.clone(), d.clone())) || young(meta) {
+                remaining_refs.insert(d.clone());
+            }
+        }
+        self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
+        for (repo, d, _) in candidates {
+            if claimed[d].ok {
+                doomed.push((repo.clone(), d.clone()));
+            } else {
+                remaining_refs.insert(d.clone());
+            }
+        }
+        report.layer_links.count += doomed.len() as u64;
+        if !opts.dry_run {
+            concurrently(doomed, |(repo, d): (RepoName, Digest)| async move {
+                self.remove(&keys::layer_link(&repo, &d)).await?;
+                self.cache().layer_links.remove(&(repo, d));
+                Ok(())
+            })
+            .await?;
+        }
+
+        Ok(())
+    }
+
+    /// Blobs nothing links or uses any more; returns every blob listed and those removed.
+    pub(super) async fn sweep_blobs(
+        &self,
+        opts: &GcOptions,
+        run: &Run,
+        claimed: &mut BTreeMap<Digest, Claim>,
+        report: &mut GcReport,
+        live: &Marks,
+        remaining_refs: &HashSet<Digest>,
+    ) -> Result<(HashSet<Digest>, Vec<Digest>)> {
+        let young = |m: &ObjectMeta| age(m) < opts.grace;
+        // Sweep blobs nothing links or uses any more.
+        let mut listed_blobs: HashSet<Digest> = HashSet::new();
+        let mut candidates: Vec<(Digest, ObjectMeta)> = Vec::new();
+        for meta in self.list_all(&keys::blobs()).await? {
+            let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
+            listed_blobs.insert(d.clone());
+            if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta)) {
+                candidates.push((d, meta));
+            }
+        }
+        self.claim_all(candidates.iter().map(|(d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let doomed: Vec<(Digest, ObjectMeta)> = candidates.into_iter().filter(|(d, _)| claimed[d].ok).collect();
+        for (_, meta) in &doomed {
+            report.blobs.add(meta.size);
+        }
+        let mut removed_blobs: Vec<Digest> = Vec::new();
+        if !opts.dry_run {
+            removed_blobs = doomed.iter().map(|(d, _)| d.clone()).collect();
+            let doomed: Vec<(Digest, Path)> = doomed.into_iter().map(|(d, meta)| (d, meta.location)).collect();
+            concurrently(doomed, |(d, key): (Digest, Path)| async move {
+                self.cache().blob_sizes.remove(&d);
+                self.cache().manifests.remove(&d);
+                if let Some(c) = &self.inner.blob_cache {
+                    c.remove(&d);
+                }
+                self.remove(&key).await
+            })
+            .await?;
+        }
+        report.live_blobs = live.blobs.len() as u64;
+
+        Ok((listed_blobs, removed_blobs))
+    }
+
+    /// What interrupted or abandoned writes left: expired upload sessions, and old
+    /// temporary files on the filesystem.
+    pub(super) async fn sweep_leftovers(&self, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+        // Sweep expired upload sessions.
+        for (id, bytes) in self.idle_uploads(opts.upload_expiry).await? {
+            report.uploads.add(bytes);
+            if !opts.dry_run {
+                self.remove_upload(&id).await?;
+            }
+        }
+
+        // Temporary files an interrupted write left (the filesystem backend; S3 shows no
+        // unfinished writes). Old ones only: a young one may be a write in progress.
+        if let Some(root) = &self.inner.local_root {
+            for (path, size) in crate::local::stray_staging_files(root) {
+                let old =
+                    std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() >= TEMP_FILE_AGE);
+                if old {
+                    report.temp_files.add(size);
+                    if !opts.dry_run {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+
+        Ok(())
+    }
+    /// Marks from `roots` (repository, manifest digest) through indexes, manifests and
+    /// referrers, adding to `live`. Only manifests the inventory holds are followed.
+    pub(super) async fn mark(
+        &self,
+        mut roots: Vec<(RepoName, Digest)>,
+        stored: &HashSet<(RepoName, Digest)>,
+        inv: &Inventory,
+        live: &mut Marks,
+    ) -> Result<()> {
+        while let Some((repo, d)) = roots.pop() {
+            if !stored.contains(&(repo.clone(), d.clone())) || !live.manifests.insert((repo.clone(), d.clone())) {
+                continue;
+            }
+            live.blobs.insert(d.clone());
+            let bytes = match self.cache().manifests.get(&d) {
+                Some(b) => b,
+                None => match self.read_blob_bytes(&d).await {
+                    Ok(b) => b,
+                    Err(StoreError::BlobUnknown(_)) => {
+                        tracing::warn!(%repo, digest = %d, "live manifest has no bytes; run fsck");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            if let Ok(m) = oci::Manifest::parse(&bytes, None) {
+                for b in m.config.iter().chain(m.layers.iter()) {
+                    live.blobs.insert(b.digest.clone());
+                    live.links.insert((repo.clone(), b.digest.clone()));
+                }
+                for child in &m.manifests {
+                    roots.push((repo.clone(), child.digest.clone()));
+                }
+            }
+            if let Some(refs) = inv.referrers.get(&(repo.clone(), d.clone())) {
+                for (r, _) in refs {
+                    roots.push((repo.clone(), r.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The staging ids kept for an app: the current one, the `retain` before it, and any after
+/// it (stagings newer than a rolled-back current).
+pub(super) fn retained(stagings: &[crate::StagingRecord], current: Option<&str>, retain: usize) -> HashSet<String> {
+    let mut ids: Vec<&str> = stagings.iter().map(|s| s.staging_id.as_str()).collect();
+    ids.sort();
+    let Some(last) = ids.len().checked_sub(1) else { return HashSet::new() };
+    let pos = current.and_then(|c| ids.iter().position(|i| *i == c)).unwrap_or(last);
+    ids[pos.saturating_sub(retain)..].iter().map(|s| s.to_string()).collect()
+}
