@@ -10,13 +10,18 @@
 //! per registry and scope in the [`Client`].
 
 mod auth;
+mod blob;
 mod client;
+mod config;
 mod credentials;
 mod error;
 mod hosts;
 mod retry;
+mod session;
 
-pub use client::{ByteStream, Client, Fetched, Session, UpstreamConfig};
+pub use client::{ByteStream, Client, Fetched};
+pub use config::UpstreamConfig;
 pub use credentials::Credentials;
 pub use error::UpstreamError;
 pub use hosts::HostPolicy;
+pub use session::Session;
