@@ -116,20 +116,18 @@ impl Store {
     pub async fn link_blob(&self, repo: &RepoName, d: &Digest) -> Result<()> {
         self.protect(std::slice::from_ref(d)).await?;
         self.write_small(&keys::layer_link(repo, d), Bytes::new()).await?;
-        if self.inner.exclusive {
-            self.cache().layer_links.insert((repo.clone(), d.clone()), ());
-        }
+        self.cache().layer_links.insert((repo.clone(), d.clone()), ());
         Ok(())
     }
 
     /// Whether `repo` links the blob (and so may serve it).
     pub async fn blob_linked(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
         let key = (repo.clone(), d.clone());
-        if self.inner.exclusive && self.cache().layer_links.get(&key).is_some() {
+        if self.cache().layer_links.get(&key).is_some() {
             return Ok(true);
         }
         let linked = self.exists(&keys::layer_link(repo, d)).await?;
-        if linked && self.inner.exclusive {
+        if linked {
             self.cache().layer_links.insert(key, ());
         }
         Ok(linked)

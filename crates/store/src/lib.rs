@@ -52,8 +52,6 @@ struct Inner {
     os: Arc<dyn ObjectStore>,
     /// Description for logs and errors ("filesystem /var/lib/wharfage").
     describe: String,
-    /// One process owns the store, so mutable pointers may be cached.
-    exclusive: bool,
     /// Bytes per part when streaming into the store (S3 parts must be at least 5 MiB).
     chunk_size: usize,
     cache: cache::Cache,
@@ -93,9 +91,8 @@ impl Store {
             inner: Arc::new(Inner {
                 os,
                 describe,
-                exclusive,
                 chunk_size: 8 << 20,
-                cache: cache::Cache::new(),
+                cache: cache::Cache::new(exclusive),
                 s3: None,
                 local_root: None,
                 blob_cache: None,
@@ -153,7 +150,7 @@ impl Store {
     /// Whether the store is shared by several processes (an object store) rather than owned
     /// by this one.
     pub fn is_shared(&self) -> bool {
-        !self.inner.exclusive
+        !self.inner.cache.exclusive
     }
 
     /// Checks the backend answers (for readiness probes and start-up).

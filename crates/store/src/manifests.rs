@@ -52,9 +52,7 @@ impl Store {
         let link = ManifestLink { media_type: media_type.to_string(), subject: referrer.map(|(s, _)| s.clone()) };
         let json = serde_json::to_vec(&link).map_err(|e| corrupt(&keys::manifest_link(repo, digest), e))?;
         self.write_small(&keys::manifest_link(repo, digest), json.into()).await?;
-        if self.inner.exclusive {
-            self.cache().manifest_links.insert((repo.clone(), digest.clone()), media_type.into());
-        }
+        self.cache().manifest_links.insert((repo.clone(), digest.clone()), media_type.into());
         if let Some((subject, desc)) = referrer {
             let key = keys::referrer(repo, subject, digest);
             let json = serde_json::to_vec(desc).map_err(|e| corrupt(&key, e))?;
@@ -81,10 +79,8 @@ impl Store {
 
     async fn manifest_media_type(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Arc<str>>> {
         let cache_key = (repo.clone(), digest.clone());
-        if self.inner.exclusive {
-            if let Some(t) = self.cache().manifest_links.get(&cache_key) {
-                return Ok(Some(t));
-            }
+        if let Some(t) = self.cache().manifest_links.get(&cache_key) {
+            return Ok(Some(t));
         }
         let key = keys::manifest_link(repo, digest);
         let Some(raw) = self.read_small(&key).await? else {
@@ -92,9 +88,7 @@ impl Store {
         };
         let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
         let media_type: Arc<str> = link.media_type.into();
-        if self.inner.exclusive {
-            self.cache().manifest_links.insert(cache_key, media_type.clone());
-        }
+        self.cache().manifest_links.insert(cache_key, media_type.clone());
         Ok(Some(media_type))
     }
 
@@ -122,19 +116,15 @@ impl Store {
     /// Points `tag` at `digest` (last writer wins).
     pub async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
         self.write_small(&keys::tag(repo, tag), Bytes::from(digest.to_string())).await?;
-        if self.inner.exclusive {
-            self.cache().tags.insert((repo.clone(), tag.clone()), digest.clone());
-        }
+        self.cache().tags.insert((repo.clone(), tag.clone()), digest.clone());
         Ok(())
     }
 
     /// The digest a tag points at, if the tag exists.
     pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
         let cache_key = (repo.clone(), tag.clone());
-        if self.inner.exclusive {
-            if let Some(d) = self.cache().tags.get(&cache_key) {
-                return Ok(Some(d));
-            }
+        if let Some(d) = self.cache().tags.get(&cache_key) {
+            return Ok(Some(d));
         }
         let key = keys::tag(repo, tag);
         let Some(raw) = self.read_small(&key).await? else {
@@ -142,9 +132,7 @@ impl Store {
         };
         let text = std::str::from_utf8(&raw).map_err(|e| corrupt(&key, e))?;
         let digest = Digest::parse(text.trim()).map_err(|e| corrupt(&key, e))?;
-        if self.inner.exclusive {
-            self.cache().tags.insert(cache_key, digest.clone());
-        }
+        self.cache().tags.insert(cache_key, digest.clone());
         Ok(Some(digest))
     }
 
