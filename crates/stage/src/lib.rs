@@ -38,6 +38,18 @@ pub struct StageRequest {
 
 type Download = Shared<BoxFuture<'static, Result<Option<u64>, Arc<StageError>>>>;
 
+/// What a staging needs and what it can reuse.
+struct Plan {
+    /// Every blob the images need, by digest.
+    blobs: BTreeMap<Digest, Descriptor>,
+    /// The blobs the store lacked when planned.
+    missing: Vec<Descriptor>,
+    /// Every digest the staging relies on (blobs and manifests), to protect.
+    wanted: Vec<Digest>,
+    bytes_reused: u64,
+    blobs_reused: u64,
+}
+
 /// Parallel blob downloads per staging unless configured otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
@@ -113,83 +125,10 @@ impl Stager {
     ) -> Result<StagingRecord, StageError> {
         let source = image.to_string();
         let store = &self.inner.store;
-
-        // Resolve: the top manifest, then the platform's manifest(s) of an index.
-        let top = self.manifest(session, &image.reference).await?;
-        let (pinned, images) = if top.manifest.is_index() {
-            let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| platform.matches(d)).collect();
-            if chosen.is_empty() {
-                let available: Vec<String> = top.manifest.manifests.iter().map(platform::describe).collect();
-                return Err(StageError::NoPlatform { image: source, wanted: platform.to_string(), available: available.join(", ") });
-            }
-            let mut images = Vec::new();
-            for d in if *platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
-                let child = self.manifest(session, &Reference::Digest(d.digest.clone())).await?;
-                if child.manifest.is_index() {
-                    return Err(StageError::Unusable { image: source, reason: format!("index entry {} is itself an index", d.digest) });
-                }
-                images.push(child);
-            }
-            if *platform == Platform::All {
-                (top, images)
-            } else {
-                let one = images.remove(0);
-                (one.clone(), vec![one])
-            }
-        } else {
-            (top.clone(), vec![top])
-        };
-
-        // Plan: every blob the images need, minus what the store holds.
-        let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
-        for img in &images {
-            for d in img.manifest.required_blobs() {
-                blobs.entry(d.digest.clone()).or_insert_with(|| d.clone());
-            }
-        }
-        let mut missing = Vec::new();
-        let (mut bytes_reused, mut blobs_reused) = (0u64, 0u64);
-        // Protected first, so a concurrent garbage collection cannot remove what we reuse.
-        let mut wanted: Vec<Digest> = blobs.keys().cloned().collect();
-        wanted.extend(images.iter().map(|i| i.digest.clone()));
-        wanted.push(pinned.digest.clone());
-        store.protect(&wanted).await?;
-        for d in blobs.values() {
-            if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
-                bytes_reused += d.size;
-                blobs_reused += 1;
-                progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
-            } else {
-                missing.push(d.clone());
-            }
-        }
-        progress.send(Event::Planned { digest: pinned.digest.clone(), download: missing.len() as u64, reuse: blobs_reused }).await;
-
-        // Copy: bounded parallelism, coalesced per digest across stagings.
-        let fetched: Vec<(u64, Option<u64>)> = futures::stream::iter(missing.iter().cloned())
-            .map(|d| {
-                let size = d.size;
-                self.fetch_blob(session.clone(), d, progress.clone()).map(move |r| r.map(|got| (size, got)))
-            })
-            .buffer_unordered(self.inner.concurrency)
-            .try_collect()
-            .await?;
-        // A blob that a concurrent staging fetched is reused here, not downloaded twice over.
-        let downloaded: Vec<u64> = fetched.iter().filter_map(|(_, got)| *got).collect();
-        for (size, _) in fetched.iter().filter(|(_, got)| got.is_none()) {
-            bytes_reused += size;
-            blobs_reused += 1;
-        }
-
-        // Protect again right before committing (downloads may outlast the protect window),
-        // and fetch anything a concurrent garbage collection removed meanwhile.
-        store.protect(&wanted).await?;
-        let mut downloaded = downloaded;
-        for d in blobs.values() {
-            if store.blob_size_fresh(&d.digest).await?.is_none() {
-                downloaded.extend(self.fetch_blob(session.clone(), d.clone(), progress.clone()).await?);
-            }
-        }
+        let (pinned, images) = self.resolve(image, platform, session).await?;
+        let mut plan = self.plan(&pinned, &images, progress).await?;
+        let downloaded = self.copy(session, &mut plan, progress).await?;
+        let Plan { blobs, bytes_reused, blobs_reused, .. } = plan;
 
         // Run metadata before anything is linked: a config it cannot read fails the staging,
         // which must then leave nothing of the app visible.
@@ -227,6 +166,101 @@ impl Stager {
         tracing::info!(app = %record.app, digest = %record.digest, downloaded = record.bytes_downloaded,
             reused = record.bytes_reused, seconds = record.seconds, "staged");
         Ok(record)
+    }
+
+    /// Resolve: the top manifest, then the platform's manifest(s) of an index. Returns the
+    /// manifest to pin and the images it stands for.
+    async fn resolve(&self, image: &ImageRef, platform: &Platform, session: &Session) -> Result<(Fetched, Vec<Fetched>), StageError> {
+        let source = image.to_string();
+        let top = self.manifest(session, &image.reference).await?;
+        Ok(if top.manifest.is_index() {
+            let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| platform.matches(d)).collect();
+            if chosen.is_empty() {
+                let available: Vec<String> = top.manifest.manifests.iter().map(platform::describe).collect();
+                return Err(StageError::NoPlatform { image: source, wanted: platform.to_string(), available: available.join(", ") });
+            }
+            let mut images = Vec::new();
+            for d in if *platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
+                let child = self.manifest(session, &Reference::Digest(d.digest.clone())).await?;
+                if child.manifest.is_index() {
+                    return Err(StageError::Unusable { image: source, reason: format!("index entry {} is itself an index", d.digest) });
+                }
+                images.push(child);
+            }
+            if *platform == Platform::All {
+                (top, images)
+            } else {
+                let one = images.remove(0);
+                (one.clone(), vec![one])
+            }
+        } else {
+            (top.clone(), vec![top])
+        })
+    }
+
+    /// Plan: every blob the images need, minus what the store holds (protected first, so a
+    /// concurrent garbage collection cannot remove what is reused).
+    async fn plan(&self, pinned: &Fetched, images: &[Fetched], progress: &Progress) -> Result<Plan, StageError> {
+        let store = &self.inner.store;
+        let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+        for img in images {
+            for d in img.manifest.required_blobs() {
+                blobs.entry(d.digest.clone()).or_insert_with(|| d.clone());
+            }
+        }
+        let mut missing = Vec::new();
+        let (mut bytes_reused, mut blobs_reused) = (0u64, 0u64);
+        // Protected first, so a concurrent garbage collection cannot remove what we reuse.
+        let mut wanted: Vec<Digest> = blobs.keys().cloned().collect();
+        wanted.extend(images.iter().map(|i| i.digest.clone()));
+        wanted.push(pinned.digest.clone());
+        store.protect(&wanted).await?;
+        for d in blobs.values() {
+            if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
+                bytes_reused += d.size;
+                blobs_reused += 1;
+                progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
+            } else {
+                missing.push(d.clone());
+            }
+        }
+        progress.send(Event::Planned { digest: pinned.digest.clone(), download: missing.len() as u64, reuse: blobs_reused }).await;
+
+        Ok(Plan { blobs, missing, wanted, bytes_reused, blobs_reused })
+    }
+
+    /// Copy: the missing blobs, in parallel and shared per digest with concurrent stagings;
+    /// then protect again and fetch what a collection removed meanwhile. Returns the sizes
+    /// this staging downloaded, and adds what others downloaded to the reused counts.
+    async fn copy(&self, session: &Session, plan: &mut Plan, progress: &Progress) -> Result<Vec<u64>, StageError> {
+        let store = &self.inner.store;
+        let missing = std::mem::take(&mut plan.missing);
+        let fetched: Vec<(u64, Option<u64>)> = futures::stream::iter(missing.iter().cloned())
+            .map(|d| {
+                let size = d.size;
+                self.fetch_blob(session.clone(), d, progress.clone()).map(move |r| r.map(|got| (size, got)))
+            })
+            .buffer_unordered(self.inner.concurrency)
+            .try_collect()
+            .await?;
+        // A blob that a concurrent staging fetched is reused here, not downloaded twice over.
+        let downloaded: Vec<u64> = fetched.iter().filter_map(|(_, got)| *got).collect();
+        for (size, _) in fetched.iter().filter(|(_, got)| got.is_none()) {
+            plan.bytes_reused += size;
+            plan.blobs_reused += 1;
+        }
+
+        // Protect again right before committing (downloads may outlast the protect window),
+        // and fetch anything a concurrent garbage collection removed meanwhile.
+        store.protect(&plan.wanted).await?;
+        let mut downloaded = downloaded;
+        for d in plan.blobs.values() {
+            if store.blob_size_fresh(&d.digest).await?.is_none() {
+                downloaded.extend(self.fetch_blob(session.clone(), d.clone(), progress.clone()).await?);
+            }
+        }
+
+        Ok(downloaded)
     }
 
     /// A manifest by tag or digest: HEAD first, and when the store already holds that digest
