@@ -14,6 +14,7 @@ mod cache;
 mod error;
 mod fsck;
 mod gc;
+mod health;
 pub mod keys;
 mod local;
 mod manifests;

@@ -4,17 +4,15 @@
 //! or do not apply them atomically).
 //!
 //! When the object store is down or hung, operations fail within seconds, which the server
-//! answers with 503 (see [`Health`]), and succeed again as soon as it is back: no restart.
+//! answers with 503 (see `health.rs`), and succeed again as soon as it is back: no restart.
 
-use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::FutureExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -25,6 +23,7 @@ use object_store::{
 };
 use oci::Digest;
 
+use crate::health::{Health, Probe, Timings};
 use crate::{keys, Result, Store, StoreError};
 
 /// Where and how to reach the bucket.
@@ -93,7 +92,8 @@ impl Store {
             builder.build()
         };
         let s3 = build(client_options(allow_http, CONNECT_TIMEOUT, READ_TIMEOUT), retry_config(3))?;
-        let probe = build(client_options(allow_http, PROBE_TIMEOUT, PROBE_TIMEOUT), retry_config(0))?;
+        let probe_timeout = Timings::default().probe_timeout;
+        let probe = build(client_options(allow_http, probe_timeout, probe_timeout), retry_config(0))?;
         let prefix = cfg.prefix.as_deref().map(|p| p.trim_matches('/').to_string()).filter(|p| !p.is_empty());
         let prefixed = |s3: &AmazonS3| -> Arc<dyn ObjectStore> {
             match &prefix {
@@ -107,12 +107,18 @@ impl Store {
             cfg.bucket,
             prefix.as_deref().map(|p| format!("/{p}")).unwrap_or_default()
         );
-        let health = Arc::new(Health {
-            probe: prefixed(&probe),
-            down: tokio::sync::watch::Sender::new(None),
-            probing: AtomicBool::new(false),
-            describe: describe.clone(),
+        let probe_store = prefixed(&probe);
+        let probe: Probe = Arc::new(move || {
+            let store = probe_store.clone();
+            async move {
+                match store.head(&keys::ping()).await {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            .boxed()
         });
+        let health = Health::new(describe.clone(), probe, Timings::default());
         let os: Arc<dyn ObjectStore> = Arc::new(Guarded { inner: prefixed(&s3), health });
         let mut store = Store::from_parts(os, describe, false);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
@@ -151,15 +157,6 @@ fn config_error(reason: String) -> StoreError {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An operation still pending after this long makes [`Health`] check the store.
-const SLOW: Duration = Duration::from_secs(1);
-/// How long a health check may take before it counts as failed.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
-/// Consecutive failed checks that mark the store down (one alone may be a blip).
-const PROBE_FAILURES: u32 = 2;
-/// How often a store marked down is checked again.
-const PROBE_INTERVAL: Duration = Duration::from_millis(500);
-
 fn client_options(allow_http: bool, connect: Duration, read: Duration) -> ClientOptions {
     ClientOptions::new()
         .with_allow_http(allow_http)
@@ -180,118 +177,6 @@ fn retry_config(max_retries: usize) -> RetryConfig {
     }
 }
 
-/// Tells a store that is down or hung from one that is only slow, so that requests fail fast
-/// (503) in the first case and are left to finish in the second. A hung store is the hard
-/// case: the kernel still accepts connections and nothing ever answers, so only a timeout can
-/// tell, and a timeout short enough to fail fast would also fail legitimately slow requests.
-///
-/// So: an operation pending for longer than [`SLOW`] starts a health check, a HEAD with a
-/// short timeout of a key that need not exist (one at a time, in the background). A store
-/// that answers it is alive and the operation goes on. [`PROBE_FAILURES`] failed checks in a
-/// row mark the store down: pending operations fail at once, and so does every new one
-/// without waiting, until a check (every [`PROBE_INTERVAL`]) passes again. A hung store
-/// therefore fails requests within about 1 + 2 × 1.5 = 4 s, and service resumes by itself
-/// within half a second of the store's return. A store that refuses connections fails each
-/// operation within the retries above (a few hundred ms) with no check needed.
-struct Health {
-    /// The same bucket through a client with short timeouts and no retries.
-    probe: Arc<dyn ObjectStore>,
-    /// `Some(why)` while the store is marked down.
-    down: tokio::sync::watch::Sender<Option<Arc<str>>>,
-    /// A check loop is running.
-    probing: AtomicBool,
-    describe: String,
-}
-
-impl Health {
-    /// Runs `fut`, an operation on the store, unless the store is down or goes down meanwhile.
-    async fn guard<F: Future>(self: &Arc<Self>, fut: F) -> object_store::Result<F::Output> {
-        let already = self.down.borrow().clone();
-        if let Some(why) = already {
-            return Err(self.unavailable(&why));
-        }
-        let mut fut = std::pin::pin!(fut);
-        tokio::select! {
-            out = &mut fut => return Ok(out),
-            _ = tokio::time::sleep(SLOW) => self.check_in_background(),
-        }
-        let mut down = self.down.subscribe();
-        let why = tokio::select! {
-            out = &mut fut => return Ok(out),
-            why = down.wait_for(Option::is_some) => why.ok().and_then(|w| w.clone()),
-        };
-        match why {
-            Some(why) => Err(self.unavailable(&why)),
-            // The sender lives in `self`, so this cannot happen; finish the operation anyway.
-            None => Ok(fut.await),
-        }
-    }
-
-    fn unavailable(&self, why: &str) -> object_store::Error {
-        object_store::Error::Generic { store: "S3", source: format!("{} is not answering ({why})", self.describe).into() }
-    }
-
-    fn check_in_background(self: &Arc<Self>) {
-        if self.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let health = self.clone();
-        tokio::spawn(async move {
-            let mut failures = 0;
-            loop {
-                match health.check().await {
-                    Ok(()) => {
-                        if health.down.send_replace(None).is_some() {
-                            tracing::info!(store = %health.describe, "the object store answers again");
-                        }
-                        break;
-                    }
-                    Err(why) => {
-                        failures += 1;
-                        if failures >= PROBE_FAILURES {
-                            let marked = health.down.borrow().is_some();
-                            if !marked {
-                                tracing::error!(store = %health.describe, %why, "the object store is not answering: failing requests until it does");
-                                health.down.send_replace(Some(why.into()));
-                            }
-                            tokio::time::sleep(PROBE_INTERVAL).await;
-                        }
-                    }
-                }
-            }
-            health.probing.store(false, Ordering::Release);
-        });
-    }
-
-    async fn check(&self) -> std::result::Result<(), String> {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.probe.head(&crate::keys::ping())).await {
-            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer to a health check within {PROBE_TIMEOUT:?}")),
-        }
-    }
-
-    /// A stream whose every item is guarded like an operation (lists fetch pages lazily).
-    fn guard_stream<T: Send + 'static>(
-        self: &Arc<Self>,
-        s: BoxStream<'static, object_store::Result<T>>,
-    ) -> BoxStream<'static, object_store::Result<T>> {
-        let health = self.clone();
-        futures::stream::unfold(Some(s), move |s| {
-            let health = health.clone();
-            async move {
-                let mut s = s?;
-                match health.guard(s.next()).await {
-                    Ok(Some(item)) => Some((item, Some(s))),
-                    Ok(None) => None,
-                    Err(e) => Some((Err(e), None)),
-                }
-            }
-        })
-        .boxed()
-    }
-}
-
 /// The bucket's store with every operation guarded by [`Health`], multipart parts included.
 /// Response bodies are not (a timer per chunk would cost on the hot path): a download that
 /// stalls midway is cut by the read timeout.
@@ -299,12 +184,6 @@ impl Health {
 struct Guarded {
     inner: Arc<dyn ObjectStore>,
     health: Arc<Health>,
-}
-
-impl std::fmt::Debug for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Health").field("store", &self.describe).field("down", &*self.down.borrow()).finish()
-    }
 }
 
 impl std::fmt::Display for Guarded {
@@ -379,7 +258,7 @@ impl GuardedUpload {
         tokio::spawn(async move {
             for n in 0..ABORT_RETRIES {
                 // A store marked down is checked every 0.5 s: wait for it to answer first.
-                let mut down = health.down.subscribe();
+                let mut down = health.subscribe();
                 let _ = tokio::time::timeout(Duration::from_secs(600), down.wait_for(Option::is_none)).await;
                 tokio::time::sleep(Duration::from_secs(1 << n)).await;
                 match health.guard(upload.abort()).await {
