@@ -14,5 +14,5 @@ pub use config::{Port, RunMetadata};
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::{ErrorCode, ParseError};
 pub use image_ref::{is_registry_host, AppId, ImageRef};
-pub use manifest::{Descriptor, Manifest};
+pub use manifest::{Descriptor, Manifest, MAX_MANIFEST_BYTES};
 pub use name::{Reference, RepoName, Tag};

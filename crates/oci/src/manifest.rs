@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::media;
 use crate::{Digest, ParseError};
 
+/// Largest manifest accepted, pushed or fetched: what the reference registry and most clients
+/// assume, and the bound on how much of a manifest is ever held in memory.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
 /// A content descriptor, as found in manifests and indexes and as returned by the referrers API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -146,7 +146,7 @@ impl Stager {
         }
         store.put_manifest(&repo, &pinned.digest, &pinned.media_type, pinned.bytes.clone(), None).await?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let staging_id = format!("{now_ms:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let staging_id = store::StagingId::new(now_ms);
         let record = StagingRecord {
             app: app.clone(),
             staging_id,

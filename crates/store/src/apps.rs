@@ -11,12 +11,58 @@ use serde::{Deserialize, Serialize};
 
 use crate::{keys, Result, Store, StoreError};
 
+/// A staging's id, `<unix millis, 13 digits>-<8 hex digits>`: ids sort by time, and a parsed
+/// id is safe in a storage key (letters, digits and `-` only).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StagingId(String);
+
+impl StagingId {
+    /// A fresh id for a staging that ended at `now_ms` (unix milliseconds).
+    pub fn new(now_ms: u64) -> Self {
+        StagingId(format!("{now_ms:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    }
+
+    /// Parses an id read back from storage or a request.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if ok {
+            Ok(StagingId(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not a staging id"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for StagingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so a width in a format string lines ids up.
+        f.pad(&self.0)
+    }
+}
+
+impl TryFrom<String> for StagingId {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        StagingId::parse(&s)
+    }
+}
+
+impl From<StagingId> for String {
+    fn from(id: StagingId) -> String {
+        id.0
+    }
+}
+
 /// One staging of an app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StagingRecord {
     pub app: AppId,
-    /// Sortable by time: `<unix millis>-<random>`.
-    pub staging_id: String,
+    pub staging_id: StagingId,
     /// The normalised source reference (no credentials ever).
     pub source: String,
     /// The repository the image is pinned in (`apps/<app-id>`).
@@ -43,7 +89,7 @@ impl Store {
         let key = keys::staging(&rec.app, &rec.staging_id);
         let json = serde_json::to_vec_pretty(rec).map_err(|e| bad(&key, e))?;
         self.write_small(&key, Bytes::from(json)).await?;
-        self.write_small(&keys::current(&rec.app), Bytes::from(rec.staging_id.clone())).await
+        self.write_small(&keys::current(&rec.app), Bytes::from(rec.staging_id.to_string())).await
     }
 
     /// The id of the app's current staging, if it has one.
@@ -106,7 +152,7 @@ impl Store {
         }
         history.reverse();
         let current_id = self.current_staging(app).await?;
-        let current = current_id.and_then(|id| history.iter().position(|s| s.staging_id == id)).unwrap_or(0);
+        let current = current_id.and_then(|id| history.iter().position(|s| s.staging_id.as_str() == id)).unwrap_or(0);
         Ok(Some(AppStagings { current, history }))
     }
 

@@ -101,7 +101,7 @@ pub fn stagings(app: &AppId) -> Path {
 }
 
 /// One staging record (JSON).
-pub fn staging(app: &AppId, staging_id: &str) -> Path {
+pub fn staging(app: &AppId, staging_id: &crate::StagingId) -> Path {
     Path::from(format!("apps/{app}/stagings/{staging_id}.json"))
 }
 

@@ -30,7 +30,7 @@ use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-pub use apps::{AppStagings, LiveSync, StagingRecord};
+pub use apps::{AppStagings, LiveSync, StagingId, StagingRecord};
 pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;
 pub use error::{Result, StoreError};

@@ -15,9 +15,6 @@ use crate::retry::RetryPolicy;
 use crate::session::Session;
 use crate::{Credentials, UpstreamError};
 
-/// Largest manifest accepted from an upstream.
-pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
-
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 

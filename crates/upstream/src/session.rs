@@ -14,9 +14,10 @@ use reqwest::{Method, Response, StatusCode};
 use zeroize::Zeroizing;
 
 use crate::auth::{parse_challenge, CachedToken, Challenge, TokenResponse};
-use crate::client::{error_chain, Client, Fetched, MAX_MANIFEST_BYTES};
+use crate::client::{error_chain, Client, Fetched};
 use crate::retry::parse_retry_after;
 use crate::{Credentials, UpstreamError};
+use oci::MAX_MANIFEST_BYTES;
 
 /// The `Authorization` a session has earned.
 #[derive(Clone)]

@@ -4,15 +4,12 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{response::Builder, Method, StatusCode};
 use oci::media::{self, EMPTY_JSON};
-use oci::{Algorithm, Descriptor, Digest, ErrorCode, Manifest, Reference, RepoName, Tag};
+use oci::{Algorithm, Descriptor, Digest, ErrorCode, Manifest, Reference, RepoName, Tag, MAX_MANIFEST_BYTES};
 use store::Store;
 
 use super::finish;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{BodyError, Req};
-
-/// Largest manifest accepted, as the reference registry and most clients assume.
-pub(super) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// Most blobs and child manifests one manifest may reference, which bounds the protections
 /// against garbage collection one request writes. Images have at most a few hundred layers

@@ -48,7 +48,11 @@ impl Inventory {
 impl Store {
     /// Roots: tags, retained stagings, young manifests; and the staging records beyond
     /// retention.
-    pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, String)>)> {
+    pub(super) async fn roots(
+        &self,
+        opts: &GcOptions,
+        inv: &Inventory,
+    ) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, crate::StagingId)>)> {
         let young = |m: &ObjectMeta| age(m) < opts.grace;
         let mut roots: Vec<(RepoName, Digest)> = Vec::new();
         for (repo, tag, _) in &inv.tags {
@@ -62,15 +66,15 @@ impl Store {
             let current = self.current_staging(&app).await?;
             let keep = retained(&stagings, current.as_deref(), opts.retain);
             for s in &stagings {
-                let repo =
-                    RepoName::parse(&s.repository).map_err(|e| StoreError::Corrupt { key: s.staging_id.clone(), reason: e.to_string() })?;
+                let repo = RepoName::parse(&s.repository)
+                    .map_err(|e| StoreError::Corrupt { key: s.staging_id.to_string(), reason: e.to_string() })?;
                 let fresh = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map(|n| n.as_millis() as u64)
                     .unwrap_or(0)
                     .saturating_sub(s.created_ms)
                     < opts.grace.as_millis() as u64;
-                if keep.contains(&s.staging_id) || fresh {
+                if keep.contains(s.staging_id.as_str()) || fresh {
                     roots.push((repo, s.digest.clone()));
                 } else {
                     expired_stagings.push((app.clone(), s.staging_id.clone()));
