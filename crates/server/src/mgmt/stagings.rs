@@ -21,13 +21,13 @@ use crate::AppState;
 /// Largest staging request body: a reference, an app id and credentials fit in far less.
 const MAX_STAGING_REQUEST: usize = 64 << 10;
 
-/// Parses a staging request. The body may hold a password: it is parsed from a private copy
-/// that is wiped afterwards, and the parsed credentials wipe themselves when dropped.
+/// Parses a staging request. The body may hold a password: it is parsed in place and wiped
+/// afterwards (a buffer still shared elsewhere, which a collected body never is, is copied
+/// and the copy wiped), and the parsed credentials wipe themselves when dropped.
 fn parse(body: Bytes) -> Result<StageRequest, MgmtError> {
-    let mut raw = body.to_vec();
-    drop(body);
+    let mut raw = body.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
     let parsed = serde_json::from_slice::<StagingRequest>(&raw);
-    raw.zeroize();
+    raw.as_mut().zeroize();
     let mut req = parsed.map_err(|e| MgmtError::bad_request(format!("invalid staging request: {e}")))?;
     let credentials = req.credentials.take().map(|c| c.take()).transpose().map_err(MgmtError::bad_request)?;
     Ok(StageRequest {
