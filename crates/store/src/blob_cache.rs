@@ -139,7 +139,7 @@ impl State {
 }
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
-    StoreError::Config(format!("blob cache {}: cannot {what}: {e}", path.display()))
+    StoreError::io(format!("blob cache {}: cannot {what}", path.display()), e)
 }
 
 impl BlobCache {

@@ -1,4 +1,4 @@
-//! Pruning and integrity end to end (issue 5), against the built binary: app unpinning and
+//! Pruning and integrity end to end, against the built binary: app unpinning and
 //! live sync, retention, dry runs, garbage collection while pushes and stagings go on with a
 //! zero grace period (one process, two collections at once, two replicas on one S3 bucket),
 //! and `wharfage fsck` on a damaged store, with `--repair`.

@@ -1,4 +1,4 @@
-//! The staging cache end to end (issue 3), against real upstreams: Debian's `docker-registry`
+//! The staging cache end to end, against real upstreams: Debian's `docker-registry`
 //! anonymous, with htpasswd basic auth, with `auth: token` and a token issuer of ours whose
 //! JWTs the registry verifies, and over TLS with a private CA. Images are pushed into the
 //! upstream with skopeo; wharfage (the built binary) stages them through
@@ -82,6 +82,14 @@ impl Wharf {
         let r = self.stage(source, app, extra).expect(201, &format!("staging {source} for {app}"));
         assert_eq!(r.header("content-type"), Some("application/json"));
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// `GET /api/v1/apps/{app}`, read into the API's own type: a renamed or missing field
+    /// fails here, as it would in the CLI.
+    #[track_caller]
+    pub(crate) fn app_detail(&self, app: &str) -> server::mgmt::types::AppDetail {
+        let r = self.app(app).expect(200, &format!("GET app {app}"));
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("app {app}: not an AppDetail ({e}): {}", r.text()))
     }
 
     /// `GET /api/v1/apps/{app}`

@@ -46,12 +46,12 @@ fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
         assert_eq!(up.blob_gets(d), 1, "blob {d} should be fetched from the upstream exactly once");
     }
 
-    let app = body(&wharf.app("web-1").expect(200, "GET the app"));
-    assert_eq!(app["current"]["staging_id"], staging_id);
-    assert_eq!(app["current"]["image"], r["image"]);
-    assert_eq!(app["current"]["source"], source);
-    assert_eq!(app["current"]["metadata"], r["metadata"]);
-    assert_eq!(app["stagings"].as_array().map(Vec::len), Some(1));
+    let app = wharf.app_detail("web-1");
+    assert_eq!(app.current.record.staging_id.as_str(), staging_id);
+    assert_eq!(app.current.image, r["image"].as_str().unwrap());
+    assert_eq!(app.current.record.source, source);
+    assert_eq!(serde_json::to_value(&app.current.record.metadata).unwrap(), r["metadata"]);
+    assert_eq!(app.stagings.len(), 1);
     let apps = body(&wharf.http.get("/api/v1/apps").expect(200, "GET the apps"));
     let names: Vec<&str> = apps["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
     assert_eq!(names, ["web-1"]);
