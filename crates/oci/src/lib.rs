@@ -16,3 +16,7 @@ pub use error::{ErrorCode, ParseError};
 pub use image_ref::{is_registry_host, AppId, ImageRef};
 pub use manifest::{Descriptor, Manifest, MAX_MANIFEST_BYTES};
 pub use name::{Reference, RepoName, Tag};
+
+/// A stream of body bytes (a blob on its way in or out): one type for the store, the upstream
+/// client and the server, so a download streams into the store without adapters.
+pub type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;

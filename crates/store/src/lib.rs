@@ -26,7 +26,6 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -40,8 +39,7 @@ pub use manifests::StoredManifest;
 pub use s3::S3Config;
 pub use uploads::{UploadId, UploadLimits};
 
-/// A stream of request or response body bytes.
-pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+pub use oci::ByteStream;
 
 /// Handle to the registry's storage; cheap to clone.
 #[derive(Clone)]

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use oci::{Digest, ImageRef, Manifest};
 
 use crate::auth::CachedToken;
@@ -15,8 +14,7 @@ use crate::retry::RetryPolicy;
 use crate::session::Session;
 use crate::{Credentials, UpstreamError};
 
-/// A stream of blob bytes.
-pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+pub use oci::ByteStream;
 
 /// An error and its causes, `: `-separated.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
