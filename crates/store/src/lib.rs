@@ -41,6 +41,12 @@ pub use uploads::{UploadId, UploadLimits};
 
 pub use oci::ByteStream;
 
+/// How long ago an object was last written (zero for a clock that went backwards).
+pub(crate) fn age(meta: &object_store::ObjectMeta) -> std::time::Duration {
+    let modified: std::time::SystemTime = meta.last_modified.into();
+    std::time::SystemTime::now().duration_since(modified).unwrap_or_default()
+}
+
 /// Handle to the registry's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -198,7 +204,7 @@ impl Store {
     /// On the filesystem the write is durable when this returns (see `local.rs`).
     async fn write_small(&self, key: &object_store::path::Path, bytes: Bytes) -> Result<()> {
         match &self.inner.local_root {
-            Some(root) => local::write_file(root, key, bytes).await,
+            Some(root) => local::write_file(root, key, bytes, local::Durability::Synced).await,
             None => {
                 self.os().put(key, bytes.into()).await?;
                 Ok(())
@@ -206,10 +212,10 @@ impl Store {
         }
     }
 
-    /// Writes a marker that needs no durability (see `local::write_file_volatile`).
+    /// Writes a marker that needs no durability (see `local::Durability::Volatile`).
     async fn write_marker(&self, key: &object_store::path::Path) -> Result<()> {
         match &self.inner.local_root {
-            Some(root) => local::write_file_volatile(root, key, Bytes::new()).await,
+            Some(root) => local::write_file(root, key, Bytes::new(), local::Durability::Volatile).await,
             None => self.write_small(key, Bytes::new()).await,
         }
     }

@@ -118,32 +118,49 @@ impl Drop for TempFile {
     }
 }
 
-/// Writes a small object whole, durably.
-pub(crate) async fn write_file(root: &Path, key: &Key, bytes: Bytes) -> Result<()> {
-    let mut tmp = TempFile::create(root).await?;
-    tmp.write(vec![bytes]).await?;
-    tmp.persist(key).await
+/// How much a write must survive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Fsynced, file and directory, before the write returns.
+    Synced,
+    /// Atomic but not fsynced: for markers that matter only while the process that wrote them
+    /// runs (garbage collection's handshake), since a crash ends both the writer and the
+    /// collector that could have seen them.
+    Volatile,
 }
 
-/// Writes a small object whole, atomically but without fsync: for markers that matter only
-/// while the process that wrote them runs (garbage collection's handshake), since a crash
-/// ends both the writer and the collector that could have seen them.
-pub(crate) async fn write_file_volatile(root: &Path, key: &Key, bytes: Bytes) -> Result<()> {
-    let mut tmp = TempFile::create(root).await?;
-    tmp.write(vec![bytes]).await?;
-    let file = tmp.take_file()?;
-    drop(file);
-    let (root, from, to) = (tmp.root.clone(), tmp.path.clone(), path_of(&tmp.root, key));
+/// Writes a small object whole, in one blocking call: temporary file, (fsync,) rename,
+/// (fsync the directory). The temporary file is removed if any step fails; a cancelled caller
+/// leaves the call to finish either way, so nothing is left half-done.
+pub(crate) async fn write_file(root: &Path, key: &Key, bytes: Bytes, durability: Durability) -> Result<()> {
+    let (root, to) = (root.to_path_buf(), path_of(root, key));
     blocking(move || {
-        let dir = to.parent().unwrap_or(&root);
-        if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(format!("create {}", dir.display()), e))?;
+        let dir = root.join(TMP_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("create {}", dir.display()), e))?;
+        let tmp = dir.join(uuid::Uuid::new_v4().simple().to_string());
+        let written = File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&bytes)?;
+                if durability == Durability::Synced {
+                    f.sync_all()?;
+                }
+                Ok(())
+            })
+            .map_err(|e| StoreError::io(format!("write {}", tmp.display()), e));
+        let result = written.and_then(|()| match durability {
+            Durability::Synced => rename_durably(&root, &tmp, &to),
+            Durability::Volatile => {
+                let parent = to.parent().unwrap_or(&root);
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::io(format!("create {}", parent.display()), e))?;
+                std::fs::rename(&tmp, &to).map_err(|e| StoreError::io(format!("rename {} to {}", tmp.display(), to.display()), e))
+            }
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&from, &to).map_err(|e| StoreError::io(format!("rename {} to {}", from.display(), to.display()), e))
+        result
     })
-    .await?;
-    tmp.persisted = true;
-    Ok(())
+    .await
 }
 
 /// Renames an object (already durable itself, e.g. an upload part) and fsyncs the directory
@@ -262,7 +279,9 @@ mod tests {
         drop(t);
         assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
 
-        write_file(dir.path(), &Key::from("a/b/c"), Bytes::from_static(b"xyz")).await.unwrap();
+        write_file(dir.path(), &Key::from("a/b/c"), Bytes::from_static(b"xyz"), Durability::Synced).await.unwrap();
+        write_file(dir.path(), &Key::from("a/d"), Bytes::from_static(b"m"), Durability::Volatile).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/d")).unwrap(), b"m");
         assert_eq!(std::fs::read(dir.path().join("a/b/c")).unwrap(), b"xyz");
         assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
 

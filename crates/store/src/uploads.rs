@@ -263,7 +263,8 @@ impl Store {
         self.cancel_upload_unchecked(id).await
     }
 
-    async fn cancel_upload_unchecked(&self, id: &UploadId) -> Result<()> {
+    /// Cancels a session whatever its repository (also garbage collection's way to remove one).
+    pub(crate) async fn cancel_upload_unchecked(&self, id: &UploadId) -> Result<()> {
         self.inner.sessions.close(id);
         let prefix = keys::upload(id.as_str());
         let objects: Vec<_> = self.os().list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
@@ -291,7 +292,7 @@ impl Store {
             let entry = sessions.entry(id.to_string()).or_insert((None, 0));
             entry.1 += meta.size;
             if key.ends_with("/state.json") {
-                entry.0 = Some(SystemTime::now().duration_since(meta.last_modified.into()).unwrap_or_default());
+                entry.0 = Some(crate::age(meta));
             }
         }
         Ok(sessions
@@ -299,11 +300,6 @@ impl Store {
             .filter(|(_, (idle, _))| idle.is_none_or(|i| i >= expiry))
             .filter_map(|(id, (_, bytes))| Some((UploadId::parse(&id)?, bytes)))
             .collect())
-    }
-
-    /// Removes an upload session whatever its repository (garbage collection).
-    pub(crate) async fn remove_upload(&self, id: &UploadId) -> Result<()> {
-        self.cancel_upload_unchecked(id).await
     }
 
     async fn load_state(&self, repo: &RepoName, id: &UploadId) -> Result<State> {

@@ -44,10 +44,12 @@ pub(super) async fn show(State(state): State<AppState>, headers: HeaderMap, Path
 /// DELETE `/api/v1/apps/{app}`: unpin every staging of the app.
 pub(super) async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
     let app = AppId::parse(&app)?;
-    if state.store.stagings(&app).await?.is_empty() {
+    // Unpinning counts the records it removes: none means the app had no staging (reading
+    // every record first only to see whether there is one would list and parse them twice).
+    let unpinned_stagings = state.store.unpin_app(&app).await?;
+    if unpinned_stagings == 0 {
         return Err(no_staging(&app));
     }
-    let unpinned_stagings = state.store.unpin_app(&app).await?;
     Ok(json(StatusCode::OK, &Unpinned { app, unpinned_stagings }))
 }
 

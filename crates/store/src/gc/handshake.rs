@@ -8,7 +8,8 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use oci::Digest;
 
-use super::{age, concurrently, GcOptions, GcReport, DELETING_STALE, SWEEP_CONCURRENCY};
+use super::{concurrently, GcOptions, GcReport, DELETING_STALE, SWEEP_CONCURRENCY};
+use crate::age;
 use crate::keys;
 use crate::{Result, Store, StoreError};
 

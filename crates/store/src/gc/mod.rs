@@ -46,10 +46,9 @@ mod handshake;
 mod sweep;
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectMeta;
 use oci::{Digest, RepoName};
 use serde::{Deserialize, Serialize};
 
@@ -75,11 +74,6 @@ where
     Fut: std::future::Future<Output = Result<()>>,
 {
     futures::stream::iter(items).map(op).buffer_unordered(SWEEP_CONCURRENCY).try_collect::<()>().await
-}
-
-pub(super) fn age(meta: &ObjectMeta) -> Duration {
-    let modified: SystemTime = meta.last_modified.into();
-    SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO)
 }
 
 /// What to collect.

@@ -8,7 +8,8 @@ use object_store::ObjectMeta;
 use oci::{AppId, Digest, RepoName, Tag};
 
 use super::handshake::{Claim, Run};
-use super::{age, concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
+use super::{concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
+use crate::age;
 use crate::keys::{self, RepoKey};
 use crate::{Result, Store, StoreError};
 
@@ -231,7 +232,7 @@ impl Store {
         for (id, bytes) in self.idle_uploads(opts.upload_expiry).await? {
             report.uploads.add(bytes);
             if !opts.dry_run {
-                self.remove_upload(&id).await?;
+                self.cancel_upload_unchecked(&id).await?;
             }
         }
 
