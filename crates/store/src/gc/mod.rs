@@ -136,6 +136,15 @@ pub struct GcReport {
     pub seconds: f64,
 }
 
+/// What every sweep phase works with: the options, this run's identity in the handshake,
+/// the digests it has claimed so far, and the report it fills.
+struct Pass<'a> {
+    opts: &'a GcOptions,
+    run: &'a Run,
+    claimed: &'a mut BTreeMap<Digest, Claim>,
+    report: &'a mut GcReport,
+}
+
 impl Store {
     /// Runs one collection. See the module docs for what is removed and why it is safe.
     pub async fn collect_garbage(&self, opts: &GcOptions) -> Result<GcReport> {
@@ -199,9 +208,10 @@ impl Store {
             }
         }
 
-        let mut remaining_refs = self.sweep_manifests(opts, run, claimed, report, &inv, &stored, &mut live).await?;
-        self.sweep_layer_links(opts, run, claimed, report, &inv, &live, &mut remaining_refs).await?;
-        let (listed_blobs, removed_blobs) = self.sweep_blobs(opts, run, claimed, report, &live, &remaining_refs).await?;
+        let mut pass = Pass { opts, run, claimed, report };
+        let mut remaining_refs = self.sweep_manifests(&mut pass, &inv, &stored, &mut live).await?;
+        self.sweep_layer_links(&mut pass, &inv, &live, &mut remaining_refs).await?;
+        let (listed_blobs, removed_blobs) = self.sweep_blobs(&mut pass, &live, &remaining_refs).await?;
         self.sweep_leftovers(opts, report).await?;
         if !opts.dry_run {
             self.release_all(opts, run, claimed, &listed_blobs, &removed_blobs).await?;

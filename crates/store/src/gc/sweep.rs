@@ -1,13 +1,13 @@
 //! Marking from the roots and the sweep's phases, in the order they run.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use object_store::path::Path;
 use object_store::ObjectMeta;
 use oci::{AppId, Digest, RepoName, Tag};
 
-use super::handshake::{Claim, Run};
+use super::Pass;
 use super::{concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
 use crate::age;
 use crate::keys::{self, RepoKey};
@@ -93,17 +93,15 @@ impl Store {
 
     /// Unreached manifests and their referrer entries; returns the digests still referenced
     /// by a remaining manifest.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn sweep_manifests(
         &self,
-        opts: &GcOptions,
-        run: &Run,
-        claimed: &mut BTreeMap<Digest, Claim>,
-        report: &mut GcReport,
+        pass: &mut Pass<'_>,
         inv: &Inventory,
         stored: &HashSet<(RepoName, Digest)>,
         live: &mut Marks,
     ) -> Result<HashSet<Digest>> {
+        let (opts, run) = (pass.opts, pass.run);
+        let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         let young = |m: &ObjectMeta| age(m) < opts.grace;
         // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
         // manifest a writer protected is kept and marked like a root, and what it reaches
@@ -138,17 +136,15 @@ impl Store {
     }
 
     /// Layer links no live manifest uses.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn sweep_layer_links(
         &self,
-        opts: &GcOptions,
-        run: &Run,
-        claimed: &mut BTreeMap<Digest, Claim>,
-        report: &mut GcReport,
+        pass: &mut Pass<'_>,
         inv: &Inventory,
         live: &Marks,
         remaining_refs: &mut HashSet<Digest>,
     ) -> Result<()> {
+        let (opts, run) = (pass.opts, pass.run);
+        let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         let young = |m: &ObjectMeta| age(m) < opts.grace;
         // Sweep layer links no live manifest uses.
         let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
@@ -183,13 +179,12 @@ impl Store {
     /// Blobs nothing links or uses any more; returns every blob listed and those removed.
     pub(super) async fn sweep_blobs(
         &self,
-        opts: &GcOptions,
-        run: &Run,
-        claimed: &mut BTreeMap<Digest, Claim>,
-        report: &mut GcReport,
+        pass: &mut Pass<'_>,
         live: &Marks,
         remaining_refs: &HashSet<Digest>,
     ) -> Result<(HashSet<Digest>, Vec<Digest>)> {
+        let (opts, run) = (pass.opts, pass.run);
+        let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         let young = |m: &ObjectMeta| age(m) < opts.grace;
         // Sweep blobs nothing links or uses any more.
         let mut listed_blobs: HashSet<Digest> = HashSet::new();
