@@ -129,10 +129,13 @@ impl Store {
         Ok(apps.into_iter().collect())
     }
 
-    /// Unpins every staging of an app. Its images go at the next collection.
+    /// Unpins every staging of an app and revokes its pull credentials. Its images go at
+    /// the next collection.
     pub async fn unpin_app(&self, app: &AppId) -> Result<u64> {
         let metas: Vec<_> = self.os().list(Some(&keys::app(app))).try_collect().await?;
-        let count = metas.iter().filter(|m| m.location.as_ref().ends_with(".json")).count() as u64;
+        // Everything under the app goes (its pull credentials too); only records count.
+        let stagings = keys::stagings(app);
+        let count = metas.iter().filter(|m| m.location.prefix_matches(&stagings)).count() as u64;
         // `current` first: an interrupted unpin leaves records without a current, never a
         // current pointing at a removed record.
         self.remove(&keys::current(app)).await?;

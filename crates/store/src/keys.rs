@@ -110,6 +110,26 @@ pub fn current(app: &AppId) -> Path {
     Path::from(format!("apps/{app}/current"))
 }
 
+/// Folder of an app's pull credential records.
+pub fn pull_credentials(app: &AppId) -> Path {
+    Path::from(format!("apps/{app}/credentials"))
+}
+
+/// One pull credential record (JSON; the secret's hash, never the secret).
+pub fn pull_credential(app: &AppId, id: &crate::CredentialId) -> Path {
+    Path::from(format!("apps/{app}/credentials/{id}.json"))
+}
+
+/// Folder of the token signing keys of every replica.
+pub fn signing_keys() -> Path {
+    Path::from("auth/keys")
+}
+
+/// One token signing key (JSON), named by its key id.
+pub fn signing_key(kid: &crate::CredentialId) -> Path {
+    Path::from(format!("auth/keys/{kid}.json"))
+}
+
 /// Folder of garbage-collection protections.
 pub fn protections() -> Path {
     Path::from("gc/protect")

@@ -7,6 +7,7 @@
 //! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
 //! every change goes through this cache, as with a local root directory.
 
+mod access;
 mod apps;
 mod blob_cache;
 mod blobs;
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+pub use access::{CredentialId, PullCredentialRecord, SigningKeyRecord};
 pub use apps::{AppStagings, LiveSync, StagingId, StagingRecord};
 pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;

@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::{Result, Store};
 use handshake::{Claim, Run};
+pub(crate) use sweep::retained;
 use sweep::{Inventory, Marks};
 
 /// A deletion flag older than this is stale (a collector crashed) and ignored.

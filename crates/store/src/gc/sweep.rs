@@ -294,7 +294,7 @@ impl Store {
 
 /// The staging ids kept for an app: the current one, the `retain` before it, and any after
 /// it (stagings newer than a rolled-back current).
-pub(super) fn retained(stagings: &[crate::StagingRecord], current: Option<&str>, retain: usize) -> HashSet<String> {
+pub(crate) fn retained(stagings: &[crate::StagingRecord], current: Option<&str>, retain: usize) -> HashSet<String> {
     let mut ids: Vec<&str> = stagings.iter().map(|s| s.staging_id.as_str()).collect();
     ids.sort();
     let Some(last) = ids.len().checked_sub(1) else { return HashSet::new() };
