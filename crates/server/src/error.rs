@@ -1,8 +1,9 @@
 //! The server's error type and the one place errors become OCI JSON error responses.
 
+use auth::AuthError;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{header, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use oci::{ErrorCode, ParseError};
 use stage::StageError;
 use store::StoreError;
@@ -17,12 +18,22 @@ pub struct ApiError {
     /// Overrides the code's usual status (e.g. 413 for an oversized manifest).
     pub status: Option<StatusCode>,
     pub detail: Option<serde_json::Value>,
+    /// Headers the answer needs (`WWW-Authenticate` on a 401, `Retry-After` on a 429).
+    pub headers: HeaderMap,
 }
 
 impl ApiError {
     /// An error with the code's usual status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), status: None, detail: None }
+        ApiError { code, message: message.into(), status: None, detail: None, headers: HeaderMap::new() }
+    }
+
+    /// Adds a header to the answer (values we build; one that is not a valid header is left out).
+    pub fn with_header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
     }
 
     /// Same, answered with another status.
@@ -57,10 +68,38 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let e = match e {
+            AuthError::Store(e) => return ApiError::from(e),
+            e => e,
+        };
+        let (status, code) = auth_status(&e);
+        let err = ApiError::new(code, e.to_string()).with_status(status);
+        match e {
+            AuthError::Throttled { retry_after } => err.with_header(header::RETRY_AFTER, &retry_after.to_string()),
+            _ => err,
+        }
+    }
+}
+
+/// The status and OCI code of an access-control failure.
+pub(crate) fn auth_status(e: &AuthError) -> (StatusCode, ErrorCode) {
+    match e {
+        AuthError::BadCredentials | AuthError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        AuthError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests),
+        AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::Unsupported),
+        AuthError::Store(e) => (StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), e.code()),
+        AuthError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unavailable),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        error_response(status, self.code.as_str(), &self.message, self.detail)
+        let mut resp = error_response(status, self.code.as_str(), &self.message, self.detail);
+        resp.headers_mut().extend(self.headers);
+        resp
     }
 }
 
@@ -93,11 +132,29 @@ pub(crate) struct MgmtError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    headers: HeaderMap,
 }
 
 impl MgmtError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        MgmtError { status, code, message: message.into() }
+        MgmtError { status, code, message: message.into(), headers: HeaderMap::new() }
+    }
+
+    /// Status, code and message, for an error reported inside a stream.
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &str) {
+        (self.status, self.code, &self.message)
+    }
+
+    /// The caller did not prove who it is: asks for credentials.
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        let mut e = MgmtError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        e.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wharfage\""));
+        e
+    }
+
+    /// The caller is known and may not do this.
+    pub(crate) fn denied(message: impl Into<String>) -> Self {
+        MgmtError::new(StatusCode::FORBIDDEN, "DENIED", message)
     }
 
     /// The request itself is wrong; the message names what.
@@ -129,6 +186,24 @@ impl From<StoreError> for MgmtError {
     }
 }
 
+impl From<AuthError> for MgmtError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::BadCredentials | AuthError::InvalidToken(_) => MgmtError::unauthorized(e.to_string()),
+            AuthError::Throttled { retry_after } => {
+                let mut m = MgmtError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", e.to_string());
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    m.headers.insert(header::RETRY_AFTER, v);
+                }
+                m
+            }
+            AuthError::Store(e) => MgmtError::from(e),
+            AuthError::BadRequest(m) => MgmtError::bad_request(m),
+            AuthError::Config(m) => MgmtError::internal(m),
+        }
+    }
+}
+
 impl From<&StageError> for MgmtError {
     fn from(e: &StageError) -> Self {
         let (status, code) = stage_status(e);
@@ -138,7 +213,9 @@ impl From<&StageError> for MgmtError {
 
 impl IntoResponse for MgmtError {
     fn into_response(self) -> Response {
-        error_response(self.status, self.code, &self.message, None)
+        let mut resp = error_response(self.status, self.code, &self.message, None);
+        resp.headers_mut().extend(self.headers);
+        resp
     }
 }
 

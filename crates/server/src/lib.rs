@@ -2,6 +2,7 @@
 //! management API (stagings, apps), and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
 //! ([`endpoint::Endpoint`]); errors become JSON errors in one place ([`error::ApiError`]).
 
+pub mod access;
 pub mod endpoint;
 pub mod error;
 mod listen;
@@ -9,6 +10,7 @@ mod metrics;
 pub mod mgmt;
 pub mod range;
 mod request;
+pub mod tls;
 mod v2;
 
 use std::time::Instant;
@@ -40,24 +42,39 @@ pub struct AppState {
     pub gc: store::GcOptions,
     /// What `/metrics` reports.
     pub metrics: metrics::Metrics,
+    /// Who may do what; open by default.
+    pub access: access::Access,
 }
 
 impl AppState {
     /// State over a store, with every option at its default (no staging engine).
     pub fn new(store: Store) -> Self {
         let metrics = metrics::Metrics::new(store.clone());
-        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default(), metrics }
+        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default(), metrics, access: access::Access::default() }
     }
 }
 
 /// The registry's router.
 pub fn router(state: AppState) -> Router {
+    let guarded = mgmt::routes()
+        .merge(metrics::admin_routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::guard_operations));
     Router::new()
-        .merge(mgmt::routes())
+        .merge(guarded)
         .merge(metrics::routes())
+        .merge(access::token::routes())
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
+}
+
+/// Identifies the caller of a `/v2/` request and checks it may do what the endpoint does.
+async fn authorize(state: &AppState, ep: &Endpoint, parts: &http::request::Parts) -> Result<access::Caller, ApiError> {
+    let client = parts.extensions.get::<access::ClientAddr>().copied();
+    let headers = &parts.headers;
+    let caller = access::identify(state, headers, client).await.map_err(|e| access::identify_error(state, headers, e))?;
+    access::check(state, &caller, &access::need(ep, &parts.method), headers)?;
+    Ok(caller)
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {
@@ -66,9 +83,16 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
     let path = request.uri().path().to_string();
     let mut resp = match Endpoint::parse(&path) {
         Ok(ep) => {
-            let req = Req::new(request);
-            match v2::handle(&state, ep, req).await {
-                Ok(r) => r,
+            // The body stays aside while the caller is checked (a body is not `Sync`).
+            let (parts, body) = request.into_parts();
+            match authorize(&state, &ep, &parts).await {
+                Ok(caller) => {
+                    let req = Req::new(Request::from_parts(parts, body), caller);
+                    match v2::handle(&state, ep, req).await {
+                        Ok(r) => r,
+                        Err(e) => e.into_response(),
+                    }
+                }
                 Err(e) => e.into_response(),
             }
         }

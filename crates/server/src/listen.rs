@@ -7,7 +7,11 @@
 //! - a request body that sends nothing for `body_timeout` fails (the handler sees an error
 //!   and stores nothing);
 //! - at most `max_connections` are served at once; more wait in the listen queue, whose
-//!   length (`backlog`) is set explicitly since the default 128 overflows under bursts.
+//!   length (`backlog`) is set explicitly since the default 128 overflows under bursts;
+//! - with TLS, the handshake must finish within `header_timeout` too; HTTP/2 is spoken when
+//!   the client offers it by ALPN, HTTP/1.1 otherwise.
+//!
+//! Each request carries the client's address ([`crate::access::ClientAddr`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,10 +23,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::{Instant, Sleep};
+use tower::ServiceExt as _;
+
+use crate::access::ClientAddr;
 
 /// Bounds on connections and requests.
 #[derive(Debug, Clone)]
@@ -63,16 +70,26 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, app: Router, limits: &ConnectionLimits, shutdown: impl Future<Output = ()>) {
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `shutdown` completes, then
+/// lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let body_timeout = limits.body_timeout;
     let app = app.layer(axum::middleware::map_request(move |req: http::Request<Body>| async move {
         req.map(|body| Body::new(IdleTimeoutBody::new(body, body_timeout)))
     }));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2.timer(TokioTimer::new()).keep_alive_interval(Some(limits.header_timeout)).max_concurrent_streams(256);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Wait for a free slot first: beyond the limit, connections queue in the kernel.
@@ -80,7 +97,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: &ConnectionLimits
             s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => break },
             () = &mut shutdown => break,
         };
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -93,11 +110,36 @@ pub async fn serve(listener: TcpListener, app: Router, limits: &ConnectionLimits
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        let service = TowerToHyperService::new(app.clone().map_request(move |mut r: http::Request<hyper::body::Incoming>| {
+            r.extensions_mut().insert(ClientAddr(peer));
+            r
+        }));
+        let Some(acceptor) = acceptor.clone() else {
+            let conn = graceful.watch(http1.serve_connection(TokioIo::new(tcp), service));
+            tokio::spawn(async move {
+                // Errors are the client's doing (timeouts, resets, malformed requests).
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        let (http1, http2, watcher, handshake) = (http1.clone(), http2.clone(), graceful.watcher(), limits.header_timeout);
         tokio::spawn(async move {
-            // Errors are the client's doing (timeouts, resets, malformed requests).
-            if let Err(e) = conn.await {
+            let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(stream);
+            let result = if h2 {
+                watcher.watch(http2.serve_connection(io, service)).await
+            } else {
+                watcher.watch(http1.serve_connection(io, service)).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);

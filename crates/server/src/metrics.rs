@@ -145,9 +145,14 @@ impl Collector for BlobCacheCollector {
     }
 }
 
-/// The operations routes.
+/// The probes: open to anyone, they say nothing but "up" and "ready".
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+}
+
+/// `/metrics`: repository and app activity, for admins when access control is on.
+pub(crate) fn admin_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// Counts every answer, whatever route gave it.

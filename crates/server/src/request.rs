@@ -10,12 +10,14 @@ pub(crate) struct Req {
     pub method: Method,
     pub headers: HeaderMap,
     query: Vec<(String, String)>,
+    /// Who is asking (for checks inside a handler, such as a mount's source repository).
+    pub caller: crate::access::Caller,
     /// Wrapped so `&Req` is `Send` (a body is `Send` but not `Sync`); only consumed by value.
     body: sync_wrapper::SyncWrapper<Body>,
 }
 
 impl Req {
-    pub(crate) fn new(request: Request<Body>) -> Self {
+    pub(crate) fn new(request: Request<Body>, caller: crate::access::Caller) -> Self {
         let (parts, body) = request.into_parts();
         let query = parts
             .uri
@@ -28,7 +30,7 @@ impl Req {
                 (decode(k), decode(v))
             })
             .collect();
-        Req { method: parts.method, headers: parts.headers, query, body: sync_wrapper::SyncWrapper::new(body) }
+        Req { method: parts.method, headers: parts.headers, query, caller, body: sync_wrapper::SyncWrapper::new(body) }
     }
 
     /// The first value of a query parameter.

@@ -21,10 +21,39 @@ pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
 fn http() -> Result<reqwest::Client, CliError> {
     // reqwest is built without a default TLS provider; ring is the one we ship.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("wharfage-cli/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| CliError::Remote(format!("HTTP client: {e}")))
+    let mut b = reqwest::Client::builder().user_agent(concat!("wharfage-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = std::env::var_os("WHARFAGE_CA_CERT") {
+        let pem = std::fs::read(&path).map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT {}: {e}", path.to_string_lossy())))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT: {e}")))? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| CliError::Remote(format!("HTTP client: {e}")))
+}
+
+/// The server's user and password for the management API, from `WHARFAGE_USERNAME` and
+/// `WHARFAGE_PASSWORD` or `WHARFAGE_PASSWORD_FILE`: never from the command line, where
+/// other users of the machine could read them.
+fn server_login() -> Result<Option<(String, Zeroizing<String>)>, CliError> {
+    let Ok(user) = std::env::var("WHARFAGE_USERNAME") else { return Ok(None) };
+    let password = match (std::env::var("WHARFAGE_PASSWORD"), std::env::var_os("WHARFAGE_PASSWORD_FILE")) {
+        (Ok(p), _) => p,
+        (Err(_), Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| CliError::Remote(format!("WHARFAGE_PASSWORD_FILE {}: {e}", path.to_string_lossy())))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        _ => return Err(CliError::Remote("WHARFAGE_USERNAME needs WHARFAGE_PASSWORD or WHARFAGE_PASSWORD_FILE".into())),
+    };
+    Ok(Some((user, Zeroizing::new(password))))
+}
+
+/// A request to the management API, with the server login when one is set.
+fn api_request(method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder, CliError> {
+    let req = http()?.request(method, url);
+    Ok(match server_login()? {
+        Some((user, password)) => req.basic_auth(user, Some(password.as_str())),
+        None => req,
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -78,8 +107,7 @@ pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
     drop(request);
     let url = format!("{}/api/v1/stagings", args.server.trim_end_matches('/'));
     runtime()?.block_on(async move {
-        let resp = http()?
-            .post(&url)
+        let resp = api_request(reqwest::Method::POST, &url)?
             .header("content-type", "application/json")
             .header("accept", "application/x-ndjson")
             .body(body.as_str().to_string())
@@ -129,6 +157,11 @@ fn print_result(r: &StagingView) {
     let mib = |v: u64| v as f64 / (1 << 20) as f64;
     let rec = &r.record;
     let _ = writeln!(out, "pinned {}", r.image);
+    if let Some(c) = &r.pull_credentials {
+        // Shown once: the server keeps only a hash. The platform stores them with the image.
+        let _ = writeln!(out, "pull user   {}", c.username);
+        let _ = writeln!(out, "pull secret {}", c.password);
+    }
     let _ = writeln!(
         out,
         "downloaded {:.1} MiB in {} blobs, reused {:.1} MiB in {} blobs, {:.2} s",
@@ -236,7 +269,7 @@ pub(crate) fn apps(server: &str, app: Option<&str>, json: bool) -> Result<(), Cl
 /// `--json`), or the API's error as a message.
 fn call<B: Serialize, T: DeserializeOwned>(method: reqwest::Method, url: String, body: Option<&B>) -> Result<(String, T), CliError> {
     runtime()?.block_on(async {
-        let mut req = http()?.request(method, &url);
+        let mut req = api_request(method, &url)?;
         if let Some(b) = body {
             let text = serde_json::to_string(b).map_err(|e| CliError::Remote(format!("encoding the request: {e}")))?;
             req = req.header("content-type", "application/json").body(text);

@@ -102,9 +102,45 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
             tracing::warn!("--s3-redirect sends blob GETs to the object store, so nothing fills the blob cache: it stays unused");
         }
     }
+    state.access.public_url = cfg.access.public_url.clone();
+    if let Some(auth_cfg) = cfg.access.auth.clone() {
+        let auth = auth::Auth::new(auth_cfg, store.clone()).await.map_err(|e| CliError::Config(e.to_string()))?;
+        state.access.auth = Some(std::sync::Arc::new(auth));
+    }
+    let tls = match &cfg.access.tls {
+        Some((cert, key)) => {
+            let certs = server::tls::Certificates::load(cert, key).map_err(CliError::Config)?;
+            tokio::spawn(certs.clone().watch());
+            state.access.tls = true;
+            Some((certs.server_config().map_err(CliError::Config)?, certs))
+        }
+        None => None,
+    };
+    reload_on_hangup(state.access.auth.clone(), tls.as_ref().map(|(_, c)| c.clone()))?;
     let app = server::router(state);
-    server::serve(listener, app, &cfg.connections, shutdown).await;
+    server::serve(listener, app, &cfg.connections, tls.map(|(c, _)| c), shutdown).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// On SIGHUP, re-reads the TLS certificate and the htpasswd file (a failed reload keeps
+/// what was in use and says why).
+fn reload_on_hangup(auth: Option<std::sync::Arc<auth::Auth>>, certs: Option<std::sync::Arc<server::tls::Certificates>>) -> Result<(), CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Some(c) = &certs {
+                c.reload();
+            }
+            if let Some(a) = &auth {
+                match a.reload_users() {
+                    Ok(n) => tracing::info!(users = n, "htpasswd reloaded"),
+                    Err(e) => tracing::error!(error = %e, "htpasswd not reloaded; the previous users stay"),
+                }
+            }
+        }
+    });
     Ok(())
 }
 

@@ -8,14 +8,14 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use oci::AppId;
 
-use super::types::{AppDetail, AppList, AppSummary, LiveSyncAnswer, LiveSyncRequest, Unpinned};
+use super::types::{AppDetail, AppList, AppSummary, LiveSyncAnswer, LiveSyncRequest, Revoked, Unpinned};
 use super::{host, json, view};
 use crate::error::MgmtError;
 use crate::AppState;
 
 /// GET `/api/v1/apps`: every app with its current staging.
 pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, MgmtError> {
-    let host = host(&headers);
+    let host = host(&state, &headers);
     let mut apps = Vec::new();
     for app in state.store.apps().await? {
         if let Some(s) = state.store.app_stagings(&app).await? {
@@ -35,7 +35,7 @@ fn no_staging(app: &AppId) -> MgmtError {
 pub(super) async fn show(State(state): State<AppState>, headers: HeaderMap, Path(app): Path<String>) -> Result<Response, MgmtError> {
     let app = AppId::parse(&app)?;
     let s = state.store.app_stagings(&app).await?.ok_or_else(|| no_staging(&app))?;
-    let host = host(&headers);
+    let host = host(&state, &headers);
     let current = view(s.current().clone(), &host);
     let stagings = s.history.into_iter().map(|r| view(r, &host)).collect();
     Ok(json(StatusCode::OK, &AppDetail { app, current, stagings }))
@@ -47,9 +47,11 @@ pub(super) async fn remove(State(state): State<AppState>, Path(app): Path<String
     // Unpinning counts the records it removes: none means the app had no staging (reading
     // every record first only to see whether there is one would list and parse them twice).
     let unpinned_stagings = state.store.unpin_app(&app).await?;
+    forget(&state, &app);
     if unpinned_stagings == 0 {
         return Err(no_staging(&app));
     }
+    tracing::info!(target: "wharfage::audit", event = "app_unpinned", app = %app, unpinned_stagings, "app unpinned; its pull credentials are revoked");
     Ok(json(StatusCode::OK, &Unpinned { app, unpinned_stagings }))
 }
 
@@ -60,5 +62,33 @@ pub(super) async fn sync_live(State(state): State<AppState>, body: Bytes) -> Res
         .map_err(|e| MgmtError::bad_request(format!("invalid live list: {e}; expected {{\"apps\": [...], \"force\": false}}")))?;
     let live = req.apps.iter().map(|a| AppId::parse(a)).collect::<Result<HashSet<_>, _>>()?;
     let done = state.store.sync_live(&live, req.force).await?;
+    for app in &done.unpinned {
+        forget(&state, app);
+    }
     Ok(json(StatusCode::OK, &LiveSyncAnswer { unpinned: done.unpinned, kept: done.kept }))
+}
+
+/// Drops what this replica remembers of an app's credentials, so a revocation holds at once.
+fn forget(state: &AppState, app: &AppId) {
+    if let Some(auth) = &state.access.auth {
+        auth.forget_app(app);
+    }
+}
+
+/// POST `/api/v1/apps/{app}/credentials`: a fresh pull credential for the current staging
+/// (for a platform that lost the one its staging returned).
+pub(super) async fn mint_credentials(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
+    let app = AppId::parse(&app)?;
+    let s = state.store.app_stagings(&app).await?.ok_or_else(|| no_staging(&app))?;
+    let creds = auth::mint(&state.store, &app, &s.current().staging_id).await?;
+    Ok(json(StatusCode::CREATED, &creds))
+}
+
+/// DELETE `/api/v1/apps/{app}/credentials`: revokes every pull credential of the app.
+pub(super) async fn revoke_credentials(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
+    let app = AppId::parse(&app)?;
+    let revoked_credentials = state.store.revoke_pull_credentials(&app).await?;
+    forget(&state, &app);
+    tracing::info!(target: "wharfage::audit", event = "credentials_revoked", app = %app, revoked_credentials, "pull credentials revoked");
+    Ok(json(StatusCode::OK, &Revoked { app, revoked_credentials }))
 }

@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/apps", get(apps::list))
         .route("/api/v1/apps/live", put(apps::sync_live))
         .route("/api/v1/apps/{app}", get(apps::show).delete(apps::remove))
+        .route("/api/v1/apps/{app}/credentials", post(apps::mint_credentials).delete(apps::revoke_credentials))
         .route("/api/v1/gc", post(gc::collect))
 }
 
@@ -35,19 +36,14 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     }
 }
 
-/// The registry host clients reach us by, for the pinned image reference: the request's
-/// `Host` when it is a plain `host[:port]`, never anything else a client put there.
-fn host(headers: &HeaderMap) -> String {
-    headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_ascii_lowercase)
-        .filter(|h| oci::is_registry_host(h))
-        .unwrap_or_else(|| "localhost".to_string())
+/// The registry host clients reach us by, for the pinned image reference: `--public-url`'s,
+/// else the request's `Host` when it is a plain `host[:port]`.
+fn host(state: &AppState, headers: &HeaderMap) -> String {
+    state.access.registry_host(headers)
 }
 
 /// A staging record as the API shows it, with the image reference scale-ups pull.
 fn view(record: store::StagingRecord, host: &str) -> types::StagingView {
     let image = format!("{host}/{}@{}", record.repository, record.digest);
-    types::StagingView { record, image }
+    types::StagingView { record, image, pull_credentials: None }
 }

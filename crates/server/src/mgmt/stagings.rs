@@ -12,7 +12,7 @@ use store::StagingRecord;
 use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
-use super::types::{StagingFailure, StagingLine, StagingOutcome, StagingRequest};
+use super::types::{StagingFailure, StagingLine, StagingOutcome, StagingRequest, StagingView};
 use super::{host, json, view};
 use crate::error::{stage_status, MgmtError};
 use crate::request::BodyError;
@@ -57,16 +57,16 @@ pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, bo
         BodyError::Incomplete(why) => MgmtError::bad_request(format!("the request body could not be read whole: {why}")),
     })?;
     let req = parse(body)?;
-    let host = host(&headers);
+    let host = host(&state, &headers);
     let streaming = headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/x-ndjson"));
     if streaming {
-        return Ok(stream(stager, req, host, state.metrics.clone()));
+        return Ok(stream(stager, req, host, state.clone()));
     }
     // The staging runs in its own task: a client that goes away does not cut it short.
     let outcome = tokio::spawn(async move { stager.stage(req, None).await }).await;
     count(&state.metrics, &outcome);
     match outcome {
-        Ok(Ok(r)) => Ok(json(StatusCode::CREATED, &view(r, &host))),
+        Ok(Ok(r)) => Ok(json(StatusCode::CREATED, &with_credentials(&state, r, &host).await?)),
         Ok(Err(e)) => Err(MgmtError::from(&e)),
         Err(e) => Err(MgmtError::internal(format!("staging task failed: {e}"))),
     }
@@ -82,15 +82,29 @@ fn count(metrics: &crate::Metrics, outcome: &Outcome) {
     }
 }
 
-fn stream(stager: Stager, req: StageRequest, host: String, metrics: crate::Metrics) -> Response {
+/// The answer to a successful staging: its view with a fresh pull credential.
+async fn with_credentials(state: &AppState, r: StagingRecord, host: &str) -> Result<StagingView, MgmtError> {
+    let creds = auth::mint(&state.store, &r.app, &r.staging_id).await?;
+    let mut v = view(r, host);
+    v.pull_credentials = Some(creds);
+    Ok(v)
+}
+
+fn stream(stager: Stager, req: StageRequest, host: String, state: AppState) -> Response {
     let (tx, rx) = mpsc::channel::<Event>(64);
     let task = tokio::spawn(async move { stager.stage(req, Some(tx)).await });
     let events = receiver_stream(rx).map(|e| line(&StagingLine::Progress(e)));
     let last = futures::stream::once(async move {
         let outcome = task.await;
-        count(&metrics, &outcome);
+        count(&state.metrics, &outcome);
         let end = match outcome {
-            Ok(Ok(r)) => StagingOutcome::Result(Box::new(view(r, &host))),
+            Ok(Ok(r)) => match with_credentials(&state, r, &host).await {
+                Ok(v) => StagingOutcome::Result(Box::new(v)),
+                Err(e) => {
+                    let (status, code, message) = e.parts();
+                    StagingOutcome::Error(StagingFailure { status: status.as_u16(), code: code.into(), message: message.into() })
+                }
+            },
             Ok(Err(e)) => {
                 let (status, code) = stage_status(&e);
                 StagingOutcome::Error(StagingFailure { status: status.as_u16(), code: code.to_string(), message: e.to_string() })

@@ -8,6 +8,7 @@ use oci::AppId;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+pub use auth::PullCredentials;
 pub use stage::Event as StagingProgress;
 pub use store::{GcReport, Removed, StagingRecord};
 
@@ -81,6 +82,10 @@ pub struct StagingView {
     #[serde(flatten)]
     pub record: StagingRecord,
     pub image: String,
+    /// Only in the answer to the staging that minted them: `pull` on this app's repository,
+    /// for the platform to keep beside `image`. Never stored in the clear, never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_credentials: Option<PullCredentials>,
 }
 
 /// One line of the NDJSON stream of `POST /api/v1/stagings` with
@@ -136,6 +141,13 @@ pub struct AppDetail {
 pub struct Unpinned {
     pub app: AppId,
     pub unpinned_stagings: u64,
+}
+
+/// `DELETE /api/v1/apps/{app}/credentials`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub app: AppId,
+    pub revoked_credentials: u64,
 }
 
 /// `PUT /api/v1/apps/live`: the apps that still exist; every other app is unpinned.

@@ -8,6 +8,12 @@ use serde::Deserialize;
 
 use crate::CliError;
 
+mod access;
+mod values;
+
+pub(crate) use access::{AccessConfig, ListenAddr};
+pub(crate) use values::{at_least_one, parse_duration, parse_size, positive};
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -198,6 +204,42 @@ settings! {
     #[arg(long = "upstream-deny", env = "WHARFAGE_UPSTREAM_DENY", value_delimiter = ',')]
     #[serde(default)]
     upstream_deny: Vec<String>,
+    /// TLS certificate chain (PEM); reloaded when the file changes or on SIGHUP
+    #[arg(long, env = "WHARFAGE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert
+    #[arg(long, env = "WHARFAGE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Users (Apache htpasswd, bcrypt entries): turns access control on
+    #[arg(long, env = "WHARFAGE_HTPASSWD")]
+    htpasswd: Option<PathBuf>,
+    /// A user who may do everything, the management API included; repeatable
+    #[arg(long = "admin", env = "WHARFAGE_ADMINS", value_delimiter = ',')]
+    #[serde(default)]
+    admins: Vec<String>,
+    /// A user who may stage and manage apps through the management API (not collect
+    /// garbage); repeatable
+    #[arg(long = "stager", env = "WHARFAGE_STAGERS", value_delimiter = ',')]
+    #[serde(default)]
+    stagers: Vec<String>,
+    /// Repository rules (TOML only): `[[access]]` tables of users, repositories, actions
+    #[arg(skip)]
+    #[serde(default)]
+    access: Vec<auth::Rule>,
+    /// Lifetime of registry tokens [default: 5m]
+    #[arg(long, env = "WHARFAGE_TOKEN_TTL")]
+    token_ttl: Option<String>,
+    /// PEM private key (Ed25519 or P-256) to sign tokens with [default: a key kept in the store]
+    #[arg(long, env = "WHARFAGE_TOKEN_KEY")]
+    token_key: Option<PathBuf>,
+    /// The URL clients reach this registry at, e.g. https://registry.example.com: the token
+    /// realm and the host of pinned image references [default: from each request]
+    #[arg(long, env = "WHARFAGE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Serve without access control on a non-loopback address: anyone who reaches it may
+    /// pull, push, delete and manage
+    #[arg(long, env = "WHARFAGE_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    anonymous: Option<bool>,
     }
 }
 
@@ -221,56 +263,7 @@ pub(crate) struct ServeConfig {
     pub gc_interval: Option<std::time::Duration>,
     pub uploads: store::UploadLimits,
     pub connections: server::ConnectionLimits,
-}
-
-fn positive(key: &str, d: std::time::Duration) -> Result<std::time::Duration, CliError> {
-    if d.is_zero() {
-        return Err(CliError::Config(format!("{key} must be at least 1s")));
-    }
-    Ok(d)
-}
-
-fn at_least_one(key: &str, v: Option<usize>, default: usize) -> Result<usize, CliError> {
-    match v {
-        Some(0) => Err(CliError::Config(format!("{key} must be at least 1"))),
-        Some(n) => Ok(n),
-        None => Ok(default),
-    }
-}
-
-/// Parses `90`, `90s`, `30m`, `6h`, `2d` into a duration; the error names the key.
-pub(crate) fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliError> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| CliError::Config(format!("{key} {v:?}: expected a number with s, m, h or d")))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(CliError::Config(format!("{key} {v:?}: unknown unit {unit:?} (use s, m, h or d)"))),
-    };
-    Ok(std::time::Duration::from_secs(secs))
-}
-
-/// Parses `1048576`, `512MiB`, `20GiB`, `1TiB` (also `K`/`M`/`G`/`T` and `KB`..., all
-/// powers of 1024) into bytes; the error names the key.
-pub(crate) fn parse_size(key: &str, v: &str) -> Result<u64, CliError> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let bad = || CliError::Config(format!("{key} {v:?}: expected a size such as 512MiB or 20GiB"));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1 << shift).ok_or_else(bad)
+    pub access: AccessConfig,
 }
 
 impl ServeConfig {
@@ -379,6 +372,23 @@ impl ServeConfig {
                 None => conn.body_timeout,
             },
         };
+        let listen = s.listen.unwrap_or_else(|| "127.0.0.1:5000".into());
+        let access = AccessConfig::resolve(
+            access::AccessArgs {
+                listen: ListenAddr(&listen),
+                tls_cert: s.tls_cert,
+                tls_key: s.tls_key,
+                htpasswd: s.htpasswd,
+                admins: s.admins,
+                stagers: s.stagers,
+                rules: s.access,
+                token_ttl: s.token_ttl,
+                token_key: s.token_key,
+                public_url: s.public_url,
+                anonymous: s.anonymous.unwrap_or(false),
+            },
+            gc.retain,
+        )?;
         let (allow, deny) = (s.upstream_allow, s.upstream_deny);
         let upstream = upstream::UpstreamConfig {
             hosts: upstream::HostPolicy::new(&allow, &deny).map_err(|e| CliError::Config(e.to_string()))?,
@@ -391,7 +401,8 @@ impl ServeConfig {
             stage_concurrency,
             gc,
             gc_interval,
-            listen: s.listen.unwrap_or_else(|| "127.0.0.1:5000".into()),
+            access,
+            listen,
             storage,
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             log: s.log.unwrap_or_else(|| "info".into()),

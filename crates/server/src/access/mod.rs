@@ -1,0 +1,274 @@
+//! Who is calling and whether they may: every `/v2/` request, the management API and
+//! `/metrics` pass through here when access control is on. A caller is identified by Basic
+//! credentials (a user or a pull credential), a bearer token from `/auth/token`, or nothing
+//! (anonymous); what each endpoint needs is decided in [`need`] from the typed endpoint.
+//! Denials are logged as audit events with the principal, repository and action.
+
+pub(crate) mod token;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use auth::{Actions, Auth, Principal, Role, Verified};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use http::{header, HeaderMap, Method};
+use oci::ErrorCode;
+
+use crate::endpoint::Endpoint;
+use crate::error::{ApiError, MgmtError};
+use crate::AppState;
+
+/// The client's address, put on each request by the listener (for the failed-login limit).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Access control settings of a server.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// `None`: an open registry (loopback without configuration, or `--anonymous`).
+    pub auth: Option<Arc<Auth>>,
+    /// `scheme://host[:port]` clients reach this registry at; else taken from the request.
+    pub public_url: Option<String>,
+    /// Whether the listener speaks TLS (the scheme of a realm built from the request).
+    pub tls: bool,
+}
+
+impl Access {
+    /// The registry's address for clients: the public URL, else the request's `Host`.
+    pub(crate) fn base_url(&self, headers: &HeaderMap) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("{}://{}", if self.tls { "https" } else { "http" }, request_host(headers)),
+        }
+    }
+
+    /// The host (and port) image references name.
+    pub(crate) fn registry_host(&self, headers: &HeaderMap) -> String {
+        match &self.public_url {
+            Some(u) => {
+                let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
+                rest.split('/').next().unwrap_or(rest).to_string()
+            }
+            None => request_host(headers),
+        }
+    }
+}
+
+/// The request's `Host` when it is a plain `host[:port]`, never anything else a client put there.
+fn request_host(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .filter(|h| oci::is_registry_host(h))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// How a request identified itself.
+#[derive(Debug, Clone)]
+pub(crate) enum Who {
+    /// Access control is off.
+    Open,
+    Anonymous,
+    /// Basic credentials on this request.
+    Login(Principal),
+    Token(Arc<Verified>),
+}
+
+/// The identified caller of one request, with what its rights are checked against.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    auth: Option<Arc<Auth>>,
+    pub(crate) who: Who,
+}
+
+impl Caller {
+    /// A caller of a registry without access control.
+    pub(crate) fn open() -> Caller {
+        Caller { auth: None, who: Who::Open }
+    }
+
+    /// Whether access control is off.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.who, Who::Open)
+    }
+
+    /// The actions the caller may take on `repo`.
+    pub(crate) fn actions(&self, repo: &str) -> Actions {
+        let Some(auth) = &self.auth else { return Actions::ALL };
+        match &self.who {
+            Who::Open => Actions::ALL,
+            Who::Anonymous => auth.policy().actions(&Principal::Anonymous, repo),
+            Who::Login(p) => auth.policy().actions(p, repo),
+            Who::Token(v) => v.actions(repo),
+        }
+    }
+
+    fn catalog(&self) -> bool {
+        let Some(auth) = &self.auth else { return true };
+        match &self.who {
+            Who::Open => true,
+            Who::Anonymous => false,
+            Who::Login(p) => auth.policy().catalog(p),
+            Who::Token(v) => v.catalog(),
+        }
+    }
+
+    fn principal(&self) -> Principal {
+        match &self.who {
+            Who::Open | Who::Anonymous => Principal::Anonymous,
+            Who::Login(p) => p.clone(),
+            Who::Token(v) => v.principal.clone(),
+        }
+    }
+}
+
+/// Identifies the caller from its `Authorization` header. Wrong credentials are an error
+/// (never silently anonymous); no header is the anonymous caller.
+pub(crate) async fn identify(state: &AppState, headers: &HeaderMap, client: Option<ClientAddr>) -> Result<Caller, auth::AuthError> {
+    let Some(auth) = &state.access.auth else { return Ok(Caller::open()) };
+    let caller = |who| Caller { auth: Some(auth.clone()), who };
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Ok(caller(Who::Anonymous));
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let (user, password) = decode_basic(rest.trim())?;
+        let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        Ok(caller(Who::Login(auth.login(&user, &password, ip).await?)))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(caller(Who::Token(auth.bearer(rest.trim()).await?)))
+    } else {
+        Err(auth::AuthError::BadRequest(format!("unsupported authorization scheme {scheme:?} (use Basic or Bearer)")))
+    }
+}
+
+/// `user:password` from a Basic credential; the password is wiped when dropped.
+pub(crate) fn decode_basic(b64: &str) -> Result<(String, zeroize::Zeroizing<String>), auth::AuthError> {
+    let bad = || auth::AuthError::BadRequest("malformed Basic credentials".into());
+    let raw = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?);
+    let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
+    let (user, password) = text.split_once(':').ok_or_else(bad)?;
+    Ok((user.to_string(), zeroize::Zeroizing::new(password.to_string())))
+}
+
+/// What a `/v2/` request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Any identified caller (the API version check).
+    Login,
+    Catalog,
+    Repo(String, Actions),
+}
+
+/// What an endpoint and method need: reads pull, writes push, deletes delete.
+pub(crate) fn need(ep: &Endpoint, m: &Method) -> Need {
+    let read = matches!(*m, Method::GET | Method::HEAD);
+    match ep {
+        Endpoint::Base => Need::Login,
+        Endpoint::Catalog => Need::Catalog,
+        Endpoint::Tags(r) | Endpoint::Referrers(r, _) => Need::Repo(r.to_string(), Actions::PULL),
+        Endpoint::Blob(r, _) | Endpoint::Manifest(r, _) if read => Need::Repo(r.to_string(), Actions::PULL),
+        Endpoint::Blob(r, _) | Endpoint::Manifest(r, _) if *m == Method::DELETE => Need::Repo(r.to_string(), Actions::DELETE),
+        Endpoint::Manifest(r, _) | Endpoint::UploadStart(r) | Endpoint::Upload(r, _) => Need::Repo(r.to_string(), Actions::PUSH),
+        Endpoint::Blob(..) => Need::Login,
+    }
+}
+
+/// Lets the request through, or answers 401 with a challenge naming the scope to ask a
+/// token for, or 403 to a caller who logged in and may not.
+pub(crate) fn check(state: &AppState, caller: &Caller, need: &Need, headers: &HeaderMap) -> Result<(), ApiError> {
+    let allowed = match need {
+        _ if matches!(caller.who, Who::Open) => true,
+        Need::Login => !matches!(caller.who, Who::Anonymous),
+        Need::Catalog => caller.catalog(),
+        Need::Repo(repo, actions) => caller.actions(repo).contains(*actions),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let (scope, what) = match need {
+        Need::Login => (None, "use the registry".to_string()),
+        Need::Catalog => (Some("registry:catalog:*".to_string()), "list the catalog".to_string()),
+        // Clients ask for pull with push: a push reads blobs too.
+        Need::Repo(repo, a) if *a == Actions::PUSH => {
+            (Some(auth::challenge_scope(repo, Actions::PULL | Actions::PUSH)), format!("push to {repo}"))
+        }
+        Need::Repo(repo, a) => (Some(auth::challenge_scope(repo, *a)), format!("{a} {repo}")),
+    };
+    let principal = caller.principal();
+    if !matches!(need, Need::Login) {
+        tracing::info!(target: "wharfage::audit", event = "denied", principal = %principal, need = %what, "request denied");
+    }
+    match &caller.who {
+        Who::Login(_) => Err(ApiError::new(ErrorCode::Denied, format!("{principal} may not {what}"))),
+        who => {
+            let (message, error) = match who {
+                Who::Token(_) => (format!("the token does not allow to {what}"), Some("insufficient_scope")),
+                _ => ("authentication required".to_string(), None),
+            };
+            Err(ApiError::new(ErrorCode::Unauthorized, message)
+                .with_header(header::WWW_AUTHENTICATE, &challenge(state, headers, scope.as_deref(), error)))
+        }
+    }
+}
+
+/// `Bearer realm="…/auth/token",service="…"[,scope="…"][,error="…"]`.
+pub(crate) fn challenge(state: &AppState, headers: &HeaderMap, scope: Option<&str>, error: Option<&str>) -> String {
+    let service = state.access.auth.as_ref().map_or("wharfage", |a| a.service());
+    let mut c = format!("Bearer realm=\"{}/auth/token\",service=\"{service}\"", state.access.base_url(headers));
+    if let Some(s) = scope {
+        c.push_str(&format!(",scope=\"{s}\""));
+    }
+    if let Some(e) = error {
+        c.push_str(&format!(",error=\"{e}\""));
+    }
+    c
+}
+
+/// An identification failure on `/v2/` as an answer: 401 with a challenge, or 429.
+pub(crate) fn identify_error(state: &AppState, headers: &HeaderMap, e: auth::AuthError) -> ApiError {
+    let invalid_token = matches!(e, auth::AuthError::InvalidToken(_));
+    let err = ApiError::from(e);
+    if err.code == ErrorCode::Unauthorized {
+        let error = invalid_token.then_some("invalid_token");
+        return err.with_header(header::WWW_AUTHENTICATE, &challenge(state, headers, None, error));
+    }
+    err
+}
+
+/// Guards the management API and `/metrics`: admins may do everything, stagers the staging
+/// and app endpoints; nobody else anything.
+pub(crate) async fn guard_operations(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.access.auth.is_none() {
+        return next.run(req).await;
+    }
+    let path = req.uri().path();
+    let admin_only = path == "/metrics" || path.starts_with("/api/v1/gc");
+    let client = req.extensions().get::<ClientAddr>().copied();
+    let caller = match identify(&state, req.headers(), client).await {
+        Ok(c) => c,
+        Err(e) => return MgmtError::from(e).into_response(),
+    };
+    let principal = match &caller.who {
+        Who::Open => return next.run(req).await,
+        Who::Anonymous => return MgmtError::unauthorized("log in as an admin or a stager").into_response(),
+        Who::Login(p) => p.clone(),
+        Who::Token(v) => v.principal.clone(),
+    };
+    let role = state.access.auth.as_ref().map_or(Role::None, |a| a.policy().role(&principal));
+    let ok = match role {
+        Role::Admin => true,
+        Role::Stager => !admin_only,
+        Role::None => false,
+    };
+    if !ok {
+        tracing::info!(target: "wharfage::audit", event = "denied", principal = %principal, path, "management request denied");
+        let need = if admin_only { "an admin" } else { "an admin or a stager" };
+        return MgmtError::denied(format!("{principal} may not use {path}: it needs {need}")).into_response();
+    }
+    next.run(req).await
+}
