@@ -112,6 +112,12 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone().map_request(move |mut r: http::Request<hyper::body::Incoming>| {
             r.extensions_mut().insert(ClientAddr(peer));
+            // HTTP/2 names the host in `:authority`, not `Host`: make it one header for all.
+            if !r.headers().contains_key(http::header::HOST) {
+                if let Some(v) = r.uri().authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()) {
+                    r.headers_mut().insert(http::header::HOST, v);
+                }
+            }
             r
         }));
         let Some(acceptor) = acceptor.clone() else {

@@ -125,7 +125,10 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
 
 /// On SIGHUP, re-reads the TLS certificate and the htpasswd file (a failed reload keeps
 /// what was in use and says why).
-fn reload_on_hangup(auth: Option<std::sync::Arc<auth::Auth>>, certs: Option<std::sync::Arc<server::tls::Certificates>>) -> Result<(), CliError> {
+fn reload_on_hangup(
+    auth: Option<std::sync::Arc<auth::Auth>>,
+    certs: Option<std::sync::Arc<server::tls::Certificates>>,
+) -> Result<(), CliError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {

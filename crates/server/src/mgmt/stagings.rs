@@ -84,6 +84,10 @@ fn count(metrics: &crate::Metrics, outcome: &Outcome) {
 
 /// The answer to a successful staging: its view with a fresh pull credential.
 async fn with_credentials(state: &AppState, r: StagingRecord, host: &str) -> Result<StagingView, MgmtError> {
+    // A new staging may retire an old one, and with it the old one's credentials.
+    if let Some(auth) = &state.access.auth {
+        auth.forget_app(&r.app);
+    }
     let creds = auth::mint(&state.store, &r.app, &r.staging_id).await?;
     let mut v = view(r, host);
     v.pull_credentials = Some(creds);

@@ -72,7 +72,9 @@ impl AccessConfig {
             return Ok(AccessConfig { tls, auth: None, public_url });
         };
         if a.anonymous {
-            return err("--anonymous and --htpasswd exclude each other: with users, grant anonymous pulls by a rule with users = [\"anonymous\"]");
+            return err(
+                "--anonymous and --htpasswd exclude each other: with users, grant anonymous pulls by a rule with users = [\"anonymous\"]",
+            );
         }
         let token_ttl = match a.token_ttl {
             Some(v) => positive("token_ttl", parse_duration("token_ttl", &v)?)?,

@@ -15,6 +15,8 @@
 //! skopeo, weed (SeaweedFS) and nginx must be installed: `scripts/test.sh` installs them.
 //! These tests fail (never skip) when one is missing.
 
+mod access;
+mod certs;
 mod client;
 mod config;
 mod fixtures;
