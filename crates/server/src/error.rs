@@ -3,7 +3,7 @@
 use auth::AuthError;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use oci::{ErrorCode, ParseError};
 use stage::StageError;
 use store::StoreError;
@@ -18,20 +18,21 @@ pub struct ApiError {
     /// Overrides the code's usual status (e.g. 413 for an oversized manifest).
     pub status: Option<StatusCode>,
     pub detail: Option<serde_json::Value>,
-    /// Headers the answer needs (`WWW-Authenticate` on a 401, `Retry-After` on a 429).
-    pub headers: HeaderMap,
+    /// Headers the answer needs (`WWW-Authenticate` on a 401, `Retry-After` on a 429); a
+    /// list, not a `HeaderMap`, to keep the error small on every `Result` path.
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     /// An error with the code's usual status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), status: None, detail: None, headers: HeaderMap::new() }
+        ApiError { code, message: message.into(), status: None, detail: None, headers: Vec::new() }
     }
 
     /// Adds a header to the answer (values we build; one that is not a valid header is left out).
     pub fn with_header(mut self, name: header::HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.headers.push((name, v));
         }
         self
     }
@@ -98,7 +99,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut resp = error_response(status, self.code.as_str(), &self.message, self.detail);
-        resp.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
+        }
         resp
     }
 }
@@ -132,12 +135,12 @@ pub(crate) struct MgmtError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    headers: HeaderMap,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl MgmtError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        MgmtError { status, code, message: message.into(), headers: HeaderMap::new() }
+        MgmtError { status, code, message: message.into(), headers: Vec::new() }
     }
 
     /// Status, code and message, for an error reported inside a stream.
@@ -148,7 +151,7 @@ impl MgmtError {
     /// The caller did not prove who it is: asks for credentials.
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         let mut e = MgmtError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
-        e.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wharfage\""));
+        e.headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wharfage\"")));
         e
     }
 
@@ -193,7 +196,7 @@ impl From<AuthError> for MgmtError {
             AuthError::Throttled { retry_after } => {
                 let mut m = MgmtError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", e.to_string());
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                    m.headers.insert(header::RETRY_AFTER, v);
+                    m.headers.push((header::RETRY_AFTER, v));
                 }
                 m
             }
@@ -214,7 +217,9 @@ impl From<&StageError> for MgmtError {
 impl IntoResponse for MgmtError {
     fn into_response(self) -> Response {
         let mut resp = error_response(self.status, self.code, &self.message, None);
-        resp.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
+        }
         resp
     }
 }
@@ -348,5 +353,30 @@ mod tests {
         assert_eq!(stage_status(&lost_race).0.as_u16(), 503);
         let timeout = StageError::Shared(Arc::new(StageError::Upstream(up("timeout"))));
         assert_eq!(stage_status(&timeout), (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"));
+    }
+
+    #[test]
+    fn access_errors_have_their_status_and_headers() {
+        let cases = [
+            (AuthError::BadCredentials, 401, "UNAUTHORIZED"),
+            (AuthError::InvalidToken("expired".into()), 401, "UNAUTHORIZED"),
+            (AuthError::Throttled { retry_after: 7 }, 429, "TOOMANYREQUESTS"),
+            (AuthError::BadRequest("malformed Basic credentials".into()), 400, "UNSUPPORTED"),
+            (AuthError::Store(StoreError::Config("down".into())), 503, "UNAVAILABLE"),
+            (AuthError::Config("no key".into()), 500, "UNAVAILABLE"),
+        ];
+        for (e, status, code) in cases {
+            let r = ApiError::from(e).into_response();
+            assert_eq!((r.status().as_u16(), code), (status, code));
+        }
+        let r = ApiError::from(AuthError::Throttled { retry_after: 7 }).into_response();
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        let m = MgmtError::from(AuthError::BadCredentials);
+        assert_eq!((m.status.as_u16(), m.code), (401, "UNAUTHORIZED"));
+        let r = m.into_response();
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some(), "a 401 asks for credentials");
+        let m = MgmtError::from(AuthError::Throttled { retry_after: 3 });
+        assert_eq!((m.status.as_u16(), m.code), (429, "TOO_MANY_REQUESTS"));
+        assert_eq!(MgmtError::denied("no").status.as_u16(), 403);
     }
 }

@@ -91,9 +91,13 @@ impl Caller {
         Caller { auth: None, who: Who::Open }
     }
 
-    /// Whether access control is off.
-    pub(crate) fn is_open(&self) -> bool {
-        matches!(self.who, Who::Open)
+    /// Whether the caller may read every repository: access control is off, or an admin.
+    pub(crate) fn reads_everything(&self) -> bool {
+        match (&self.who, &self.auth) {
+            (Who::Open, _) | (_, None) => true,
+            (Who::Anonymous, _) => false,
+            (_, Some(auth)) => auth.policy().role(&self.principal()) == Role::Admin,
+        }
     }
 
     /// The actions the caller may take on `repo`.
@@ -271,4 +275,46 @@ pub(crate) async fn guard_operations(State(state): State<AppState>, req: Request
         return MgmtError::denied(format!("{principal} may not use {path}: it needs {need}")).into_response();
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_need_what_they_do() {
+        let ep = |p: &str| Endpoint::parse(p).unwrap();
+        let d = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+        let repo = |a| Need::Repo("team/web".into(), a);
+        let cases = [
+            ("/v2/", Method::GET, Need::Login),
+            ("/v2/_catalog", Method::GET, Need::Catalog),
+            ("/v2/team/web/tags/list", Method::GET, repo(Actions::PULL)),
+            ("/v2/team/web/manifests/v1", Method::HEAD, repo(Actions::PULL)),
+            ("/v2/team/web/manifests/v1", Method::PUT, repo(Actions::PUSH)),
+            ("/v2/team/web/manifests/v1", Method::DELETE, repo(Actions::DELETE)),
+            (&format!("/v2/team/web/blobs/{d}"), Method::GET, repo(Actions::PULL)),
+            (&format!("/v2/team/web/blobs/{d}"), Method::DELETE, repo(Actions::DELETE)),
+            ("/v2/team/web/blobs/uploads/", Method::POST, repo(Actions::PUSH)),
+            ("/v2/team/web/blobs/uploads/0123456789abcdef0123456789abcdef", Method::PATCH, repo(Actions::PUSH)),
+            ("/v2/team/web/blobs/uploads/0123456789abcdef0123456789abcdef", Method::GET, repo(Actions::PUSH)),
+            (&format!("/v2/team/web/referrers/{d}"), Method::GET, repo(Actions::PULL)),
+        ];
+        for (path, m, want) in cases {
+            assert_eq!(need(&ep(path), &m), want, "{m} {path}");
+        }
+    }
+
+    #[test]
+    fn public_url_names_the_registry() {
+        let access = Access { public_url: Some("https://registry.example.com:8443".into()), ..Access::default() };
+        let mut h = HeaderMap::new();
+        h.insert("host", "forged.example:1".parse().unwrap());
+        assert_eq!(access.registry_host(&h), "registry.example.com:8443");
+        assert_eq!(access.base_url(&h), "https://registry.example.com:8443");
+        let open = Access { tls: true, ..Access::default() };
+        assert_eq!(open.base_url(&h), "https://forged.example:1");
+        h.insert("host", "bad host/../x".parse().unwrap());
+        assert_eq!(open.registry_host(&h), "localhost");
+    }
 }

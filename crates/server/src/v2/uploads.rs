@@ -39,12 +39,13 @@ fn digest_param(req: &Req, name: &str) -> ApiResult<Option<Digest>> {
 pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult {
     if let Some(d) = digest_param(&req, "mount")? {
         let from = req.query("from").map(RepoName::parse).transpose()?;
-        // A mount reads the source: only from a repository the caller may pull, and with
-        // access control on, only from a named one (else any digest would be an oracle on
-        // every repository's content). A refused mount is a plain upload, as the spec says.
+        // A mount reads the source: only from a repository the caller may pull, and without
+        // a source only for a caller who may read them all (else any digest would be an
+        // oracle on every repository's content). A refused mount is a plain upload, as the
+        // spec says.
         let may_read = match &from {
             Some(src) => req.caller.actions(src.as_str()).contains(auth::Actions::PULL),
-            None => req.caller.is_open(),
+            None => req.caller.reads_everything(),
         };
         // A cheap look first, so mounts of digests nobody has write no protection; then
         // protected before the authoritative check, so garbage collection cannot remove the
@@ -58,8 +59,8 @@ pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult
             store.protect(std::slice::from_ref(&d)).await?;
             match &from {
                 Some(src) => store.blob_linked(src, &d).await? && store.blob_size_fresh(&d).await?.is_some(),
-                // No source named (only without access control, see above): any blob the
-                // registry holds.
+                // No source named (only for a caller who reads everything, see above): any
+                // blob the registry holds.
                 None => store.blob_size_fresh(&d).await?.is_some(),
             }
         };
