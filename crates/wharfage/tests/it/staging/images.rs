@@ -10,13 +10,13 @@ use crate::fixtures::{sha256, Image, Index, Layout, Rng, OCI_CONFIG, OCI_INDEX, 
 
 /// A layer blob in a layout.
 #[derive(Clone, Debug)]
-pub(super) struct Layer {
+pub(crate) struct Layer {
     pub digest: String,
     diff_id: String,
 }
 
 /// Adds a gzip layer holding one file of `size` pseudo-random bytes at `path`.
-pub(super) fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize) -> Layer {
+pub(crate) fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize) -> Layer {
     let mut b = tar::Builder::new(Vec::new());
     let data = rng.bytes(size);
     let mut h = tar::Header::new_gnu();
@@ -34,7 +34,7 @@ pub(super) fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize)
 
 /// The `config` section of the staging fixtures: every run-metadata field set, ports in an
 /// order where a string sort and a numeric sort differ.
-pub(super) fn run_config(arch: &str) -> serde_json::Value {
+pub(crate) fn run_config(arch: &str) -> serde_json::Value {
     json!({
         "Entrypoint": ["/usr/local/bin/app", "--serve"],
         "Cmd": ["--listen", ":7070"],
@@ -64,12 +64,12 @@ pub(super) fn expected_metadata(arch: &str) -> serde_json::Value {
 }
 
 /// Adds a linux image of `layers` whose config carries [`run_config`].
-pub(super) fn image(layout: &mut Layout, arch: &str, layers: &[&Layer]) -> Image {
+pub(crate) fn image(layout: &mut Layout, arch: &str, layers: &[&Layer]) -> Image {
     image_with(layout, arch, layers, run_config(arch))
 }
 
 /// Adds a linux image of `layers` whose config's `config` section is `run`.
-pub(super) fn image_with(layout: &mut Layout, arch: &str, layers: &[&Layer], run: serde_json::Value) -> Image {
+pub(crate) fn image_with(layout: &mut Layout, arch: &str, layers: &[&Layer], run: serde_json::Value) -> Image {
     let desc = |layout: &Layout, media_type: &str, digest: &str| json!({ "mediaType": media_type, "digest": digest, "size": layout.blobs[digest].len() });
     let mut config = json!({
         "created": "2024-01-01T00:00:00Z",

@@ -9,7 +9,7 @@
 mod auth;
 mod cli;
 mod failures;
-mod images;
+pub(crate) mod images;
 mod proxy;
 mod public;
 mod upstream;
