@@ -29,6 +29,7 @@ For bench/stage.sh:
                                            print the staging table (and write JSON)
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ import socket
 import statistics
 import sys
 import tarfile
+import time
 import zlib
 
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
@@ -151,8 +153,12 @@ def report(results_path, json_out=None):
     w = values.get("wharfage", {})
     d = values.get("distribution", {})
     n = values.get("nginx", {})
+    # registry.sh --auth: wharfage again without TLS and auth, for what access control costs.
+    p = values.get("wharfage_plain")
 
     header = ["metric", "better", "wharfage", "distribution", "wharfage/dist", "nginx", "wharfage/nginx"]
+    if p is not None:
+        header += ["wharfage, no auth", "auth/no auth"]
     rows = []
     # Distribution's figure for a blob-cache row is its plain GET: it has no such cache.
     plain = {"get1_fill_mibs": "get1_mibs", "get1_cached_mibs": "get1_mibs", "get8_cached_mibs": "get8_mibs"}
@@ -160,17 +166,18 @@ def report(results_path, json_out=None):
         if key not in w and key not in d:
             continue
         dkey = plain.get(key, key)
-        rows.append(
-            [
-                label,
-                "higher" if higher else "lower",
-                fmt(w.get(key)),
-                fmt(d.get(dkey)),
-                ratio(w.get(key), d.get(dkey)),
-                fmt(n.get(key)) if vs_nginx else "",
-                ratio(w.get(key), n.get(key)) if vs_nginx else "",
-            ]
-        )
+        row = [
+            label,
+            "higher" if higher else "lower",
+            fmt(w.get(key)),
+            fmt(d.get(dkey)),
+            ratio(w.get(key), d.get(dkey)),
+            fmt(n.get(key)) if vs_nginx else "",
+            ratio(w.get(key), n.get(key)) if vs_nginx else "",
+        ]
+        if p is not None:
+            row += [fmt(p.get(key)), ratio(w.get(key), p.get(key))]
+        rows.append(row)
     print_table(header, rows, notes, left=(0,), json_out=json_out, payload={"results": values})
 
 
@@ -428,6 +435,43 @@ def print_table(header, rows, notes, left, json_out, payload):
             f.write("\n")
 
 
+# ---------------------------------------------------------------- registry.sh --auth
+
+
+def _b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def distribution_token(key_pem, cert_pem, issuer, service, repos, ttl=3600):
+    """An ES256 token as distribution's `auth: token` accepts it: the signing certificate in
+    the `x5c` header (distribution checks it against its rootcertbundle), pull and push on
+    each repository. The bench's own token issuer: distribution has none."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    with open(key_pem, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    with open(cert_pem, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    now = int(time.time())
+    header = {"alg": "ES256", "typ": "JWT", "x5c": [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]}
+    claims = {
+        "iss": issuer,
+        "sub": "bench",
+        "aud": service,
+        "exp": now + ttl,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": os.urandom(8).hex(),
+        "access": [{"type": "repository", "name": r, "actions": ["pull", "push"]} for r in repos],
+    }
+    signing_input = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+    r, s_ = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return signing_input + "." + _b64url(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -452,6 +496,8 @@ def main(argv):
     elif cmd == "ab":
         rps, non2xx, failed = parse_ab(args[0])
         print(f"{rps} {non2xx} {failed}")
+    elif cmd == "distribution-token":
+        print(distribution_token(argv[1], argv[2], argv[3], argv[4], argv[5:]))
     elif cmd == "report":
         report(args[0], args[1] if len(args) > 1 else None)
     elif cmd == "layout":

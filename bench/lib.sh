@@ -103,7 +103,7 @@ wait_ready() { # NAME URL LOGFILE
             tail -n 30 "$logfile" >&2 || true
             die "$name exited during startup (log: $logfile)"
         fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        code=$(curl -s ${curl_tls[@]+"${curl_tls[@]}"} -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
         case "$code" in 200 | 401) return 0 ;; esac
         sleep 0.1
     done
@@ -118,8 +118,16 @@ start_wharfage() { # NAME DIR PORT [SERVE_ARGS...]
     "$wharfage_bin" serve --listen "127.0.0.1:$port" --root "$dir/root" "$@" \
         >>"$dir/stdout.log" 2>>"$dir/stderr.log" &
     pid_of[$name]=$!
-    wait_ready "$name" "http://127.0.0.1:$port/v2/" "$dir/stderr.log"
+    wait_ready "$name" "$scheme://127.0.0.1:$port/v2/" "$dir/stderr.log"
 }
+
+# Extra distribution config for registry.sh --auth: lines under `http:` (TLS) and top-level
+# sections (`auth:`); empty by default.
+distribution_http_extra=""
+distribution_extra=""
+# Scheme of the registries' URLs and the curl options that trust their certificate.
+scheme=http
+curl_tls=()
 
 start_distribution() { # NAME DIR PORT [ACCESS_LOG (0|1, default 0)] [S3_BUCKET]
     # Debian's docker-registry (CNCF distribution 2.8): filesystem storage, deletes on, the
@@ -159,12 +167,14 @@ $storage
     blobdescriptor: inmemory
 http:
   addr: 127.0.0.1:$port
+$distribution_http_extra
+$distribution_extra
 EOF
     # Its AWS SDK panics at start-up on an AWS_CA_BUNDLE from the environment ("HTTPClient's
     # transport unsupported type"), even for a plain-HTTP endpoint: not ours to pass on.
     env -u AWS_CA_BUNDLE docker-registry serve "$dir/config.yml" >>"$dir/stderr.log" 2>&1 &
     pid_of[$name]=$!
-    wait_ready "$name" "http://127.0.0.1:$port/v2/" "$dir/stderr.log"
+    wait_ready "$name" "$scheme://127.0.0.1:$port/v2/" "$dir/stderr.log"
 }
 
 # ---------------------------------------------------------------- S3 (SeaweedFS)

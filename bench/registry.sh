@@ -12,6 +12,9 @@
 #   --duration S        seconds per wrk run (default 10)
 #   --keep              keep the work dir (storage, logs, raw wrk output)
 #   --json FILE         also write the figures as JSON
+#   --auth              TLS and token auth on both registries (and TLS on nginx): wharfage
+#                       with its own tokens, distribution with `auth: token` and tokens the
+#                       bench signs; wharfage also runs without either, for what auth costs
 # Environment:
 #   WHARFAGE_BIN        the binary to measure (default: target/release/wharfage)
 #   BENCH_TMPDIR        where the work dir goes (default: $TMPDIR or /tmp); it needs
@@ -30,6 +33,7 @@ size_mib=256
 duration=10
 keep=0
 json_out=""
+auth=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
@@ -39,6 +43,7 @@ while [ "$#" -gt 0 ]; do
         --duration) duration=$2; shift ;;
         --keep) keep=1 ;;
         --json) json_out=$2; shift ;;
+        --auth) auth=1 ;;
         -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "registry.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -49,11 +54,16 @@ case "$storage" in fs | s3) ;; *) echo "--storage fs|s3" >&2; exit 2 ;; esac
 targets=()
 [ "$only" = distribution ] || targets+=(wharfage)
 [ "$only" = wharfage ] || targets+=(distribution)
+[ "$auth" -eq 0 ] || [ "$only" = distribution ] || targets+=(wharfage_plain)
 
 # ---------------------------------------------------------------- peers and build
 peers_apt docker-registry:docker-registry nginx:nginx-light wrk:wrk ab:apache2-utils \
     curl:curl python3:python3 sha256sum:coreutils
 [ "$storage" = fs ] || peers_weed
+if [ "$auth" -eq 1 ]; then
+    peers_apt openssl:openssl htpasswd:apache2-utils
+    python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography
+fi
 
 if [[ " ${targets[*]} " == *" wharfage "* ]]; then bench_wharfage "$build"; fi
 
@@ -77,6 +87,53 @@ if [ "$storage" = s3 ]; then
     export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
     distribution_bucket=distribution
 fi
+
+# ---------------------------------------------------------------- TLS and auth (--auth)
+authz=() # curl's Authorization header for the registry under test
+if [ "$auth" -eq 1 ]; then
+    tls=$work/tls
+    mkdir -p "$tls"
+    for name in server issuer; do
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -keyout "$tls/$name.key" -out "$tls/$name.crt" -subj "/CN=127.0.0.1" \
+            -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1 || die "openssl could not make the $name certificate"
+    done
+    chmod 644 "$tls"/*
+    bench_password=$(head -c 18 /dev/urandom | base64)
+    htpasswd -Bbc "$tls/htpasswd" bench "$bench_password" >/dev/null 2>&1
+    scheme=https
+    curl_tls=(--cacert "$tls/server.crt")
+    distribution_http_extra="  tls:
+    certificate: $tls/server.crt
+    key: $tls/server.key"
+    distribution_extra="auth:
+  token:
+    realm: https://127.0.0.1:9/token
+    service: bench
+    issuer: bench-issuer
+    rootcertbundle: $tls/issuer.crt"
+fi
+wharfage_auth=()
+[ "$auth" -eq 0 ] || wharfage_auth=(--tls-cert "$tls/server.crt" --tls-key "$tls/server.key"
+    --htpasswd "$tls/htpasswd" --admin bench --token-ttl 1h)
+
+# A bearer token for the registry under test (--auth), valid an hour, pull and push on the
+# bench repositories: from wharfage's token endpoint, or signed here for distribution.
+fetch_token() { # TARGET
+    local t
+    case "$1" in
+        wharfage)
+            curl -sS -f "${curl_tls[@]}" -u "bench:$bench_password" -o "$work/token.json" \
+                "$base/auth/token?service=wharfage&scope=repository:bench:pull,push&scope=repository:bench2:pull,push&scope=repository:bench3:pull,push" ||
+                die "wharfage gave no token"
+            t=$("${lib[@]}" json-field "$work/token.json" token)
+            ;;
+        distribution)
+            t=$("${lib[@]}" distribution-token "$tls/issuer.key" "$tls/issuer.crt" bench-issuer bench bench bench2 bench3)
+            ;;
+    esac
+    authz=(-H "Authorization: Bearer $t")
+}
 
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # TARGET METRIC VALUE
 note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
@@ -109,9 +166,9 @@ start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh p
     port=$("${lib[@]}" port)
     dir=$work/$name
     mkdir -p "$dir"
-    base=http://127.0.0.1:$port
+    base=$scheme://127.0.0.1:$port
     case "$name" in
-        wharfage) start_wharfage "$name" "$dir" "$port" ${wharfage_storage[@]+"${wharfage_storage[@]}"} ;;
+        wharfage) start_wharfage "$name" "$dir" "$port" ${wharfage_storage[@]+"${wharfage_storage[@]}"} ${wharfage_auth[@]+"${wharfage_auth[@]}"} ;;
         distribution) start_distribution "$name" "$dir" "$port" 0 "$distribution_bucket" ;;
         nginx)
             mkdir -p "$dir/tmp"
@@ -137,7 +194,12 @@ start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh p
                 for m in fastcgi uwsgi scgi; do
                     [[ " $without " == *" $m "* ]] || echo "  ${m}_temp_path $dir/tmp/$m;"
                 done
-                echo "  server { listen 127.0.0.1:$port; root $work/data; }"
+                if [ "$auth" -eq 1 ]; then
+                    echo "  server { listen 127.0.0.1:$port ssl; root $work/data;"
+                    echo "    ssl_certificate $tls/server.crt; ssl_certificate_key $tls/server.key; }"
+                else
+                    echo "  server { listen 127.0.0.1:$port; root $work/data; }"
+                fi
                 echo "}"
             } >"$dir/nginx.conf"
             nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >>"$dir/stderr.log" 2>&1 &
@@ -158,7 +220,7 @@ status_mib() { # NAME FIELD (VmRSS|VmHWM) -> MiB, from the kernel's view of the 
 # ---------------------------------------------------------------- HTTP steps
 push_blob() { # REPO FILE DIGEST -> prints seconds the PUT took
     local repo=$1 file=$2 dg=$3 hdr=$work/post.hdr loc out code secs
-    code=$(curl -sS -o /dev/null -D "$hdr" -w '%{http_code}' -X POST \
+    code=$(curl -sS ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -o /dev/null -D "$hdr" -w '%{http_code}' -X POST \
         "$base/v2/$repo/blobs/uploads/")
     [ "$code" = 202 ] || die "POST /v2/$repo/blobs/uploads/ answered $code"
     loc=$(awk 'tolower($1) == "location:" { sub(/\r$/, "", $2); print $2 }' "$hdr")
@@ -167,7 +229,7 @@ push_blob() { # REPO FILE DIGEST -> prints seconds the PUT took
     case "$loc" in *\?*) loc+="&digest=$dg" ;; *) loc+="?digest=$dg" ;; esac
     # -T streams the file with a Content-Length (--data-binary @file would first read
     # it all into curl's memory); "Expect:" turns off the 100-continue round trip.
-    out=$(curl -sS -o "$work/put.body" -w '%{http_code} %{time_total}' --max-time 600 \
+    out=$(curl -sS ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -o "$work/put.body" -w '%{http_code} %{time_total}' --max-time 600 \
         -X PUT -H 'Content-Type: application/octet-stream' -H 'Expect:' -T "$file" "$loc")
     read -r code secs <<<"$out"
     [ "$code" = 201 ] || die "PUT of $dg to $repo answered $code: $(head -c 500 "$work/put.body")"
@@ -176,7 +238,7 @@ push_blob() { # REPO FILE DIGEST -> prints seconds the PUT took
 
 get_once() { # URL -> prints seconds; checks status and size
     local out code bytes secs
-    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' \
+    out=$(curl -sS ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -o /dev/null -w '%{http_code} %{size_download} %{time_total}' \
         --max-time 600 "$1")
     read -r code bytes secs <<<"$out"
     [ "$code" = 200 ] && [ "$bytes" = "$size" ] ||
@@ -188,7 +250,7 @@ get_parallel() { # URL N -> prints aggregate MiB/s of N concurrent full GETs
     local url=$1 n=$2 i t0 t1 pids=() code bytes
     t0=$(date +%s.%N)
     for ((i = 1; i <= n; i++)); do
-        curl -sS -o /dev/null -w '%{http_code} %{size_download}\n' --max-time 600 "$url" \
+        curl -sS ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -o /dev/null -w '%{http_code} %{size_download}\n' --max-time 600 "$url" \
             >"$work/par.$i" &
         pids+=($!)
     done
@@ -231,7 +293,7 @@ run_wrk() { # TARGET METRIC URL [wrk args...]: GET load, 2 threads, 64 connectio
     local target=$1 metric=$2 url=$3 out
     shift 3
     out=$work/$target/load.$metric.txt
-    wrk -t2 -c64 -d"${duration}s" --latency "$@" "$url" >"$out" 2>&1 ||
+    wrk -t2 -c64 -d"${duration}s" --latency ${authz[@]+"${authz[@]}"} "$@" "$url" >"$out" 2>&1 ||
         die "wrk failed: $(cat "$out")"
     # shellcheck disable=SC2046
     check_load "$target" "$metric" $("${lib[@]}" wrk "$out") "$out"
@@ -242,17 +304,22 @@ run_ab_head() { # TARGET METRIC URL: HEAD load, 64 keep-alive connections
     # the Content-Length announces, and completes no request at all. ab is one thread.
     local target=$1 metric=$2 url=$3 out
     out=$work/$target/load.$metric.txt
-    ab -q -i -k -r -c 64 -t "$duration" -n 100000000 "$url" >"$out" 2>&1 ||
+    ab -q -i -k -r -c 64 -t "$duration" -n 100000000 ${authz[@]+"${authz[@]}"} "$url" >"$out" 2>&1 ||
         die "ab failed: $(tail -n 5 "$out")"
     # shellcheck disable=SC2046
     check_load "$target" "$metric" $("${lib[@]}" ab "$out") "$out"
 }
 
 # ---------------------------------------------------------------- one registry
-bench_registry() { # NAME
+bench_registry() { # NAME (wharfage_plain: wharfage without TLS and auth, under --auth)
     local t=$1 pushes=() i s code got rss
     log "== $t"
+    if [ "$t" = wharfage_plain ]; then
+        bench_plain
+        return
+    fi
     start "$t"
+    [ "$auth" -eq 0 ] || fetch_token "$t"
 
     for i in 1 2 3; do
         # Each push starts with no dirty data in the page cache (the test blobs just written,
@@ -269,19 +336,19 @@ bench_registry() { # NAME
     record "$t" push_mibs "$("${lib[@]}" median "${pushes[@]}")"
 
     push_blob bench "$config" "$config_digest" >/dev/null
-    code=$(curl -sS -o "$work/put.body" -w '%{http_code}' -X PUT \
+    code=$(curl -sS ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -o "$work/put.body" -w '%{http_code}' -X PUT \
         -H "Content-Type: $manifest_type" --data-binary "@$manifest" \
         "$base/v2/bench/manifests/latest")
     [ "$code" = 201 ] || die "PUT manifest answered $code: $(head -c 500 "$work/put.body")"
 
     # Check the answers before timing them: a fast 404 is not a result.
-    got=$(curl -sS -f -H "Accept: $manifest_type" "$base/v2/bench/manifests/latest" |
+    got=$(curl -sS -f ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -H "Accept: $manifest_type" "$base/v2/bench/manifests/latest" |
         sha256sum | cut -d' ' -f1)
     [ "sha256:$got" = "$manifest_digest" ] || die "$t: manifest GET by tag returned other bytes"
-    got=$(curl -sS -f -I "$base/v2/bench/blobs/$digest" |
+    got=$(curl -sS -f ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} -I "$base/v2/bench/blobs/$digest" |
         awk 'tolower($1) == "content-length:" { sub(/\r$/, "", $2); print $2 }')
     [ "$got" = "$size" ] || die "$t: blob HEAD gave Content-Length '$got', want $size"
-    got=$(curl -sS -f "$base/v2/bench/blobs/$digest" | sha256sum | cut -d' ' -f1)
+    got=$(curl -sS -f ${curl_tls[@]+"${curl_tls[@]}"} ${authz[@]+"${authz[@]}"} "$base/v2/bench/blobs/$digest" | sha256sum | cut -d' ' -f1)
     [ "sha256:$got" = "$digest" ] || die "$t: blob GET returned other bytes"
 
     sleep 2
@@ -297,11 +364,24 @@ bench_registry() { # NAME
     # Restart so that VmHWM (the kernel's peak RSS) covers only startup and the pulls.
     stop "$t"
     start "$t"
+    [ "$auth" -eq 0 ] || fetch_token "$t"
     get8_series "$t" "$base/v2/bench/blobs/$digest"
     rss=$(status_mib "$t" VmHWM)
     record "$t" rss_pull_peak_mib "$rss"
     stop "$t"
     if [ "$t" = wharfage ] && [ "$storage" = s3 ]; then bench_blob_cache; fi
+}
+
+bench_plain() { # wharfage on plain HTTP without access control, recorded as wharfage_plain
+    local saved_scheme=$scheme saved_tls=("${curl_tls[@]}") saved_auth=("${wharfage_auth[@]}") results_auth=$results
+    scheme=http curl_tls=() wharfage_auth=() authz=()
+    results=$work/results.plain.tsv
+    : >"$results"
+    auth=0
+    bench_registry wharfage
+    auth=1
+    sed 's/^wharfage\t/wharfage_plain\t/' "$results" >>"$results_auth"
+    results=$results_auth scheme=$saved_scheme curl_tls=("${saved_tls[@]}") wharfage_auth=("${saved_auth[@]}")
 }
 
 bench_blob_cache() { # wharfage on S3 again, with --blob-cache-dir: the first pull, then later ones
@@ -328,7 +408,8 @@ bench_blob_cache() { # wharfage on S3 again, with --blob-cache-dir: the first pu
 log "cpus: $(nproc), blob: ${size_mib} MiB, storage: $storage, wrk and ab: 64 connections, ${duration}s"
 for t in "${targets[@]}"; do bench_registry "$t"; done
 
-log "== nginx (static file, sendfile on)"
+log "== nginx (static file, sendfile on$([ "$auth" -eq 0 ] || echo ", TLS"))"
+authz=()
 start nginx
 get_series nginx "$base/blob"
 get8_series nginx "$base/blob"
@@ -347,5 +428,6 @@ fi
 [[ " ${targets[*]} " != *" wharfage "* ]] ||
     echo "wharfage: $wharfage_bin ($("$wharfage_bin" --version 2>/dev/null | head -n1))"
 echo "distribution: $(docker-registry --version 2>&1 | head -n1)"
+[ "$auth" -eq 0 ] || echo "auth: TLS (ECDSA P-256) and bearer tokens on both registries and TLS on nginx; wharfage_plain: wharfage with neither"
 echo
 "${lib[@]}" report "$results" ${json_out:+"$json_out"}
