@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
+use server::mgmt::types::{ErrorBody, ErrorEntry};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -342,8 +343,15 @@ pub async fn expect_error(resp: Response, status: u16, code: &str) {
     let body = text(resp).await;
     assert_eq!(got, status, "expected {status} {code}, got {got}: {body}");
     assert_eq!(ctype, "application/json", "error bodies are JSON: {body}");
-    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"));
-    let first = &v["errors"][0];
-    assert_eq!(first["code"], code, "error code in {body}");
-    assert!(first["message"].as_str().is_some_and(|m| !m.is_empty()), "error message in {body}");
+    let v: ErrorBody = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not an error body ({e}): {body}"));
+    let first = v.errors.first().unwrap_or_else(|| panic!("no error in {body}"));
+    assert_eq!(first.code, code, "error code in {body}");
+    assert!(!first.message.is_empty(), "error message in {body}");
+}
+
+/// The first error of an error body.
+pub async fn first_error(resp: Response) -> ErrorEntry {
+    let body = text(resp).await;
+    let v: ErrorBody = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not an error body ({e}): {body}"));
+    v.errors.into_iter().next().unwrap_or_else(|| panic!("no error in {body}"))
 }
