@@ -1,6 +1,11 @@
 //! Test-only helpers shared by the crates' integration tests: loopback ports, child processes
 //! that cannot outlive the test process, and a real SeaweedFS S3 server (`weed server -s3`).
-//! Nothing here is a mock: these start the real programs the tests talk to.
+//! Nothing here is a mock: these start the real programs the tests talk to. And one way to
+//! run a test on both storage backends ([`both_backends!`]).
+
+pub mod backends;
+
+pub use backends::Backend;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
