@@ -15,6 +15,14 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Installs ring as rustls's crypto provider, as the `wharfage` binary's `main` does: the
+/// libraries' HTTP clients (reqwest, object_store's S3 client) are built without a default
+/// provider and panic when built before one is installed. Call it in every test that builds a
+/// `Store::s3`, an upstream client or a reqwest client directly; calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding an ephemeral loopback port")

@@ -19,8 +19,6 @@ use crate::CliError;
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
 
 fn http() -> Result<reqwest::Client, CliError> {
-    // reqwest is built without a default TLS provider; ring is the one we ship.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("wharfage-cli/", env!("CARGO_PKG_VERSION")))
         .build()

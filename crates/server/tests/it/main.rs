@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use server::mgmt::types::{ErrorBody, ErrorEntry};
-pub(crate) use testkit::{both_backends, Backend};
 use sha2::Digest as _;
+pub(crate) use testkit::{both_backends, Backend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -74,6 +74,8 @@ impl Registry {
     }
 
     async fn serve(root: PathBuf, outer: PathBuf, dir: Option<tempfile::TempDir>, s3: Option<store::S3Config>) -> Self {
+        // The S3 store and the test's reqwest client need it, as the binary's `main` installs it.
+        testkit::install_crypto_provider();
         let store = match &s3 {
             Some(cfg) => store::Store::s3(cfg).expect("S3 store"),
             None => store::Store::filesystem(&root).expect("filesystem store"),
@@ -84,9 +86,6 @@ impl Registry {
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        // reqwest is built with rustls but no default crypto provider (see the workspace
-        // manifest); the client refuses to build until one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Registry { base: format!("http://{addr}"), http: reqwest::Client::new(), root, outer, s3, dir, server }
     }
 

@@ -32,6 +32,7 @@ pub(crate) fn opener(backend: Backend) -> (Opener, Option<tempfile::TempDir>) {
 
 /// An S3 opener and the prefix its store lives under.
 fn s3_opener_with_prefix() -> (Opener, String) {
+    testkit::install_crypto_provider();
     let s3 = testkit::SeaweedFs::shared();
     // One bucket, a fresh prefix per case: SeaweedFS allocates volumes per bucket.
     s3.create_bucket("suite");
