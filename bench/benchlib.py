@@ -153,7 +153,7 @@ def report(results_path, json_out=None):
     w = values.get("wharfage", {})
     d = values.get("distribution", {})
     n = values.get("nginx", {})
-    # registry.sh --auth: wharfage again without TLS and auth, for what access control costs.
+    # registry.sh --auth: wharfage again with TLS but no access control, for what it costs.
     p = values.get("wharfage_plain")
 
     header = ["metric", "better", "wharfage", "distribution", "wharfage/dist", "nginx", "wharfage/nginx"]

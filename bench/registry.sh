@@ -14,7 +14,8 @@
 #   --json FILE         also write the figures as JSON
 #   --auth              TLS and token auth on both registries (and TLS on nginx): wharfage
 #                       with its own tokens, distribution with `auth: token` and tokens the
-#                       bench signs; wharfage also runs without either, for what auth costs
+#                       bench signs; wharfage also runs with TLS and without access
+#                       control, for what access control costs
 # Environment:
 #   WHARFAGE_BIN        the binary to measure (default: target/release/wharfage)
 #   BENCH_TMPDIR        where the work dir goes (default: $TMPDIR or /tmp); it needs
@@ -311,7 +312,7 @@ run_ab_head() { # TARGET METRIC URL: HEAD load, 64 keep-alive connections
 }
 
 # ---------------------------------------------------------------- one registry
-bench_registry() { # NAME (wharfage_plain: wharfage without TLS and auth, under --auth)
+bench_registry() { # NAME (wharfage_plain: wharfage with TLS, without access control, under --auth)
     local t=$1 pushes=() i s code got rss
     log "== $t"
     if [ "$t" = wharfage_plain ]; then
@@ -372,16 +373,16 @@ bench_registry() { # NAME (wharfage_plain: wharfage without TLS and auth, under 
     if [ "$t" = wharfage ] && [ "$storage" = s3 ]; then bench_blob_cache; fi
 }
 
-bench_plain() { # wharfage on plain HTTP without access control, recorded as wharfage_plain
-    local saved_scheme=$scheme saved_tls=("${curl_tls[@]}") saved_auth=("${wharfage_auth[@]}") results_auth=$results
-    scheme=http curl_tls=() wharfage_auth=() authz=()
+bench_plain() { # wharfage with TLS but without access control, recorded as wharfage_plain
+    local saved_auth=("${wharfage_auth[@]}") results_auth=$results
+    wharfage_auth=(--tls-cert "$tls/server.crt" --tls-key "$tls/server.key") authz=()
     results=$work/results.plain.tsv
     : >"$results"
     auth=0
     bench_registry wharfage
     auth=1
     sed 's/^wharfage\t/wharfage_plain\t/' "$results" >>"$results_auth"
-    results=$results_auth scheme=$saved_scheme curl_tls=("${saved_tls[@]}") wharfage_auth=("${saved_auth[@]}")
+    results=$results_auth wharfage_auth=("${saved_auth[@]}")
 }
 
 bench_blob_cache() { # wharfage on S3 again, with --blob-cache-dir: the first pull, then later ones
@@ -428,6 +429,6 @@ fi
 [[ " ${targets[*]} " != *" wharfage "* ]] ||
     echo "wharfage: $wharfage_bin ($("$wharfage_bin" --version 2>/dev/null | head -n1))"
 echo "distribution: $(docker-registry --version 2>&1 | head -n1)"
-[ "$auth" -eq 0 ] || echo "auth: TLS (ECDSA P-256) and bearer tokens on both registries and TLS on nginx; wharfage_plain: wharfage with neither"
+[ "$auth" -eq 0 ] || echo "auth: TLS (ECDSA P-256) and bearer tokens on both registries and TLS on nginx; 'no auth': wharfage with TLS only"
 echo
 "${lib[@]}" report "$results" ${json_out:+"$json_out"}

@@ -63,8 +63,6 @@ pub(crate) struct S3Extra {
 impl Store {
     /// A store in an S3 bucket. Plain HTTP is allowed only for loopback endpoints.
     pub fn s3(cfg: &S3Config) -> Result<Self> {
-        // reqwest is built without a default TLS provider; ring is the one we ship.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let url = url::Url::parse(&cfg.endpoint).map_err(|e| config_error(format!("endpoint {:?}: {e}", cfg.endpoint)))?;
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

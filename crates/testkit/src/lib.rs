@@ -1,6 +1,11 @@
 //! Test-only helpers shared by the crates' integration tests: loopback ports, child processes
 //! that cannot outlive the test process, and a real SeaweedFS S3 server (`weed server -s3`).
-//! Nothing here is a mock: these start the real programs the tests talk to.
+//! Nothing here is a mock: these start the real programs the tests talk to. And one way to
+//! run a test on both storage backends ([`both_backends!`]).
+
+pub mod backends;
+
+pub use backends::Backend;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,6 +14,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Installs ring as rustls's crypto provider, as the `wharfage` binary's `main` does: the
+/// libraries' HTTP clients (reqwest, object_store's S3 client) are built without a default
+/// provider and panic when built before one is installed. Call it in every test that builds a
+/// `Store::s3`, an upstream client or a reqwest client directly; calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -54,8 +54,6 @@ pub struct Fetched {
 impl Client {
     /// Builds the HTTP client (system roots plus the extra CA bundle, if any).
     pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
-        // reqwest is built without a default TLS provider; ring is the one we ship.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let hosts = Arc::new(cfg.hosts.clone());
         let mut builder = reqwest::Client::builder()
             .dns_resolver(Arc::new(FilteringResolver { policy: hosts.clone() }))

@@ -119,6 +119,9 @@ pub enum CliError {
 }
 
 fn main() -> ExitCode {
+    // reqwest (upstream registries, the CLI's client) and object_store (S3) are built with
+    // rustls but no default crypto provider: ring, installed once, before any client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => config::ServeConfig::load(*args).and_then(serve::run),

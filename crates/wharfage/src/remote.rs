@@ -19,8 +19,7 @@ use crate::CliError;
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
 
 fn http() -> Result<reqwest::Client, CliError> {
-    // reqwest is built without a default TLS provider; ring is the one we ship.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // reqwest is built without a default TLS provider: `main` installs ring's.
     let mut b = reqwest::Client::builder().user_agent(concat!("wharfage-cli/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = std::env::var_os("WHARFAGE_CA_CERT") {
         let pem = std::fs::read(&path).map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT {}: {e}", path.to_string_lossy())))?;

@@ -2,9 +2,8 @@
 
 use crate::*;
 
-#[tokio::test]
-async fn base_endpoint_announces_the_v2_api() {
-    let r = Registry::start().await;
+async fn base_endpoint_announces_the_v2_api(backend: Backend) {
+    let r = Registry::start(backend).await;
     for path in ["/v2/", "/v2"] {
         let resp = r.get(path).await;
         assert_eq!(resp.status(), 200, "{path}");
@@ -16,10 +15,10 @@ async fn base_endpoint_announces_the_v2_api() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "docker-distribution-api-version"), "registry/2.0");
 }
+both_backends!(base_endpoint_announces_the_v2_api);
 
-#[tokio::test]
-async fn blob_get_and_head() {
-    let r = Registry::start().await;
+async fn blob_get_and_head(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(1, 4096);
     let d = r.push_blob("lib/app", &data).await;
 
@@ -37,10 +36,10 @@ async fn blob_get_and_head() {
     assert_eq!(header(&resp, "content-length"), "4096");
     assert!(body(resp).await.is_empty(), "HEAD has no body");
 }
+both_backends!(blob_get_and_head);
 
-#[tokio::test]
-async fn unknown_blob_is_404_blob_unknown() {
-    let r = Registry::start().await;
+async fn unknown_blob_is_404_blob_unknown(backend: Backend) {
+    let r = Registry::start(backend).await;
     r.push_blob("a", b"something").await;
     let missing = sha256(b"never pushed");
     expect_error(r.get(&format!("/v2/a/blobs/{missing}")).await, 404, "BLOB_UNKNOWN").await;
@@ -49,20 +48,20 @@ async fn unknown_blob_is_404_blob_unknown() {
     // A repository that does not exist at all answers the same.
     expect_error(r.get(&format!("/v2/nothing/here/blobs/{missing}")).await, 404, "BLOB_UNKNOWN").await;
 }
+both_backends!(unknown_blob_is_404_blob_unknown);
 
-#[tokio::test]
-async fn blobs_are_served_only_through_repositories_that_link_them() {
-    let r = Registry::start().await;
+async fn blobs_are_served_only_through_repositories_that_link_them(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(2, 100);
     let d = r.push_blob("tenant-a/app", &data).await;
     expect_error(r.get(&format!("/v2/tenant-b/app/blobs/{d}")).await, 404, "BLOB_UNKNOWN").await;
     assert_eq!(r.head(&format!("/v2/tenant-b/app/blobs/{d}")).await.status(), 404);
     assert_eq!(r.get(&format!("/v2/tenant-a/app/blobs/{d}")).await.status(), 200);
 }
+both_backends!(blobs_are_served_only_through_repositories_that_link_them);
 
-#[tokio::test]
-async fn range_requests() {
-    let r = Registry::start().await;
+async fn range_requests(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(3, 2048);
     let d = r.push_blob("r", &data).await;
     let path = format!("/v2/r/blobs/{d}");
@@ -106,10 +105,10 @@ async fn range_requests() {
     assert_eq!(header(&resp, "content-length"), "10");
     assert!(body(resp).await.is_empty());
 }
+both_backends!(range_requests);
 
-#[tokio::test]
-async fn empty_blob() {
-    let r = Registry::start().await;
+async fn empty_blob(backend: Backend) {
+    let r = Registry::start(backend).await;
     let d = r.push_blob("e", b"").await;
     assert_eq!(d, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     let resp = r.get(&format!("/v2/e/blobs/{d}")).await;
@@ -122,10 +121,10 @@ async fn empty_blob() {
     let resp = r.req(Method::GET, &format!("/v2/e/blobs/{d}")).header("range", "bytes=0-").send().await.unwrap();
     expect_error(resp, 416, "RANGE_INVALID").await;
 }
+both_backends!(empty_blob);
 
-#[tokio::test]
-async fn sha512_blobs() {
-    let r = Registry::start().await;
+async fn sha512_blobs(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(4, 3000);
     let d = sha512(&data);
     r.push_blob_as("s", &data, &d).await;
@@ -142,10 +141,10 @@ async fn sha512_blobs() {
     // The same bytes are not reachable under their sha256 digest: nothing was stored as that.
     expect_error(r.get(&format!("/v2/s/blobs/{}", sha256(&data))).await, 404, "BLOB_UNKNOWN").await;
 }
+both_backends!(sha512_blobs);
 
-#[tokio::test]
-async fn delete_blob() {
-    let r = Registry::start().await;
+async fn delete_blob(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(5, 500);
     let d = r.push_blob("one", &data).await;
     r.push_blob("two", &data).await;
@@ -166,15 +165,4 @@ async fn delete_blob() {
     r.push_blob("one", &data).await;
     assert_eq!(r.get(&format!("/v2/one/blobs/{d}")).await.status(), 200);
 }
-
-/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
-pub(crate) const S3_CASES: &[(&str, fn())] = &[
-    ("blobs::base_endpoint_announces_the_v2_api", base_endpoint_announces_the_v2_api),
-    ("blobs::blob_get_and_head", blob_get_and_head),
-    ("blobs::unknown_blob_is_404_blob_unknown", unknown_blob_is_404_blob_unknown),
-    ("blobs::blobs_are_served_only_through_repositories_that_link_them", blobs_are_served_only_through_repositories_that_link_them),
-    ("blobs::range_requests", range_requests),
-    ("blobs::empty_blob", empty_blob),
-    ("blobs::sha512_blobs", sha512_blobs),
-    ("blobs::delete_blob", delete_blob),
-];
+both_backends!(delete_blob);

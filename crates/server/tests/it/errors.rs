@@ -3,9 +3,8 @@
 
 use crate::*;
 
-#[tokio::test]
-async fn invalid_repository_names() {
-    let r = Registry::start().await;
+async fn invalid_repository_names(backend: Backend) {
+    let r = Registry::start(backend).await;
     let long = vec!["a"; 128].join("/"); // 255 characters: the longest valid name
     assert_eq!(long.len(), 255);
     expect_error(r.get(&format!("/v2/{long}/tags/list")).await, 404, "NAME_UNKNOWN").await;
@@ -21,10 +20,10 @@ async fn invalid_repository_names() {
     let resp = r.req(Method::POST, &format!("/v2/ok/blobs/uploads/?mount={}&from=Bad", sha256(b"x"))).send().await.unwrap();
     expect_error(resp, 400, "NAME_INVALID").await;
 }
+both_backends!(invalid_repository_names);
 
-#[tokio::test]
-async fn invalid_digests() {
-    let r = Registry::start().await;
+async fn invalid_digests(backend: Backend) {
+    let r = Registry::start(backend).await;
     let hex64 = "a".repeat(64);
     for d in [
         "sha256:zz".to_string(),
@@ -47,10 +46,11 @@ async fn invalid_digests() {
     expect_error(r.get("/v2/a/manifests/bad:tag").await, 400, "DIGEST_INVALID").await;
     assert!(r.stored_files().is_empty(), "nothing stored: {:?}", r.stored_files());
 }
+both_backends!(invalid_digests);
 
 #[tokio::test]
 async fn traversal_attempts_never_escape_the_storage_root() {
-    let r = Registry::start().await;
+    let r = Registry::start(Backend::Fs).await;
     r.push_image("victim", Some("v1"), 1).await;
     let d = sha256(b"x");
     let attempts = [
@@ -84,9 +84,8 @@ async fn traversal_attempts_never_escape_the_storage_root() {
     assert_eq!(names["repositories"], json!(["victim"]));
 }
 
-#[tokio::test]
-async fn unknown_routes_and_unsupported_methods() {
-    let r = Registry::start().await;
+async fn unknown_routes_and_unsupported_methods(backend: Backend) {
+    let r = Registry::start(backend).await;
     for path in ["/v3/", "/", "/v2/a/unknown/x", "/v2/manifests/latest", "/v2/a/blobs/"] {
         let resp = r.get(path).await;
         assert_eq!(resp.status(), 404, "{path}");
@@ -106,10 +105,10 @@ async fn unknown_routes_and_unsupported_methods() {
         expect_error(resp, 405, "UNSUPPORTED").await;
     }
 }
+both_backends!(unknown_routes_and_unsupported_methods);
 
-#[tokio::test]
-async fn error_bodies_follow_the_spec_shape() {
-    let r = Registry::start().await;
+async fn error_bodies_follow_the_spec_shape(backend: Backend) {
+    let r = Registry::start(backend).await;
     let resp = r.get(&format!("/v2/a/blobs/{}", sha256(b"missing"))).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(header(&resp, "docker-distribution-api-version"), "registry/2.0");
@@ -122,12 +121,4 @@ async fn error_bodies_follow_the_spec_shape() {
     assert!(errors[0]["message"].as_str().unwrap().contains("sha256:"), "messages name the digest: {v}");
     assert_eq!(errors[0]["detail"]["digest"], sha256(b"missing"));
 }
-
-/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
-/// (Not `traversal_attempts_never_escape_the_storage_root`: it is about the filesystem root.)
-pub(crate) const S3_CASES: &[(&str, fn())] = &[
-    ("errors::invalid_repository_names", invalid_repository_names),
-    ("errors::invalid_digests", invalid_digests),
-    ("errors::unknown_routes_and_unsupported_methods", unknown_routes_and_unsupported_methods),
-    ("errors::error_bodies_follow_the_spec_shape", error_bodies_follow_the_spec_shape),
-];
+both_backends!(error_bodies_follow_the_spec_shape);

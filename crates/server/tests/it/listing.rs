@@ -2,9 +2,8 @@
 
 use crate::*;
 
-#[tokio::test]
-async fn tag_list_in_order_with_pagination() {
-    let r = Registry::start().await;
+async fn tag_list_in_order_with_pagination(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = r.push_image("lib/tags", Some("v1"), 1).await;
     let tags = ["latest", "v2", "V3", "a-1", "b_2", "v10"];
     for t in tags {
@@ -60,10 +59,10 @@ async fn tag_list_in_order_with_pagination() {
         expect_error(r.get(&format!("/v2/lib/tags/tags/list?n={bad}")).await, 400, "PAGINATION_NUMBER_INVALID").await;
     }
 }
+both_backends!(tag_list_in_order_with_pagination);
 
-#[tokio::test]
-async fn tag_list_of_unknown_and_untagged_repositories() {
-    let r = Registry::start().await;
+async fn tag_list_of_unknown_and_untagged_repositories(backend: Backend) {
+    let r = Registry::start(backend).await;
     expect_error(r.get("/v2/nobody/tags/list").await, 404, "NAME_UNKNOWN").await;
     // A repository holding only blobs or untagged manifests exists, with no tags.
     r.push_image("untagged", None, 2).await;
@@ -71,10 +70,10 @@ async fn tag_list_of_unknown_and_untagged_repositories() {
     assert_eq!(resp.status(), 200);
     assert_eq!(json_body(resp).await, json!({"name": "untagged", "tags": []}));
 }
+both_backends!(tag_list_of_unknown_and_untagged_repositories);
 
-#[tokio::test]
-async fn catalog_with_pagination() {
-    let r = Registry::start().await;
+async fn catalog_with_pagination(backend: Backend) {
+    let r = Registry::start(backend).await;
     let resp = r.get("/v2/_catalog").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(json_body(resp).await, json!({"repositories": []}));
@@ -98,6 +97,7 @@ async fn catalog_with_pagination() {
     assert_eq!(json_body(resp).await["repositories"], json!([]));
     expect_error(r.get("/v2/_catalog?n=x").await, 400, "PAGINATION_NUMBER_INVALID").await;
 }
+both_backends!(catalog_with_pagination);
 
 /// Pushes an artifact manifest about `subject` and returns (manifest bytes, digest). The PUT
 /// must answer `OCI-Subject`.
@@ -137,9 +137,8 @@ fn find<'a>(list: &'a [Value], digest: &str) -> &'a Value {
     list.iter().find(|d| d["digest"] == digest).unwrap_or_else(|| panic!("{digest} missing from {list:?}"))
 }
 
-#[tokio::test]
-async fn referrers_api() {
-    let r = Registry::start().await;
+async fn referrers_api(backend: Backend) {
+    let r = Registry::start(backend).await;
     let repo = "ref";
 
     // An unknown subject, even in an unknown repository: 200 and an empty index.
@@ -211,10 +210,10 @@ async fn referrers_api() {
     // A malformed subject digest is a client error, not a 404.
     expect_error(r.get(&format!("/v2/{repo}/referrers/sha256:nothex")).await, 400, "DIGEST_INVALID").await;
 }
+both_backends!(referrers_api);
 
-#[tokio::test]
-async fn referrers_of_a_missing_subject_and_index_referrers() {
-    let r = Registry::start().await;
+async fn referrers_of_a_missing_subject_and_index_referrers(backend: Backend) {
+    let r = Registry::start(backend).await;
     let repo = "dangling";
     // The subject need not exist (it may be pushed later).
     let ghost = json!({"mediaType": OCI_MANIFEST, "digest": sha256(b"ghost"), "size": 123});
@@ -252,12 +251,4 @@ async fn referrers_of_a_missing_subject_and_index_referrers() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["digest"], d);
 }
-
-/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
-pub(crate) const S3_CASES: &[(&str, fn())] = &[
-    ("listing::tag_list_in_order_with_pagination", tag_list_in_order_with_pagination),
-    ("listing::tag_list_of_unknown_and_untagged_repositories", tag_list_of_unknown_and_untagged_repositories),
-    ("listing::catalog_with_pagination", catalog_with_pagination),
-    ("listing::referrers_api", referrers_api),
-    ("listing::referrers_of_a_missing_subject_and_index_referrers", referrers_of_a_missing_subject_and_index_referrers),
-];
+both_backends!(referrers_of_a_missing_subject_and_index_referrers);

@@ -2,9 +2,9 @@
 //! real HTTP client, and a store on a temporary directory. Assertions are what a client would
 //! notice: statuses, OCI error codes, headers and byte-exact bodies.
 //!
-//! The fixture lives here; one module per resource. Each module also lists, in `S3_CASES`,
-//! the tests that run a second time on S3 (a real SeaweedFS) in [`http_suite_on_s3`]: all
-//! but those about the filesystem itself.
+//! The fixture lives here; one module per resource. Every test but those about the filesystem
+//! itself is written once with `testkit::both_backends!`: it runs as `<test>::fs` on a
+//! temporary directory, and again on S3 (a real SeaweedFS) in `s3_suite`.
 
 mod blobs;
 mod errors;
@@ -13,12 +13,13 @@ mod manifests;
 mod ops;
 mod uploads;
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
+use server::mgmt::types::{ErrorBody, ErrorEntry};
 use sha2::Digest as _;
+pub(crate) use testkit::{both_backends, Backend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -32,29 +33,10 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
-thread_local! {
-    /// Set while [`http_suite_on_s3`] runs a case: [`Registry::start`] then builds an S3
-    /// store. The tests are `#[tokio::test]`s on a current-thread runtime, so they read it on
-    /// the thread that set it.
-    static ON_S3: Cell<bool> = const { Cell::new(false) };
-}
-
 /// The bucket the S3 runs share, each registry under its own prefix.
 const S3_BUCKET: &str = "server-http";
 
-/// Every test listed in a module's `S3_CASES`, on a store in SeaweedFS. One test for all of
-/// them, like the store crate's backend suite: SeaweedFS takes seconds to start, once per
-/// process (each test is a process of its own under nextest).
-#[test]
-fn http_suite_on_s3() {
-    let cases = blobs::S3_CASES.iter().chain(errors::S3_CASES).chain(listing::S3_CASES).chain(manifests::S3_CASES).chain(uploads::S3_CASES);
-    for (name, case) in cases {
-        eprintln!("s3 case: {name}");
-        ON_S3.with(|s| s.set(true));
-        case();
-        ON_S3.with(|s| s.set(false));
-    }
-}
+testkit::s3_suite!();
 
 /// A registry served in-process on 127.0.0.1, with its storage root.
 pub struct Registry {
@@ -72,11 +54,11 @@ pub struct Registry {
 
 impl Registry {
     /// A fresh registry on empty storage: a temporary directory, or a fresh prefix in
-    /// SeaweedFS while the S3 suite runs.
-    pub async fn start() -> Self {
+    /// SeaweedFS.
+    pub async fn start(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let outer = dir.path().to_path_buf();
-        let s3 = ON_S3.with(|s| s.get()).then(|| {
+        let s3 = (backend == Backend::S3).then(|| {
             let seaweed = testkit::SeaweedFs::shared();
             seaweed.create_bucket(S3_BUCKET);
             store::S3Config {
@@ -92,6 +74,8 @@ impl Registry {
     }
 
     async fn serve(root: PathBuf, outer: PathBuf, dir: Option<tempfile::TempDir>, s3: Option<store::S3Config>) -> Self {
+        // The S3 store and the test's reqwest client need it, as the binary's `main` installs it.
+        testkit::install_crypto_provider();
         let store = match &s3 {
             Some(cfg) => store::Store::s3(cfg).expect("S3 store"),
             None => store::Store::filesystem(&root).expect("filesystem store"),
@@ -102,9 +86,6 @@ impl Registry {
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        // reqwest is built with rustls but no default crypto provider (see the workspace
-        // manifest); the client refuses to build until one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Registry { base: format!("http://{addr}"), http: reqwest::Client::new(), root, outer, s3, dir, server }
     }
 
@@ -342,8 +323,15 @@ pub async fn expect_error(resp: Response, status: u16, code: &str) {
     let body = text(resp).await;
     assert_eq!(got, status, "expected {status} {code}, got {got}: {body}");
     assert_eq!(ctype, "application/json", "error bodies are JSON: {body}");
-    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"));
-    let first = &v["errors"][0];
-    assert_eq!(first["code"], code, "error code in {body}");
-    assert!(first["message"].as_str().is_some_and(|m| !m.is_empty()), "error message in {body}");
+    let v: ErrorBody = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not an error body ({e}): {body}"));
+    let first = v.errors.first().unwrap_or_else(|| panic!("no error in {body}"));
+    assert_eq!(first.code, code, "error code in {body}");
+    assert!(!first.message.is_empty(), "error message in {body}");
+}
+
+/// The first error of an error body.
+pub async fn first_error(resp: Response) -> ErrorEntry {
+    let body = text(resp).await;
+    let v: ErrorBody = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not an error body ({e}): {body}"));
+    v.errors.into_iter().next().unwrap_or_else(|| panic!("no error in {body}"))
 }

@@ -44,9 +44,8 @@ fn docker_manifest(config: &[u8], layers: &[Vec<u8>]) -> Vec<u8> {
     }))
 }
 
-#[tokio::test]
-async fn all_four_manifest_types_round_trip_by_tag_and_digest() {
-    let r = Registry::start().await;
+async fn all_four_manifest_types_round_trip_by_tag_and_digest(backend: Backend) {
+    let r = Registry::start(backend).await;
     let repo = "lib/multi";
 
     // OCI image manifest.
@@ -97,10 +96,10 @@ async fn all_four_manifest_types_round_trip_by_tag_and_digest() {
     expect_manifest(&r, repo, "dlist", DOCKER_LIST, &list, &list_d).await;
     expect_manifest(&r, repo, &list_d, DOCKER_LIST, &list, &list_d).await;
 }
+both_backends!(all_four_manifest_types_round_trip_by_tag_and_digest);
 
-#[tokio::test]
-async fn manifests_are_stored_byte_for_byte_under_the_pushed_type() {
-    let r = Registry::start().await;
+async fn manifests_are_stored_byte_for_byte_under_the_pushed_type(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = Image::new(4, 1);
     for (_, b) in img.blobs() {
         r.push_blob("exact", b).await;
@@ -120,10 +119,10 @@ async fn manifests_are_stored_byte_for_byte_under_the_pushed_type() {
     expect_put(&r, "exact", "odd", "application/vnd.oci.image.manifest.v1+json; charset=utf-8", &body).await;
     expect_manifest(&r, "exact", "odd", OCI_MANIFEST, &body, &d).await;
 }
+both_backends!(manifests_are_stored_byte_for_byte_under_the_pushed_type);
 
-#[tokio::test]
-async fn manifest_naming_a_missing_blob_is_refused() {
-    let r = Registry::start().await;
+async fn manifest_naming_a_missing_blob_is_refused(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = Image::new(5, 2);
     r.push_blob("m", &img.config).await;
     r.push_blob("m", &img.layers[0]).await;
@@ -139,10 +138,10 @@ async fn manifest_naming_a_missing_blob_is_refused() {
     r.push_blob("m", &img.layers[1]).await;
     expect_put(&r, "m", "v1", OCI_MANIFEST, &img.manifest).await;
 }
+both_backends!(manifest_naming_a_missing_blob_is_refused);
 
-#[tokio::test]
-async fn descriptor_size_must_match_the_blob() {
-    let r = Registry::start().await;
+async fn descriptor_size_must_match_the_blob(backend: Backend) {
+    let r = Registry::start(backend).await;
     let config = br#"{"os":"linux"}"#.to_vec();
     r.push_blob("sz", &config).await;
     let m = pretty(&json!({
@@ -152,10 +151,10 @@ async fn descriptor_size_must_match_the_blob() {
     }));
     expect_error(r.put_manifest("sz", "v1", OCI_MANIFEST, &m).await, 400, "MANIFEST_INVALID").await;
 }
+both_backends!(descriptor_size_must_match_the_blob);
 
-#[tokio::test]
-async fn index_naming_a_missing_child_is_refused() {
-    let r = Registry::start().await;
+async fn index_naming_a_missing_child_is_refused(backend: Backend) {
+    let r = Registry::start(backend).await;
     let pushed = r.push_image("idx", None, 6).await;
     let missing = Image::new(7, 1);
     let index = oci_index(vec![pushed.descriptor(), missing.descriptor()], json!({}));
@@ -165,10 +164,10 @@ async fn index_naming_a_missing_child_is_refused() {
     r.push_image("other", None, 7).await;
     expect_error(r.put_manifest("idx", "all", OCI_INDEX, &index).await, 400, "MANIFEST_BLOB_UNKNOWN").await;
 }
+both_backends!(index_naming_a_missing_child_is_refused);
 
-#[tokio::test]
-async fn nested_and_empty_indexes() {
-    let r = Registry::start().await;
+async fn nested_and_empty_indexes(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = r.push_image("nest", None, 8).await;
     let inner = oci_index(vec![img.descriptor()], json!({}));
     let inner_d = r.push_manifest("nest", &sha256(&inner), OCI_INDEX, &inner).await;
@@ -179,10 +178,10 @@ async fn nested_and_empty_indexes() {
     let empty_d = r.push_manifest("nest", "empty", OCI_INDEX, &empty).await;
     expect_manifest(&r, "nest", "empty", OCI_INDEX, &empty, &empty_d).await;
 }
+both_backends!(nested_and_empty_indexes);
 
-#[tokio::test]
-async fn non_distributable_layers_need_not_be_pushed() {
-    let r = Registry::start().await;
+async fn non_distributable_layers_need_not_be_pushed(backend: Backend) {
+    let r = Registry::start(backend).await;
     let config = br#"{"os":"windows"}"#.to_vec();
     let layer = bytes(9, 500);
     r.push_blob("nd", &config).await;
@@ -212,10 +211,10 @@ async fn non_distributable_layers_need_not_be_pushed() {
     }));
     r.push_manifest("nd", "docker-win", DOCKER_MANIFEST, &dm).await;
 }
+both_backends!(non_distributable_layers_need_not_be_pushed);
 
-#[tokio::test]
-async fn artifact_with_unpushed_empty_json_config_is_accepted() {
-    let r = Registry::start().await;
+async fn artifact_with_unpushed_empty_json_config_is_accepted(backend: Backend) {
+    let r = Registry::start(backend).await;
     let layer = bytes(10, 64);
     r.push_blob("art", &layer).await;
     let m = pretty(&json!({
@@ -229,10 +228,10 @@ async fn artifact_with_unpushed_empty_json_config_is_accepted() {
     assert_eq!(resp.status(), 200, "the empty config is pullable");
     assert_eq!(body(resp).await, b"{}");
 }
+both_backends!(artifact_with_unpushed_empty_json_config_is_accepted);
 
-#[tokio::test]
-async fn manifest_without_layers() {
-    let r = Registry::start().await;
+async fn manifest_without_layers(backend: Backend) {
+    let r = Registry::start(backend).await;
     let config = br#"{"os":"linux"}"#.to_vec();
     r.push_blob("nl", &config).await;
     let m = oci_manifest(&config, &[], json!({}));
@@ -243,6 +242,7 @@ async fn manifest_without_layers() {
     let d = r.push_manifest("nl", "null", OCI_MANIFEST, &m).await;
     expect_manifest(&r, "nl", "null", OCI_MANIFEST, &m, &d).await;
 }
+both_backends!(manifest_without_layers);
 
 /// A valid OCI manifest padded with an annotation to exactly `size` bytes.
 fn manifest_of_size(config: &[u8], size: usize) -> Vec<u8> {
@@ -253,9 +253,8 @@ fn manifest_of_size(config: &[u8], size: usize) -> Vec<u8> {
     m
 }
 
-#[tokio::test]
-async fn manifest_size_limit_is_4_mib() {
-    let r = Registry::start().await;
+async fn manifest_size_limit_is_4_mib(backend: Backend) {
+    let r = Registry::start(backend).await;
     let config = br#"{"os":"linux"}"#.to_vec();
     r.push_blob("big", &config).await;
 
@@ -266,9 +265,9 @@ async fn manifest_size_limit_is_4_mib() {
     let over = manifest_of_size(&config, (4 << 20) + 1);
     let resp = r.put_manifest("big", "over", OCI_MANIFEST, &over).await;
     assert_eq!(resp.status(), 413);
-    let v = json_body(resp).await;
-    assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID");
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("4 MiB"), "{v}");
+    let first = first_error(resp).await;
+    assert_eq!(first.code, "MANIFEST_INVALID");
+    assert!(first.message.contains("4 MiB"), "{first:?}");
 
     // Without a Content-Length (streamed), the limit holds as the bytes arrive.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = over.chunks(65536).map(|c| Ok(c.to_vec())).collect();
@@ -283,10 +282,10 @@ async fn manifest_size_limit_is_4_mib() {
     expect_error(r.get("/v2/big/manifests/over").await, 404, "MANIFEST_UNKNOWN").await;
     expect_error(r.get("/v2/big/manifests/streamed").await, 404, "MANIFEST_UNKNOWN").await;
 }
+both_backends!(manifest_size_limit_is_4_mib);
 
-#[tokio::test]
-async fn put_by_digest_with_tag_parameters() {
-    let r = Registry::start().await;
+async fn put_by_digest_with_tag_parameters(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = r.push_image("tp", None, 11).await;
     let resp = r
         .req(Method::PUT, &format!("/v2/tp/manifests/{}?tag=a&tag=b", img.digest))
@@ -317,10 +316,10 @@ async fn put_by_digest_with_tag_parameters() {
     assert_eq!(resp.status(), 400);
     expect_error(r.get("/v2/tp/manifests/ok").await, 404, "MANIFEST_UNKNOWN").await;
 }
+both_backends!(put_by_digest_with_tag_parameters);
 
-#[tokio::test]
-async fn put_by_digest_must_match_the_content() {
-    let r = Registry::start().await;
+async fn put_by_digest_must_match_the_content(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = Image::new(12, 1);
     for (_, b) in img.blobs() {
         r.push_blob("dm", b).await;
@@ -335,10 +334,10 @@ async fn put_by_digest_must_match_the_content() {
     let status = r.get("/v2/dm/manifests/sha256:baddigeststring").await.status();
     assert!(status == 400 || status == 404, "{status}");
 }
+both_backends!(put_by_digest_must_match_the_content);
 
-#[tokio::test]
-async fn sha512_manifests_and_blobs() {
-    let r = Registry::start().await;
+async fn sha512_manifests_and_blobs(backend: Backend) {
+    let r = Registry::start(backend).await;
     let config = br#"{"os":"linux","algo":"sha512"}"#.to_vec();
     let layer = bytes(13, 700);
     r.push_blob_as("s5", &config, &sha512(&config)).await;
@@ -373,19 +372,19 @@ async fn sha512_manifests_and_blobs() {
     assert_eq!(r.delete(&format!("/v2/s5/manifests/{index_d}")).await.status(), 202);
     expect_error(r.get("/v2/s5/manifests/multi").await, 404, "MANIFEST_UNKNOWN").await;
 }
+both_backends!(sha512_manifests_and_blobs);
 
-#[tokio::test]
-async fn a_tag_moves_to_the_latest_push() {
-    let r = Registry::start().await;
+async fn a_tag_moves_to_the_latest_push(backend: Backend) {
+    let r = Registry::start(backend).await;
     let one = r.push_image("mv", Some("latest"), 14).await;
     let two = r.push_image("mv", Some("latest"), 15).await;
     expect_manifest(&r, "mv", "latest", OCI_MANIFEST, &two.manifest, &two.digest).await;
     expect_manifest(&r, "mv", &one.digest, OCI_MANIFEST, &one.manifest, &one.digest).await;
 }
+both_backends!(a_tag_moves_to_the_latest_push);
 
-#[tokio::test]
-async fn tag_delete() {
-    let r = Registry::start().await;
+async fn tag_delete(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = r.push_image("td", Some("v1"), 16).await;
     r.push_manifest("td", "v2", OCI_MANIFEST, &img.manifest).await;
     let resp = r.delete("/v2/td/manifests/v1").await;
@@ -398,10 +397,10 @@ async fn tag_delete() {
     assert_eq!(json_body(r.get("/v2/td/tags/list").await).await["tags"], json!(["v2"]));
     expect_error(r.delete("/v2/td/manifests/v1").await, 404, "MANIFEST_UNKNOWN").await;
 }
+both_backends!(tag_delete);
 
-#[tokio::test]
-async fn manifest_delete_by_digest_removes_its_tags() {
-    let r = Registry::start().await;
+async fn manifest_delete_by_digest_removes_its_tags(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = r.push_image("md", Some("a"), 17).await;
     r.push_manifest("md", "b", OCI_MANIFEST, &img.manifest).await;
     let other = r.push_image("md", Some("keep"), 18).await;
@@ -421,10 +420,10 @@ async fn manifest_delete_by_digest_removes_its_tags() {
     expect_error(r.get("/v2/md/manifests/a").await, 404, "MANIFEST_UNKNOWN").await;
     expect_manifest(&r, "md", "keep", OCI_MANIFEST, &other.manifest, &other.digest).await;
 }
+both_backends!(manifest_delete_by_digest_removes_its_tags);
 
-#[tokio::test]
-async fn unknown_manifests() {
-    let r = Registry::start().await;
+async fn unknown_manifests(backend: Backend) {
+    let r = Registry::start(backend).await;
     r.push_image("known", Some("v1"), 19).await;
     expect_error(r.get("/v2/known/manifests/missing").await, 404, "MANIFEST_UNKNOWN").await;
     expect_error(r.get(&format!("/v2/known/manifests/{}", sha256(b"nope"))).await, 404, "MANIFEST_UNKNOWN").await;
@@ -432,10 +431,10 @@ async fn unknown_manifests() {
     expect_error(r.get("/v2/unknown/repo/manifests/v1").await, 404, "MANIFEST_UNKNOWN").await;
     expect_error(r.delete("/v2/known/manifests/missing").await, 404, "MANIFEST_UNKNOWN").await;
 }
+both_backends!(unknown_manifests);
 
-#[tokio::test]
-async fn invalid_manifests_are_refused() {
-    let r = Registry::start().await;
+async fn invalid_manifests_are_refused(backend: Backend) {
+    let r = Registry::start(backend).await;
     let img = Image::new(20, 1);
     for (_, b) in img.blobs() {
         r.push_blob("bad", b).await;
@@ -462,31 +461,10 @@ async fn invalid_manifests_are_refused() {
     ] {
         let resp = r.put_manifest("bad", "t", ctype, &body).await;
         let status = resp.status();
-        let v = json_body(resp).await;
-        assert_eq!(status, 400, "{what}: {v}");
-        assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID", "{what}: {v}");
+        let first = first_error(resp).await;
+        assert_eq!(status, 400, "{what}: {first:?}");
+        assert_eq!(first.code, "MANIFEST_INVALID", "{what}: {first:?}");
     }
     expect_error(r.get("/v2/bad/manifests/t").await, 404, "MANIFEST_UNKNOWN").await;
 }
-
-/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
-pub(crate) const S3_CASES: &[(&str, fn())] = &[
-    ("manifests::all_four_manifest_types_round_trip_by_tag_and_digest", all_four_manifest_types_round_trip_by_tag_and_digest),
-    ("manifests::manifests_are_stored_byte_for_byte_under_the_pushed_type", manifests_are_stored_byte_for_byte_under_the_pushed_type),
-    ("manifests::manifest_naming_a_missing_blob_is_refused", manifest_naming_a_missing_blob_is_refused),
-    ("manifests::descriptor_size_must_match_the_blob", descriptor_size_must_match_the_blob),
-    ("manifests::index_naming_a_missing_child_is_refused", index_naming_a_missing_child_is_refused),
-    ("manifests::nested_and_empty_indexes", nested_and_empty_indexes),
-    ("manifests::non_distributable_layers_need_not_be_pushed", non_distributable_layers_need_not_be_pushed),
-    ("manifests::artifact_with_unpushed_empty_json_config_is_accepted", artifact_with_unpushed_empty_json_config_is_accepted),
-    ("manifests::manifest_without_layers", manifest_without_layers),
-    ("manifests::manifest_size_limit_is_4_mib", manifest_size_limit_is_4_mib),
-    ("manifests::put_by_digest_with_tag_parameters", put_by_digest_with_tag_parameters),
-    ("manifests::put_by_digest_must_match_the_content", put_by_digest_must_match_the_content),
-    ("manifests::sha512_manifests_and_blobs", sha512_manifests_and_blobs),
-    ("manifests::a_tag_moves_to_the_latest_push", a_tag_moves_to_the_latest_push),
-    ("manifests::tag_delete", tag_delete),
-    ("manifests::manifest_delete_by_digest_removes_its_tags", manifest_delete_by_digest_removes_its_tags),
-    ("manifests::unknown_manifests", unknown_manifests),
-    ("manifests::invalid_manifests_are_refused", invalid_manifests_are_refused),
-];
+both_backends!(invalid_manifests_are_refused);

@@ -9,7 +9,7 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_by_method_and_status() {
-    let r = Registry::start().await;
+    let r = Registry::start(Backend::Fs).await;
     let img = r.push_image("ops/app", Some("v1"), 1).await;
     for _ in 0..3 {
         assert_eq!(r.get("/v2/ops/app/manifests/v1").await.status(), 200);
@@ -43,7 +43,7 @@ async fn metrics_count_requests_by_method_and_status() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let r = Registry::start().await;
+    let r = Registry::start(Backend::Fs).await;
     let resp = r.get("/healthz").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "ok\n");

@@ -49,9 +49,8 @@ async fn expect_created(r: &Registry, resp: Response, repo: &str, d: &str, data:
     assert_eq!(body(got).await, data, "blob bytes at {loc}");
 }
 
-#[tokio::test]
-async fn monolithic_post_with_digest() {
-    let r = Registry::start().await;
+async fn monolithic_post_with_digest(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(10, 5000);
     let d = sha256(&data);
     let resp = r
@@ -63,10 +62,10 @@ async fn monolithic_post_with_digest() {
         .unwrap();
     expect_created(&r, resp, "mono", &d, &data).await;
 }
+both_backends!(monolithic_post_with_digest);
 
-#[tokio::test]
-async fn monolithic_post_with_wrong_digest_stores_nothing() {
-    let r = Registry::start().await;
+async fn monolithic_post_with_wrong_digest_stores_nothing(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(11, 5000);
     let claimed = sha256(b"other content");
     let resp = r.req(Method::POST, &format!("/v2/m/blobs/uploads/?digest={claimed}")).body(data.clone()).send().await.unwrap();
@@ -76,10 +75,10 @@ async fn monolithic_post_with_wrong_digest_stores_nothing() {
     let blobs: Vec<_> = r.stored_files().into_iter().filter(|f| f.starts_with("blobs")).collect();
     assert!(blobs.is_empty(), "nothing may be stored under blobs/: {blobs:?}");
 }
+both_backends!(monolithic_post_with_wrong_digest_stores_nothing);
 
-#[tokio::test]
-async fn post_then_put_with_body() {
-    let r = Registry::start().await;
+async fn post_then_put_with_body(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(12, 7000);
     let d = sha256(&data);
     let loc = start_session(&r, "pp").await;
@@ -94,10 +93,10 @@ async fn post_then_put_with_body() {
     // The session is over.
     expect_error(r.get(&loc).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
 }
+both_backends!(post_then_put_with_body);
 
-#[tokio::test]
-async fn streamed_patches_then_put_without_body() {
-    let r = Registry::start().await;
+async fn streamed_patches_then_put_without_body(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(13, 300_000);
     let d = sha256(&data);
     let loc = start_session(&r, "stream/me").await;
@@ -125,10 +124,10 @@ async fn streamed_patches_then_put_without_body() {
     let resp = r.req(Method::PUT, &with_query(&loc, &format!("digest={d}"))).header("content-length", "0").send().await.unwrap();
     expect_created(&r, resp, "stream/me", &d, &data).await;
 }
+both_backends!(streamed_patches_then_put_without_body);
 
-#[tokio::test]
-async fn chunked_upload_in_order_out_of_order_and_last_chunk_in_put() {
-    let r = Registry::start().await;
+async fn chunked_upload_in_order_out_of_order_and_last_chunk_in_put(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(14, 3000);
     let d = sha256(&data);
     let loc = start_session(&r, "chunky").await;
@@ -166,10 +165,10 @@ async fn chunked_upload_in_order_out_of_order_and_last_chunk_in_put() {
     // And in order, it finishes the blob.
     expect_created(&r, put(2000).await.unwrap(), "chunky", &d, &data).await;
 }
+both_backends!(chunked_upload_in_order_out_of_order_and_last_chunk_in_put);
 
-#[tokio::test]
-async fn chunked_upload_finished_by_put_without_body() {
-    let r = Registry::start().await;
+async fn chunked_upload_finished_by_put_without_body(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(15, 2500);
     let d = sha256(&data);
     let loc = start_session(&r, "c2").await;
@@ -182,10 +181,10 @@ async fn chunked_upload_finished_by_put_without_body() {
     let resp = r.req(Method::PUT, &with_query(&loc, &format!("digest={d}"))).header("content-length", "0").send().await.unwrap();
     expect_created(&r, resp, "c2", &d, &data).await;
 }
+both_backends!(chunked_upload_finished_by_put_without_body);
 
-#[tokio::test]
-async fn chunk_whose_length_disagrees_with_its_range_is_refused() {
-    let r = Registry::start().await;
+async fn chunk_whose_length_disagrees_with_its_range_is_refused(backend: Backend) {
+    let r = Registry::start(backend).await;
     let loc = start_session(&r, "c3").await;
     let resp = r.req(Method::PATCH, &loc).header("content-range", "0-99").body(vec![7u8; 50]).send().await.unwrap();
     expect_error(resp, 400, "SIZE_INVALID").await;
@@ -193,10 +192,10 @@ async fn chunk_whose_length_disagrees_with_its_range_is_refused() {
     let resp = r.req(Method::PATCH, &loc).header("content-range", "99").body(vec![7u8; 1]).send().await.unwrap();
     assert!(resp.status().is_client_error(), "malformed Content-Range: {}", resp.status());
 }
+both_backends!(chunk_whose_length_disagrees_with_its_range_is_refused);
 
-#[tokio::test]
-async fn put_without_digest_keeps_the_session() {
-    let r = Registry::start().await;
+async fn put_without_digest_keeps_the_session(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(16, 100);
     let loc = start_session(&r, "nd").await;
     assert_eq!(patch_chunk(&r, &loc, &data, 0).await.status(), 202);
@@ -208,10 +207,10 @@ async fn put_without_digest_keeps_the_session() {
     let resp = r.req(Method::PUT, &with_query(&loc, &format!("digest={}", sha256(&data)))).send().await.unwrap();
     expect_created(&r, resp, "nd", &sha256(&data), &data).await;
 }
+both_backends!(put_without_digest_keeps_the_session);
 
-#[tokio::test]
-async fn wrong_digest_at_put_stores_nothing() {
-    let r = Registry::start().await;
+async fn wrong_digest_at_put_stores_nothing(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(17, 4000);
     let claimed = sha256(&bytes(18, 4000));
 
@@ -243,11 +242,11 @@ async fn wrong_digest_at_put_stores_nothing() {
     let uploads: Vec<_> = r.stored_files().into_iter().filter(|f| f.starts_with("uploads")).collect();
     assert!(uploads.is_empty(), "failed sessions leave no data: {uploads:?}");
 }
+both_backends!(wrong_digest_at_put_stores_nothing);
 
-#[tokio::test]
-async fn large_uploads_stream_through_multipart_writes() {
+async fn large_uploads_stream_through_multipart_writes(backend: Backend) {
     // Bigger than the store's 8 MiB part size, so the multipart write path is used.
-    let r = Registry::start().await;
+    let r = Registry::start(backend).await;
     let data = bytes(20, 9 << 20);
     let d = sha256(&data);
 
@@ -267,10 +266,10 @@ async fn large_uploads_stream_through_multipart_writes() {
     expect_error(resp, 400, "DIGEST_INVALID").await;
     assert_eq!(body(r.get(&format!("/v2/big/blobs/{d}")).await).await, data);
 }
+both_backends!(large_uploads_stream_through_multipart_writes);
 
-#[tokio::test]
-async fn cancel_upload() {
-    let r = Registry::start().await;
+async fn cancel_upload(backend: Backend) {
+    let r = Registry::start(backend).await;
     let loc = start_session(&r, "cancel").await;
     assert_eq!(patch_chunk(&r, &loc, b"some bytes", 0).await.status(), 202);
     let resp = r.delete(&loc).await;
@@ -283,10 +282,10 @@ async fn cancel_upload() {
     let uploads: Vec<_> = r.stored_files().into_iter().filter(|f| f.starts_with("uploads")).collect();
     assert!(uploads.is_empty(), "a cancelled session leaves no data: {uploads:?}");
 }
+both_backends!(cancel_upload);
 
-#[tokio::test]
-async fn sessions_belong_to_their_repository() {
-    let r = Registry::start().await;
+async fn sessions_belong_to_their_repository(backend: Backend) {
+    let r = Registry::start(backend).await;
     let loc = start_session(&r, "mine").await;
     let id = loc.rsplit('/').next().unwrap();
     expect_error(r.get(&format!("/v2/theirs/blobs/uploads/{id}")).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
@@ -297,19 +296,19 @@ async fn sessions_belong_to_their_repository() {
         expect_error(r.get(&format!("/v2/mine/blobs/uploads/{bogus}")).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
     }
 }
+both_backends!(sessions_belong_to_their_repository);
 
-#[tokio::test]
-async fn mount_from_a_repository_holding_the_blob() {
-    let r = Registry::start().await;
+async fn mount_from_a_repository_holding_the_blob(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(22, 800);
     let d = r.push_blob("src/repo", &data).await;
     let resp = r.req(Method::POST, &format!("/v2/dst/blobs/uploads/?mount={d}&from=src/repo")).send().await.unwrap();
     expect_created(&r, resp, "dst", &d, &data).await;
 }
+both_backends!(mount_from_a_repository_holding_the_blob);
 
-#[tokio::test]
-async fn mount_from_a_repository_not_holding_the_blob_opens_a_session() {
-    let r = Registry::start().await;
+async fn mount_from_a_repository_not_holding_the_blob_opens_a_session(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(23, 800);
     let d = r.push_blob("holder", &data).await;
     // `other` does not link the blob, so it cannot be mounted from there even though the
@@ -327,10 +326,10 @@ async fn mount_from_a_repository_not_holding_the_blob_opens_a_session() {
     let resp = r.req(Method::PUT, &with_query(&loc, &format!("digest={d}"))).body(data.clone()).send().await.unwrap();
     expect_created(&r, resp, "dst", &d, &data).await;
 }
+both_backends!(mount_from_a_repository_not_holding_the_blob_opens_a_session);
 
-#[tokio::test]
-async fn mount_without_from() {
-    let r = Registry::start().await;
+async fn mount_without_from(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(24, 800);
     let d = r.push_blob("somewhere", &data).await;
     // Known to the registry: mounted.
@@ -343,10 +342,10 @@ async fn mount_without_from() {
     assert!(header(&resp, "location").starts_with("/v2/anon/blobs/uploads/"));
     expect_error(r.get(&format!("/v2/anon/blobs/{unknown}")).await, 404, "BLOB_UNKNOWN").await;
 }
+both_backends!(mount_without_from);
 
-#[tokio::test]
-async fn sha512_upload_flows() {
-    let r = Registry::start().await;
+async fn sha512_upload_flows(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(25, 2500);
     let d = sha512(&data);
     // Chunked.
@@ -368,10 +367,10 @@ async fn sha512_upload_flows() {
     let resp = r.req(Method::POST, &format!("/v2/s512/c/blobs/uploads/?mount={d}&from=s512")).send().await.unwrap();
     expect_created(&r, resp, "s512/c", &d, &data).await;
 }
+both_backends!(sha512_upload_flows);
 
-#[tokio::test]
-async fn uploads_survive_a_restart_and_resume() {
-    let r = Registry::start().await;
+async fn uploads_survive_a_restart_and_resume(backend: Backend) {
+    let r = Registry::start(backend).await;
     let data = bytes(26, 3000);
     let d = sha256(&data);
     let loc = start_session(&r, "durable").await;
@@ -404,24 +403,4 @@ async fn uploads_survive_a_restart_and_resume() {
     assert_eq!(resp.status(), 200);
     assert_eq!(body(resp).await, data);
 }
-
-/// The tests of this module that [`crate::http_suite_on_s3`] runs again on S3.
-pub(crate) const S3_CASES: &[(&str, fn())] = &[
-    ("uploads::monolithic_post_with_digest", monolithic_post_with_digest),
-    ("uploads::monolithic_post_with_wrong_digest_stores_nothing", monolithic_post_with_wrong_digest_stores_nothing),
-    ("uploads::post_then_put_with_body", post_then_put_with_body),
-    ("uploads::streamed_patches_then_put_without_body", streamed_patches_then_put_without_body),
-    ("uploads::chunked_upload_in_order_out_of_order_and_last_chunk_in_put", chunked_upload_in_order_out_of_order_and_last_chunk_in_put),
-    ("uploads::chunked_upload_finished_by_put_without_body", chunked_upload_finished_by_put_without_body),
-    ("uploads::chunk_whose_length_disagrees_with_its_range_is_refused", chunk_whose_length_disagrees_with_its_range_is_refused),
-    ("uploads::put_without_digest_keeps_the_session", put_without_digest_keeps_the_session),
-    ("uploads::wrong_digest_at_put_stores_nothing", wrong_digest_at_put_stores_nothing),
-    ("uploads::large_uploads_stream_through_multipart_writes", large_uploads_stream_through_multipart_writes),
-    ("uploads::cancel_upload", cancel_upload),
-    ("uploads::sessions_belong_to_their_repository", sessions_belong_to_their_repository),
-    ("uploads::mount_from_a_repository_holding_the_blob", mount_from_a_repository_holding_the_blob),
-    ("uploads::mount_from_a_repository_not_holding_the_blob_opens_a_session", mount_from_a_repository_not_holding_the_blob_opens_a_session),
-    ("uploads::mount_without_from", mount_without_from),
-    ("uploads::sha512_upload_flows", sha512_upload_flows),
-    ("uploads::uploads_survive_a_restart_and_resume", uploads_survive_a_restart_and_resume),
-];
+both_backends!(uploads_survive_a_restart_and_resume);

@@ -18,6 +18,7 @@ struct Case {
 
 impl Case {
     fn new() -> Case {
+        testkit::install_crypto_provider();
         let s3 = testkit::SeaweedFs::shared();
         s3.create_bucket("cache");
         Case { s3, prefix: testkit::unique("cache"), cache: tempfile::tempdir().unwrap() }

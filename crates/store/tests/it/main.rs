@@ -1,10 +1,13 @@
 //! The backend test suite: the same cases run against the filesystem backend and against a
-//! real S3 server (SeaweedFS), so both backends keep the storage model's promises.
+//! real S3 server (SeaweedFS), so both backends keep the storage model's promises. Every case
+//! in `suite.rs` is written once with `testkit::both_backends!`: a test `<case>::fs` each, and
+//! all of them on S3 in `s3_suite`.
 
 mod blob_cache;
 mod suite;
 
 use store::{S3Config, Store};
+use testkit::Backend;
 
 /// Opens (and re-opens) one store; re-opening models a restart or another replica.
 pub type Opener = Box<dyn Fn() -> Store + Send + Sync>;
@@ -15,12 +18,21 @@ fn fs_opener() -> (Opener, tempfile::TempDir) {
     (Box::new(move || Store::filesystem(&path).unwrap()), dir)
 }
 
-fn s3_opener() -> Opener {
-    s3_opener_with_prefix().0
+/// An opener for a fresh, empty store on `backend`, and the directory a filesystem store
+/// lives in (removed when dropped).
+pub(crate) fn opener(backend: Backend) -> (Opener, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Fs => {
+            let (open, dir) = fs_opener();
+            (open, Some(dir))
+        }
+        Backend::S3 => (s3_opener_with_prefix().0, None),
+    }
 }
 
 /// An S3 opener and the prefix its store lives under.
 fn s3_opener_with_prefix() -> (Opener, String) {
+    testkit::install_crypto_provider();
     let s3 = testkit::SeaweedFs::shared();
     // One bucket, a fresh prefix per case: SeaweedFS allocates volumes per bucket.
     s3.create_bucket("suite");
@@ -57,42 +69,4 @@ async fn damaged_blob_is_restored_by_a_full_push_on_s3() {
     suite::damaged_blob_is_restored_by_a_full_push(&open, &damage).await;
 }
 
-macro_rules! fs_cases {
-    ($($case:ident),* $(,)?) => {
-        mod fs {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (open, _dir) = super::fs_opener();
-                    super::suite::$case(&open).await;
-                }
-            )*
-        }
-
-        /// One test for all S3 cases: SeaweedFS takes seconds to start, once per process.
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn s3_backend_suite() {
-            $(
-                eprintln!("s3 case: {}", stringify!($case));
-                let open = s3_opener();
-                suite::$case(&open).await;
-            )*
-        }
-    };
-}
-
-fs_cases!(
-    blob_round_trip,
-    wrong_digest_stores_nothing,
-    large_blob_streams_through_parts,
-    single_chunk_upload,
-    several_chunk_upload_and_sha512,
-    out_of_order_chunk_is_refused,
-    upload_with_wrong_digest_leaves_nothing,
-    cancelled_upload_is_gone,
-    upload_resumes_after_reopen,
-    links_scope_blobs_to_repositories,
-    manifests_tags_and_referrers,
-    catalog_lists_repositories,
-    concurrent_chunks_never_publish_unhashed_bytes,
-);
+testkit::s3_suite!();

@@ -1,11 +1,14 @@
-//! The cases of the backend suite; each takes an opener for a fresh, empty store.
+//! The cases of the backend suite, each run on both backends: on a fresh, empty store it opens
+//! (and re-opens) through an [`Opener`].
 
 use bytes::Bytes;
 use futures::StreamExt;
 use oci::{Algorithm, Descriptor, Digest, RepoName, Tag};
 use store::{ByteStream, Store, StoreError};
 
-use crate::Opener;
+use testkit::Backend;
+
+use crate::{opener, Opener};
 
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
@@ -39,7 +42,8 @@ pub(crate) async fn read_all(store: &Store, d: &Digest, range: Option<std::ops::
     out
 }
 
-pub(crate) async fn blob_round_trip(open: &Opener) {
+async fn blob_round_trip(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let data = random(100_000, 1);
     let d = Digest::of(Algorithm::Sha256, &data);
@@ -52,8 +56,10 @@ pub(crate) async fn blob_round_trip(open: &Opener) {
     store.put_blob(&d, body(&data, 50_000)).await.unwrap();
     assert_eq!(read_all(&open(), &d, None).await, data, "visible after reopen");
 }
+testkit::both_backends!(blob_round_trip, multi_thread);
 
-pub(crate) async fn wrong_digest_stores_nothing(open: &Opener) {
+async fn wrong_digest_stores_nothing(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let data = random(50_000, 2);
     let claimed = Digest::of(Algorithm::Sha256, b"something else");
@@ -63,8 +69,10 @@ pub(crate) async fn wrong_digest_stores_nothing(open: &Opener) {
     let real = Digest::of(Algorithm::Sha256, &data);
     assert_eq!(open().blob_size(&real).await.unwrap(), None);
 }
+testkit::both_backends!(wrong_digest_stores_nothing, multi_thread);
 
-pub(crate) async fn large_blob_streams_through_parts(open: &Opener) {
+async fn large_blob_streams_through_parts(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let data = random(20 << 20, 3);
     let d = Digest::of(Algorithm::Sha256, &data);
@@ -78,8 +86,10 @@ pub(crate) async fn large_blob_streams_through_parts(open: &Opener) {
     assert!(store.put_blob(&claimed, body(&other, 1 << 20)).await.is_err());
     assert_eq!(open().blob_size(&claimed).await.unwrap(), None);
 }
+testkit::both_backends!(large_blob_streams_through_parts, multi_thread);
 
-pub(crate) async fn single_chunk_upload(open: &Opener) {
+async fn single_chunk_upload(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("single/chunk");
     let data = random(300_000, 5);
@@ -92,8 +102,10 @@ pub(crate) async fn single_chunk_upload(open: &Opener) {
     assert_eq!(read_all(&open(), &d, None).await, data);
     assert!(matches!(store.upload_size(&r, &id).await, Err(StoreError::UploadUnknown(_))));
 }
+testkit::both_backends!(single_chunk_upload, multi_thread);
 
-pub(crate) async fn several_chunk_upload_and_sha512(open: &Opener) {
+async fn several_chunk_upload_and_sha512(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("multi");
     let data = random(3_000_000, 6);
@@ -110,8 +122,10 @@ pub(crate) async fn several_chunk_upload_and_sha512(open: &Opener) {
         assert_eq!(read_all(&open(), &d, None).await, data, "{alg:?}");
     }
 }
+testkit::both_backends!(several_chunk_upload_and_sha512, multi_thread);
 
-pub(crate) async fn out_of_order_chunk_is_refused(open: &Opener) {
+async fn out_of_order_chunk_is_refused(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("ooo");
     let id = store.start_upload(&r).await.unwrap();
@@ -122,8 +136,10 @@ pub(crate) async fn out_of_order_chunk_is_refused(open: &Opener) {
     // Another repository cannot touch the session.
     assert!(matches!(store.upload_size(&repo("other"), &id).await, Err(StoreError::UploadUnknown(_))));
 }
+testkit::both_backends!(out_of_order_chunk_is_refused, multi_thread);
 
-pub(crate) async fn upload_with_wrong_digest_leaves_nothing(open: &Opener) {
+async fn upload_with_wrong_digest_leaves_nothing(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("wrong");
     let data = random(10_000, 7);
@@ -140,8 +156,10 @@ pub(crate) async fn upload_with_wrong_digest_leaves_nothing(open: &Opener) {
         assert!(!store.blob_linked(&r, &claimed).await.unwrap());
     }
 }
+testkit::both_backends!(upload_with_wrong_digest_leaves_nothing, multi_thread);
 
-pub(crate) async fn cancelled_upload_is_gone(open: &Opener) {
+async fn cancelled_upload_is_gone(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("cancel");
     let id = store.start_upload(&r).await.unwrap();
@@ -149,8 +167,10 @@ pub(crate) async fn cancelled_upload_is_gone(open: &Opener) {
     store.cancel_upload(&r, &id).await.unwrap();
     assert!(matches!(open().upload_size(&r, &id).await, Err(StoreError::UploadUnknown(_))));
 }
+testkit::both_backends!(cancelled_upload_is_gone, multi_thread);
 
-pub(crate) async fn upload_resumes_after_reopen(open: &Opener) {
+async fn upload_resumes_after_reopen(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let r = repo("resume");
     let data = random(200_000, 9);
     let d = Digest::of(Algorithm::Sha256, &data);
@@ -166,8 +186,10 @@ pub(crate) async fn upload_resumes_after_reopen(open: &Opener) {
     store.finish_upload(&r, &id, &d, None).await.unwrap();
     assert_eq!(read_all(&open(), &d, None).await, data);
 }
+testkit::both_backends!(upload_resumes_after_reopen, multi_thread);
 
-pub(crate) async fn links_scope_blobs_to_repositories(open: &Opener) {
+async fn links_scope_blobs_to_repositories(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let (a, b) = (repo("a"), repo("b"));
     let d = Digest::of(Algorithm::Sha256, b"layer");
@@ -180,6 +202,7 @@ pub(crate) async fn links_scope_blobs_to_repositories(open: &Opener) {
     assert!(!store.unlink_blob(&a, &d).await.unwrap());
     assert_eq!(store.blob_size(&d).await.unwrap(), Some(5), "bytes stay for other repositories");
 }
+testkit::both_backends!(links_scope_blobs_to_repositories, multi_thread);
 
 fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
     Descriptor {
@@ -193,7 +216,8 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
     }
 }
 
-pub(crate) async fn manifests_tags_and_referrers(open: &Opener) {
+async fn manifests_tags_and_referrers(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("m/r");
     let subject_bytes = br#"{"schemaVersion":2,"config":{}}"#;
@@ -225,8 +249,10 @@ pub(crate) async fn manifests_tags_and_referrers(open: &Opener) {
     assert_eq!(reopened.resolve_tag(&r, &latest).await.unwrap(), None);
     assert!(!store.delete_manifest(&r, &subject).await.unwrap());
 }
+testkit::both_backends!(manifests_tags_and_referrers, multi_thread);
 
-pub(crate) async fn catalog_lists_repositories(open: &Opener) {
+async fn catalog_lists_repositories(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let d = Digest::of(Algorithm::Sha256, b"x");
     store.put_blob(&d, body(b"x", 1)).await.unwrap();
@@ -237,12 +263,14 @@ pub(crate) async fn catalog_lists_repositories(open: &Opener) {
     assert!(store.repository_exists(&repo("alpha")).await.unwrap());
     assert!(!store.repository_exists(&repo("alp")).await.unwrap());
 }
+testkit::both_backends!(catalog_lists_repositories, multi_thread);
 
 /// Two chunks sent concurrently into one session at the same offset (bytes A and B of equal
 /// size), then a finish claiming A's digest, many times over: whatever the interleaving, a
 /// finish that succeeds has published bytes that hash to the digest. (With chunks named by
 /// position, the state could record A's hash while the object held B's bytes.)
-pub(crate) async fn concurrent_chunks_never_publish_unhashed_bytes(open: &Opener) {
+async fn concurrent_chunks_never_publish_unhashed_bytes(backend: Backend) {
+    let (open, _dir) = opener(backend);
     let store = open();
     let r = repo("race/chunks");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -275,6 +303,7 @@ pub(crate) async fn concurrent_chunks_never_publish_unhashed_bytes(open: &Opener
         "the race never went both ways ({created} acknowledged, {refused} refused): the test proves nothing"
     );
 }
+testkit::both_backends!(concurrent_chunks_never_publish_unhashed_bytes, multi_thread);
 
 /// Overwrites a stored object's bytes behind the store's back (a damaged disk, or a bug of an
 /// earlier version): the digest, then the bytes to put under it.

@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use server::mgmt::types::{ErrorBody, ErrorEntry};
+
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// HTTP to one server.
@@ -36,10 +38,24 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The OCI error codes in the body (empty when it is not an error body).
+    /// The body read into `T` (a management API type, say): a renamed or missing field fails
+    /// here, as it would in the CLI.
+    #[track_caller]
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not a {} ({e}): {}", std::any::type_name::<T>(), self.text()))
+    }
+
+    /// The first error of an error body (of either API).
+    #[track_caller]
+    pub(crate) fn error(&self) -> ErrorEntry {
+        let body: ErrorBody = self.json();
+        body.errors.into_iter().next().unwrap_or_else(|| panic!("an error body without errors: {}", self.text()))
+    }
+
+    /// The error codes in the body (empty when it is not an error body).
     pub(crate) fn error_codes(&self) -> Vec<String> {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
-        v["errors"].as_array().map(|a| a.iter().filter_map(|e| e["code"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+        let body: Option<ErrorBody> = serde_json::from_slice(&self.body).ok();
+        body.map(|b| b.errors.into_iter().map(|e| e.code).collect()).unwrap_or_default()
     }
 
     /// Asserts the status, showing the body when it is not the one expected.

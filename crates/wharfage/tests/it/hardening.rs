@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use server::mgmt::types::GcReport;
 
 use crate::client::{Http, Resp};
 use crate::fixtures::sha256;
@@ -27,17 +28,13 @@ fn serve(args: &[&str]) -> (Server, Http, PathBuf, tempfile::TempDir) {
     (server, http, root, dir)
 }
 
-fn json_of(r: &Resp) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
-}
-
 #[track_caller]
 fn expect_error(r: Resp, status: u16, code: &str) -> String {
     let text = r.text();
     assert_eq!(r.status, status, "status; body: {text}");
-    let v = json_of(&r);
-    assert_eq!(v["errors"][0]["code"], code, "{text}");
-    v["errors"][0]["message"].as_str().unwrap_or_default().to_string()
+    let first = r.error();
+    assert_eq!(first.code, code, "{text}");
+    first.message
 }
 
 /// Pushes a blob in one POST; its digest.
@@ -243,8 +240,9 @@ fn upload_sessions_are_capped_expire_and_are_collected() {
         open("caps/a").expect(202, "expired sessions no longer count");
     }
     std::thread::sleep(Duration::from_millis(2500));
-    let report = json_of(&http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc"));
-    assert_eq!(report["uploads"]["count"], 8, "every expired session collected: {report}");
+    let report: GcReport =
+        http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc").json();
+    assert_eq!(report.uploads.count, 8, "every expired session collected: {report:?}");
     assert_eq!(files_under(&root.join("uploads")), Vec::<PathBuf>::new(), "nothing of them is left");
 }
 
@@ -296,8 +294,7 @@ fn stagings_cannot_reach_metadata_addresses_or_malformed_hosts() {
         let r = stage(source);
         let text = r.text();
         assert_eq!(r.status, 403, "{source}: {text}");
-        let v = json_of(&r);
-        assert_eq!(v["errors"][0]["code"], "SOURCE_REFUSED", "{source}: {text}");
+        assert_eq!(r.error().code, "SOURCE_REFUSED", "{source}: {text}");
     }
     for source in ["127.0.0.1:1?x=/y:z", "user@registry.example.com/a:b", "registry.example.com:99999/a:b"] {
         let r = stage(source);
@@ -341,6 +338,6 @@ fn malformed_ranges_truncated_manifests_and_oversized_bodies_get_clear_errors() 
 
     let r = http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], vec![b' '; 200_000]);
     assert_eq!(r.status, 413, "{}", r.text());
-    let v = json_of(&r);
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("at most"), "{v}");
+    let message = r.error().message;
+    assert!(message.contains("at most"), "{message}");
 }

@@ -132,3 +132,40 @@ fn challenges_tokens_and_roles_on_the_wire() {
     assert_eq!(h.get("/v2/", Cred::Basic("ci", pw("ci"))).status, 200);
     assert!(a.header("retry-after").parse::<u64>().is_ok_and(|s| (1..=60).contains(&s)));
 }
+
+#[test]
+fn client_commands_log_in_from_the_environment() {
+    let s = Secured::start(&[]);
+    let ca = s.dir.path().join("ca.pem");
+    let apps = |env: &[(&str, &str)]| {
+        let mut cmd = crate::harness::wharfage(s.dir.path());
+        cmd.args(["apps", "--json", "--server", &s.url()]).env("WHARFAGE_CA_CERT", &ca).envs(env.iter().copied());
+        crate::harness::run(cmd, std::time::Duration::from_secs(60))
+    };
+    let out = apps(&[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("401"), "no login: {out:?}");
+    let out = apps(&[("WHARFAGE_USERNAME", "stager"), ("WHARFAGE_PASSWORD", pw("stager"))]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = s.dir.path().join("password");
+    std::fs::write(&file, format!("{}\n", pw("stager"))).unwrap();
+    let out = apps(&[("WHARFAGE_USERNAME", "stager"), ("WHARFAGE_PASSWORD_FILE", file.to_str().unwrap())]);
+    assert!(out.status.success(), "password from a file: {}", String::from_utf8_lossy(&out.stderr));
+    let out = apps(&[("WHARFAGE_USERNAME", "ci"), ("WHARFAGE_PASSWORD", pw("ci"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403 DENIED"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn serve_refuses_an_open_registry_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = crate::harness::wharfage(dir.path());
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--root"]).arg(dir.path().join("root"));
+    let out = crate::harness::run(cmd, std::time::Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--htpasswd") && err.contains("--anonymous"), "{err}");
+    assert!(!dir.path().join("root").exists(), "nothing is created before the refusal");
+    // With --anonymous it serves (an open registry on purpose).
+    let mut cmd = crate::harness::wharfage(dir.path());
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--anonymous", "--log-format", "json", "--root"]).arg(dir.path().join("root"));
+    let server = crate::harness::Server::spawn(cmd);
+    assert!(server.addr.port() > 0);
+}

@@ -13,8 +13,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use server::mgmt::types::{GcReport, StagingView};
 
-use super::{body, layer, pull, push, zero_grace, Img, Refused, Reg, Via};
+use super::{layer, pull, push, zero_grace, Img, Refused, Reg, Via};
 use crate::client::Http;
 use crate::fixtures::{sha256, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::skopeo::Skopeo;
@@ -84,10 +85,10 @@ pub(super) fn push_while_collecting(
                     let r = http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec());
                     let mut o = out.lock().unwrap();
                     if r.status == 200 {
-                        let v = body(&r);
+                        let report: GcReport = r.json();
                         o.gc_runs += 1;
-                        o.gc_blobs_removed += v["blobs"]["count"].as_u64().unwrap();
-                        o.gc_protected += v["protected"].as_u64().unwrap();
+                        o.gc_blobs_removed += report.blobs.count;
+                        o.gc_protected += report.protected;
                     } else {
                         o.gc_failures.push(format!("{} {}", r.status, r.text()));
                     }
@@ -218,12 +219,12 @@ fn pushes_and_stagings_survive_collections_looping_with_zero_grace() {
             let (app, img) = if n % 3 == 2 { (format!("churn-{}", n % 2), (n + 1) % 4) } else { (format!("keep-{}", n % 3), n % 4) };
             let r = w.stage(&format!("{}/src/app:v{img}", up.host()), &app);
             if r.status == 201 {
-                let v = body(&r);
-                assert_eq!(v["digest"], upstream[img].digest.as_str(), "staged digest");
+                let v: StagingView = r.json();
+                assert_eq!(v.record.digest.to_string(), upstream[img].digest, "staged digest");
                 if app.starts_with("churn") {
                     w.http.send("DELETE", &format!("/api/v1/apps/{app}"), &[], Vec::new()).expect(200, "unpinning a churn app");
                 } else {
-                    staged.lock().unwrap().push(Staged { app, staging_id: v["staging_id"].as_str().unwrap().to_string(), img });
+                    staged.lock().unwrap().push(Staged { app, staging_id: v.record.staging_id.to_string(), img });
                 }
             } else {
                 stage_refused.lock().unwrap().push(format!("{app}: {} {}", r.status, r.text()));
@@ -315,7 +316,7 @@ fn pushes_and_stagings_survive_collections_looping_with_zero_grace() {
     let flags = super::deletion_flags(&dir.path().join("root"));
     assert!(flags.is_empty(), "deletion flags or run folders left behind: {flags:?}");
     let report = super::fsck_json(dir.path(), &backing, &[]);
-    assert_eq!(report["problems"], json!([]), "fsck after the run (last collection: {last})");
+    assert_eq!(report["problems"], json!([]), "fsck after the run (last collection: {last:?})");
 }
 
 /// A multi-arch index over images already in the repository.
@@ -411,11 +412,11 @@ fn pushes_while_a_slow_collection_marks_are_kept() {
     }
     std::thread::sleep(Duration::from_millis(2500));
     let dry = w.gc(true);
-    let took = dry["seconds"].as_f64().unwrap();
+    let took = dry.seconds;
     eprintln!("a dry run over them took {took:.2} s; pushing {:.2} s into the real one", took * 0.15);
     assert!(took >= 0.5, "a dry run over 10,000 manifests took only {took:.2} s: too quick to push during it");
-    assert_eq!(dry["manifests"]["count"], 2, "the untagged children are garbage: {dry}");
-    assert_eq!(dry["layer_links"]["count"], 8, "so are their links, and the junk's: {dry}");
+    assert_eq!(dry.manifests.count, 2, "the untagged children are garbage: {dry:?}");
+    assert_eq!(dry.layer_links.count, 8, "so are their links, and the junk's: {dry:?}");
 
     // During the collection's marking: an index over the old children, an image whose old
     // layer the push finds by HEAD and skips, an image whose layer is mounted from the junk.
@@ -437,7 +438,7 @@ fn pushes_while_a_slow_collection_marks_are_kept() {
         (r, pushed_at, at)
     });
     assert!(collected_at > pushed_at, "the collection ended before the pushes did: the test proved nothing (make the store bigger)");
-    assert!(report["protected"].as_u64().unwrap() >= 3, "the pushes protected the children and the two layers: {report}");
+    assert!(report.protected >= 3, "the pushes protected the children and the two layers: {report:?}");
 
     pull_index(&w.http, "race/app", "v1", &index).unwrap();
     pull(&w.http, "race/app", "head", &m).unwrap();
@@ -452,7 +453,7 @@ fn pushes_while_a_slow_collection_marks_are_kept() {
     // And once the protections are old, the tags hold everything.
     std::thread::sleep(Duration::from_millis(1500));
     let later = w.gc(false);
-    assert_eq!(later["protected"], 0, "{later}");
+    assert_eq!(later.protected, 0, "{later:?}");
     pull_index(&w.http, "race/app", "v1", &index).unwrap();
     pull(&w.http, "race/app", "head", &m).unwrap();
     pull(&w.http, "race/new", "mounted", &p).unwrap();

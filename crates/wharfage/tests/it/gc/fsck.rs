@@ -115,7 +115,7 @@ fn fsck_reports_a_flipped_byte_a_deleted_blob_and_an_orphan_and_repair_quarantin
 
     let w = Reg::start(dir, backing, &super::quiet());
     let gc = w.gc(false);
-    assert_eq!(super::removed(&gc, "blobs").0, 1, "{gc}");
+    assert_eq!(super::removed(&gc.blobs).0, 1, "{gc:?}");
     let (dir, backing) = w.stop();
     let whole = fsck_json(dir.path(), &backing, &[]);
     assert_eq!(whole["problems"], json!([]), "{whole}");

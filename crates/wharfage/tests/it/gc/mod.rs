@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use server::mgmt::types::{AppDetail, AppList, GcReport, GcRequest, Removed, StagingView};
 
 use crate::client::{Http, Resp};
 use crate::fixtures::{read_blobs, sha256, Rng, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
@@ -118,17 +119,12 @@ impl Reg {
 
     /// `POST /api/v1/gc`, expecting 200; the report.
     #[track_caller]
-    pub(crate) fn gc(&self, dry_run: bool) -> Value {
-        let r = self.http.send(
-            "POST",
-            "/api/v1/gc",
-            &[("content-type", "application/json")],
-            json!({ "dry_run": dry_run }).to_string().into_bytes(),
-        );
-        let r = r.expect(200, "POST /api/v1/gc");
-        let v = body(&r);
-        assert_eq!(v["dry_run"], dry_run, "report of a {} run: {v}", if dry_run { "dry" } else { "real" });
-        v
+    pub(crate) fn gc(&self, dry_run: bool) -> GcReport {
+        let request = serde_json::to_vec(&GcRequest { dry_run }).unwrap();
+        let r = self.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], request);
+        let report: GcReport = r.expect(200, "POST /api/v1/gc").json();
+        assert_eq!(report.dry_run, dry_run, "report of a {} run: {report:?}", if dry_run { "dry" } else { "real" });
+        report
     }
 
     /// `POST /api/v1/stagings {"source", "app"}`.
@@ -137,10 +133,10 @@ impl Reg {
         self.http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], body)
     }
 
-    /// Stages and expects 201; the result (with `digest`, `staging_id`, `image`).
+    /// Stages and expects 201; the staging.
     #[track_caller]
-    pub(crate) fn stage_ok(&self, source: &str, app: &str) -> Value {
-        body(&self.stage(source, app).expect(201, &format!("staging {source} for {app}")))
+    pub(crate) fn stage_ok(&self, source: &str, app: &str) -> StagingView {
+        self.stage(source, app).expect(201, &format!("staging {source} for {app}")).json()
     }
 
     /// `GET /api/v1/apps/{app}`.
@@ -154,14 +150,14 @@ impl Reg {
         if r.status == 404 {
             return Vec::new();
         }
-        let v = body(&r.expect(200, &format!("GET /api/v1/apps/{app}")));
-        v["stagings"].as_array().unwrap().iter().map(|s| s["staging_id"].as_str().unwrap().to_string()).collect()
+        let detail: AppDetail = r.expect(200, &format!("GET /api/v1/apps/{app}")).json();
+        detail.stagings.into_iter().map(|s| s.record.staging_id.to_string()).collect()
     }
 
     /// The ids of every app with a staging.
     pub(crate) fn apps(&self) -> Vec<String> {
-        let v = body(&self.http.get("/api/v1/apps").expect(200, "GET /api/v1/apps"));
-        v["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap().to_string()).collect()
+        let list: AppList = self.http.get("/api/v1/apps").expect(200, "GET /api/v1/apps").json();
+        list.apps.into_iter().map(|a| a.app.to_string()).collect()
     }
 
     /// Every blob file of a filesystem store: digest -> size.
@@ -224,20 +220,17 @@ pub(crate) fn blob_path(root: &Path, digest: &str) -> PathBuf {
     root.join("blobs/sha256").join(&hex[..2]).join(hex)
 }
 
-/// The JSON body of a response.
-#[track_caller]
-pub(crate) fn body(r: &Resp) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
-}
-
 /// `count` and `bytes` of one kind in a GC report.
-pub(crate) fn removed(report: &Value, kind: &str) -> (u64, u64) {
-    (report[kind]["count"].as_u64().unwrap(), report[kind]["bytes"].as_u64().unwrap())
+pub(crate) fn removed(kind: &Removed) -> (u64, u64) {
+    (kind.count, kind.bytes)
 }
 
 /// The removal figures of a report (everything but timing and protection counts).
-pub(crate) fn figures(report: &Value) -> Vec<(String, (u64, u64))> {
-    ["stagings", "manifests", "layer_links", "blobs", "uploads"].iter().map(|k| (k.to_string(), removed(report, k))).collect()
+pub(crate) fn figures(r: &GcReport) -> Vec<(&'static str, (u64, u64))> {
+    [("stagings", &r.stagings), ("manifests", &r.manifests), ("layer_links", &r.layer_links), ("blobs", &r.blobs), ("uploads", &r.uploads)]
+        .into_iter()
+        .map(|(k, v)| (k, removed(v)))
+        .collect()
 }
 
 /// A gzip stream of `len` pseudo-random bytes: a layer blob that is what its media type

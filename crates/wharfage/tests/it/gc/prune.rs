@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
+use server::mgmt::types::{AppDetail, GcReport, LiveSyncAnswer, LiveSyncRequest};
 
-use super::{body, figures, layer, pull, push, quiet, removed, Img, Reg, Via};
+use super::{figures, layer, pull, push, quiet, removed, Img, Reg, Via};
 use crate::skopeo::Skopeo;
 
 /// A registry that stages from `up` and collects with no grace period, plus `extra` flags.
@@ -34,12 +35,12 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     w.skopeo_push(&skopeo, &img_t, "team/tagged", "v1");
     let a = w.stage_ok(&format!("{}/src/a:v1", up.host()), "app-a");
     let b = w.stage_ok(&format!("{}/src/b:v1", up.host()), "app-b");
-    assert_eq!(a["digest"], img_a.digest.as_str());
-    assert_eq!(b["digest"], img_b.digest.as_str());
+    assert_eq!(a.record.digest.to_string(), img_a.digest);
+    assert_eq!(b.record.digest.to_string(), img_b.digest);
 
     // Nothing is garbage yet, zero grace or not.
     let first = w.gc(false);
-    assert_eq!(removed(&first, "blobs"), (0, 0), "a collection before any unpin removed blobs: {first}");
+    assert_eq!(removed(&first.blobs), (0, 0), "a collection before any unpin removed blobs: {first:?}");
     let before = w.blob_files();
 
     let out = w.cli(&["apps", "rm", "app-a"]);
@@ -58,7 +59,7 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     w.http.get_manifest("apps/app-a", &img_a.digest).expect(200, "the unpinned app's manifest after a dry run");
 
     let real = w.gc(false);
-    assert_eq!(figures(&dry), figures(&real), "dry run {dry}\nreal run {real}");
+    assert_eq!(figures(&dry), figures(&real), "dry run {dry:?}\nreal run {real:?}");
     let after = w.blob_files();
     let gone: BTreeMap<String, u64> = before.iter().filter(|(d, _)| !after.contains_key(*d)).map(|(d, s)| (d.clone(), *s)).collect();
     let added: Vec<&String> = after.keys().filter(|d| !before.contains_key(*d)).collect();
@@ -66,15 +67,15 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     let own: BTreeSet<String> = [img_a.digest.clone(), img_a.config.clone(), img_a.layers[3].clone()].into();
     assert_eq!(gone.keys().cloned().collect::<BTreeSet<_>>(), own, "blobs removed vs. blobs only app a used");
     let own_bytes: u64 = gone.values().sum();
-    assert_eq!(removed(&real, "blobs"), (3, own_bytes), "report: {real}");
-    assert_eq!(removed(&real, "manifests").0, 1, "report: {real}");
+    assert_eq!(removed(&real.blobs), (3, own_bytes), "report: {real:?}");
+    assert_eq!(removed(&real.manifests).0, 1, "report: {real:?}");
     // apps/app-a linked its config and four layers.
-    assert_eq!(removed(&real, "layer_links").0, 5, "report: {real}");
-    assert_eq!(real["protected"], 0, "nothing was being pushed: {real}");
+    assert_eq!(removed(&real.layer_links).0, 5, "report: {real:?}");
+    assert_eq!(real.protected, 0, "nothing was being pushed: {real:?}");
 
     // Again: nothing left to remove.
     let again = w.gc(false);
-    assert!(figures(&again).iter().all(|(_, (c, _))| *c == 0), "a second collection removed more: {again}");
+    assert!(figures(&again).iter().all(|(_, (c, _))| *c == 0), "a second collection removed more: {again:?}");
     assert_eq!(w.blob_files(), after);
     // /metrics: three real runs (the dry run changes nothing and is not counted), the 3 blobs.
     let text = w.http.get("/metrics").expect(200, "metrics").text();
@@ -91,7 +92,7 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     w.http.head(&format!("/v2/team/tagged/blobs/{}", img_a.layers[2])).expect(200, "app a's layer the tagged image shares");
     // And app a can be staged again: the bytes come back from the upstream.
     let again = w.stage_ok(&format!("{}/src/a:v1", up.host()), "app-a");
-    assert_eq!(again["blobs_downloaded"], 2, "config and the one layer that were collected: {again}");
+    assert_eq!(again.record.blobs_downloaded, 2, "config and the one layer that were collected: {again:?}");
     w.skopeo_pull_check(&skopeo, "apps/app-a", &img_a.digest, &img_a);
 }
 
@@ -109,24 +110,24 @@ fn retention_keeps_the_current_staging_and_the_previous_two() {
     let mut ids = Vec::new();
     for (i, img) in images.iter().enumerate() {
         let r = w.stage_ok(&format!("{}/src/rel:v{i}", up.host()), "rel");
-        assert_eq!(r["digest"], img.digest.as_str());
-        ids.push(r["staging_id"].as_str().unwrap().to_string());
+        assert_eq!(r.record.digest.to_string(), img.digest);
+        ids.push(r.record.staging_id.to_string());
     }
     assert_eq!(w.history("rel"), ids.iter().rev().cloned().collect::<Vec<_>>(), "history before the collection");
 
     let dry = w.gc(true);
     assert_eq!(w.history("rel").len(), 5, "a dry run removed staging records");
     let report = w.gc(false);
-    assert_eq!(figures(&dry), figures(&report), "dry run {dry}\nreal run {report}");
-    assert_eq!(removed(&report, "stagings").0, 2, "report: {report}");
-    assert_eq!(removed(&report, "manifests").0, 2, "report: {report}");
+    assert_eq!(figures(&dry), figures(&report), "dry run {dry:?}\nreal run {report:?}");
+    assert_eq!(removed(&report.stagings).0, 2, "report: {report:?}");
+    assert_eq!(removed(&report.manifests).0, 2, "report: {report:?}");
     // Manifest, config and own layer of each of the two oldest.
-    assert_eq!(removed(&report, "blobs").0, 6, "report: {report}");
+    assert_eq!(removed(&report.blobs).0, 6, "report: {report:?}");
 
-    let app = body(&w.app("rel").expect(200, "the app after the collection"));
-    let kept: Vec<&str> = app["stagings"].as_array().unwrap().iter().map(|s| s["staging_id"].as_str().unwrap()).collect();
-    assert_eq!(kept, vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()], "history after the collection: {app}");
-    assert_eq!(app["current"]["staging_id"], ids[4].as_str());
+    let app: AppDetail = w.app("rel").expect(200, "the app after the collection").json();
+    let kept: Vec<&str> = app.stagings.iter().map(|s| s.record.staging_id.as_str()).collect();
+    assert_eq!(kept, vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()], "history after the collection: {app:?}");
+    assert_eq!(app.current.record.staging_id.as_str(), ids[4]);
     for (i, img) in images.iter().enumerate() {
         if i >= 2 {
             w.skopeo_pull_check(&skopeo, "apps/rel", &img.digest, img);
@@ -151,7 +152,7 @@ fn live_sync_unpins_the_apps_not_listed_and_refuses_to_unpin_most_of_them() {
         w.stage_ok(&format!("{}/src/live{i}:v1", up.host()), app);
     }
     let sync = |apps: &[&str], force: bool| {
-        let body = json!({ "apps": apps, "force": force }).to_string().into_bytes();
+        let body = serde_json::to_vec(&LiveSyncRequest { apps: apps.iter().map(|a| a.to_string()).collect(), force }).unwrap();
         w.http.send("PUT", "/api/v1/apps/live", &[("content-type", "application/json")], body)
     };
 
@@ -178,20 +179,21 @@ fn live_sync_unpins_the_apps_not_listed_and_refuses_to_unpin_most_of_them() {
     assert_eq!(w.apps(), &apps[..3]);
     // The same list again changes nothing: the unpinned apps are gone, not unpinned twice
     // (on the filesystem their empty folders stay behind, and are no apps).
-    let v = body(&sync(&["app-0", "app-1", "app-2"], false).expect(200, "the same live list again"));
-    assert_eq!(v["unpinned"], json!([]), "{v}");
-    assert_eq!(v["kept"], 3, "{v}");
+    let v: LiveSyncAnswer = sync(&["app-0", "app-1", "app-2"], false).expect(200, "the same live list again").json();
+    assert!(v.unpinned.is_empty(), "{v:?}");
+    assert_eq!(v.kept, 3, "{v:?}");
 
     // 2 of 3 needs force.
     sync(&["app-0"], false).expect(409, "a live list dropping 2 of 3 apps");
-    let v = body(&sync(&["app-0"], true).expect(200, "the same, forced"));
-    assert_eq!(v["unpinned"], json!(["app-1", "app-2"]), "{v}");
-    assert_eq!(v["kept"], 1);
+    let v: LiveSyncAnswer = sync(&["app-0"], true).expect(200, "the same, forced").json();
+    let unpinned: Vec<&str> = v.unpinned.iter().map(|a| a.as_str()).collect();
+    assert_eq!(unpinned, ["app-1", "app-2"], "{v:?}");
+    assert_eq!(v.kept, 1);
     assert_eq!(w.apps(), &apps[..1]);
 
     let report = w.gc(false);
-    assert_eq!(removed(&report, "manifests").0, 4, "report: {report}");
-    assert_eq!(removed(&report, "blobs").0, 12, "manifest, config and own layer of 4 apps: {report}");
+    assert_eq!(removed(&report.manifests).0, 4, "report: {report:?}");
+    assert_eq!(removed(&report.blobs).0, 12, "manifest, config and own layer of 4 apps: {report:?}");
     w.skopeo_pull_check(&skopeo, "apps/app-0", &images[0].digest, &images[0]);
     for (i, img) in images.iter().enumerate().skip(1) {
         w.http.get_manifest(&format!("apps/app-{i}"), &img.digest).expect(404, &format!("unpinned app-{i}"));
@@ -219,19 +221,19 @@ fn two_collections_at_once_break_nothing() {
     assert!(w.blob_files().len() > expected.len());
 
     let barrier = std::sync::Barrier::new(2);
-    let reports: Vec<serde_json::Value> = std::thread::scope(|s| {
+    let reports: Vec<GcReport> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
                     let r = w.http.send("POST", "/api/v1/gc", &[], Vec::new());
-                    body(&r.expect(200, "one of two collections at once"))
+                    r.expect(200, "one of two collections at once").json()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let total: u64 = reports.iter().map(|r| removed(r, "blobs").0).sum();
+    let total: u64 = reports.iter().map(|r| removed(&r.blobs).0).sum();
     assert!(total >= 8 * 2, "the two collections removed {total} blobs together: {reports:?}");
     assert_eq!(w.blob_files().keys().cloned().collect::<BTreeSet<_>>(), expected, "blobs left after two collections at once");
     for (repo, tag, img) in &live {
@@ -239,7 +241,7 @@ fn two_collections_at_once_break_nothing() {
         pull(&w.http, repo, &img.digest, img).unwrap();
     }
     let third = w.gc(false);
-    assert!(figures(&third).iter().all(|(_, (c, _))| *c == 0), "a third collection still found garbage: {third}");
+    assert!(figures(&third).iter().all(|(_, (c, _))| *c == 0), "a third collection still found garbage: {third:?}");
     let (dir, backing) = w.stop();
     let report = super::fsck_json(dir.path(), &backing, &[]);
     assert_eq!(report["problems"], json!([]), "fsck after two collections at once: {report}");

@@ -17,8 +17,7 @@ pub(crate) fn assert_unavailable(r: &Resp, took: Duration, what: &str) {
     assert_eq!(r.error_codes(), ["UNAVAILABLE"], "{what}: error code");
     assert_eq!(r.header("content-type"), Some("application/json"), "{what}: error bodies are JSON");
     assert!(r.header("retry-after").is_some(), "{what}: a 503 says when to retry");
-    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+    let message = r.error().message;
     assert!(message.contains("storage"), "{what}: the message names the storage problem: {message}");
     assert!(took < Duration::from_secs(6), "{what} took {took:?} to fail: clients need a fast answer while the store is down");
 }

@@ -162,8 +162,8 @@ fn a_replicas_blob_cache_never_serves_what_another_replica_collected() {
     let report = Http::new(a.addr)
         .send("POST", "/api/v1/gc", &[("content-type", "application/json")], br#"{"dry_run":false}"#.to_vec())
         .expect(200, "a collection on A");
-    let report: serde_json::Value = serde_json::from_slice(&report.body).unwrap();
-    assert_eq!(report["blobs"]["count"], image.layers.len() + 2, "A collected the layers, the config and the manifest: {report}");
+    let report: server::mgmt::types::GcReport = report.json();
+    assert_eq!(report.blobs.count, image.layers.len() as u64 + 2, "A collected the layers, the config and the manifest: {report:?}");
 
     // B still holds the copies, and serves none of them: the repository's links are gone.
     let http = Http::new(b.addr);

@@ -47,8 +47,8 @@ fn right_wrong_and_missing(wharf: &Wharf, up: &Upstream, skopeo: &Skopeo, l: &La
     let source = format!("{}/private/app:v1", up.host());
     let creds = json!({ "credentials": { "username": USER, "password": PASSWORD } });
     let r = wharf.stage_ok(&source, "private", creds);
-    assert_eq!(r["digest"], img.digest);
-    assert_eq!(r["blobs_downloaded"], 3, "{r}");
+    assert_eq!(r.record.digest.to_string(), img.digest);
+    assert_eq!(r.record.blobs_downloaded, 3, "{r:?}");
 
     let wrong = json!({ "credentials": { "username": USER, "password": "not-the-Pw-123" } });
     let resp = wharf.stage(&source, "private-wrong", wrong).expect(401, "wrong password");
@@ -66,7 +66,7 @@ fn right_wrong_and_missing(wharf: &Wharf, up: &Upstream, skopeo: &Skopeo, l: &La
     for app in ["private-wrong", "private-anonymous"] {
         wharf.app(app).expect(404, "a refused staging records nothing");
     }
-    let pulled = wharf.pull(skopeo, r["image"].as_str().unwrap(), "pulled");
+    let pulled = wharf.pull(skopeo, &r.image, "pulled");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "the private image, pulled from wharfage");
 }
 
@@ -141,7 +141,7 @@ fn bearer_token_upstream() {
     let source = format!("{}/private/app:v1", up.host());
     let before = up.issuer().requests().len();
     let r = wharf.stage_ok(&source, "private-idt", json!({ "credentials": { "token": IDENTITY_TOKEN } }));
-    assert_eq!(r["digest"], img.digest);
+    assert_eq!(r.record.digest.to_string(), img.digest);
     let posts = up.issuer().requests()[before..].to_vec();
     assert!(
         posts.iter().any(|p| p.status == 200 && p.query.contains(&("grant_type".into(), "refresh_token".into()))),
@@ -166,7 +166,7 @@ fn tls_upstream_with_a_private_ca() {
     up.push(&skopeo, &l, "v1", "tls/app");
     let source = format!("{}/tls/app:v1", up.host());
     let r = wharf.stage_ok(&source, "tls-app", json!({}));
-    assert_eq!(r["digest"], img.digest);
+    assert_eq!(r.record.digest.to_string(), img.digest);
     assert!(up.blob_gets(&img.config) == 1, "fetched over TLS");
 
     // Without the CA the upstream's certificate is not trusted: no staging, a clear 502.
@@ -201,7 +201,7 @@ fn credentials_are_not_sent_to_the_host_a_blob_redirects_to() {
     assert!(text.contains("plain-HTTP"), "{text}");
     assert!(storage_front.heads().is_empty(), "nothing was fetched from the plain-HTTP storage host");
     let r = wharf.stage_ok(&format!("{}/private/app:v1", front.host()), "redirected", creds);
-    assert_eq!(r["blobs_downloaded"], 3, "{r}");
+    assert_eq!(r.record.blobs_downloaded, 3, "{r:?}");
     let sent_to_registry = front.heads();
     assert!(
         sent_to_registry.iter().any(|h| h.to_ascii_lowercase().contains("\nauthorization: basic ")),
@@ -212,7 +212,7 @@ fn credentials_are_not_sent_to_the_host_a_blob_redirects_to() {
     for h in &sent_to_storage {
         assert!(!h.to_ascii_lowercase().contains("authorization"), "the storage host got the registry's credentials:\n{h}");
     }
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "pulled");
+    let pulled = wharf.pull(&skopeo, &r.image, "pulled");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a redirected staging");
     assert_no_credentials_anywhere(&wharf);
 }
@@ -237,10 +237,10 @@ fn tokens_the_registry_refuses_early_are_renewed_mid_staging() {
     let before = up.issuer().requests().len();
     let creds = json!({ "credentials": { "username": USER, "password": PASSWORD } });
     let r = wharf.stage_ok(&format!("{}/private/app:v1", proxy.host()), "renewed", creds);
-    assert_eq!(r["digest"], img.digest);
+    assert_eq!(r.record.digest.to_string(), img.digest);
     let granted = up.issuer().requests()[before..].iter().filter(|r| r.status == 200 && r.user.as_deref() == Some(USER)).count();
     assert!(granted >= 2, "the staging got only {granted} token(s): it never renewed a refused one");
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "renewed");
+    let pulled = wharf.pull(&skopeo, &r.image, "renewed");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a staging that renewed its token");
 }
 
@@ -257,13 +257,13 @@ fn a_cached_anonymous_token_the_registry_refuses_is_replaced() {
     up.issuer().set_jwt_lifetime(-58);
     let source = format!("{}/public/app:v1", up.host());
     let first = wharf.stage_ok(&source, "anon-1", json!({}));
-    assert_eq!(first["digest"], img.digest);
+    assert_eq!(first.record.digest.to_string(), img.digest);
     let issued = up.issuer().requests().len();
     std::thread::sleep(Duration::from_secs(3));
 
     // The cached token is refused now; the staging gets a new one instead of failing.
     let second = wharf.stage_ok(&source, "anon-2", json!({}));
-    assert_eq!(second["digest"], img.digest);
+    assert_eq!(second.record.digest.to_string(), img.digest);
     let fresh = up.issuer().requests()[issued..].iter().filter(|r| r.status == 200 && r.user.is_none()).count();
     assert!(fresh >= 1, "no new anonymous token was fetched for the second staging");
 }

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use server::mgmt::types::{AppList, StagingView};
 
 use super::auth::{assert_no_credentials_anywhere, private_image, verbose_wharf};
 use super::images::expected_metadata;
@@ -53,19 +54,22 @@ fn cli_stage_and_apps() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "wharfage stage failed ({}): {stderr}", out.status);
-    let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout:?}"));
+    let result: StagingView = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one staging ({e}): {stdout:?}"));
     assert_eq!(stdout.trim().lines().count(), 1, "nothing but the result on stdout: {stdout:?}");
-    assert_eq!(result["app"], "cli-app");
-    assert_eq!(result["digest"], img.digest);
-    assert_eq!(result["image"], format!("{}/apps/cli-app@{}", wharf.host(), img.digest));
-    assert_eq!(result["metadata"], expected_metadata("amd64"));
-    assert_eq!(result["blobs_downloaded"], 3);
+    assert_eq!(result.record.app.as_str(), "cli-app");
+    assert_eq!(result.record.digest.to_string(), img.digest);
+    assert_eq!(result.image, format!("{}/apps/cli-app@{}", wharf.host(), img.digest));
+    assert_eq!(result.record.metadata, expected_metadata("amd64"));
+    assert_eq!(result.record.blobs_downloaded, 3);
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
 
-    // Exactly the API's result object: the same fields as a staging through the API.
-    let api = wharf.stage_ok(&source, "api-app", json!({ "credentials": { "username": USER, "password": PASSWORD } }));
+    // Exactly the API's result object: the same fields as a staging through the API (compared
+    // as raw JSON objects, so a field that neither side's type knows still counts).
+    let api = wharf.stage(&source, "api-app", json!({ "credentials": { "username": USER, "password": PASSWORD } }));
+    let api: Value = serde_json::from_slice(&api.expect(201, "staging through the API").body).unwrap();
+    let cli: Value = serde_json::from_str(stdout.trim()).unwrap();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&result), keys(&api), "the CLI's --json object and the API's result differ in fields");
+    assert_eq!(keys(&cli), keys(&api), "the CLI's --json object and the API's result differ in fields");
 
     // Without --json: the pinned reference and the run metadata for a person.
     let out = wharfage_cli(
@@ -104,15 +108,15 @@ fn cli_stage_and_apps() {
     // wharfage apps: the list, and one app's history (two stagings, the current one marked).
     let out = wharfage_cli(&wharf, &["apps", "--server", &server, "--json"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let apps: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = apps["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
+    let apps: AppList = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = apps.apps.iter().map(|a| a.app.as_str()).collect();
     assert_eq!(names, ["api-app", "cli-app"]);
     let out = wharfage_cli(&wharf, &["apps", "cli-app", "--server", &server], None);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with('*')).count(), 1, "{stdout}");
-    assert!(stdout.contains(result["staging_id"].as_str().unwrap()), "{stdout}");
+    assert!(stdout.contains(result.record.staging_id.as_str()), "{stdout}");
     let out = wharfage_cli(&wharf, &["apps", "no-such-app", "--server", &server], None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -6,12 +6,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use server::mgmt::types::StagingView;
 
 use super::images::image_with_config_of;
 use super::images::{image, layer};
 use super::proxy::{Faults, Proxy};
 use super::upstream::{Mode, Upstream};
-use super::{body, error_message, insecure, layout, Wharf};
+use super::{error_message, insecure, layout, Wharf};
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_MANIFEST};
 use crate::harness::files_under;
 use crate::skopeo::Skopeo;
@@ -38,8 +39,8 @@ fn corrupted_upstream_bytes_are_rejected_and_leave_nothing_visible() {
 
     // Nothing of the app is visible: no record, no manifest, no link, no corrupt bytes.
     wharf.app("broken").expect(404, "no staging recorded");
-    let apps = body(&wharf.http.get("/api/v1/apps").expect(200, "apps"));
-    assert_eq!(apps["apps"], json!([]), "{apps}");
+    let apps = wharf.apps();
+    assert!(apps.apps.is_empty(), "{apps:?}");
     wharf.http.get_manifest("apps/broken", &img.digest).expect(404, "the manifest is not pinned");
     for d in img.blob_digests()[1..].iter() {
         wharf.http.head(&format!("/v2/apps/broken/blobs/{d}")).expect(404, &format!("blob {d} linked into the failed app"));
@@ -55,11 +56,11 @@ fn corrupted_upstream_bytes_are_rejected_and_leave_nothing_visible() {
     // Repaired upstream: the staging goes through, byte for byte.
     up.flip_bit(&bad.digest);
     let r = wharf.stage_ok(&source, "broken", json!({}));
-    assert_eq!(r["digest"], img.digest);
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "repaired");
+    assert_eq!(r.record.digest.to_string(), img.digest);
+    let pulled = wharf.pull(&skopeo, &r.image, "repaired");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "after the repair");
-    let blobs = r["blobs_downloaded"].as_u64().unwrap() + r["blobs_reused"].as_u64().unwrap();
-    assert_eq!(blobs, 3, "{r}");
+    let blobs = r.record.blobs_downloaded + r.record.blobs_reused;
+    assert_eq!(blobs, 3, "{r:?}");
     // The places searched above are where a staging leaves its traces.
     assert!(files_under(&wharf.root.join("blobs")).iter().any(|f| f.to_string_lossy().contains(hex)));
     for dir in ["apps/broken", "repositories/apps/broken"] {
@@ -102,9 +103,9 @@ fn a_failed_staging_leaves_no_download_behind_for_later_ones() {
     proxy.blobs_gone(false);
     up.flip_bit(&bad.digest);
     let r = wharf.stage_ok(&source("second"), "second", json!({}));
-    assert_eq!(r["digest"], second.digest);
+    assert_eq!(r.record.digest.to_string(), second.digest);
     let r = wharf.stage_ok(&source("first"), "first", json!({}));
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "first");
+    let pulled = wharf.pull(&skopeo, &r.image, "first");
     assert_same_blobs(&subset(&l.blobs, &first.blob_digests()), &pulled, "the first image after the failures");
 }
 
@@ -135,8 +136,8 @@ fn resumed_after_a_cut(strip_range: bool) {
 
     let r = wharf.stage_ok(&format!("{}/flaky/app:v1", proxy.host()), "flaky", json!({}));
     assert!(proxy.has_cut(), "the proxy never cut a blob response");
-    assert_eq!(r["blobs_downloaded"], 3, "{r}");
-    assert_eq!(r["bytes_downloaded"], super::images::total_size(&l, &img.blob_digests()[1..]), "{r}");
+    assert_eq!(r.record.blobs_downloaded, 3, "{r:?}");
+    assert_eq!(r.record.bytes_downloaded, super::images::total_size(&l, &img.blob_digests()[1..]), "{r:?}");
     let heads = proxy.heads();
     let ranges: Vec<&String> = heads.iter().filter(|h| h.to_ascii_lowercase().contains("\nrange: bytes=")).collect();
     assert_eq!(ranges.len(), 1, "one resumed request: {heads:#?}");
@@ -149,7 +150,7 @@ fn resumed_after_a_cut(strip_range: bool) {
     assert!(start > 0, "the resume starts after the bytes already received: {}", ranges[0]);
     let partial = up.requests().iter().any(|q| q.status == 206);
     assert_eq!(partial, !strip_range, "the upstream answers 206 exactly when it saw the Range");
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "pulled");
+    let pulled = wharf.pull(&skopeo, &r.image, "pulled");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a resumed staging");
 }
 
@@ -306,8 +307,8 @@ fn unknown_images_bad_requests_and_unreachable_upstreams() {
     assert!(message.contains(&nothing_there), "{message}");
     assert!(started.elapsed() < Duration::from_secs(60), "gave up after {:?}", started.elapsed());
 
-    let apps = body(&wharf.http.get("/api/v1/apps").expect(200, "apps"));
-    assert_eq!(apps["apps"], json!([]), "no failed staging leaves an app behind: {apps}");
+    let apps = wharf.apps();
+    assert!(apps.apps.is_empty(), "no failed staging leaves an app behind: {apps:?}");
     assert!(up.wharfage_requests().iter().all(|r| !r.uri.contains("/blobs/")), "no blob was fetched for a failed staging");
 }
 
@@ -334,11 +335,11 @@ fn a_hung_upstream_fails_the_staging_with_504_after_the_read_timeout() {
     assert!(message.contains(&up.host()), "the message names the registry: {message}");
     // Every attempt waits the 1 s read timeout; five attempts with back-off between them.
     assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(30), "gave up after {took:?}");
-    assert_eq!(body(&wharf.http.get("/api/v1/apps").expect(200, "apps"))["apps"], json!([]), "nothing of the app is visible");
+    assert!(wharf.apps().apps.is_empty(), "nothing of the app is visible");
 
     // The same staging works once the upstream answers again.
     let staged = wharf.stage_ok(&format!("{}/hung/app:v1", up.host()), "hung", json!({}));
-    assert_eq!(staged["digest"], img.digest.as_str());
+    assert_eq!(staged.record.digest.to_string(), img.digest);
 }
 
 /// A staging killed (`kill -9`) in the middle of a layer's download leaves its partial file
@@ -443,8 +444,8 @@ fn a_shared_download_that_loses_a_gc_race_is_retried() {
 
     let r = staging.join().unwrap();
     assert_eq!(r.status, 201, "the staging is retried after the lost race: {}", r.text());
-    let staged = body(&r);
-    assert_eq!(staged["digest"], img.digest.as_str());
-    let pulled = wharf.pull(&skopeo, staged["image"].as_str().unwrap(), "pulled");
+    let staged: StagingView = r.json();
+    assert_eq!(staged.record.digest.to_string(), img.digest);
+    let pulled = wharf.pull(&skopeo, &staged.image, "pulled");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a staging retried after a GC race");
 }

@@ -47,20 +47,18 @@ pub(crate) fn run_config(arch: &str) -> serde_json::Value {
 }
 
 /// What the API must answer as `metadata` for [`run_config`].
-pub(super) fn expected_metadata(arch: &str) -> serde_json::Value {
-    json!({
-        "entrypoint": ["/usr/local/bin/app", "--serve"],
-        "cmd": ["--listen", ":7070"],
-        "user": "1000:1000",
-        "working_dir": "/srv/app",
-        "env": ["PATH=/usr/local/bin:/usr/bin:/bin", format!("APP_ARCH={arch}")],
-        "ports": [
-            { "port": 7070, "protocol": "tcp" },
-            { "port": 8125, "protocol": "udp" },
-            { "port": 10000, "protocol": "tcp" }
-        ],
-        "lowest_port": 7070
-    })
+pub(super) fn expected_metadata(arch: &str) -> oci::RunMetadata {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let port = |port, protocol: &str| oci::Port { port, protocol: protocol.to_string() };
+    oci::RunMetadata {
+        entrypoint: strings(&["/usr/local/bin/app", "--serve"]),
+        cmd: strings(&["--listen", ":7070"]),
+        user: "1000:1000".to_string(),
+        working_dir: "/srv/app".to_string(),
+        env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_string(), format!("APP_ARCH={arch}")],
+        ports: vec![port(7070, "tcp"), port(8125, "udp"), port(10000, "tcp")],
+        lowest_port: Some(7070),
+    }
 }
 
 /// Adds a linux image of `layers` whose config carries [`run_config`].

@@ -17,6 +17,7 @@ mod upstream;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use server::mgmt::types::{AppDetail, AppList, StagingView};
 
 use crate::client::{Http, Resp};
 use crate::fixtures::{read_blobs, Layout};
@@ -76,20 +77,25 @@ impl Wharf {
         self.http.send("POST", "/api/v1/stagings", &h, serde_json::to_vec(&body).unwrap())
     }
 
-    /// Stages and expects 201; the result object.
+    /// Stages and expects 201; the staging, read into the API's own type.
     #[track_caller]
-    pub(crate) fn stage_ok(&self, source: &str, app: &str, extra: Value) -> Value {
+    pub(crate) fn stage_ok(&self, source: &str, app: &str, extra: Value) -> StagingView {
         let r = self.stage(source, app, extra).expect(201, &format!("staging {source} for {app}"));
         assert_eq!(r.header("content-type"), Some("application/json"));
-        serde_json::from_slice(&r.body).unwrap()
+        r.json()
     }
 
     /// `GET /api/v1/apps/{app}`, read into the API's own type: a renamed or missing field
     /// fails here, as it would in the CLI.
     #[track_caller]
-    pub(crate) fn app_detail(&self, app: &str) -> server::mgmt::types::AppDetail {
-        let r = self.app(app).expect(200, &format!("GET app {app}"));
-        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("app {app}: not an AppDetail ({e}): {}", r.text()))
+    pub(crate) fn app_detail(&self, app: &str) -> AppDetail {
+        self.app(app).expect(200, &format!("GET app {app}")).json()
+    }
+
+    /// `GET /api/v1/apps`, expecting 200.
+    #[track_caller]
+    pub(crate) fn apps(&self) -> AppList {
+        self.http.get("/api/v1/apps").expect(200, "GET the apps").json()
     }
 
     /// `GET /api/v1/apps/{app}`
@@ -112,18 +118,12 @@ pub(crate) fn insecure(hosts: &[String]) -> Vec<String> {
     hosts.iter().flat_map(|h| ["--insecure-registry".to_string(), h.clone()]).collect()
 }
 
-/// The JSON body of a response.
-#[track_caller]
-pub(crate) fn body(r: &Resp) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
-}
-
-/// The message of an `{"errors":[{code, message}]}` body, asserting its code.
+/// The message of an error body, asserting its (first) code.
 #[track_caller]
 pub(crate) fn error_message(r: &Resp, code: &str) -> String {
-    let v = body(r);
-    assert_eq!(v["errors"][0]["code"], code, "error code; body: {}", r.text());
-    v["errors"][0]["message"].as_str().unwrap().to_string()
+    let first = r.error();
+    assert_eq!(first.code, code, "error code; body: {}", r.text());
+    first.message
 }
 
 /// A fresh OCI layout under `dir`.

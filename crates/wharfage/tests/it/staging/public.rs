@@ -4,11 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
+use serde_json::json;
+use server::mgmt::types::{StagingLine, StagingOutcome, StagingProgress, StagingView};
 
 use super::images::{expected_metadata, image, index, layer, total_size};
 use super::upstream::{Mode, Upstream};
-use super::{body, error_message, layout, Wharf};
+use super::{error_message, layout, Wharf};
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::skopeo::Skopeo;
 
@@ -32,15 +33,15 @@ fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
     let source = format!("{}/team/web:v1", up.host());
     let r = wharf.stage_ok(&source, "web-1", json!({}));
     let own: Vec<String> = img.blob_digests()[1..].to_vec();
-    assert_eq!(r["app"], "web-1");
-    assert_eq!(r["digest"], img.digest);
-    assert_eq!(r["image"], format!("{}/apps/web-1@{}", wharf.host(), img.digest));
-    assert_eq!(r["metadata"], expected_metadata("amd64"), "run metadata from the image config");
-    assert_eq!(r["blobs_downloaded"], 4, "config and three layers: {r}");
-    assert_eq!(r["bytes_downloaded"], total_size(&l, &own), "{r}");
-    assert_eq!((r["blobs_reused"].as_u64(), r["bytes_reused"].as_u64()), (Some(0), Some(0)), "{r}");
-    assert!(r["seconds"].as_f64().is_some_and(|s| s > 0.0), "{r}");
-    let staging_id = r["staging_id"].as_str().unwrap();
+    assert_eq!(r.record.app.as_str(), "web-1");
+    assert_eq!(r.record.digest.to_string(), img.digest);
+    assert_eq!(r.image, format!("{}/apps/web-1@{}", wharf.host(), img.digest));
+    assert_eq!(r.record.metadata, expected_metadata("amd64"), "run metadata from the image config");
+    assert_eq!(r.record.blobs_downloaded, 4, "config and three layers: {r:?}");
+    assert_eq!(r.record.bytes_downloaded, total_size(&l, &own), "{r:?}");
+    assert_eq!((r.record.blobs_reused, r.record.bytes_reused), (0, 0), "{r:?}");
+    assert!(r.record.seconds > 0.0, "{r:?}");
+    let staging_id = r.record.staging_id.as_str();
     assert!(!staging_id.is_empty());
     for d in &own {
         assert_eq!(up.blob_gets(d), 1, "blob {d} should be fetched from the upstream exactly once");
@@ -48,12 +49,12 @@ fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
 
     let app = wharf.app_detail("web-1");
     assert_eq!(app.current.record.staging_id.as_str(), staging_id);
-    assert_eq!(app.current.image, r["image"].as_str().unwrap());
+    assert_eq!(app.current.image, r.image);
     assert_eq!(app.current.record.source, source);
-    assert_eq!(serde_json::to_value(&app.current.record.metadata).unwrap(), r["metadata"]);
+    assert_eq!(app.current.record.metadata, r.record.metadata);
     assert_eq!(app.stagings.len(), 1);
-    let apps = body(&wharf.http.get("/api/v1/apps").expect(200, "GET the apps"));
-    let names: Vec<&str> = apps["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
+    let apps = wharf.apps();
+    let names: Vec<&str> = apps.apps.iter().map(|a| a.app.as_str()).collect();
     assert_eq!(names, ["web-1"]);
     // A Host header that is not a plain host[:port] never makes it into an image reference.
     for forged in ["evil.example/x?y=", "a b", "evil.example:99999"] {
@@ -68,7 +69,7 @@ fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
         std::io::Read::read_to_end(&mut conn, &mut raw).unwrap();
         let resp = crate::client::parse_response(&raw, false).unwrap();
         if resp.status == 200 {
-            let image = body(&resp)["current"]["image"].as_str().unwrap().to_string();
+            let image = resp.json::<server::mgmt::types::AppDetail>().current.image;
             assert!(image.starts_with("localhost/apps/web-1@"), "Host {forged:?} became {image}");
         } else {
             assert_eq!(resp.status, 400, "Host {forged:?}: {}", resp.text());
@@ -77,7 +78,7 @@ fn public_image_is_pinned_and_served_with_the_upstream_stopped() {
 
     // Scale-up: the upstream is gone, wharfage serves the identical bytes by digest.
     up.stop();
-    let image_ref = r["image"].as_str().unwrap();
+    let image_ref = r.image.as_str();
     let pulled = wharf.pull(&skopeo, image_ref, "scale-up");
     assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "scale-up pull with the upstream stopped");
     assert_eq!(skopeo.inspect_raw(image_ref), img.manifest, "the pinned manifest is served byte for byte");
@@ -106,17 +107,17 @@ fn a_sibling_image_downloads_only_its_own_blobs() {
     wharf.stage_ok(&format!("{}/shop/first:first", up.host()), "first", json!({}));
     let r = wharf.stage_ok(&format!("{}/shop/second:second", up.host()), "second", json!({}));
     let new = vec![b.config.clone(), second.digest.clone()];
-    assert_eq!(r["blobs_downloaded"], 2, "only the sibling's config and top layer: {r}");
-    assert_eq!(r["bytes_downloaded"], total_size(&l, &new), "{r}");
-    assert_eq!(r["blobs_reused"], 2, "{r}");
-    assert_eq!(r["bytes_reused"], total_size(&l, &[os.digest.clone(), runtime.digest.clone()]), "{r}");
+    assert_eq!(r.record.blobs_downloaded, 2, "only the sibling's config and top layer: {r:?}");
+    assert_eq!(r.record.bytes_downloaded, total_size(&l, &new), "{r:?}");
+    assert_eq!(r.record.blobs_reused, 2, "{r:?}");
+    assert_eq!(r.record.bytes_reused, total_size(&l, &[os.digest.clone(), runtime.digest.clone()]), "{r:?}");
     for d in [&os.digest, &runtime.digest] {
         assert_eq!(up.blob_gets(d), 1, "base layer {d} was fetched from the upstream more than once");
     }
     for d in &new {
         assert_eq!(up.blob_gets(d), 1, "{d}");
     }
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "second");
+    let pulled = wharf.pull(&skopeo, &r.image, "second");
     assert_same_blobs(&subset(&l.blobs, &b.blob_digests()), &pulled, "the sibling, pulled from wharfage");
 }
 
@@ -142,7 +143,7 @@ fn concurrent_stagings_download_each_shared_blob_once() {
         images.push(img);
     }
 
-    let results: Vec<Value> = std::thread::scope(|s| {
+    let results: Vec<StagingView> = std::thread::scope(|s| {
         let handles: Vec<_> = apps
             .iter()
             .map(|app| {
@@ -161,18 +162,19 @@ fn concurrent_stagings_download_each_shared_blob_once() {
     for d in &unique {
         assert_eq!(up.blob_gets(d), 1, "{d}");
     }
-    let sum = |k: &str| results.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
-    assert_eq!(sum("blobs_downloaded"), unique.len() as u64, "each blob counts as downloaded by one staging only: {results:#?}");
-    assert_eq!(sum("bytes_downloaded"), total_size(&l, &unique), "{results:#?}");
+    let blobs_downloaded: u64 = results.iter().map(|r| r.record.blobs_downloaded).sum();
+    let bytes_downloaded: u64 = results.iter().map(|r| r.record.bytes_downloaded).sum();
+    assert_eq!(blobs_downloaded, unique.len() as u64, "each blob counts as downloaded by one staging only: {results:#?}");
+    assert_eq!(bytes_downloaded, total_size(&l, &unique), "{results:#?}");
     for (r, img) in results.iter().zip(&images) {
-        assert_eq!(r["digest"], img.digest);
-        let n = r["blobs_downloaded"].as_u64().unwrap() + r["blobs_reused"].as_u64().unwrap();
-        assert_eq!(n, 5, "every blob of {} is either downloaded or reused: {r}", r["app"]);
-        let bytes = r["bytes_downloaded"].as_u64().unwrap() + r["bytes_reused"].as_u64().unwrap();
-        assert_eq!(bytes, total_size(&l, &img.blob_digests()[1..]), "{r}");
+        assert_eq!(r.record.digest.to_string(), img.digest);
+        let n = r.record.blobs_downloaded + r.record.blobs_reused;
+        assert_eq!(n, 5, "every blob of {} is either downloaded or reused: {r:?}", r.record.app);
+        let bytes = r.record.bytes_downloaded + r.record.bytes_reused;
+        assert_eq!(bytes, total_size(&l, &img.blob_digests()[1..]), "{r:?}");
     }
     for (r, img) in results.iter().zip(&images) {
-        let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), r["app"].as_str().unwrap());
+        let pulled = wharf.pull(&skopeo, &r.image, r.record.app.as_str());
         assert_same_blobs(&subset(&l.blobs, &img.blob_digests()), &pulled, "a concurrently staged image");
     }
 }
@@ -197,34 +199,34 @@ fn multi_arch_index_stages_one_platform_or_all() {
     let source = format!("{}/tools/multi:multi", up.host());
 
     let r = wharf.stage_ok(&source, "multi-arm", json!({ "platform": "linux/arm64" }));
-    assert_eq!(r["digest"], arm.digest, "the arm64 manifest is pinned, not the index");
-    assert_eq!(r["metadata"], expected_metadata("arm64"));
-    assert_eq!(r["blobs_downloaded"], 3, "{r}");
+    assert_eq!(r.record.digest.to_string(), arm.digest, "the arm64 manifest is pinned, not the index");
+    assert_eq!(r.record.metadata, expected_metadata("arm64"));
+    assert_eq!(r.record.blobs_downloaded, 3, "{r:?}");
     for d in &arm.blob_digests()[1..] {
         assert_eq!(up.blob_gets(d), 1, "{d}");
     }
     for d in &amd.blob_digests()[1..] {
         assert_eq!(up.blob_gets(d), 0, "an amd64 blob {d} was downloaded for an arm64 staging");
     }
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "arm");
+    let pulled = wharf.pull(&skopeo, &r.image, "arm");
     assert_same_blobs(&subset(&l.blobs, &arm.blob_digests()), &pulled, "the arm64 image");
 
     let r = wharf.stage_ok(&source, "multi-all", json!({ "platform": "all" }));
-    assert_eq!(r["digest"], idx.digest, "\"all\" pins the whole index");
-    assert_eq!(r["media_type"], OCI_INDEX);
-    assert_eq!(r["metadata"], expected_metadata("amd64"), "an index's metadata is its linux/amd64 image's");
-    assert_eq!((r["blobs_downloaded"].as_u64(), r["blobs_reused"].as_u64()), (Some(3), Some(3)), "only the amd64 blobs are new: {r}");
-    let pulled = wharf.pull(&skopeo, r["image"].as_str().unwrap(), "all");
+    assert_eq!(r.record.digest.to_string(), idx.digest, "\"all\" pins the whole index");
+    assert_eq!(r.record.media_type, OCI_INDEX);
+    assert_eq!(r.record.metadata, expected_metadata("amd64"), "an index's metadata is its linux/amd64 image's");
+    assert_eq!((r.record.blobs_downloaded, r.record.blobs_reused), (3, 3), "only the amd64 blobs are new: {r:?}");
+    let pulled = wharf.pull(&skopeo, &r.image, "all");
     let mut every = vec![idx.digest.clone()];
     every.extend(amd.blob_digests());
     every.extend(arm.blob_digests());
     assert_same_blobs(&subset(&l.blobs, &every), &pulled, "the whole index");
-    assert_eq!(skopeo.inspect_raw(r["image"].as_str().unwrap()), idx.manifest);
+    assert_eq!(skopeo.inspect_raw(&r.image), idx.manifest);
 
     // The default platform is linux/amd64; everything is stored by now.
     let r = wharf.stage_ok(&source, "multi-amd", json!({}));
-    assert_eq!(r["digest"], amd.digest);
-    assert_eq!((r["blobs_downloaded"].as_u64(), r["blobs_reused"].as_u64()), (Some(0), Some(3)), "{r}");
+    assert_eq!(r.record.digest.to_string(), amd.digest);
+    assert_eq!((r.record.blobs_downloaded, r.record.blobs_reused), (0, 3), "{r:?}");
     for d in l.blobs.keys().filter(|d| **d != idx.digest && **d != amd.digest && **d != arm.digest) {
         assert_eq!(up.blob_gets(d), 1, "{d} over the three stagings");
     }
@@ -262,25 +264,25 @@ fn docker_schema2_manifest_list_and_images() {
         &format!("docker://{upstream_ref}"),
     ]);
     let list_bytes = skopeo.inspect_raw(&upstream_ref);
-    let list: Value = serde_json::from_slice(&list_bytes).unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list_bytes).unwrap();
     assert_eq!(list["mediaType"], DOCKER_LIST, "skopeo pushed a Docker manifest list");
     let arm_entry = list["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").unwrap();
     let arm_digest = arm_entry["digest"].as_str().unwrap();
 
     let r = wharf.stage_ok(&upstream_ref, "docker-all", json!({ "platform": "all" }));
-    assert_eq!(r["digest"], crate::fixtures::sha256(&list_bytes));
-    assert_eq!(r["media_type"], DOCKER_LIST);
-    assert_eq!(r["metadata"], expected_metadata("amd64"), "run metadata from a Docker config");
-    let pinned = r["image"].as_str().unwrap();
+    assert_eq!(r.record.digest.to_string(), crate::fixtures::sha256(&list_bytes));
+    assert_eq!(r.record.media_type, DOCKER_LIST);
+    assert_eq!(r.record.metadata, expected_metadata("amd64"), "run metadata from a Docker config");
+    let pinned = r.image.as_str();
     assert_eq!(skopeo.inspect_raw(pinned), list_bytes, "the manifest list, byte for byte");
     let child = format!("{}/apps/docker-all@{arm_digest}", wharf.host());
     assert_eq!(skopeo.inspect_raw(&child), skopeo.inspect_raw(&format!("{}/docker/multi@{arm_digest}", up.host())));
 
     let r = wharf.stage_ok(&upstream_ref, "docker-arm", json!({ "platform": "linux/arm64/v8" }));
-    assert_eq!(r["digest"], arm_digest);
-    assert_eq!(r["media_type"], DOCKER_MANIFEST);
-    assert_eq!(r["metadata"], expected_metadata("arm64"));
-    assert_eq!((r["blobs_downloaded"].as_u64(), r["blobs_reused"].as_u64()), (Some(0), Some(2)), "{r}");
+    assert_eq!(r.record.digest.to_string(), arm_digest);
+    assert_eq!(r.record.media_type, DOCKER_MANIFEST);
+    assert_eq!(r.record.metadata, expected_metadata("arm64"));
+    assert_eq!((r.record.blobs_downloaded, r.record.blobs_reused), (0, 2), "{r:?}");
 
     // Pulled from wharfage and from the upstream the same way (converted to an OCI layout,
     // deterministically): the same result.
@@ -313,10 +315,10 @@ fn restaging_records_history_and_downloads_nothing_already_stored() {
     let first = wharf.stage_ok(&source, "api", json!({}));
     let requests_before = up.wharfage_requests().len();
     let second = wharf.stage_ok(&source, "api", json!({}));
-    assert_eq!(second["digest"], first["digest"]);
-    assert_ne!(second["staging_id"], first["staging_id"], "a re-staging is a new staging");
-    assert_eq!((second["blobs_downloaded"].as_u64(), second["bytes_downloaded"].as_u64()), (Some(0), Some(0)), "{second}");
-    assert_eq!(second["blobs_reused"], 3, "{second}");
+    assert_eq!(second.record.digest, first.record.digest);
+    assert_ne!(second.record.staging_id, first.record.staging_id, "a re-staging is a new staging");
+    assert_eq!((second.record.blobs_downloaded, second.record.bytes_downloaded), (0, 0), "{second:?}");
+    assert_eq!(second.record.blobs_reused, 3, "{second:?}");
     let later: Vec<_> = up.wharfage_requests()[requests_before..].to_vec();
     assert!(
         later.iter().all(|r| r.method == "HEAD" || r.uri == "/v2/"),
@@ -333,18 +335,18 @@ fn restaging_records_history_and_downloads_nothing_already_stored() {
         &format!("docker://{source}"),
     ]);
     let third = wharf.stage_ok(&source, "api", json!({}));
-    assert_eq!(third["digest"], v2.digest);
-    assert_eq!((third["blobs_downloaded"].as_u64(), third["blobs_reused"].as_u64()), (Some(2), Some(1)), "{third}");
+    assert_eq!(third.record.digest.to_string(), v2.digest);
+    assert_eq!((third.record.blobs_downloaded, third.record.blobs_reused), (2, 1), "{third:?}");
     assert_eq!(up.blob_gets(&base.digest), 1);
 
-    let app = body(&wharf.app("api").expect(200, "the app"));
-    let ids: Vec<&str> = app["stagings"].as_array().unwrap().iter().map(|s| s["staging_id"].as_str().unwrap()).collect();
-    let expected: Vec<&str> = [&third, &second, &first].iter().map(|r| r["staging_id"].as_str().unwrap()).collect();
+    let app = wharf.app_detail("api");
+    let ids: Vec<&str> = app.stagings.iter().map(|s| s.record.staging_id.as_str()).collect();
+    let expected: Vec<&str> = [&third, &second, &first].iter().map(|r| r.record.staging_id.as_str()).collect();
     assert_eq!(ids, expected, "the history, newest first");
-    assert_eq!(app["current"]["staging_id"], third["staging_id"]);
-    assert_eq!(app["current"]["digest"], v2.digest);
+    assert_eq!(app.current.record.staging_id, third.record.staging_id);
+    assert_eq!(app.current.record.digest.to_string(), v2.digest);
     // The superseded pin still pulls (until pruning).
-    let old = wharf.pull(&skopeo, first["image"].as_str().unwrap(), "old-pin");
+    let old = wharf.pull(&skopeo, &first.image, "old-pin");
     assert_same_blobs(&subset(&l.blobs, &v1.blob_digests()), &old, "the first staging's pin");
 
     // /metrics adds up the three stagings (and a refused one).
@@ -353,9 +355,8 @@ fn restaging_records_history_and_downloads_nothing_already_stored() {
     let value = |series: &str| crate::s3::metric(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
     assert_eq!(value("wharfage_stagings_total{status=\"201\"}"), 3.0, "{text}");
     assert_eq!(value("wharfage_stagings_total{status=\"404\"}"), 1.0, "{text}");
-    let total = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap() as f64;
-    let downloaded: f64 = [&first, &second, &third].iter().map(|r| total(r, "bytes_downloaded")).sum();
-    let reused: f64 = [&first, &second, &third].iter().map(|r| total(r, "bytes_reused")).sum();
+    let downloaded: f64 = [&first, &second, &third].iter().map(|r| r.record.bytes_downloaded as f64).sum();
+    let reused: f64 = [&first, &second, &third].iter().map(|r| r.record.bytes_reused as f64).sum();
     assert_eq!(value("wharfage_staged_bytes_total{source=\"upstream\"}"), downloaded, "{text}");
     assert_eq!(value("wharfage_staged_bytes_total{source=\"store\"}"), reused, "{text}");
 }
@@ -377,60 +378,88 @@ fn ndjson_progress_stream() {
 
     let r = wharf.stage_with(&source, "streamed", json!({}), &ndjson).expect(200, "a streamed staging");
     assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
-    let events = lines(&r.text());
-    let last = events.last().unwrap();
-    assert_eq!(last["event"], "result", "the stream ends with the result: {events:#?}");
-    assert_eq!(last["digest"], img.digest);
-    assert_eq!(last["image"], format!("{}/apps/streamed@{}", wharf.host(), img.digest));
-    assert_eq!(last["metadata"], expected_metadata("amd64"));
-    assert_eq!(last["blobs_downloaded"], 3);
-    let planned: Vec<&Value> = events.iter().filter(|e| e["event"] == "planned").collect();
-    assert_eq!(planned.len(), 1, "{events:#?}");
-    assert_eq!(planned[0]["download"], 3);
+    let (events, outcome) = lines(&r.text());
+    let StagingOutcome::Result(last) = &outcome else { panic!("the stream ends with the result: {events:#?} {outcome:?}") };
+    assert_eq!(last.record.digest.to_string(), img.digest);
+    assert_eq!(last.image, format!("{}/apps/streamed@{}", wharf.host(), img.digest));
+    assert_eq!(last.record.metadata, expected_metadata("amd64"));
+    assert_eq!(last.record.blobs_downloaded, 3);
+    let planned: Vec<u64> =
+        events.iter().filter_map(|e| if let StagingProgress::Planned { download, .. } = e { Some(*download) } else { None }).collect();
+    assert_eq!(planned, [3], "one plan, three downloads: {events:#?}");
     for d in &img.blob_digests()[1..] {
         let size = l.blobs[d].len() as u64;
-        let of: Vec<&Value> = events.iter().filter(|e| e["digest"] == d.as_str() && e["event"] != "planned").collect();
-        let kinds: Vec<&str> = of.iter().map(|e| e["event"].as_str().unwrap()).collect();
-        assert_eq!(kinds.first(), Some(&"blob_started"), "{d}: {kinds:?}");
-        assert_eq!(kinds.last(), Some(&"blob_done"), "{d}: {kinds:?}");
-        assert_eq!(of[0]["size"], size);
-        assert_eq!(of.last().unwrap()["size"], size);
-        let progress: Vec<u64> = of.iter().filter(|e| e["event"] == "blob_progress").map(|e| e["bytes"].as_u64().unwrap()).collect();
+        let of: Vec<&StagingProgress> = events.iter().filter(|e| blob_of(e).is_some_and(|b| b.to_string() == *d)).collect();
+        let kinds: Vec<&str> = of.iter().map(|e| kind(e)).collect();
+        assert!(matches!(of.first(), Some(StagingProgress::BlobStarted { size: s, .. }) if *s == size), "{d}: {of:?}");
+        assert!(matches!(of.last(), Some(StagingProgress::BlobDone { size: s, .. }) if *s == size), "{d}: {of:?}");
+        let progress: Vec<u64> =
+            of.iter().filter_map(|e| if let StagingProgress::BlobProgress { bytes, .. } = e { Some(*bytes) } else { None }).collect();
         assert!(progress.windows(2).all(|w| w[0] < w[1]) && progress.iter().all(|b| *b <= size), "{d}: {progress:?}");
         if *d == big.digest {
             assert!(progress.len() >= 2, "a 3.5 MB blob reports its progress: {kinds:?}");
         }
     }
-    let recorded = body(&wharf.app("streamed").expect(200, "the app"));
-    assert_eq!(recorded["current"]["staging_id"], last["staging_id"]);
+    let recorded = wharf.app_detail("streamed");
+    assert_eq!(recorded.current.record.staging_id, last.record.staging_id);
 
     // Everything stored: every blob is reported reused.
     let r = wharf.stage_with(&source, "streamed-again", json!({}), &ndjson).expect(200, "a second streamed staging");
-    let events = lines(&r.text());
-    let reused: BTreeSet<&str> = events.iter().filter(|e| e["event"] == "blob_reused").map(|e| e["digest"].as_str().unwrap()).collect();
-    let digests = img.blob_digests();
-    let expected: BTreeSet<&str> = digests[1..].iter().map(String::as_str).collect();
+    let (events, outcome) = lines(&r.text());
+    let reused: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| if let StagingProgress::BlobReused { digest, .. } = e { Some(digest.to_string()) } else { None })
+        .collect();
+    let expected: BTreeSet<String> = img.blob_digests()[1..].iter().cloned().collect();
     assert_eq!(reused, expected, "{events:#?}");
-    assert!(events.iter().all(|e| e["event"] != "blob_started"), "{events:#?}");
-    assert_eq!(events.last().unwrap()["event"], "result");
+    assert!(events.iter().all(|e| !matches!(e, StagingProgress::BlobStarted { .. })), "{events:#?}");
+    assert!(matches!(outcome, StagingOutcome::Result(_)), "{outcome:?}");
 
     // A failure ends the stream with an error event carrying the status a plain request gets.
     let r = wharf.stage_with(&format!("{}/stream/app:missing", up.host()), "streamed-missing", json!({}), &ndjson);
-    let events = lines(&r.text());
-    let last = events.last().unwrap();
-    assert_eq!((last["event"].as_str(), last["status"].as_u64()), (Some("error"), Some(404)), "{events:#?}");
-    assert!(last["message"].as_str().unwrap().contains("missing"), "{last}");
+    let (events, outcome) = lines(&r.text());
+    let StagingOutcome::Error(last) = outcome else { panic!("the stream ends with an error: {events:#?} {outcome:?}") };
+    assert_eq!(last.status, 404, "{last:?}");
+    assert!(last.message.contains("missing"), "{last:?}");
 }
 
-/// Parses an NDJSON body: one JSON object a line, each with an `event`.
+/// The blob a progress event is about (`None` for the plan).
+fn blob_of(e: &StagingProgress) -> Option<&oci::Digest> {
+    match e {
+        StagingProgress::Planned { .. } => None,
+        StagingProgress::BlobStarted { digest, .. }
+        | StagingProgress::BlobProgress { digest, .. }
+        | StagingProgress::BlobDone { digest, .. }
+        | StagingProgress::BlobReused { digest, .. } => Some(digest),
+    }
+}
+
+/// A progress event's name on the wire, for messages.
+fn kind(e: &StagingProgress) -> &'static str {
+    match e {
+        StagingProgress::Planned { .. } => "planned",
+        StagingProgress::BlobStarted { .. } => "blob_started",
+        StagingProgress::BlobProgress { .. } => "blob_progress",
+        StagingProgress::BlobDone { .. } => "blob_done",
+        StagingProgress::BlobReused { .. } => "blob_reused",
+    }
+}
+
+/// Parses an NDJSON body into the API's own line type: progress events, then exactly one
+/// outcome, last.
 #[track_caller]
-fn lines(text: &str) -> Vec<Value> {
+fn lines(text: &str) -> (Vec<StagingProgress>, StagingOutcome) {
     assert!(text.ends_with('\n'), "NDJSON ends every line with a newline: {text:?}");
-    text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
-            assert!(v["event"].is_string(), "a line without an event: {l}");
-            v
-        })
-        .collect()
+    let mut events = Vec::new();
+    let mut outcome = None;
+    for l in text.lines() {
+        let line: StagingLine = serde_json::from_str(l).unwrap_or_else(|e| panic!("not a staging line ({e}): {l}"));
+        assert!(outcome.is_none(), "a line after the outcome: {l}");
+        match line {
+            StagingLine::Progress(p) => events.push(p),
+            StagingLine::Outcome(o) => outcome = Some(o),
+        }
+    }
+    let outcome = outcome.unwrap_or_else(|| panic!("the stream has no outcome: {text}"));
+    (events, outcome)
 }
