@@ -108,6 +108,26 @@ impl Store {
         Ok(metas.len() as u64)
     }
 
+    /// Removes the pull credential records of these stagings (garbage collection of
+    /// stagings beyond retention). Returns how many it removed.
+    pub(crate) async fn remove_credentials_of(&self, stagings: &[(AppId, StagingId)]) -> Result<u64> {
+        let mut removed = 0;
+        let apps: std::collections::BTreeSet<&AppId> = stagings.iter().map(|(a, _)| a).collect();
+        for app in apps {
+            let metas: Vec<_> = self.os().list(Some(&keys::pull_credentials(app))).try_collect().await?;
+            for m in metas {
+                let Some(raw) = self.read_small(&m.location).await? else { continue };
+                // A record that does not parse is left for an operator: never guess at access data.
+                let Ok(rec) = serde_json::from_slice::<PullCredentialRecord>(&raw) else { continue };
+                if stagings.iter().any(|(a, s)| a == app && *s == rec.staging_id) {
+                    self.remove(&m.location).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether a staging is still one the app keeps: its record exists and it is the current
     /// staging, one of the `retain` before it, or newer (what garbage collection keeps).
     pub async fn staging_retained(&self, app: &AppId, staging: &StagingId, retain: usize) -> Result<bool> {

@@ -201,12 +201,16 @@ impl Store {
         let mut live = Marks::default();
         self.mark(roots, &stored, &inv, &mut live).await?;
 
-        // Sweep staging records beyond retention.
+        // Sweep staging records beyond retention, and the pull credentials minted for them
+        // (they stopped working with their staging; this only reclaims the records).
         for (app, id) in &expired_stagings {
             report.stagings.add(0);
             if !opts.dry_run {
                 self.remove(&keys::staging(app, id)).await?;
             }
+        }
+        if !opts.dry_run {
+            self.remove_credentials_of(&expired_stagings).await?;
         }
 
         let mut pass = Pass { opts, run, claimed, report };

@@ -37,7 +37,7 @@ fn pinned(v: &StagingView) -> String {
 #[test]
 fn pull_credentials_open_one_app_while_its_staging_is_kept() {
     let skopeo = Skopeo::new();
-    let s = Secured::start(&["--retain", "0", "--log", "trace"]);
+    let s = Secured::start(&["--retain", "0", "--gc-grace", "0s", "--log", "trace"]);
     let h = s.https();
     let (layout, _) = image_fixture(&s.dir.path().join("v1"), 51);
     let (layout2, _) = image_fixture(&s.dir.path().join("v2"), 52);
@@ -68,6 +68,12 @@ fn pull_credentials_open_one_app_while_its_staging_is_kept() {
     let c2 = shop2.pull_credentials.clone().unwrap();
     assert!(inspect(&skopeo, &s, &pinned(&shop2), Some(&login(&c2))).0);
     assert!(!inspect(&skopeo, &s, &pinned(&shop2), Some(&login(&c1))).0, "superseded beyond --retain");
+    // Garbage collection removes the superseded staging's record and its credential's.
+    let creds_dir = s.root.join("apps/shop/credentials");
+    assert_eq!(std::fs::read_dir(&creds_dir).unwrap().count(), 2);
+    assert_eq!(h.send("POST", "/api/v1/gc", Cred::Basic("root", pw("root")), None).status, 200);
+    assert_eq!(std::fs::read_dir(&creds_dir).unwrap().count(), 1, "only the current staging's credential is left");
+    assert!(inspect(&skopeo, &s, &pinned(&shop2), Some(&login(&c2))).0);
 
     // Minted again for a platform that lost them; revoked all at once.
     let a = h.send("POST", "/api/v1/apps/shop/credentials", Cred::Basic("stager", pw("stager")), None);
@@ -77,8 +83,7 @@ fn pull_credentials_open_one_app_while_its_staging_is_kept() {
     let token = h.token(Cred::Basic(&c3.username, &c3.password), &["repository:apps/shop:pull,push", "repository:apps/other:pull"]);
     assert_eq!(super::claims(&token)["access"], json!([{"type": "repository", "name": "apps/shop", "actions": ["pull"]}]));
     let a = h.send("DELETE", "/api/v1/apps/shop/credentials", Cred::Basic("stager", pw("stager")), None);
-    // Three records: c1's too, superseded but not yet collected.
-    assert_eq!((a.status, a.json()["revoked_credentials"].as_u64()), (200, Some(3)));
+    assert_eq!((a.status, a.json()["revoked_credentials"].as_u64()), (200, Some(2)));
     assert!(!inspect(&skopeo, &s, &pinned(&shop2), Some(&login(&c2))).0, "revoked");
     assert!(!inspect(&skopeo, &s, &pinned(&shop2), Some(&login(&c3))).0, "revoked");
     assert_eq!(h.get(&format!("/v2/apps/shop/manifests/{}", shop2.record.digest), Cred::Bearer(&token)).status, 401, "its tokens too");
