@@ -84,7 +84,8 @@ impl Dockerd {
         let mut cmd = Command::new("docker");
         cmd.arg("--config").arg(self.dir.join("config"));
         cmd.arg("-H").arg(format!("unix://{}", self.dir.join("sock").display()));
-        cmd.args(args).env("DOCKER_CLI_HINTS", "false");
+        // The classic builder: BuildKit would want to fetch its own images.
+        cmd.args(args).env("DOCKER_CLI_HINTS", "false").env("DOCKER_BUILDKIT", "0");
         run(cmd, TIMEOUT)
     }
 }
@@ -181,7 +182,8 @@ impl Podman {
         let d = &self.dir;
         let mut cmd = Command::new("podman");
         cmd.arg("--root").arg(d.join("root")).arg("--runroot").arg(d.join("run"));
-        cmd.args(["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        // runc, not crun: crun refuses this machine's hybrid cgroup hierarchy.
+        cmd.args(["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc"]);
         cmd.arg("--tmpdir").arg(d.join("tmp"));
         cmd.args(args);
         cmd.env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"));

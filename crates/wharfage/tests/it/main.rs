@@ -26,6 +26,7 @@ mod ha;
 mod hardening;
 mod harness;
 mod lifecycle;
+mod platform;
 mod restart;
 mod round_trip;
 mod s3;

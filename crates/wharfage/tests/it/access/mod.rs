@@ -70,24 +70,36 @@ pub(crate) struct Secured {
 }
 
 impl Secured {
-    /// Starts the server with `extra` flags (e.g. `--log trace`).
+    /// Starts the server on a filesystem root with `extra` flags (e.g. `--log trace`).
     pub(crate) fn start(extra: &[&str]) -> Secured {
+        Secured::start_with(None, extra, None)
+    }
+
+    /// Starts the server with `storage` flags (`None`: a filesystem root in its directory),
+    /// `extra` flags, and `upstream_ca` (PEM) trusted for stagings besides the test CA.
+    pub(crate) fn start_with(storage: Option<&crate::s3::S3Store<'_>>, extra: &[&str], upstream_ca: Option<&str>) -> Secured {
         let dir = tempfile::Builder::new().prefix("wharfage-e2e-access-").tempdir().unwrap();
         let ca = Ca::new("wharfage access test CA");
         let (cert, key) = ca.server_cert("wharfage under test");
         std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
         std::fs::write(dir.path().join("tls.key"), key).unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("upstream-ca.pem"), format!("{}{}", ca.pem(), upstream_ca.unwrap_or(""))).unwrap();
         // skopeo's --cert-dir: every *.crt in it is a CA to trust.
         std::fs::create_dir(dir.path().join("certs.d")).unwrap();
         std::fs::write(dir.path().join("certs.d/ca.crt"), ca.pem()).unwrap();
         let root = dir.path().join("root");
         let mut args = auth_args(dir.path());
-        args.extend(["--root".into(), path(&root)]);
         args.extend(["--tls-cert".into(), path(&dir.path().join("tls.crt")), "--tls-key".into(), path(&dir.path().join("tls.key"))]);
-        args.extend(["--upstream-ca".into(), path(&dir.path().join("ca.pem"))]);
+        args.extend(["--upstream-ca".into(), path(&dir.path().join("upstream-ca.pem"))]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let server = Server::start_with(dir.path(), &args, &[]);
+        let server = match storage {
+            None => {
+                args.extend(["--root".into(), path(&root)]);
+                Server::start_with(dir.path(), &args, &[])
+            }
+            Some(s3) => s3.start(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        };
         Secured { server, dir, ca, root }
     }
 

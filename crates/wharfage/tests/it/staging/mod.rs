@@ -12,7 +12,7 @@ mod failures;
 pub(crate) mod images;
 mod proxy;
 mod public;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::path::{Path, PathBuf};
 

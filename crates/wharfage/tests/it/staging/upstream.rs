@@ -21,9 +21,9 @@ pub(super) use token_issuer::TokenIssuer;
 const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// The one account of the authenticated upstreams.
-pub(super) const USER: &str = "stager";
+pub(crate) const USER: &str = "stager";
 /// Its password: distinctive enough that finding it anywhere is a leak, not a coincidence.
-pub(super) const PASSWORD: &str = "Pw-9f3c1e7a-wharfage-staging-secret";
+pub(crate) const PASSWORD: &str = "Pw-9f3c1e7a-wharfage-staging-secret";
 
 /// An identity (refresh) token the token issuer accepts for [`USER`], as `docker login`
 /// stores for registries with an OAuth2 token endpoint.
@@ -35,7 +35,7 @@ const TOKEN_ISSUER: &str = "wharfage-e2e-token-issuer";
 
 /// How the upstream authenticates (and whether it speaks TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
+pub(crate) enum Mode {
     Anonymous,
     /// `auth: htpasswd`, answering `WWW-Authenticate: Basic`.
     Basic,
@@ -43,6 +43,8 @@ pub(super) enum Mode {
     Token,
     /// Anonymous over HTTPS with a certificate signed by a private CA (see [`Upstream::ca_pem`]).
     Tls,
+    /// htpasswd basic auth over HTTPS: a private registry as users have them.
+    PrivateTls,
 }
 
 /// One request as the registry logged it.
@@ -55,7 +57,7 @@ pub(super) struct Logged {
 }
 
 /// A running `docker-registry`; killed when dropped.
-pub(super) struct Upstream {
+pub(crate) struct Upstream {
     pub mode: Mode,
     pub port: u16,
     dir: tempfile::TempDir,
@@ -65,19 +67,19 @@ pub(super) struct Upstream {
 
 impl Upstream {
     /// Starts a registry in `mode` and waits until it answers.
-    pub(super) fn start(mode: Mode) -> Upstream {
+    pub(crate) fn start(mode: Mode) -> Upstream {
         Upstream::start_with(mode, "")
     }
 
     /// The same, with top-level `config.yml` sections added (e.g. `compatibility:`).
-    pub(super) fn start_with(mode: Mode, extra_config: &str) -> Upstream {
+    pub(crate) fn start_with(mode: Mode, extra_config: &str) -> Upstream {
         let dir = tempfile::Builder::new().prefix("wharfage-e2e-upstream-").tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("storage")).unwrap();
         let issuer = (mode == Mode::Token).then(|| TokenIssuer::start(d));
         let auth = match mode {
             Mode::Anonymous | Mode::Tls => String::new(),
-            Mode::Basic => {
+            Mode::Basic | Mode::PrivateTls => {
                 // distribution 2.8 reads bcrypt only; cost 4 keeps every request fast.
                 let hash = bcrypt::hash_with_result(PASSWORD, 4).unwrap().format_for_version(bcrypt::Version::TwoY);
                 std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
@@ -92,7 +94,7 @@ impl Upstream {
                 )
             }
         };
-        let tls = if mode == Mode::Tls {
+        let tls = if matches!(mode, Mode::Tls | Mode::PrivateTls) {
             let (ca, cert, key) = tls_files();
             std::fs::write(d.join("ca.pem"), ca).unwrap();
             std::fs::write(d.join("tls.crt"), cert).unwrap();
@@ -136,13 +138,13 @@ impl Upstream {
     }
 
     /// `127.0.0.1:PORT`, as written in image references.
-    pub(super) fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The private CA that signed a TLS upstream's certificate (PEM).
-    pub(super) fn ca_pem(&self) -> PathBuf {
-        assert_eq!(self.mode, Mode::Tls, "only the TLS upstream has a CA");
+    pub(crate) fn ca_pem(&self) -> PathBuf {
+        assert!(matches!(self.mode, Mode::Tls | Mode::PrivateTls), "only the TLS upstreams have a CA");
         self.dir.path().join("ca.pem")
     }
 
@@ -158,7 +160,7 @@ impl Upstream {
         let dest = format!("docker://{}/{repo}:{tag}", self.host());
         let creds = format!("{USER}:{PASSWORD}");
         let mut args = vec!["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"];
-        if matches!(self.mode, Mode::Basic | Mode::Token) {
+        if matches!(self.mode, Mode::Basic | Mode::Token | Mode::PrivateTls) {
             args.extend(["--dest-creds", &creds]);
         } else {
             args.push("--dest-no-creds");
@@ -232,7 +234,7 @@ impl Upstream {
     }
 
     /// Kills the registry (SIGKILL) and checks that its port no longer answers.
-    pub(super) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         drop(self.child.take());
         assert!(testkit::http_status(self.port, "GET", "/v2/").is_err(), "the upstream still answers after being killed");
     }
