@@ -2,6 +2,7 @@
 
 mod config;
 mod fsck;
+mod pull_secret;
 mod remote;
 mod serve;
 
@@ -41,8 +42,15 @@ enum Command {
         #[arg(long)]
         platform: Option<String>,
         /// Print the API's result object as JSON on stdout, and nothing else there
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["k8s_secret", "docker_config"])]
         json: bool,
+        /// Print the pull credentials as a Kubernetes `kubernetes.io/dockerconfigjson`
+        /// Secret named NAME (YAML, the pinned reference in a comment) on stdout
+        #[arg(long, value_name = "NAME", conflicts_with = "docker_config")]
+        k8s_secret: Option<String>,
+        /// Print the pull credentials as a docker `config.json` (`auths`) on stdout
+        #[arg(long)]
+        docker_config: bool,
     },
     /// List apps, show one app's stagings, unpin apps.
     #[command(args_conflicts_with_subcommands = true)]
@@ -125,8 +133,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => config::ServeConfig::load(*args).and_then(serve::run),
-        Command::Stage { source, app, server, username, password_stdin, platform, json } => {
-            remote::stage(remote::StageArgs { server, source, app, platform, username, password_stdin, json })
+        Command::Stage { source, app, server, username, password_stdin, platform, json, k8s_secret, docker_config } => {
+            let output = match (json, k8s_secret, docker_config) {
+                (true, _, _) => remote::Output::Json,
+                (_, Some(name), _) => remote::Output::K8sSecret(name),
+                (_, None, true) => remote::Output::DockerConfig,
+                _ => remote::Output::Text,
+            };
+            remote::stage(remote::StageArgs { server, source, app, platform, username, password_stdin, output })
         }
         Command::Apps { action: None, app, server, json } => remote::apps(&server, app.as_deref(), json),
         Command::Apps { action: Some(AppsAction::Rm { app }), server, .. } => remote::remove_app(&server, &app),

@@ -80,7 +80,19 @@ pub(crate) struct StageArgs {
     pub platform: Option<String>,
     pub username: Option<String>,
     pub password_stdin: bool,
-    pub json: bool,
+    pub output: Output,
+}
+
+/// What `wharfage stage` prints on stdout when it succeeds.
+pub(crate) enum Output {
+    /// A summary for people.
+    Text,
+    /// The API's result object.
+    Json,
+    /// A Kubernetes pull Secret of this name.
+    K8sSecret(String),
+    /// A docker `config.json`.
+    DockerConfig,
 }
 
 /// Stages an image through the server, with progress bars on a terminal.
@@ -141,11 +153,19 @@ pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
                 return Err(CliError::Remote(format!("staging failed: {} {}: {}", e.status, e.code, e.message)));
             }
         };
-        if args.json {
-            let text = serde_json::to_string(&result).map_err(|e| CliError::Remote(format!("encoding the result: {e}")))?;
-            println!("{text}");
-        } else {
-            print_result(&result);
+        let creds = || result.pull_credentials.as_ref().ok_or_else(|| CliError::Remote("the server returned no pull credentials".into()));
+        let host = crate::pull_secret::registry_host(&result.image);
+        match &args.output {
+            Output::Json => {
+                let text = serde_json::to_string(&result).map_err(|e| CliError::Remote(format!("encoding the result: {e}")))?;
+                println!("{text}");
+            }
+            Output::Text => print_result(&result),
+            Output::K8sSecret(name) => print!("{}", crate::pull_secret::k8s_secret(name, &result.image, host, creds()?)?),
+            Output::DockerConfig => {
+                eprintln!("pinned {}", result.image);
+                println!("{:#}", crate::pull_secret::docker_config(host, creds()?));
+            }
         }
         Ok(())
     })

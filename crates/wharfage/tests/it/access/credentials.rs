@@ -130,3 +130,53 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// `wharfage stage` with the upstream password on stdin and the server login in the
+/// environment; returns stdout, failing the test on an error.
+fn cli_stage(s: &Secured, app: &str, output: &[&str]) -> String {
+    use std::io::Write as _;
+    let mut cmd = crate::harness::wharfage(s.dir.path());
+    cmd.args(["stage", &format!("{}/team/web:v1", s.server.host()), "--app", app, "--server", &s.url()]);
+    cmd.args(["--username", "ci", "--password-stdin"]).args(output);
+    cmd.env("WHARFAGE_CA_CERT", s.dir.path().join("ca.pem")).env("WHARFAGE_USERNAME", "stager").env("WHARFAGE_PASSWORD", pw("stager"));
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(pw("ci").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "wharfage stage: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn stage_prints_pull_secrets_that_log_in() {
+    use base64::Engine as _;
+    let skopeo = Skopeo::new();
+    let s = Secured::start(&[]);
+    let (layout, _) = image_fixture(&s.dir.path().join("v1"), 53);
+    assert!(push(&skopeo, &s, &oci_ref(&layout.dir, "v1"), "team/web:v1", Some(&format!("ci:{}", pw("ci")))).0);
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    // A Kubernetes Secret: decoded as the kubelet would, its auth logs in.
+    let yaml = cli_stage(&s, "shop", &["--k8s-secret", "shop-pull"]);
+    assert!(yaml.contains("type: kubernetes.io/dockerconfigjson") && yaml.contains("name: shop-pull"), "{yaml}");
+    let image = yaml.lines().find_map(|l| l.strip_prefix("# image: ")).expect("the pinned reference is named").to_string();
+    let config = yaml.lines().find_map(|l| l.trim().strip_prefix(".dockerconfigjson: ")).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&b64.decode(config).unwrap()).unwrap();
+    let auth = config["auths"][s.server.host()]["auth"].as_str().unwrap();
+    let login = String::from_utf8(b64.decode(auth).unwrap()).unwrap();
+    let pinned = image.split_once('/').unwrap().1;
+    assert!(inspect(&skopeo, &s, pinned, Some(&login)).0, "the Secret's credentials pull {image}");
+
+    // A docker config.json: used as it is, as an auth file.
+    let json = cli_stage(&s, "shop", &["--docker-config"]);
+    let file = s.dir.path().join("config.json");
+    std::fs::write(&file, &json).unwrap();
+    let parsed = serde_json::from_str::<serde_json::Value>(&json).unwrap();
+    assert!(parsed["auths"][s.server.host()]["username"].as_str().unwrap().starts_with("shop+"));
+    let apps = s.https().get("/api/v1/apps/shop", Cred::Basic("stager", pw("stager"))).json();
+    let current = apps["current"]["image"].as_str().unwrap().to_string();
+    let cert_dir = s.cert_dir();
+    let out =
+        skopeo.run(&["inspect", "--raw", "--cert-dir", &cert_dir, "--authfile", file.to_str().unwrap(), &format!("docker://{current}")]);
+    assert!(out.status.success(), "the config.json logs in: {}", String::from_utf8_lossy(&out.stderr));
+}
