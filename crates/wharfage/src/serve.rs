@@ -77,7 +77,6 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     let listener =
         server::bind(&cfg.listen, cfg.connections.backlog).await.map_err(|source| CliError::Listen { addr: cfg.listen.clone(), source })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
     let upstream = upstream::Client::new(cfg.upstream.clone()).map_err(|e| CliError::Config(e.to_string()))?;
     let mut state = server::AppState::new(store.clone());
     state.stager = Some(stage::Stager::new(store.clone(), upstream, cfg.stage_concurrency));
@@ -118,6 +117,8 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     };
     reload_on_hangup(state.access.auth.clone(), tls.as_ref().map(|(_, c)| c.clone()))?;
     let app = server::router(state);
+    // Announced once everything that can refuse to start (keys, certificates) has loaded.
+    tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
     server::serve(listener, app, &cfg.connections, tls.map(|(c, _)| c), shutdown).await;
     tracing::info!("stopped");
     Ok(())

@@ -79,6 +79,11 @@ impl Dockerd {
         self.trusted.push(dir);
     }
 
+    /// The docker command line for this daemon, for scripts that take one.
+    pub(crate) fn command_line(&self) -> String {
+        format!("docker --config {} -H unix://{}", self.dir.join("config").display(), self.dir.join("sock").display())
+    }
+
     /// `docker ARGS...` against this daemon, with a client config of its own.
     pub(crate) fn docker(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new("docker");

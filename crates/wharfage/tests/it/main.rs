@@ -19,6 +19,7 @@ mod access;
 mod certs;
 mod client;
 mod config;
+mod container;
 mod engines;
 mod fixtures;
 mod gc;
