@@ -10,6 +10,8 @@ mod auth;
 mod cli;
 mod failures;
 pub(crate) mod images;
+mod interrupted;
+mod progress;
 mod proxy;
 mod public;
 pub(crate) mod upstream;
