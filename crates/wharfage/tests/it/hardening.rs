@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use server::mgmt::types::GcReport;
 
-use crate::client::{Http, Resp};
+use crate::client::{ErrorBodyExt, Http, Resp};
 use crate::fixtures::sha256;
 use crate::harness::{self, files_under, Server};
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::client::{Http, Resp};
+use crate::client::{ErrorBodyExt, Http, RegistryExt, Resp};
 use crate::fixtures::{sha256, Rng, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 
 /// A gzip stream of `len` pseudo-random bytes: a layer blob that is what its media type

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{layer, pull, push, Img, Reg, Via};
-use crate::client::Http;
+use crate::client::{Http, RegistryExt};
 use crate::fixtures::{sha256, OCI_INDEX, OCI_MANIFEST};
 use crate::skopeo::Skopeo;
 

@@ -12,6 +12,7 @@ use super::images::{image, layer};
 use super::proxy::{Faults, Proxy};
 use super::upstream::{Mode, Upstream};
 use super::{error_message, layout, Wharf};
+use crate::client::RegistryExt;
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_MANIFEST};
 use crate::harness::files_under;
 use crate::skopeo::Skopeo;

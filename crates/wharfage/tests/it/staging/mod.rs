@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use server::mgmt::types::{AppDetail, AppList, StagingView};
 
-use crate::client::{Http, Resp};
+use crate::client::{ErrorBodyExt, Http, Resp};
 use crate::fixtures::{read_blobs, Layout};
 use crate::harness::{self, Server};
 use crate::skopeo::{oci_ref, Skopeo};
