@@ -3,7 +3,7 @@
 //! and manifests of every type the tests push.
 
 use server::mgmt::types::{ErrorBody, ErrorEntry};
-pub(crate) use testkit::http::{parse_response, with_query, Http, Resp};
+pub(crate) use testkit::http::{parse_response, read_head, request_head, with_query, Http, Resp};
 
 /// Reading wharfage's error bodies (`{"errors": [{"code", "message"}]}`, both APIs).
 pub(crate) trait ErrorBodyExt {

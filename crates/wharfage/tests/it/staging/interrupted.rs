@@ -12,6 +12,7 @@ use super::images::{image, layer};
 use super::proxy::{Faults, Proxy};
 use super::upstream::{Mode, Upstream};
 use super::{error_message, insecure, layout, Wharf};
+use crate::client::request_head;
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_MANIFEST};
 use crate::harness::files_under;
 use crate::skopeo::Skopeo;
@@ -75,13 +76,8 @@ fn a_download_killed_midway_leaves_a_temp_file_that_the_next_start_removes() {
     // The staging request, sent and never read: it hangs in the big layer's download.
     let body = serde_json::to_vec(&json!({ "source": format!("{}/killed/app:v1", proxy.host()), "app": "killed" })).unwrap();
     let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
-    write!(
-        conn,
-        "POST /api/v1/stagings HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        server.addr,
-        body.len()
-    )
-    .unwrap();
+    let head = request_head("POST", "/api/v1/stagings", &server.host(), &[("content-type", "application/json")], Some(body.len() as u64));
+    conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(&body).unwrap();
     let tmp = root.join("tmp");
     let partial = |min: u64| files_under(&tmp).iter().any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() >= min));
