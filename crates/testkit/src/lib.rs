@@ -13,7 +13,7 @@ mod seaweed;
 
 pub use backends::Backend;
 pub use http::{http_put, http_status, wait_http};
-pub use process::{spawn, ChildGuard};
+pub use process::{signal, spawn, ChildGuard};
 pub use seaweed::SeaweedFs;
 
 use std::net::TcpListener;
@@ -29,7 +29,16 @@ pub fn install_crypto_provider() {
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding an ephemeral loopback port")
+    let [port] = free_ports();
+    port
+}
+
+/// `N` different loopback ports that were free a moment ago (for what must be told its ports
+/// up front; whatever can listen on port 0 and report the port it got should).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    // All held at once, so the N ports differ.
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port")).collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("a bound socket's address").port())
 }
 
 /// A unique name for a bucket or repository in a shared server.

@@ -33,7 +33,8 @@ impl ChildGuard {
     /// Sends a signal (e.g. `libc::SIGTERM`) without waiting.
     pub fn signal(&self, sig: i32) {
         if let Some(c) = &self.child {
-            unsafe { libc::kill(c.id() as i32, sig) };
+            // A child that already exited (not yet reaped) ignores it, which is fine here.
+            let _ = signal(c.id(), sig);
         }
     }
 
@@ -69,6 +70,16 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Sends `sig` (e.g. `libc::SIGTERM`) to the process `pid`, without waiting. The caller
+/// makes sure `pid` is its own child not yet waited for, so that it cannot have been reused.
+pub fn signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    match unsafe { libc::kill(pid as i32, sig) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::http::{http_get, http_status};
-use crate::{free_port, spawn, ChildGuard};
+use crate::{free_ports, spawn, ChildGuard};
 
 /// A real SeaweedFS server with its S3 gateway on loopback, in its own data folder.
 pub struct SeaweedFs {
@@ -55,7 +55,7 @@ impl SeaweedFs {
 
     fn try_start(keys: Option<(&str, &str)>) -> Result<SeaweedFs, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let ports: Vec<u16> = (0..12).map(|_| free_port()).collect();
+        let ports = free_ports::<12>().to_vec();
         let mut extra = Vec::new();
         if let Some((access, secret)) = keys {
             let all = r#"["Admin","Read","Write","List","Tagging"]"#;

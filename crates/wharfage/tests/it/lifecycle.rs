@@ -64,7 +64,7 @@ fn sigterm_right_after_serving_is_graceful() {
     let tmp = tempdir();
     for _ in 0..20 {
         let server = Server::start(&tmp.path().join("root"));
-        server.signal_now("TERM");
+        server.signal("TERM");
         server.expect_graceful_exit("SIGTERM right after the serving log line");
     }
 }
