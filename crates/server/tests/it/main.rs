@@ -19,9 +19,9 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use server::mgmt::types::{ErrorBody, ErrorEntry};
 use sha2::Digest as _;
+use testkit::http::Http;
 pub(crate) use testkit::{both_backends, Backend};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -171,18 +171,13 @@ impl Registry {
     }
 
     /// Sends a request with the exact request target given (no client-side normalisation of
-    /// `..` or percent escapes) and returns the status and body.
+    /// `..` or percent escapes), with `{}` as a manifest body, and returns the status and body.
     pub async fn raw(&self, method: &str, target: &str) -> (u16, String) {
-        let addr = self.base.trim_start_matches("http://");
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 2\r\nContent-Type: {OCI_MANIFEST}\r\nConnection: close\r\n\r\n{{}}");
-        s.write_all(req.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.expect("read");
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        let addr = self.base.trim_start_matches("http://").parse().expect("the registry's address");
+        let (method, target) = (method.to_string(), target.to_string());
+        let send = move || Http::new(addr).send(&method, &target, &[("content-type", OCI_MANIFEST)], b"{}".to_vec());
+        let resp = tokio::task::spawn_blocking(send).await.expect("the raw request");
+        (resp.status, resp.text())
     }
 
     /// Every file under the storage root (every key under the prefix, on S3), relative to it.

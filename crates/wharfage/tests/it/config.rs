@@ -5,9 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use testkit::free_ports;
+
 use crate::client::Http;
 use crate::fixtures::{sha256, Rng};
-use crate::harness::{files_under, free_ports, run, tempdir, wharfage, Server};
+use crate::harness::{files_under, run, tempdir, wharfage, Server};
 
 /// Writes `text` as the config file `wharfage.toml` in `dir`.
 fn config_file(dir: &Path, text: &str) -> std::path::PathBuf {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::client::{with_query, Http, Resp};
+use crate::client::{with_query, ErrorBodyExt, Http, RegistryExt, Resp};
 use crate::fixtures::{sha256, Rng, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
 use crate::harness::tempdir;
 use crate::round_trip::{assert_inspect_image, assert_manifest_served, assert_pull, image_fixture, index_fixture};

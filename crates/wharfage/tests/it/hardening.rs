@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use server::mgmt::types::GcReport;
 
-use crate::client::{Http, Resp};
+use crate::client::{parse_response, request_head, ErrorBodyExt, Http, Resp};
 use crate::fixtures::sha256;
 use crate::harness::{self, files_under, Server};
 
@@ -165,7 +165,7 @@ fn half_requests_and_idle_connections_are_closed_after_the_header_timeout() {
     let mut half = TcpStream::connect(addr).unwrap();
     half.write_all(b"GET /v2/ HT").unwrap();
     let mut idle = TcpStream::connect(addr).unwrap();
-    write!(idle, "GET /v2/ HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+    idle.write_all(request_head("GET", "/v2/", &addr.to_string(), &[], None).as_bytes()).unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
@@ -196,7 +196,7 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
         (0..n)
             .map(|_| {
                 let mut c = TcpStream::connect(addr).unwrap();
-                write!(c, "GET /v2/ HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+                c.write_all(request_head("GET", "/v2/", &addr.to_string(), &[], None).as_bytes()).unwrap();
                 let mut status = [0u8; 12];
                 c.read_exact(&mut status).unwrap();
                 c
@@ -205,7 +205,7 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
     };
     let mut held = hold(2);
     let mut third = TcpStream::connect(addr).expect("the listen queue takes the connection");
-    write!(third, "GET /v2/ HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+    third.write_all(request_head("GET", "/v2/", &addr.to_string(), &[("connection", "close")], None).as_bytes()).unwrap();
     third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
     let mut buf = [0u8; 12];
     assert!(third.read_exact(&mut buf).is_err(), "a third connection was served while two held the only slots");
@@ -324,16 +324,14 @@ fn malformed_ranges_truncated_manifests_and_oversized_bodies_get_clear_errors() 
     // Content-Length 100, 10 bytes, then the client stops sending.
     let addr = http_addr(&http);
     let mut conn = TcpStream::connect(addr).unwrap();
-    write!(
-        conn,
-        "PUT /v2/nits/app/manifests/v1 HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{{\"schemaVe"
-    )
-    .unwrap();
+    let headers = [("content-type", "application/vnd.oci.image.manifest.v1+json"), ("connection", "close")];
+    conn.write_all(request_head("PUT", "/v2/nits/app/manifests/v1", &addr.to_string(), &headers, Some(100)).as_bytes()).unwrap();
+    conn.write_all(b"{\"schemaVe").unwrap();
     conn.shutdown(std::net::Shutdown::Write).unwrap();
     let mut raw = Vec::new();
     conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = conn.read_to_end(&mut raw);
-    let r = crate::client::parse_response(&raw, false).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&raw)));
+    let r = parse_response(&raw, false).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&raw)));
     expect_error(r, 400, "MANIFEST_INVALID");
 
     let r = http.send("POST", "/api/v1/stagings", &[("content-type", "application/json")], vec![b' '; 200_000]);

@@ -3,7 +3,7 @@
 //! commands.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -30,14 +30,6 @@ pub(crate) fn wharfage(cwd: &Path) -> Command {
     }
     cmd.current_dir(cwd).env("NO_COLOR", "1").stdin(Stdio::null());
     cmd
-}
-
-/// A loopback port that was free a moment ago (for the tests that must name a port up front;
-/// everything else listens on port 0 and reads the bound address from the log).
-pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
-    // All held at once, so the N ports differ.
-    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A running `wharfage serve`. Dropping it kills the process (SIGKILL) and, when the test is
@@ -136,27 +128,15 @@ impl Server {
         self.expect_graceful_exit("SIGTERM");
     }
 
-    /// Sends a signal (`TERM`, `INT`, ...) to the server.
+    /// Sends a signal (`TERM` or `INT`) to the server, without waiting. The pid is our
+    /// child's, not yet waited for, so it cannot have been reused.
     pub(crate) fn signal(&self, sig: &str) {
-        self.signal_now(sig);
-    }
-
-    /// Sends a signal at once.
-    pub(crate) fn signal_now(&self, sig: &str) {
-        let pid = self.pid();
         let signo = match sig {
-            "TERM" => 15,
-            "INT" => 2,
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
             other => panic!("no signal number known for SIG{other}"),
         };
-        extern "C" {
-            /// kill(2) from the C library std already links (no libc crate needed).
-            fn kill(pid: i32, sig: i32) -> i32;
-        }
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our
-        // child's, which has not been waited for, so it cannot have been reused.
-        let rc = unsafe { kill(pid as i32, signo) };
-        assert_eq!(rc, 0, "kill(SIG{sig}) of {pid} failed: {}", std::io::Error::last_os_error());
+        testkit::signal(self.pid(), signo).unwrap_or_else(|e| panic!("kill(SIG{sig}) of {} failed: {e}", self.pid()));
     }
 
     /// Waits for the process to exit after a stop signal: it must exit 0 within the timeout,

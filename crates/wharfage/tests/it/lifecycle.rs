@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::client::{parse_response, with_query, Http};
+use crate::client::{parse_response, request_head, with_query, Http};
 use crate::fixtures::{sha256, Rng};
 use crate::harness::{tempdir, Server};
 
@@ -25,11 +25,8 @@ fn stop_signals_finish_in_flight_requests() {
         // A PATCH whose body is half sent when the signal arrives.
         let mut conn = TcpStream::connect(server.addr).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let head = format!(
-            "PATCH {loc} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
-            server.addr,
-            data.len()
-        );
+        let headers = [("connection", "close"), ("content-type", "application/octet-stream")];
+        let head = request_head("PATCH", &loc, &server.host(), &headers, Some(data.len() as u64));
         conn.write_all(head.as_bytes()).unwrap();
         conn.write_all(&data[..half]).unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -67,7 +64,7 @@ fn sigterm_right_after_serving_is_graceful() {
     let tmp = tempdir();
     for _ in 0..20 {
         let server = Server::start(&tmp.path().join("root"));
-        server.signal_now("TERM");
+        server.signal("TERM");
         server.expect_graceful_exit("SIGTERM right after the serving log line");
     }
 }

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use server::mgmt::types::{PullCredentials, StagingView};
+use testkit::free_ports;
 
 use crate::access::{pw, Cred, Https, Secured};
 use crate::engines::{text, Containerd, Dockerd, Podman};
-use crate::harness::free_ports;
 use crate::s3::S3Store;
 use crate::staging::upstream::{Mode, Upstream, PASSWORD, USER};
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::client::Http;
+use crate::client::{ErrorBodyExt, Http, RegistryExt};
 use crate::fixtures::{self, assert_same_blobs, read_blobs, subset, tagged_digest, Image, Index, Layout, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::harness::{tempdir, Server};
 use crate::skopeo::{oci_ref, Skopeo};

@@ -2,7 +2,7 @@
 //! it cannot exercise these): chunked with `Content-Range`, cancelled, and interrupted by a
 //! `kill -9` and a graceful restart, then resumed.
 
-use crate::client::{with_query, Http, Resp};
+use crate::client::{with_query, ErrorBodyExt, Http, Resp};
 use crate::fixtures::{sha256, Rng};
 use crate::harness::{tempdir, Server};
 

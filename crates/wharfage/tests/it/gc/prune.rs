@@ -8,6 +8,7 @@ use serde_json::json;
 use server::mgmt::types::{AppDetail, GcReport, LiveSyncAnswer, LiveSyncRequest};
 
 use super::{figures, layer, pull, push, quiet, removed, Img, Reg, Via};
+use crate::client::{ErrorBodyExt, RegistryExt};
 use crate::skopeo::Skopeo;
 
 /// A registry that stages from `up` and collects with no grace period, plus `extra` flags.

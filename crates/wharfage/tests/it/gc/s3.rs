@@ -9,6 +9,7 @@ use testkit::SeaweedFs;
 
 use super::concurrent::{assert_proper, pull_all, push_while_collecting, stress_duration};
 use super::{figures, fsck_json, layer, push, quiet, removed, zero_grace, Backing, Img, Reg, Via};
+use crate::client::RegistryExt;
 use crate::harness;
 use crate::skopeo::Skopeo;
 

@@ -52,9 +52,8 @@ pub(crate) fn generated_digest(seed: u64, len: u64) -> String {
 pub(crate) fn send_generated(addr: SocketAddr, method: &str, path: &str, seed: u64, len: u64) -> (TcpStream, String) {
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
-    );
+    let head =
+        request_head(method, path, &addr.to_string(), &[("connection", "close"), ("content-type", "application/octet-stream")], Some(len));
     conn.write_all(head.as_bytes()).unwrap();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, conn.try_clone().unwrap());
     let digest = write_generated(&mut out, seed, len).unwrap();
@@ -62,39 +61,17 @@ pub(crate) fn send_generated(addr: SocketAddr, method: &str, path: &str, seed: u
     (conn, digest)
 }
 
-/// Reads a response's head; the status, the headers (lower-case names), and the connection
-/// positioned at the body with whatever body bytes came along with the head.
-pub(crate) fn read_head(conn: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the response head: {:?}", String::from_utf8_lossy(&raw));
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-            let mut lines = head.split("\r\n");
-            let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-            let headers =
-                lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-            return (status, headers, raw[end + 4..].to_vec());
-        }
-    }
-}
-
-pub(crate) fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-/// GETs `path` and hashes the body as it streams in; the status, body length and sha256.
-pub(crate) fn get_hashed(addr: SocketAddr, path: &str, extra: &str) -> (u16, u64, String) {
+/// GETs `path` (with `extra` headers) and hashes the body as it streams in; the status, body
+/// length and sha256.
+pub(crate) fn get_hashed(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> (u16, u64, String) {
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{extra}\r\n").unwrap();
-    let (status, headers, first) = read_head(&mut conn);
+    let headers: Vec<(&str, &str)> = [("connection", "close")].into_iter().chain(extra.iter().copied()).collect();
+    conn.write_all(request_head("GET", path, &addr.to_string(), &headers, None).as_bytes()).unwrap();
+    let head = read_head(&mut conn);
     let mut hasher = Sha256::new();
-    hasher.update(&first);
-    let mut len = first.len() as u64;
+    hasher.update(&head.body);
+    let mut len = head.body.len() as u64;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = conn.read(&mut buf).unwrap();
@@ -104,10 +81,10 @@ pub(crate) fn get_hashed(addr: SocketAddr, path: &str, extra: &str) -> (u16, u64
         hasher.update(&buf[..n]);
         len += n as u64;
     }
-    if let Some(cl) = header(&headers, "content-length") {
+    if let Some(cl) = head.header("content-length") {
         assert_eq!(cl.parse::<u64>().unwrap(), len, "GET {path}: Content-Length and the bytes received differ");
     }
-    (status, len, format!("sha256:{}", hex::encode(hasher.finalize())))
+    (head.status, len, format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 #[test]
@@ -124,23 +101,24 @@ fn blob_of_2_gib_through_s3_with_bounded_memory() {
     let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new()).expect(202, "POST upload");
     let loc = r.header("location").unwrap().to_string();
     let (mut conn, digest) = send_generated(server.addr, "PATCH", &loc, 47, SIZE);
-    let (status, headers, _) = read_head(&mut conn);
-    assert_eq!(status, 202, "PATCH of 2 GiB");
-    assert_eq!(header(&headers, "range"), Some(format!("0-{}", SIZE - 1).as_str()));
-    let loc = header(&headers, "location").unwrap().to_string();
+    let patch = read_head(&mut conn);
+    assert_eq!(patch.status, 202, "PATCH of 2 GiB");
+    assert_eq!(patch.header("range"), Some(format!("0-{}", SIZE - 1).as_str()));
+    let loc = patch.header("location").unwrap().to_string();
     let patched = t0.elapsed();
     http.send("PUT", &with_query(&loc, "digest", &digest), &[], Vec::new()).expect(201, "PUT to finish the 2 GiB upload");
     let push = t0.elapsed();
     eprintln!("2 GiB PATCH took {patched:?}, the PUT that publishes it {:?}", push - patched);
 
     let t0 = Instant::now();
-    let (status, len, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), "");
+    let (status, len, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), &[]);
     assert_eq!((status, len), (200, SIZE), "GET of the 2 GiB blob");
     assert_eq!(got, digest, "the 2 GiB blob comes back with the bytes pushed");
     let pull = t0.elapsed();
     // And a range at the very end (served through a ranged GET on the object store).
     let tail = 1000u64;
-    let (status, len, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), &format!("range: bytes={}-\r\n", SIZE - tail));
+    let (status, len, got) =
+        get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), &[("range", &format!("bytes={}-", SIZE - tail))]);
     assert_eq!((status, len), (206, tail));
     let mut all = Vec::new();
     let _ = write_generated(&mut all_tail(&mut all, SIZE - tail), 47, SIZE);
@@ -149,7 +127,7 @@ fn blob_of_2_gib_through_s3_with_bounded_memory() {
     // Monolithic push of the same size into another repository: known bytes, hashed, not stored twice.
     let (mut conn, d2) = send_generated(server.addr, "POST", &format!("/v2/{repo}-2/blobs/uploads/?digest={digest}"), 47, SIZE);
     assert_eq!(d2, digest);
-    let (status, _, _) = read_head(&mut conn);
+    let status = read_head(&mut conn).status;
     assert_eq!(status, 201, "monolithic POST of 2 GiB");
 
     let peak = peak_rss(server.pid());
@@ -206,8 +184,7 @@ pub(crate) fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// a multipart upload going for it, then disconnects.
 pub(crate) fn abandon(store: &S3Store, addr: SocketAddr, method: &str, path: &str, len: u64, sent: u64) {
     let mut conn = TcpStream::connect(addr).unwrap();
-    let head =
-        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n");
+    let head = request_head(method, path, &addr.to_string(), &[("content-type", "application/octet-stream")], Some(len));
     conn.write_all(head.as_bytes()).unwrap();
     write_generated(&mut conn, 48, sent).unwrap();
     assert!(
@@ -251,14 +228,14 @@ fn abandoned_multipart_uploads_are_aborted() {
     assert_eq!(store.keys("uploads/").iter().filter(|k| k.contains("/part-")).count(), 0, "no chunk stored: {:?}", store.keys("uploads/"));
     let (mut conn, d) = send_generated(server.addr, "PUT", &with_query(&loc, "digest", &digest), 48, len);
     assert_eq!(d, digest);
-    assert_eq!(read_head(&mut conn).0, 201, "the session, resent whole");
-    let (status, n, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), "");
+    assert_eq!(read_head(&mut conn).status, 201, "the session, resent whole");
+    let (status, n, got) = get_hashed(server.addr, &format!("/v2/{repo}/blobs/{digest}"), &[]);
     assert_eq!((status, n, got.as_str()), (200, len, digest.as_str()));
 
     // A digest mismatch on a multipart-sized body aborts too.
     let wrong = sha256(b"not these bytes");
     let (mut conn, _) = send_generated(server.addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={wrong}"), 49, 20 << 20);
-    assert_eq!(read_head(&mut conn).0, 400, "a monolithic POST with the wrong digest");
+    assert_eq!(read_head(&mut conn).status, 400, "a monolithic POST with the wrong digest");
     assert!(eventually(Duration::from_secs(10), || store.multipart_uploads().is_empty()), "{:?}", store.multipart_uploads());
     assert_eq!(http.head(&format!("/v2/{repo}/blobs/{wrong}")).status, 404);
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use testkit::SeaweedFs;
 
-use crate::client::{with_query, Http, Resp};
+use crate::client::{read_head, request_head, with_query, ErrorBodyExt, Http, RegistryExt, Resp};
 use crate::fixtures::{sha256, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::harness::{tempdir, Server};
 use crate::round_trip::{assert_gone, assert_inspect_image, assert_manifest_served, assert_pull, image_fixture, index_fixture};

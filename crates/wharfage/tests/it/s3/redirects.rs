@@ -73,7 +73,7 @@ fn blob_cache_serves_repeat_pulls_from_local_disk() {
     let pulls: Vec<_> = (0..4)
         .map(|_| {
             let (addr, path) = (server.addr, format!("/v2/{repo}/blobs/{layer}"));
-            std::thread::spawn(move || get_hashed(addr, &path, ""))
+            std::thread::spawn(move || get_hashed(addr, &path, &[]))
         })
         .collect();
     for p in pulls {

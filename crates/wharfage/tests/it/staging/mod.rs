@@ -10,6 +10,8 @@ mod auth;
 mod cli;
 mod failures;
 pub(crate) mod images;
+mod interrupted;
+mod progress;
 mod proxy;
 mod public;
 pub(crate) mod upstream;
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use server::mgmt::types::{AppDetail, AppList, StagingView};
 
-use crate::client::{Http, Resp};
+use crate::client::{ErrorBodyExt, Http, Resp};
 use crate::fixtures::{read_blobs, Layout};
 use crate::harness::{self, Server};
 use crate::skopeo::{oci_ref, Skopeo};
