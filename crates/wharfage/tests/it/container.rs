@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::access::{Cred, Https};
 use crate::engines::{text, Dockerd};
-use crate::harness::{free_ports, BIN};
+use crate::harness::BIN;
 use crate::round_trip::image_fixture;
 use crate::skopeo::{oci_ref, Skopeo};
+use testkit::free_ports;
 
 #[track_caller]
 fn ok(what: &str, o: std::process::Output) -> String {
@@ -96,7 +97,7 @@ fn wharfage_runs_from_its_container_image() {
     ok("docker rm", docker.docker(&["rm", "-f", "w1"]));
     run("w2");
     wait_ready(&http, &docker, "w2");
-    let a = http.get(&format!("/v2/team/app/manifests/v1"), Cred::Basic("root", "root-pw"));
+    let a = http.get("/v2/team/app/manifests/v1", Cred::Basic("root", "root-pw"));
     assert_eq!(a.status, 200);
     assert_eq!(a.body, image_fx.manifest, "the manifest survived the container");
     ok("docker rm", docker.docker(&["rm", "-f", "w2"]));
