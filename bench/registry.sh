@@ -9,7 +9,7 @@
 #   --storage fs|s3     the registries' storage (default fs); s3: both on one SeaweedFS
 #                       (`weed server -s3`, started here), each in its own bucket
 #   --size-mib N        size of the random blob (default 256)
-#   --duration S        seconds per wrk run (default 10)
+#   --duration S        seconds per wrk/ab run; each load figure is the median of 3 runs (default 5)
 #   --keep              keep the work dir (storage, logs, raw wrk output)
 #   --json FILE         also write the figures as JSON
 #   --auth              TLS and token auth on both registries (and TLS on nginx): wharfage
@@ -31,7 +31,7 @@ build=1
 only=""
 storage=fs
 size_mib=256
-duration=10
+duration=5
 keep=0
 json_out=""
 auth=0
@@ -290,25 +290,35 @@ check_load() { # TARGET METRIC RPS NON2XX ERRORS OUTFILE
     record "$1" "$2" "$3"
 }
 
-run_wrk() { # TARGET METRIC URL [wrk args...]: GET load, 2 threads, 64 connections
-    local target=$1 metric=$2 url=$3 out
+run_wrk() { # TARGET METRIC URL [wrk args...]: GET load, 2 threads, 64 connections, median of 3
+    local target=$1 metric=$2 url=$3 out i rps non2xx errors runs=() bad=0
     shift 3
-    out=$work/$target/load.$metric.txt
-    wrk -t2 -c64 -d"${duration}s" --latency ${authz[@]+"${authz[@]}"} "$@" "$url" >"$out" 2>&1 ||
-        die "wrk failed: $(cat "$out")"
-    # shellcheck disable=SC2046
-    check_load "$target" "$metric" $("${lib[@]}" wrk "$out") "$out"
+    for i in 1 2 3; do
+        out=$work/$target/load.$metric.$i.txt
+        wrk -t2 -c64 -d"${duration}s" --latency ${authz[@]+"${authz[@]}"} "$@" "$url" >"$out" 2>&1 ||
+            die "wrk failed: $(cat "$out")"
+        read -r rps non2xx errors <<<"$("${lib[@]}" wrk "$out")"
+        runs+=("$rps")
+        bad=$((bad + non2xx + errors))
+    done
+    log "  $metric runs: ${runs[*]} req/s"
+    check_load "$target" "$metric" "$("${lib[@]}" median "${runs[@]}")" "$bad" 0 "$work/$target/load.$metric.*.txt"
 }
 
-run_ab_head() { # TARGET METRIC URL: HEAD load, 64 keep-alive connections
+run_ab_head() { # TARGET METRIC URL: HEAD load, 64 keep-alive connections, median of 3
     # Not wrk: wrk's parser does not know it sent HEAD, so it waits for the body that
     # the Content-Length announces, and completes no request at all. ab is one thread.
-    local target=$1 metric=$2 url=$3 out
-    out=$work/$target/load.$metric.txt
-    ab -q -i -k -r -c 64 -t "$duration" -n 100000000 ${authz[@]+"${authz[@]}"} "$url" >"$out" 2>&1 ||
-        die "ab failed: $(tail -n 5 "$out")"
-    # shellcheck disable=SC2046
-    check_load "$target" "$metric" $("${lib[@]}" ab "$out") "$out"
+    local target=$1 metric=$2 url=$3 out i rps non2xx errors runs=() bad=0
+    for i in 1 2 3; do
+        out=$work/$target/load.$metric.$i.txt
+        ab -q -i -k -r -c 64 -t "$duration" -n 100000000 ${authz[@]+"${authz[@]}"} "$url" >"$out" 2>&1 ||
+            die "ab failed: $(tail -n 5 "$out")"
+        read -r rps non2xx errors <<<"$("${lib[@]}" ab "$out")"
+        runs+=("$rps")
+        bad=$((bad + non2xx + errors))
+    done
+    log "  $metric runs: ${runs[*]} req/s"
+    check_load "$target" "$metric" "$("${lib[@]}" median "${runs[@]}")" "$bad" 0 "$work/$target/load.$metric.*.txt"
 }
 
 # ---------------------------------------------------------------- one registry
@@ -406,7 +416,7 @@ bench_blob_cache() { # wharfage on S3 again, with --blob-cache-dir: the first pu
     wharfage_storage=("${plain[@]}")
 }
 
-log "cpus: $(nproc), blob: ${size_mib} MiB, storage: $storage, wrk and ab: 64 connections, ${duration}s"
+log "cpus: $(nproc), blob: ${size_mib} MiB, storage: $storage, wrk and ab: 64 connections, median of 3 runs of ${duration}s"
 for t in "${targets[@]}"; do bench_registry "$t"; done
 
 log "== nginx (static file, sendfile on$([ "$auth" -eq 0 ] || echo ", TLS"))"
