@@ -196,7 +196,9 @@ start() { # NAME: start a registry (wharfage|distribution) or nginx on a fresh p
                     [[ " $without " == *" $m "* ]] || echo "  ${m}_temp_path $dir/tmp/$m;"
                 done
                 if [ "$auth" -eq 1 ]; then
-                    echo "  server { listen 127.0.0.1:$port ssl; root $work/data;"
+                    # http2 too: curl negotiates it with both registries over TLS, and the
+                    # ceiling must be measured in the same protocol.
+                    echo "  server { listen 127.0.0.1:$port ssl http2; root $work/data;"
                     echo "    ssl_certificate $tls/server.crt; ssl_certificate_key $tls/server.key; }"
                 else
                     echo "  server { listen 127.0.0.1:$port; root $work/data; }"

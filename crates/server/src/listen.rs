@@ -89,7 +89,15 @@ pub async fn serve(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2.timer(TokioTimer::new()).keep_alive_interval(Some(limits.header_timeout)).max_concurrent_streams(256);
+    // A blob body arrives in 256 KiB chunks: a stream's send buffer holds a few of them, so
+    // the connection is not idle while the next chunk is read (the default is 400 KB).
+    // Receive windows follow the measured bandwidth-delay product, for fast pushes.
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .max_concurrent_streams(256)
+        .max_send_buf_size(1 << 20)
+        .adaptive_window(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Wait for a free slot first: beyond the limit, connections queue in the kernel.
