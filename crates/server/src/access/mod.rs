@@ -48,13 +48,16 @@ impl Access {
     /// The host (and port) image references name.
     pub(crate) fn registry_host(&self, headers: &HeaderMap) -> String {
         match &self.public_url {
-            Some(u) => {
-                let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
-                rest.split('/').next().unwrap_or(rest).to_string()
-            }
+            Some(u) => url_host(u).to_string(),
             None => request_host(headers),
         }
     }
+}
+
+/// The `host[:port]` of a URL such as `https://registry.example.com:8443/`.
+pub fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// The request's `Host` when it is a plain `host[:port]`, never anything else a client put there.
@@ -161,30 +164,30 @@ pub(crate) fn decode_basic(b64: &str) -> Result<(String, zeroize::Zeroizing<Stri
 
 /// What a `/v2/` request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Need {
+pub(crate) enum Need<'a> {
     /// Any identified caller (the API version check).
     Login,
     Catalog,
-    Repo(String, Actions),
+    Repo(&'a str, Actions),
 }
 
 /// What an endpoint and method need: reads pull, writes push, deletes delete.
-pub(crate) fn need(ep: &Endpoint, m: &Method) -> Need {
+pub(crate) fn need<'a>(ep: &'a Endpoint, m: &Method) -> Need<'a> {
     let read = matches!(*m, Method::GET | Method::HEAD);
     match ep {
         Endpoint::Base => Need::Login,
         Endpoint::Catalog => Need::Catalog,
-        Endpoint::Tags(r) | Endpoint::Referrers(r, _) => Need::Repo(r.to_string(), Actions::PULL),
-        Endpoint::Blob(r, _) | Endpoint::Manifest(r, _) if read => Need::Repo(r.to_string(), Actions::PULL),
-        Endpoint::Blob(r, _) | Endpoint::Manifest(r, _) if *m == Method::DELETE => Need::Repo(r.to_string(), Actions::DELETE),
-        Endpoint::Manifest(r, _) | Endpoint::UploadStart(r) | Endpoint::Upload(r, _) => Need::Repo(r.to_string(), Actions::PUSH),
+        Endpoint::Tags(r) | Endpoint::Referrers(r, _) => Need::Repo(r.as_str(), Actions::PULL),
+        Endpoint::Blob(r, _) | Endpoint::Manifest(r, _) if read => Need::Repo(r.as_str(), Actions::PULL),
+        Endpoint::Blob(r, _) | Endpoint::Manifest(r, _) if *m == Method::DELETE => Need::Repo(r.as_str(), Actions::DELETE),
+        Endpoint::Manifest(r, _) | Endpoint::UploadStart(r) | Endpoint::Upload(r, _) => Need::Repo(r.as_str(), Actions::PUSH),
         Endpoint::Blob(..) => Need::Login,
     }
 }
 
 /// Lets the request through, or answers 401 with a challenge naming the scope to ask a
 /// token for, or 403 to a caller who logged in and may not.
-pub(crate) fn check(state: &AppState, caller: &Caller, need: &Need, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check(state: &AppState, caller: &Caller, need: &Need<'_>, headers: &HeaderMap) -> Result<(), ApiError> {
     let allowed = match need {
         _ if matches!(caller.who, Who::Open) => true,
         Need::Login => !matches!(caller.who, Who::Anonymous),
@@ -285,7 +288,7 @@ mod tests {
     fn endpoints_need_what_they_do() {
         let ep = |p: &str| Endpoint::parse(p).unwrap();
         let d = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
-        let repo = |a| Need::Repo("team/web".into(), a);
+        let repo = |a| Need::Repo("team/web", a);
         let cases = [
             ("/v2/", Method::GET, Need::Login),
             ("/v2/_catalog", Method::GET, Need::Catalog),

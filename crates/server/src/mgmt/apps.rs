@@ -9,13 +9,13 @@ use http::{HeaderMap, StatusCode};
 use oci::AppId;
 
 use super::types::{AppDetail, AppList, AppSummary, LiveSyncAnswer, LiveSyncRequest, Revoked, Unpinned};
-use super::{host, json, view};
+use super::{json, view};
 use crate::error::MgmtError;
 use crate::AppState;
 
 /// GET `/api/v1/apps`: every app with its current staging.
 pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, MgmtError> {
-    let host = host(&state, &headers);
+    let host = state.access.registry_host(&headers);
     let mut apps = Vec::new();
     for app in state.store.apps().await? {
         if let Some(s) = state.store.app_stagings(&app).await? {
@@ -35,7 +35,7 @@ fn no_staging(app: &AppId) -> MgmtError {
 pub(super) async fn show(State(state): State<AppState>, headers: HeaderMap, Path(app): Path<String>) -> Result<Response, MgmtError> {
     let app = AppId::parse(&app)?;
     let s = state.store.app_stagings(&app).await?.ok_or_else(|| no_staging(&app))?;
-    let host = host(&state, &headers);
+    let host = state.access.registry_host(&headers);
     let current = view(s.current().clone(), &host);
     let stagings = s.history.into_iter().map(|r| view(r, &host)).collect();
     Ok(json(StatusCode::OK, &AppDetail { app, current, stagings }))

@@ -10,7 +10,7 @@ pub mod types;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::Serialize;
 
 use crate::error::json_response;
@@ -34,12 +34,6 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
         // Our own types always serialize; should one ever fail, say so rather than send null.
         Err(e) => crate::error::MgmtError::internal(format!("cannot encode the answer: {e}")).into_response(),
     }
-}
-
-/// The registry host clients reach us by, for the pinned image reference: `--public-url`'s,
-/// else the request's `Host` when it is a plain `host[:port]`.
-fn host(state: &AppState, headers: &HeaderMap) -> String {
-    state.access.registry_host(headers)
 }
 
 /// A staging record as the API shows it, with the image reference scale-ups pull.

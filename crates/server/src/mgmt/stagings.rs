@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
 use super::types::{StagingFailure, StagingLine, StagingOutcome, StagingRequest, StagingView};
-use super::{host, json, view};
+use super::{json, view};
 use crate::error::{stage_status, MgmtError};
 use crate::request::BodyError;
 use crate::AppState;
@@ -57,7 +57,7 @@ pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, bo
         BodyError::Incomplete(why) => MgmtError::bad_request(format!("the request body could not be read whole: {why}")),
     })?;
     let req = parse(body)?;
-    let host = host(&state, &headers);
+    let host = state.access.registry_host(&headers);
     let streaming = headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/x-ndjson"));
     if streaming {
         return Ok(stream(stager, req, host, state.clone()));

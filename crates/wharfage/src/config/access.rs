@@ -83,11 +83,7 @@ impl AccessConfig {
         if tls.is_none() && !a.listen.is_loopback() {
             tracing::warn!("access control without --tls-cert: passwords and tokens cross the network in the clear unless a proxy in front terminates TLS");
         }
-        let service = public_url
-            .as_deref()
-            .and_then(|u| u.split_once("://"))
-            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
-            .unwrap_or_else(|| "wharfage".to_string());
+        let service = public_url.as_deref().map_or_else(|| "wharfage".to_string(), |u| server::access::url_host(u).to_string());
         let auth = auth::AuthConfig {
             htpasswd,
             admins: a.admins,
