@@ -9,8 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use server::mgmt::types::{PullCredentials, StagingView};
+use server::mgmt::types::PullCredentials;
 use testkit::free_ports;
 
 use crate::access::{pw, Cred, Https, Secured};
@@ -63,20 +62,6 @@ fn answers(port: u16, want: &str) {
     }
 }
 
-fn stage(s: &Secured, source: &str, app: &str) -> (StagingView, PullCredentials) {
-    let body = json!({"source": source, "app": app, "credentials": {"username": USER, "password": PASSWORD}});
-    let a = s.https().send(
-        "POST",
-        "/api/v1/stagings",
-        Cred::Basic("stager", pw("stager")),
-        Some(("application/json", body.to_string().into_bytes())),
-    );
-    assert_eq!(a.status, 201, "staging {source} as {app}: {}", String::from_utf8_lossy(&a.body));
-    let v: StagingView = serde_json::from_slice(&a.body).unwrap();
-    let c = v.pull_credentials.clone().expect("a staging returns pull credentials");
-    (v, c)
-}
-
 /// The blobs of a manifest stored in wharfage (config and layers), read as an admin.
 fn blobs_of(s: &Secured, repo: &str, digest: &str) -> Vec<String> {
     let a = s.https().get(&format!("/v2/{repo}/manifests/{digest}"), Cred::Basic("root", pw("root")));
@@ -117,7 +102,7 @@ fn scenario(s3: Option<&S3Store<'_>>) {
     let v1_digest = pushed.split_whitespace().find(|w| w.starts_with("sha256:")).expect("docker push prints the digest").to_string();
 
     // 3. Stage it as a platform's stager would, with the user's upstream credentials.
-    let (web, web_creds) = stage(&s, &source, "web");
+    let (web, web_creds) = s.stage(&source, "web", (USER, PASSWORD));
     assert_eq!(web.record.digest.to_string(), v1_digest, "pinned by the upstream's digest");
     assert_eq!(web.image, format!("{host}/apps/web@{v1_digest}"));
     let m = &web.record.metadata;
@@ -136,7 +121,7 @@ fn scenario(s3: Option<&S3Store<'_>>) {
     context(&work.path().join("v2"), "app v2", [lo, hi]);
     ok("docker build v2", docker.docker(&["build", "-t", &source, &work.path().join("v2").to_string_lossy()]));
     ok("docker push v2", docker.docker(&["push", &source]));
-    let (other, other_creds) = stage(&s, &source, "other");
+    let (other, other_creds) = s.stage(&source, "other", (USER, PASSWORD));
     assert_ne!(other.record.digest, web.record.digest, "the tag moved");
     ok("docker rmi", docker.docker(&["rmi", &source]));
     upstream.stop();

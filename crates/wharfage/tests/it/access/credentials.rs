@@ -10,19 +10,7 @@ use crate::round_trip::image_fixture;
 use crate::skopeo::{oci_ref, Skopeo};
 
 fn stage(s: &Secured, tag: &str, app: &str) -> StagingView {
-    let body = json!({
-        "source": format!("{}/team/web:{tag}", s.server.host()),
-        "app": app,
-        "credentials": {"username": "ci", "password": pw("ci")},
-    });
-    let a = s.https().send(
-        "POST",
-        "/api/v1/stagings",
-        Cred::Basic("stager", pw("stager")),
-        Some(("application/json", body.to_string().into_bytes())),
-    );
-    assert_eq!(a.status, 201, "staging {tag} as {app}: {}", String::from_utf8_lossy(&a.body));
-    serde_json::from_slice(&a.body).unwrap()
+    s.stage(&format!("{}/team/web:{tag}", s.server.host()), app, ("ci", pw("ci"))).0
 }
 
 fn login(c: &PullCredentials) -> String {

@@ -3,7 +3,6 @@
 //! push with pull-only rights, a repository no rule grants, an app's credentials on another
 //! app, a revoked credential and one whose staging was superseded.
 
-use serde_json::json;
 use server::mgmt::types::{PullCredentials, StagingView};
 
 use super::{push, pw, Cred, Secured};
@@ -13,21 +12,7 @@ use crate::skopeo::{oci_ref, Skopeo};
 use crate::staging::images;
 
 fn stage(s: &Secured, app: &str) -> (StagingView, PullCredentials) {
-    let body = json!({
-        "source": format!("{}/team/web:v1", s.server.host()),
-        "app": app,
-        "credentials": {"username": "ci", "password": pw("ci")},
-    });
-    let a = s.https().send(
-        "POST",
-        "/api/v1/stagings",
-        Cred::Basic("stager", pw("stager")),
-        Some(("application/json", body.to_string().into_bytes())),
-    );
-    assert_eq!(a.status, 201, "staging {app}: {}", String::from_utf8_lossy(&a.body));
-    let v: StagingView = serde_json::from_slice(&a.body).unwrap();
-    let c = v.pull_credentials.clone().unwrap();
-    (v, c)
+    s.stage(&format!("{}/team/web:v1", s.server.host()), app, ("ci", pw("ci")))
 }
 
 #[track_caller]

@@ -13,6 +13,7 @@ mod rules;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use server::mgmt::types::{PullCredentials, StagingView};
 
 use crate::certs::Ca;
 use crate::harness::Server;
@@ -115,6 +116,26 @@ impl Secured {
     /// An HTTPS client trusting the test CA.
     pub(crate) fn https(&self) -> Https {
         Https::new(self.ca.pem(), &self.url())
+    }
+
+    /// Stages `source` as `app` through the management API, as the stager, with `upstream`
+    /// credentials (user, password); returns the answer and its pull credentials.
+    pub(crate) fn stage(&self, source: &str, app: &str, upstream: (&str, &str)) -> (StagingView, PullCredentials) {
+        let body = serde_json::json!({
+            "source": source,
+            "app": app,
+            "credentials": {"username": upstream.0, "password": upstream.1},
+        });
+        let a = self.https().send(
+            "POST",
+            "/api/v1/stagings",
+            Cred::Basic("stager", pw("stager")),
+            Some(("application/json", body.to_string().into_bytes())),
+        );
+        assert_eq!(a.status, 201, "staging {source} as {app}: {}", String::from_utf8_lossy(&a.body));
+        let v: StagingView = serde_json::from_slice(&a.body).unwrap();
+        let c = v.pull_credentials.clone().expect("a staging returns pull credentials");
+        (v, c)
     }
 }
 
