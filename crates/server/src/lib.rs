@@ -44,13 +44,24 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Who may do what; open by default.
     pub access: access::Access,
+    /// Refuse indexes naming children the repository lacks (`--require-complete-indexes`);
+    /// by default such *sparse* indexes are accepted, as the spec allows.
+    pub complete_indexes: bool,
 }
 
 impl AppState {
     /// State over a store, with every option at its default (no staging engine).
     pub fn new(store: Store) -> Self {
         let metrics = metrics::Metrics::new(store.clone());
-        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default(), metrics, access: access::Access::default() }
+        AppState {
+            store,
+            blob_redirect: None,
+            stager: None,
+            gc: store::GcOptions::default(),
+            metrics,
+            access: access::Access::default(),
+            complete_indexes: false,
+        }
     }
 }
 

@@ -154,6 +154,7 @@ impl Stager {
             repository: repo.to_string(),
             digest: pinned.digest.clone(),
             media_type: pinned.media_type.clone(),
+            platforms: Self::platforms(&pinned, &images),
             metadata,
             bytes_downloaded: downloaded.iter().sum(),
             bytes_reused,
@@ -170,32 +171,37 @@ impl Stager {
 
     /// Resolve: the top manifest, then the platform's manifest(s) of an index. Returns the
     /// manifest to pin and the images it stands for.
+    ///
+    /// The pinned manifest is always the one the reference names upstream: for an index and
+    /// one platform, the index itself, stored unchanged with only that platform's image
+    /// beside it (a *sparse* index; the other children are absent by design). So the pinned
+    /// digest is the one the user deployed, signed and scanned.
     async fn resolve(&self, image: &ImageRef, platform: &Platform, session: &Session) -> Result<(Fetched, Vec<Fetched>), StageError> {
         let source = image.to_string();
         let top = self.manifest(session, &image.reference).await?;
-        Ok(if top.manifest.is_index() {
-            let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| platform.matches(d)).collect();
-            if chosen.is_empty() {
-                let available: Vec<String> = top.manifest.manifests.iter().map(platform::describe).collect();
-                return Err(StageError::NoPlatform { image: source, wanted: platform.to_string(), available: available.join(", ") });
+        if !top.manifest.is_index() {
+            return Ok((top.clone(), vec![top]));
+        }
+        let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| platform.matches(d)).collect();
+        if chosen.is_empty() {
+            let available: Vec<String> = top.manifest.manifests.iter().map(platform::describe).collect();
+            return Err(StageError::NoPlatform { image: source, wanted: platform.to_string(), available: available.join(", ") });
+        }
+        let mut images = Vec::new();
+        for d in if *platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
+            let child = self.manifest(session, &Reference::Digest(d.digest.clone())).await?;
+            if child.manifest.is_index() {
+                return Err(StageError::Unusable { image: source, reason: format!("index entry {} is itself an index", d.digest) });
             }
-            let mut images = Vec::new();
-            for d in if *platform == Platform::All { chosen } else { chosen[..1].to_vec() } {
-                let child = self.manifest(session, &Reference::Digest(d.digest.clone())).await?;
-                if child.manifest.is_index() {
-                    return Err(StageError::Unusable { image: source, reason: format!("index entry {} is itself an index", d.digest) });
-                }
-                images.push(child);
-            }
-            if *platform == Platform::All {
-                (top, images)
-            } else {
-                let one = images.remove(0);
-                (one.clone(), vec![one])
-            }
-        } else {
-            (top.clone(), vec![top])
-        })
+            images.push(child);
+        }
+        Ok((top, images))
+    }
+
+    /// The platforms of an index whose images a staging copies (`os/arch[/variant]`); empty
+    /// when the pinned manifest is a single image.
+    fn platforms(pinned: &Fetched, images: &[Fetched]) -> Vec<String> {
+        pinned.manifest.manifests.iter().filter(|d| images.iter().any(|i| i.digest == d.digest)).map(platform::describe).collect()
     }
 
     /// Plan: every blob the images need, minus what the store holds (protected first, so a

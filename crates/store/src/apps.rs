@@ -69,6 +69,12 @@ pub struct StagingRecord {
     pub repository: String,
     pub digest: Digest,
     pub media_type: String,
+    /// When the pinned manifest is an index: the platforms (`os/arch[/variant]`) whose images
+    /// were copied. The index's other children are absent by design (a *sparse* index):
+    /// pulling one answers `MANIFEST_UNKNOWN`. Empty for a single image and for records
+    /// written before indexes were pinned whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
     pub metadata: RunMetadata,
     pub bytes_downloaded: u64,
     pub bytes_reused: u64,

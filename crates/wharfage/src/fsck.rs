@@ -46,6 +46,9 @@ pub(crate) fn run(args: StorageArgs, repair: bool, strict: bool, json: bool) -> 
             let kind = serde_json::to_value(&p.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             println!("{kind:<16} {} {} ({})", p.digest, repos.join(","), p.detail);
         }
+        if report.absent_children > 0 {
+            println!("sparse indexes   {} child manifest(s) absent by design (not staged or not pushed)", report.absent_children);
+        }
         if report.stale_uploads > 0 {
             println!("stale uploads    {} session(s) idle beyond their expiry (garbage collection removes them)", report.stale_uploads);
         }

@@ -41,8 +41,9 @@ pub(crate) async fn get(store: &Store, repo: &RepoName, r: &Reference, req: &Req
     Ok(finish(b, body))
 }
 
-/// PUT by tag or digest (with optional `?tag=` parameters).
-pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req) -> ApiResult {
+/// PUT by tag or digest (with optional `?tag=` parameters). Indexes may be *sparse* (name
+/// children the repository lacks, as the spec allows) unless `complete_indexes` is set.
+pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req, complete_indexes: bool) -> ApiResult {
     let too_big = || {
         ApiError::new(ErrorCode::ManifestInvalid, format!("manifest is larger than the {} MiB limit", MAX_MANIFEST_BYTES >> 20))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
@@ -75,7 +76,7 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req)
             Digest::of(Algorithm::Sha256, &bytes)
         }
     };
-    check_references(store, repo, &manifest).await?;
+    check_references(store, repo, &manifest, complete_indexes).await?;
     let referrer = manifest.subject.as_ref().map(|s| {
         let desc = Descriptor {
             media_type: manifest.media_type.clone(),
@@ -108,9 +109,11 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req)
     Ok(finish(b, Body::empty()))
 }
 
-/// Refuses a manifest that names blobs or child manifests the repository does not hold, or
-/// names them with the wrong size.
-async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiResult<()> {
+/// Refuses a manifest that names blobs the repository does not hold, or names blobs or
+/// children with the wrong size. An index's children must be stored only when
+/// `complete_indexes` is set: otherwise absent ones are accepted (a sparse index, what a
+/// one-platform staging or mirror holds) and present ones are checked and protected.
+async fn check_references(store: &Store, repo: &RepoName, m: &Manifest, complete_indexes: bool) -> ApiResult<()> {
     let missing = |kind: &str, d: &Descriptor| {
         ApiError::new(ErrorCode::ManifestBlobUnknown, format!("manifest references {kind} {} which is not in repository {repo}", d.digest))
             .with_detail(serde_json::json!({ "digest": d.digest.to_string() }))
@@ -131,14 +134,17 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiRe
             return Err(missing("blob", desc));
         }
     }
+    let mut children: Vec<&Descriptor> = Vec::with_capacity(m.manifests.len());
     for child in &m.manifests {
-        if store.manifest(repo, &child.digest).await?.is_none() {
+        if store.manifest(repo, &child.digest).await?.is_some() {
+            children.push(child);
+        } else if complete_indexes {
             return Err(missing("manifest", child));
         }
     }
     // Protected before they are checked (again, now authoritatively), so a concurrent garbage collection cannot remove
     // what this manifest is accepted with; a digest it is removing counts as missing.
-    let digests: Vec<Digest> = required.iter().copied().chain(m.manifests.iter()).map(|d| d.digest.clone()).collect();
+    let digests: Vec<Digest> = required.iter().chain(children.iter()).map(|d| d.digest.clone()).collect();
     match store.protect(&digests).await {
         Err(store::StoreError::BeingCollected(d)) => {
             return Err(ApiError::new(
@@ -167,7 +173,7 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest) -> ApiRe
             ));
         }
     }
-    for child in &m.manifests {
+    for child in children {
         let Some(stored) = store.manifest(repo, &child.digest).await? else {
             return Err(missing("manifest", child));
         };

@@ -50,12 +50,19 @@ pub struct Registry {
     pub s3: Option<store::S3Config>,
     dir: Option<tempfile::TempDir>,
     server: tokio::task::JoinHandle<()>,
+    /// Options set on the server's state (kept across restarts).
+    configure: fn(&mut server::AppState),
 }
 
 impl Registry {
     /// A fresh registry on empty storage: a temporary directory, or a fresh prefix in
     /// SeaweedFS.
     pub async fn start(backend: Backend) -> Self {
+        Self::start_configured(backend, |_| {}).await
+    }
+
+    /// The same, with `configure` setting options of the server's state.
+    pub async fn start_configured(backend: Backend, configure: fn(&mut server::AppState)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let outer = dir.path().to_path_buf();
         let s3 = (backend == Backend::S3).then(|| {
@@ -70,23 +77,31 @@ impl Registry {
                 secret_access_key: Some("any".into()),
             }
         });
-        Self::serve(outer.join("root"), outer, Some(dir), s3).await
+        Self::serve(outer.join("root"), outer, Some(dir), s3, configure).await
     }
 
-    async fn serve(root: PathBuf, outer: PathBuf, dir: Option<tempfile::TempDir>, s3: Option<store::S3Config>) -> Self {
+    async fn serve(
+        root: PathBuf,
+        outer: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        s3: Option<store::S3Config>,
+        configure: fn(&mut server::AppState),
+    ) -> Self {
         // The S3 store and the test's reqwest client need it, as the binary's `main` installs it.
         testkit::install_crypto_provider();
         let store = match &s3 {
             Some(cfg) => store::Store::s3(cfg).expect("S3 store"),
             None => store::Store::filesystem(&root).expect("filesystem store"),
         };
-        let app = server::router(server::AppState::new(store));
+        let mut state = server::AppState::new(store);
+        configure(&mut state);
+        let app = server::router(state);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Registry { base: format!("http://{addr}"), http: reqwest::Client::new(), root, outer, s3, dir, server }
+        Registry { base: format!("http://{addr}"), http: reqwest::Client::new(), root, outer, s3, dir, server, configure }
     }
 
     /// Stops this server and starts a new one, with a new `Store`, on the same storage:
@@ -94,7 +109,7 @@ impl Registry {
     pub async fn restart(self) -> Self {
         self.server.abort();
         let _ = self.server.await;
-        Self::serve(self.root, self.outer, self.dir, self.s3).await
+        Self::serve(self.root, self.outer, self.dir, self.s3, self.configure).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -168,6 +168,10 @@ settings! {
     /// Run garbage collection periodically at this interval, e.g. 6h [default: off]
     #[arg(long, env = "WHARFAGE_GC_INTERVAL")]
     gc_interval: Option<String>,
+    /// Refuse pushed indexes that name child manifests the repository lacks (sparse indexes,
+    /// which the spec allows and one-platform stagings pin) [default: false]
+    #[arg(long, env = "WHARFAGE_REQUIRE_COMPLETE_INDEXES", num_args = 0..=1, default_missing_value = "true")]
+    require_complete_indexes: Option<bool>,
     /// Previous stagings kept per live app, besides the current one [default: 2]
     #[arg(long, env = "WHARFAGE_RETAIN")]
     retain: Option<usize>,
@@ -261,6 +265,8 @@ pub(crate) struct ServeConfig {
     pub stage_concurrency: usize,
     pub gc: store::GcOptions,
     pub gc_interval: Option<std::time::Duration>,
+    /// Refuse sparse index pushes.
+    pub complete_indexes: bool,
     pub uploads: store::UploadLimits,
     pub connections: server::ConnectionLimits,
     pub access: AccessConfig,
@@ -401,6 +407,7 @@ impl ServeConfig {
             stage_concurrency,
             gc,
             gc_interval,
+            complete_indexes: s.require_complete_indexes.unwrap_or(false),
             access,
             listen,
             storage,

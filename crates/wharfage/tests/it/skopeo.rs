@@ -80,6 +80,26 @@ impl Skopeo {
         ]);
     }
 
+    /// `skopeo --override-arch ARCH copy SRC DST`: what a client of linux/ARCH pulls (one
+    /// image, the index left behind), digests preserved.
+    #[track_caller]
+    pub(crate) fn copy_platform(&self, src: &str, dst: &str, arch: &str) {
+        self.ok(&[
+            "--override-os",
+            "linux",
+            "--override-arch",
+            arch,
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-no-creds",
+            "--dest-no-creds",
+            src,
+            dst,
+        ]);
+    }
+
     /// `skopeo inspect [EXTRA...] docker://IMAGE`; the output whatever the exit status.
     pub(crate) fn inspect(&self, image: &str, extra: &[&str]) -> Output {
         let mut args = vec!["inspect", "--tls-verify=false", "--no-creds"];

@@ -37,18 +37,41 @@ async fn descriptor_size_must_match_the_blob(backend: Backend) {
 }
 both_backends!(descriptor_size_must_match_the_blob);
 
-async fn index_naming_a_missing_child_is_refused(backend: Backend) {
+/// By default an index may name children the repository lacks (a sparse index, which the
+/// spec allows): it is stored and served as pushed, its absent children are unknown, and a
+/// child that is present must still have the size the index states.
+async fn sparse_index_is_accepted(backend: Backend) {
     let r = Registry::start(backend).await;
     let pushed = r.push_image("idx", None, 6).await;
-    let missing = Image::new(7, 1);
+    let absent = Image::new(7, 1);
+    let index = oci_index(vec![pushed.descriptor(), absent.descriptor()], json!({}));
+    let d = r.push_manifest("idx", "sparse", OCI_INDEX, &index).await;
+    expect_manifest(&r, "idx", "sparse", OCI_INDEX, &index, &d).await;
+    expect_error(r.get(&format!("/v2/idx/manifests/{}", absent.digest)).await, 404, "MANIFEST_UNKNOWN").await;
+    // Only children: an image naming a blob the repository lacks is still refused.
+    let mut wrong = pushed.descriptor();
+    wrong["size"] = json!(wrong["size"].as_u64().unwrap() + 1);
+    let index = oci_index(vec![wrong, absent.descriptor()], json!({}));
+    expect_error(r.put_manifest("idx", "bad", OCI_INDEX, &index).await, 400, "MANIFEST_INVALID").await;
+}
+both_backends!(sparse_index_is_accepted);
+
+/// With `--require-complete-indexes`, every child must be a manifest of the repository.
+async fn index_naming_a_missing_child_is_refused_when_complete_indexes_are_required(backend: Backend) {
+    let r = Registry::start_configured(backend, |s| s.complete_indexes = true).await;
+    let pushed = r.push_image("idx", None, 6).await;
+    let missing = Image::new(7, 2);
     let index = oci_index(vec![pushed.descriptor(), missing.descriptor()], json!({}));
     expect_error(r.put_manifest("idx", "all", OCI_INDEX, &index).await, 400, "MANIFEST_BLOB_UNKNOWN").await;
     expect_error(r.get("/v2/idx/manifests/all").await, 404, "MANIFEST_UNKNOWN").await;
     // A child manifest that exists only in another repository is missing here too.
     r.push_image("other", None, 7).await;
     expect_error(r.put_manifest("idx", "all", OCI_INDEX, &index).await, 400, "MANIFEST_BLOB_UNKNOWN").await;
+    r.push_image("idx", None, 7).await;
+    let d = r.push_manifest("idx", "all", OCI_INDEX, &index).await;
+    expect_manifest(&r, "idx", "all", OCI_INDEX, &index, &d).await;
 }
-both_backends!(index_naming_a_missing_child_is_refused);
+both_backends!(index_naming_a_missing_child_is_refused_when_complete_indexes_are_required);
 
 async fn nested_and_empty_indexes(backend: Backend) {
     let r = Registry::start(backend).await;

@@ -113,6 +113,21 @@ impl Wharf {
         skopeo.copy_all(&format!("docker://{image}"), &oci_ref(&dir, "pulled"));
         read_blobs(&dir)
     }
+
+    /// Pulls `image` as a client of linux/`arch` does (from an index, that platform's image
+    /// only); its blobs, each checked against its name.
+    #[track_caller]
+    pub(crate) fn pull_platform(
+        &self,
+        skopeo: &Skopeo,
+        image: &str,
+        arch: &str,
+        name: &str,
+    ) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let dir = self.scratch(name);
+        skopeo.copy_platform(&format!("docker://{image}"), &oci_ref(&dir, "pulled"), arch);
+        read_blobs(&dir)
+    }
 }
 
 /// `--insecure-registry HOST` for each host.

@@ -9,7 +9,7 @@ use server::mgmt::types::StagingView;
 
 use super::images::{expected_metadata, image, index, layer, total_size};
 use super::upstream::{Mode, Upstream};
-use super::{error_message, layout, Wharf};
+use super::{error_message, insecure, layout, Wharf};
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::skopeo::Skopeo;
 
@@ -170,11 +170,18 @@ fn concurrent_stagings_download_each_shared_blob_once() {
     }
 }
 
+/// One platform of an index is staged as a *sparse* index: the index's own bytes pinned by
+/// its upstream digest (what the user deployed, signed and scanned) with that platform's
+/// image beside it and the other children absent by design. A client of the platform pulls
+/// its image through the index; the absent child is `MANIFEST_UNKNOWN`; fsck is clean; a
+/// collection keeps exactly what the pinned images need.
 #[test]
 fn multi_arch_index_stages_one_platform_or_all() {
     let skopeo = Skopeo::new();
     let up = Upstream::start(Mode::Anonymous);
-    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut args = insecure(&[up.host()]);
+    args.extend(["--gc-grace".to_string(), "0s".to_string(), "--gc-protect-window".into(), "1s".into()]);
+    let wharf = Wharf::start(&args);
     let mut l = layout(&wharf.scratch("src"));
     let mut rng = Rng::new(304);
     let mut per_arch = Vec::new();
@@ -190,7 +197,9 @@ fn multi_arch_index_stages_one_platform_or_all() {
     let source = format!("{}/tools/multi:multi", up.host());
 
     let r = wharf.stage_ok(&source, "multi-arm", json!({ "platform": "linux/arm64" }));
-    assert_eq!(r.record.digest.to_string(), arm.digest, "the arm64 manifest is pinned, not the index");
+    assert_eq!(r.record.digest.to_string(), idx.digest, "the upstream's index digest is pinned");
+    assert_eq!(r.record.media_type, OCI_INDEX);
+    assert_eq!(r.record.platforms, ["linux/arm64/v8"], "the platforms present");
     assert_eq!(r.record.metadata, expected_metadata("arm64"));
     assert_eq!(r.record.blobs_downloaded, 3, "{r:?}");
     for d in &arm.blob_digests()[1..] {
@@ -199,12 +208,27 @@ fn multi_arch_index_stages_one_platform_or_all() {
     for d in &amd.blob_digests()[1..] {
         assert_eq!(up.blob_gets(d), 0, "an amd64 blob {d} was downloaded for an arm64 staging");
     }
-    let pulled = wharf.pull(&skopeo, &r.image, "arm");
-    assert_same_blobs(&subset(&l.blobs, &arm.blob_digests()), &pulled, "the arm64 image");
+    assert_eq!(skopeo.inspect_raw(&r.image), idx.manifest, "the index, byte for byte");
+    let pulled = wharf.pull_platform(&skopeo, &r.image, "arm64", "arm");
+    assert_same_blobs(&subset(&l.blobs, &arm.blob_digests()), &pulled, "the arm64 image through the sparse index");
+    let absent = wharf.http.get(&format!("/v2/apps/multi-arm/manifests/{}", amd.digest)).expect(404, "the absent amd64 child");
+    error_message(&absent, "MANIFEST_UNKNOWN");
+    let refused = skopeo.run(&[
+        "--override-os",
+        "linux",
+        "--override-arch",
+        "amd64",
+        "inspect",
+        "--tls-verify=false",
+        "--no-creds",
+        &format!("docker://{}", r.image),
+    ]);
+    assert!(!refused.status.success(), "an amd64 client finds no image in the arm64 staging");
 
     let r = wharf.stage_ok(&source, "multi-all", json!({ "platform": "all" }));
     assert_eq!(r.record.digest.to_string(), idx.digest, "\"all\" pins the whole index");
     assert_eq!(r.record.media_type, OCI_INDEX);
+    assert_eq!(r.record.platforms, ["linux/amd64", "linux/arm64/v8"]);
     assert_eq!(r.record.metadata, expected_metadata("amd64"), "an index's metadata is its linux/amd64 image's");
     assert_eq!((r.record.blobs_downloaded, r.record.blobs_reused), (3, 3), "only the amd64 blobs are new: {r:?}");
     let pulled = wharf.pull(&skopeo, &r.image, "all");
@@ -216,16 +240,41 @@ fn multi_arch_index_stages_one_platform_or_all() {
 
     // The default platform is linux/amd64; everything is stored by now.
     let r = wharf.stage_ok(&source, "multi-amd", json!({}));
-    assert_eq!(r.record.digest.to_string(), amd.digest);
+    assert_eq!(r.record.digest.to_string(), idx.digest);
+    assert_eq!(r.record.platforms, ["linux/amd64"]);
     assert_eq!((r.record.blobs_downloaded, r.record.blobs_reused), (0, 3), "{r:?}");
     for d in l.blobs.keys().filter(|d| **d != idx.digest && **d != amd.digest && **d != arm.digest) {
         assert_eq!(up.blob_gets(d), 1, "{d} over the three stagings");
     }
+    let pulled = wharf.pull_platform(&skopeo, &r.image, "amd64", "amd");
+    assert_same_blobs(&subset(&l.blobs, &amd.blob_digests()), &pulled, "the amd64 image through the sparse index");
 
     let r = wharf.stage(&source, "multi-s390x", json!({ "platform": "linux/s390x" })).expect(404, "a platform the index lacks");
     let message = error_message(&r, "NOT_FOUND");
     assert!(message.contains("linux/s390x") && message.contains("linux/arm64/v8") && message.contains("linux/amd64"), "{message}");
     wharf.app("multi-s390x").expect(404, "no staging for a failed app");
+
+    // With only the arm64 staging left, a collection keeps exactly the index and the arm64
+    // image, and fsck counts the absent child as absent by design, not as missing data.
+    for app in ["multi-all", "multi-amd"] {
+        wharf.http.send("DELETE", &format!("/api/v1/apps/{app}"), &[], Vec::new()).expect(200, "unpin");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    wharf.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc");
+    let kept: Vec<String> = crate::gc::blob_files(&wharf.root).into_keys().collect();
+    let mut want: Vec<String> = vec![idx.digest.clone()];
+    want.extend(arm.blob_digests());
+    want.sort();
+    assert_eq!(kept, want, "what the sparse index needs, nothing more");
+    let mut cmd = crate::harness::wharfage(&wharf.scratch("."));
+    cmd.args(["fsck", "--json", "--root"]).arg(&wharf.root);
+    let out = crate::harness::run(cmd, std::time::Duration::from_secs(60));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["problems"], json!([]), "{report}");
+    assert_eq!(report["absent_children"], 1, "{report}");
+    let pulled = wharf.pull_platform(&skopeo, &format!("{}/apps/multi-arm@{}", wharf.host(), idx.digest), "arm64", "arm-again");
+    assert_same_blobs(&subset(&l.blobs, &arm.blob_digests()), &pulled, "the arm64 image after the collection");
 }
 
 #[test]
@@ -270,8 +319,11 @@ fn docker_schema2_manifest_list_and_images() {
     assert_eq!(skopeo.inspect_raw(&child), skopeo.inspect_raw(&format!("{}/docker/multi@{arm_digest}", up.host())));
 
     let r = wharf.stage_ok(&upstream_ref, "docker-arm", json!({ "platform": "linux/arm64/v8" }));
-    assert_eq!(r.record.digest.to_string(), arm_digest);
-    assert_eq!(r.record.media_type, DOCKER_MANIFEST);
+    assert_eq!(r.record.digest.to_string(), crate::fixtures::sha256(&list_bytes), "the manifest list's digest is pinned");
+    assert_eq!(r.record.media_type, DOCKER_LIST);
+    assert_eq!(r.record.platforms, ["linux/arm64/v8"]);
+    let child = wharf.http.get(&format!("/v2/apps/docker-arm/manifests/{arm_digest}")).expect(200, "the arm64 child");
+    assert_eq!(child.header("content-type"), Some(DOCKER_MANIFEST), "the child under its own media type");
     assert_eq!(r.record.metadata, expected_metadata("arm64"));
     assert_eq!((r.record.blobs_downloaded, r.record.blobs_reused), (0, 2), "{r:?}");
 
