@@ -62,6 +62,20 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// How the referrers API lists this manifest (stored as `digest`, `size` bytes long): its
+    /// media type, artifact type and annotations.
+    pub fn referrer_descriptor(&self, digest: &Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: digest.clone(),
+            size,
+            artifact_type: self.artifact_type.clone(),
+            urls: Vec::new(),
+            annotations: self.annotations.clone(),
+            platform: None,
+        }
+    }
+
     /// Parses manifest bytes pushed with `content_type` (the request's `Content-Type`, if any).
     /// The body's `mediaType`, when present, must agree with the header.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ParseError> {

@@ -17,4 +17,6 @@ pub enum Event {
     BlobDone { digest: Digest, size: u64 },
     /// A blob was already stored (or downloaded by a concurrent staging).
     BlobReused { digest: Digest, size: u64 },
+    /// Something the staging left out without failing (referrers it could not copy).
+    Warning { message: String },
 }

@@ -10,6 +10,7 @@
 mod error;
 mod events;
 mod platform;
+mod referrers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use upstream::{Credentials, Fetched, Session};
 pub use error::StageError;
 pub use events::Event;
 pub use platform::Platform;
+pub use referrers::ReferrersPolicy;
 
 /// What to stage.
 #[derive(Debug)]
@@ -32,6 +34,8 @@ pub struct StageRequest {
     pub source: ImageRef,
     pub app: AppId,
     pub platform: Platform,
+    /// Whether signatures, SBOMs and attestations of the pinned image come along.
+    pub referrers: ReferrersPolicy,
     /// Used for this staging only, then dropped (and zeroised).
     pub credentials: Option<Credentials>,
 }
@@ -48,6 +52,16 @@ struct Plan {
     wanted: Vec<Digest>,
     bytes_reused: u64,
     blobs_reused: u64,
+}
+
+/// What [`Stager::copy_referrers`] copied, and what it had to leave out.
+#[derive(Default)]
+struct CopiedReferrers {
+    referrers: Vec<referrers::Referrer>,
+    /// Their blobs (`None` when nothing was copied).
+    plan: Option<Plan>,
+    downloaded: Vec<u64>,
+    warnings: Vec<String>,
 }
 
 /// Parallel blob downloads per staging unless configured otherwise.
@@ -100,10 +114,11 @@ impl Stager {
     pub async fn stage(&self, req: StageRequest, events: Option<mpsc::Sender<Event>>) -> Result<StagingRecord, StageError> {
         let started = Instant::now();
         let progress = Progress(events);
-        let session = self.inner.upstream.session(&req.source, req.credentials)?;
+        let mut req = req;
+        let session = self.inner.upstream.session(&req.source, req.credentials.take())?;
         let mut pause = Duration::from_millis(500);
         loop {
-            match self.stage_once(&req.source, &req.app, &req.platform, &session, &progress, started).await {
+            match self.stage_once(&req, &session, &progress, started).await {
                 Err(e) if e.is_gc_race() && pause <= Duration::from_secs(4) => {
                     tracing::info!(app = %req.app, source = %req.source, error = %e, retry_in = ?pause, "staging lost a race with garbage collection");
                     tokio::time::sleep(pause).await;
@@ -116,27 +131,36 @@ impl Stager {
 
     async fn stage_once(
         &self,
-        image: &ImageRef,
-        app: &AppId,
-        platform: &Platform,
-        session: &upstream::Session,
+        req: &StageRequest,
+        session: &Session,
         progress: &Progress,
         started: Instant,
     ) -> Result<StagingRecord, StageError> {
-        let source = image.to_string();
+        let source = req.source.to_string();
         let store = &self.inner.store;
-        let (pinned, images) = self.resolve(image, platform, session).await?;
-        let mut plan = self.plan(&pinned, &images, progress).await?;
-        let downloaded = self.copy(session, &mut plan, progress).await?;
-        let Plan { blobs, bytes_reused, blobs_reused, .. } = plan;
+        let (pinned, images) = self.resolve(&req.source, &req.platform, session).await?;
+        let mut manifests = vec![&pinned];
+        manifests.extend(images.iter());
+        let mut plan = self.plan(&manifests, progress).await?;
+        progress
+            .send(Event::Planned { digest: pinned.digest.clone(), download: plan.missing.len() as u64, reuse: plan.blobs_reused })
+            .await;
+        let mut downloaded = self.copy(session, &mut plan, progress).await?;
+        let mut subjects = vec![pinned.digest.clone()];
+        subjects.extend(images.iter().map(|i| i.digest.clone()).filter(|d| *d != pinned.digest));
+        let copied = self.copy_referrers(session, &subjects, req.referrers, progress).await?;
+        downloaded.extend(copied.downloaded);
+        for w in &copied.warnings {
+            progress.send(Event::Warning { message: w.clone() }).await;
+        }
 
         // Run metadata before anything is linked: a config it cannot read fails the staging,
         // which must then leave nothing of the app visible.
         let metadata = self.metadata(&images, &source).await?;
 
-        // Commit: links, manifests (children first), record.
-        let repo = app.repository();
-        for d in blobs.keys() {
+        // Commit: links, manifests (children first), referrers, record.
+        let repo = req.app.repository();
+        for d in plan.blobs.keys().chain(copied.plan.iter().flat_map(|p| p.blobs.keys())) {
             store.link_blob(&repo, d).await?;
         }
         for img in &images {
@@ -145,10 +169,19 @@ impl Stager {
             }
         }
         store.put_manifest(&repo, &pinned.digest, &pinned.media_type, pinned.bytes.clone(), None).await?;
+        for r in &copied.referrers {
+            let f = &r.fetched;
+            store.put_manifest(&repo, &f.digest, &f.media_type, f.bytes.clone(), Some((&r.subject, &r.descriptor))).await?;
+        }
+        let (mut bytes_reused, mut blobs_reused) = (plan.bytes_reused, plan.blobs_reused);
+        if let Some(p) = &copied.plan {
+            bytes_reused += p.bytes_reused;
+            blobs_reused += p.blobs_reused;
+        }
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let staging_id = store::StagingId::new(now_ms);
         let record = StagingRecord {
-            app: app.clone(),
+            app: req.app.clone(),
             staging_id,
             source,
             repository: repo.to_string(),
@@ -156,6 +189,8 @@ impl Stager {
             media_type: pinned.media_type.clone(),
             platforms: Self::platforms(&pinned, &images),
             metadata,
+            referrers: copied.referrers.len() as u64,
+            warnings: copied.warnings,
             bytes_downloaded: downloaded.iter().sum(),
             bytes_reused,
             blobs_downloaded: downloaded.len() as u64,
@@ -165,8 +200,50 @@ impl Stager {
         };
         store.record_staging(&record).await?;
         tracing::info!(app = %record.app, digest = %record.digest, downloaded = record.bytes_downloaded,
-            reused = record.bytes_reused, seconds = record.seconds, "staged");
+            reused = record.bytes_reused, referrers = record.referrers, seconds = record.seconds, "staged");
         Ok(record)
+    }
+
+    /// Finds the referrers of `subjects` and copies them (manifests and blobs, not yet
+    /// linked). Under [`ReferrersPolicy::Copy`] a failure becomes a warning and what it
+    /// concerns is left out; a lost race with garbage collection always fails, to be retried.
+    async fn copy_referrers(
+        &self,
+        session: &Session,
+        subjects: &[Digest],
+        policy: ReferrersPolicy,
+        progress: &Progress,
+    ) -> Result<CopiedReferrers, StageError> {
+        let mut out = CopiedReferrers::default();
+        if policy == ReferrersPolicy::Skip {
+            return Ok(out);
+        }
+        let tolerated = |e: StageError, out: &mut CopiedReferrers| {
+            if policy == ReferrersPolicy::Require || e.is_gc_race() {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "referrers left out of a staging");
+            out.warnings.push(format!("referrers left out: {e}"));
+            Ok(())
+        };
+        let (found, failures) = self.find_referrers(session, subjects).await;
+        for e in failures {
+            tolerated(e, &mut out)?;
+        }
+        if found.is_empty() {
+            return Ok(out);
+        }
+        let manifests: Vec<&Fetched> = found.iter().map(|r| &r.fetched).collect();
+        let mut plan = self.plan(&manifests, progress).await?;
+        match self.copy(session, &mut plan, progress).await {
+            Ok(downloaded) => {
+                out.downloaded = downloaded;
+                out.plan = Some(plan);
+                out.referrers = found;
+            }
+            Err(e) => tolerated(e, &mut out)?,
+        }
+        Ok(out)
     }
 
     /// Resolve: the top manifest, then the platform's manifest(s) of an index. Returns the
@@ -204,13 +281,13 @@ impl Stager {
         pinned.manifest.manifests.iter().filter(|d| images.iter().any(|i| i.digest == d.digest)).map(platform::describe).collect()
     }
 
-    /// Plan: every blob the images need, minus what the store holds (protected first, so a
-    /// concurrent garbage collection cannot remove what is reused).
-    async fn plan(&self, pinned: &Fetched, images: &[Fetched], progress: &Progress) -> Result<Plan, StageError> {
+    /// Plan: every blob the manifests need, minus what the store holds (protected first, so
+    /// a concurrent garbage collection cannot remove what is reused).
+    async fn plan(&self, manifests: &[&Fetched], progress: &Progress) -> Result<Plan, StageError> {
         let store = &self.inner.store;
         let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
-        for img in images {
-            for d in img.manifest.required_blobs() {
+        for m in manifests {
+            for d in m.manifest.required_blobs() {
                 blobs.entry(d.digest.clone()).or_insert_with(|| d.clone());
             }
         }
@@ -218,8 +295,7 @@ impl Stager {
         let (mut bytes_reused, mut blobs_reused) = (0u64, 0u64);
         // Protected first, so a concurrent garbage collection cannot remove what we reuse.
         let mut wanted: Vec<Digest> = blobs.keys().cloned().collect();
-        wanted.extend(images.iter().map(|i| i.digest.clone()));
-        wanted.push(pinned.digest.clone());
+        wanted.extend(manifests.iter().map(|m| m.digest.clone()));
         store.protect(&wanted).await?;
         for d in blobs.values() {
             if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
@@ -230,8 +306,6 @@ impl Stager {
                 missing.push(d.clone());
             }
         }
-        progress.send(Event::Planned { digest: pinned.digest.clone(), download: missing.len() as u64, reuse: blobs_reused }).await;
-
         Ok(Plan { blobs, missing, wanted, bytes_reused, blobs_reused })
     }
 

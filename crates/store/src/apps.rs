@@ -76,6 +76,13 @@ pub struct StagingRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
     pub metadata: RunMetadata,
+    /// Signatures, SBOMs and attestations copied with the image (listed by the referrers API
+    /// of the app's repository).
+    #[serde(default)]
+    pub referrers: u64,
+    /// What the staging left out without failing (referrers it could not copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub bytes_downloaded: u64,
     pub bytes_reused: u64,
     pub blobs_downloaded: u64,

@@ -8,7 +8,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use oci::media;
-use oci::{Digest, Manifest, Reference};
+use oci::{Descriptor, Digest, Manifest, Reference};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use zeroize::Zeroizing;
@@ -314,5 +314,36 @@ impl Session {
             }
         })?;
         Ok(Fetched { digest, media_type: manifest.media_type.clone(), bytes: Bytes::from(bytes), manifest })
+    }
+
+    /// The manifests whose `subject` is `subject`, from the registry's referrers API. `None`
+    /// when the registry has no such API (it answers 404, or another client error, or
+    /// something that is not an image index): the caller then falls back to the tag schema.
+    pub async fn referrers(&self, subject: &Digest) -> Result<Option<Vec<Descriptor>>, UpstreamError> {
+        let what = format!("referrers of {}@{subject}", self.repository);
+        let mut accept = HeaderMap::new();
+        accept.insert(ACCEPT, HeaderValue::from_static(media::OCI_INDEX));
+        let resp = match self.send(Method::GET, &format!("{}/referrers/{subject}", self.base), accept, &what).await {
+            Ok(r) => r,
+            Err(UpstreamError::NotFound { .. }) => return Ok(None),
+            Err(UpstreamError::Status { status, .. }) if (400..500).contains(&status) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if !content_type.starts_with(media::OCI_INDEX) {
+            return Ok(None);
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(UpstreamError::Protocol {
+                registry: self.registry.clone(),
+                what,
+                detail: "referrers list larger than 4 MiB".into(),
+            });
+        }
+        match Manifest::parse(&bytes, Some(media::OCI_INDEX)) {
+            Ok(index) => Ok(Some(index.manifests)),
+            Err(_) => Ok(None),
+        }
     }
 }

@@ -41,6 +41,10 @@ enum Command {
         /// Platform to pin from a multi-arch image (`os/arch[/variant]`), or `all` [default: linux/amd64]
         #[arg(long)]
         platform: Option<String>,
+        /// Signatures, SBOMs and attestations of the image: `copy` what is found (a failure
+        /// is a warning), `require` it, or `skip` it [default: copy]
+        #[arg(long, value_parser = stage::ReferrersPolicy::parse)]
+        referrers: Option<stage::ReferrersPolicy>,
         /// Print the API's result object as JSON on stdout, and nothing else there
         #[arg(long, conflicts_with_all = ["k8s_secret", "docker_config"])]
         json: bool,
@@ -133,14 +137,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => config::ServeConfig::load(*args).and_then(serve::run),
-        Command::Stage { source, app, server, username, password_stdin, platform, json, k8s_secret, docker_config } => {
+        Command::Stage { source, app, server, username, password_stdin, platform, referrers, json, k8s_secret, docker_config } => {
             let output = match (json, k8s_secret, docker_config) {
                 (true, _, _) => remote::Output::Json,
                 (_, Some(name), _) => remote::Output::K8sSecret(name),
                 (_, None, true) => remote::Output::DockerConfig,
                 _ => remote::Output::Text,
             };
-            remote::stage(remote::StageArgs { server, source, app, platform, username, password_stdin, output })
+            remote::stage(remote::StageArgs { server, source, app, platform, referrers, username, password_stdin, output })
         }
         Command::Apps { action: None, app, server, json } => remote::apps(&server, app.as_deref(), json),
         Command::Apps { action: Some(AppsAction::Rm { app }), server, .. } => remote::remove_app(&server, &app),

@@ -78,6 +78,7 @@ pub(crate) struct StageArgs {
     pub source: String,
     pub app: String,
     pub platform: Option<String>,
+    pub referrers: Option<stage::ReferrersPolicy>,
     pub username: Option<String>,
     pub password_stdin: bool,
     pub output: Output,
@@ -113,7 +114,13 @@ pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
         (None, None) => None,
         _ => return Err(CliError::Config("--username and --password-stdin go together".into())),
     };
-    let request = StagingRequest { source: args.source.clone(), app: args.app.clone(), platform: args.platform.clone(), credentials };
+    let request = StagingRequest {
+        source: args.source.clone(),
+        app: args.app.clone(),
+        platform: args.platform.clone(),
+        referrers: args.referrers,
+        credentials,
+    };
     let body = Zeroizing::new(serde_json::to_string(&request).map_err(|e| CliError::Remote(format!("encoding the request: {e}")))?);
     drop(request);
     let url = format!("{}/api/v1/stagings", args.server.trim_end_matches('/'));
@@ -190,6 +197,15 @@ fn print_result(r: &StagingView) {
         rec.blobs_reused,
         rec.seconds
     );
+    if !rec.platforms.is_empty() {
+        let _ = writeln!(out, "platforms   {} (of the pinned index)", rec.platforms.join(" "));
+    }
+    if rec.referrers > 0 {
+        let _ = writeln!(out, "referrers   {} (signatures, SBOMs, attestations)", rec.referrers);
+    }
+    for w in &rec.warnings {
+        let _ = writeln!(out, "warning     {w}");
+    }
     let m = &rec.metadata;
     let _ = writeln!(out, "entrypoint  {}", m.entrypoint.join(" "));
     let _ = writeln!(out, "cmd         {}", m.cmd.join(" "));
@@ -245,6 +261,9 @@ impl Bars {
                 b.set_length(*size);
                 b.set_position(*size);
                 b.finish_with_message("already stored");
+            }
+            StagingProgress::Warning { message } => {
+                let _ = self.multi.println(format!("warning: {message}"));
             }
         }
     }

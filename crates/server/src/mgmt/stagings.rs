@@ -37,6 +37,7 @@ fn parse(body: Bytes) -> Result<StageRequest, MgmtError> {
             Some(p) => Platform::parse(p).map_err(MgmtError::bad_request)?,
             None => Platform::default(),
         },
+        referrers: req.referrers.unwrap_or_default(),
         credentials,
     })
 }

@@ -23,6 +23,10 @@ pub struct StagingRequest {
     /// `os/arch[/variant]`, or `all` to keep every platform of an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Signatures, SBOMs and attestations of the image: `copy` them when found (the
+    /// default; a failure becomes a warning), `require` them to be copied, or `skip` them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<stage::ReferrersPolicy>,
     /// For this staging only: never stored, never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<UpstreamCredentials>,

@@ -77,18 +77,7 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req,
         }
     };
     check_references(store, repo, &manifest, complete_indexes).await?;
-    let referrer = manifest.subject.as_ref().map(|s| {
-        let desc = Descriptor {
-            media_type: manifest.media_type.clone(),
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            artifact_type: manifest.artifact_type.clone(),
-            urls: Vec::new(),
-            annotations: manifest.annotations.clone(),
-            platform: None,
-        };
-        (s.digest.clone(), desc)
-    });
+    let referrer = manifest.subject.as_ref().map(|s| (s.digest.clone(), manifest.referrer_descriptor(&digest, bytes.len() as u64)));
     store.put_manifest(repo, &digest, &manifest.media_type, bytes, referrer.as_ref().map(|(s, d)| (s, d))).await?;
     for t in &tags {
         store.set_tag(repo, t, &digest).await?;

@@ -74,10 +74,10 @@ fn ndjson_progress_stream() {
     assert!(last.message.contains("missing"), "{last:?}");
 }
 
-/// The blob a progress event is about (`None` for the plan).
+/// The blob a progress event is about (`None` for the plan and warnings).
 fn blob_of(e: &StagingProgress) -> Option<&oci::Digest> {
     match e {
-        StagingProgress::Planned { .. } => None,
+        StagingProgress::Planned { .. } | StagingProgress::Warning { .. } => None,
         StagingProgress::BlobStarted { digest, .. }
         | StagingProgress::BlobProgress { digest, .. }
         | StagingProgress::BlobDone { digest, .. }
@@ -93,6 +93,7 @@ fn kind(e: &StagingProgress) -> &'static str {
         StagingProgress::BlobProgress { .. } => "blob_progress",
         StagingProgress::BlobDone { .. } => "blob_done",
         StagingProgress::BlobReused { .. } => "blob_reused",
+        StagingProgress::Warning { .. } => "warning",
     }
 }
 
