@@ -1,5 +1,7 @@
 //! The platform's view, end to end, with real engines: an app's image is built with docker,
-//! pushed to a private upstream (Debian's docker-registry, htpasswd over TLS), staged once
+//! pushed to a private upstream (Debian's docker-registry, htpasswd over TLS) as the amd64
+//! image of a multi-arch manifest list, staged once (the list's digest pinned, its arm64
+//! child absent by design)
 //! through the management API with the user's credentials, and then started by docker,
 //! podman and containerd from wharfage alone, with the pull credentials only, after the
 //! upstream's tag has moved and the upstream has gone away. Then a cell loses its image
@@ -14,6 +16,7 @@ use testkit::free_ports;
 
 use crate::access::{pw, Cred, Https, Secured};
 use crate::engines::{text, Containerd, Dockerd, Podman};
+use crate::fixtures::sha256;
 use crate::s3::S3Store;
 use crate::staging::upstream::{Mode, Upstream, PASSWORD, USER};
 
@@ -62,6 +65,47 @@ fn answers(port: u16, want: &str) {
     }
 }
 
+/// Makes `repo:tag` on the upstream a Docker manifest list of `amd64` (a manifest docker
+/// pushed, `amd64_size` bytes long) and an arm64 image of its own; the list's digest and
+/// the arm64 manifest's.
+fn multi_arch(upstream: &Https, repo: &str, tag: &str, amd64: &str, amd64_size: u64) -> (String, String) {
+    let cred = || Cred::Basic(USER, PASSWORD);
+    let config = br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config_digest = sha256(&config);
+    let started = upstream.send("POST", &format!("/v2/{repo}/blobs/uploads/"), cred(), None);
+    assert_eq!(started.status, 202, "start an upload: {}", String::from_utf8_lossy(&started.body));
+    let location = started.header("location");
+    let path = &location[location.find("/v2/").unwrap()..];
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let done =
+        upstream.send("PUT", &format!("{path}{sep}digest={config_digest}"), cred(), Some(("application/octet-stream", config.clone())));
+    assert_eq!(done.status, 201, "finish the upload: {}", String::from_utf8_lossy(&done.body));
+    let docker_manifest = "application/vnd.docker.distribution.manifest.v2+json";
+    let arm = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": docker_manifest,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [],
+    }))
+    .unwrap();
+    let arm_digest = sha256(&arm);
+    let put = |reference: &str, media_type: &str, body: &[u8]| {
+        let a = upstream.send("PUT", &format!("/v2/{repo}/manifests/{reference}"), cred(), Some((media_type, body.to_vec())));
+        assert_eq!(a.status, 201, "push {reference}: {}", String::from_utf8_lossy(&a.body));
+    };
+    put(&arm_digest, docker_manifest, &arm);
+    let list_type = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": list_type,
+        "manifests": [
+            {"mediaType": docker_manifest, "digest": amd64, "size": amd64_size, "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": docker_manifest, "digest": arm_digest, "size": arm.len(), "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    put(tag, list_type, &list);
+    (sha256(&list), arm_digest)
+}
+
 /// The blobs of a manifest stored in wharfage (config and layers), read as an admin.
 fn blobs_of(s: &Secured, repo: &str, digest: &str) -> Vec<String> {
     let a = s.https().get(&format!("/v2/{repo}/manifests/{digest}"), Cred::Basic("root", pw("root")));
@@ -99,12 +143,21 @@ fn scenario(s3: Option<&S3Store<'_>>) {
     ok("docker build v1", docker.docker(&["build", "-t", &source, &work.path().join("v1").to_string_lossy()]));
     ok("docker login upstream", docker.docker(&["login", "-u", USER, "-p", PASSWORD, &upstream.host()]));
     let pushed = ok("docker push v1", docker.docker(&["push", &source]));
-    let v1_digest = pushed.split_whitespace().find(|w| w.starts_with("sha256:")).expect("docker push prints the digest").to_string();
+    // "v1: digest: sha256:… size: N"
+    let words: Vec<&str> = pushed.split_whitespace().collect();
+    let at = words.iter().position(|w| w.starts_with("sha256:")).expect("docker push prints the digest");
+    let v1_amd64 = words[at].to_string();
+    let amd64_size: u64 = words[at + 2].parse().expect("docker push prints the size");
+    let up_https = Https::new(&upstream_ca, &format!("https://{}", upstream.host()));
+    let (v1_digest, arm_digest) = multi_arch(&up_https, "team/app", "v1", &v1_amd64, amd64_size);
 
     // 3. Stage it as a platform's stager would, with the user's upstream credentials.
     let (web, web_creds) = s.stage(&source, "web", (USER, PASSWORD));
-    assert_eq!(web.record.digest.to_string(), v1_digest, "pinned by the upstream's digest");
+    assert_eq!(web.record.digest.to_string(), v1_digest, "pinned by the upstream's digest, the manifest list's");
+    assert_eq!(web.record.platforms, ["linux/amd64"], "the list is sparse: only the amd64 image is staged");
     assert_eq!(web.image, format!("{host}/apps/web@{v1_digest}"));
+    let absent = s.https().get(&format!("/v2/apps/web/manifests/{arm_digest}"), Cred::Basic("root", pw("root")));
+    assert_eq!((absent.status, absent.code()), (404, "MANIFEST_UNKNOWN".to_string()), "the arm64 child is absent by design");
     let m = &web.record.metadata;
     assert_eq!(m.entrypoint, ["/bin/busybox", "httpd", "-f", "-v"]);
     assert_eq!(m.cmd, ["-p".to_string(), lo.to_string(), "-h".into(), "/srv".into()]);
@@ -194,10 +247,10 @@ fn scenario(s3: Option<&S3Store<'_>>) {
         answers(port, "app v1");
     }
     eprintln!("platform ({backend}): upstream gone -> three instances answering in {:.1} s", gone.elapsed().as_secs_f64());
-    // Each engine runs the staged digest, not the moved tag's.
+    // Each engine runs the staged digest (the list's), not the moved tag's.
     let d = web.record.digest.to_string();
     assert!(ok("docker inspect", docker.docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &web.image])).contains(&d));
-    assert_eq!(ok("podman inspect", podman.podman(&["image", "inspect", "--format", "{{.Digest}}", &web.image])).trim(), d);
+    assert!(ok("podman inspect", podman.podman(&["image", "inspect", "--format", "{{json .RepoDigests}}", &web.image])).contains(&d));
     assert!(ok("ctr images ls", ctrd.ctr(&["images", "ls"])).lines().any(|l| l.starts_with(&web.image) && l.contains(&d)));
 
     // 6. A cell that lost its image cache pulls again from wharfage and serves.
@@ -208,7 +261,7 @@ fn scenario(s3: Option<&S3Store<'_>>) {
 
     // 7. Unpinned and collected: the next pull is refused and the bytes are gone; the app
     // that shares the base layer still starts.
-    let web_blobs = blobs_of(&s, "apps/web", &d);
+    let web_blobs = blobs_of(&s, "apps/web", &v1_amd64);
     let other_blobs = blobs_of(&s, "apps/other", &other.record.digest.to_string());
     let shared: Vec<&String> = web_blobs.iter().filter(|b| other_blobs.contains(b)).collect();
     let own: Vec<&String> = web_blobs.iter().filter(|b| !other_blobs.contains(b)).collect();
