@@ -2,18 +2,20 @@
 //! blob readable through a repository.
 
 use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt};
 use oci::{Digest, RepoName};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::{keys, ByteStream, Result, Store, StoreError};
 
-/// Read buffer for streaming blobs off the local disk: large enough for full-speed loopback
-/// transfers, small enough that 8 parallel pulls stay within a few MiB.
-const FILE_READ_BUF: usize = 256 << 10;
+/// How much of a local blob file one response frame maps: large enough that mapping costs
+/// nothing beside the transfer, small enough that 8 parallel pulls hold a few dozen MiB of
+/// mappings (each unmapped once the connection has written it).
+const FILE_CHUNK: u64 = 4 << 20;
 
 /// A blob (or a range of it) ready to stream to a client.
 pub struct BlobBody {
@@ -143,14 +145,48 @@ impl Store {
     }
 }
 
-/// Streams a byte range of a local file with a large buffer.
+/// Streams a byte range of a local file as mapped chunks of the page cache: the bytes are
+/// copied once, into the socket (or the TLS record), instead of read into a buffer first.
+/// Each chunk is mapped on the blocking pool (mapping may read from disk) and unmapped when
+/// the connection drops it, so memory stays bounded by the frames in flight.
 fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
-    futures::stream::once(async move {
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(std::io::SeekFrom::Start(range.start)).await?;
-        let reader = file.take(range.end - range.start);
-        Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(reader, FILE_READ_BUF))
+    let file = Arc::new(file);
+    let end = range.end;
+    futures::stream::try_unfold(range.start, move |pos| {
+        let file = file.clone();
+        async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let len = (end - pos).min(FILE_CHUNK);
+            let chunk = tokio::task::spawn_blocking(move || map_chunk(&file, pos, len)).await.map_err(std::io::Error::other)??;
+            Ok(Some((chunk, pos + len)))
+        }
     })
-    .try_flatten()
     .boxed()
+}
+
+/// Maps `len` bytes of `file` from `offset`, and asks the kernel to read the next chunk ahead.
+fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    // A mapping past the end of the file faults (SIGBUS) when read: refuse it instead.
+    let size = file.metadata()?.len();
+    if offset + len > size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("blob file holds {size} bytes, {} were to be sent", offset + len),
+        ));
+    }
+    // SAFETY: the mapping is read-only and blob files are never written, truncated or
+    // resized in place: every write goes to a temporary file renamed into place
+    // (`local.rs`, the blob cache's fills), and removal is an unlink, which leaves an open
+    // mapping valid. So the mapped bytes stay the verified bytes for as long as they are held.
+    let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len as usize).populate().map(file)? };
+    let next = offset + len;
+    if next < size {
+        // Readahead of the next chunk, so a cold blob streams at the disk's pace. Advice only:
+        // its result does not matter.
+        // SAFETY: a plain syscall on a file descriptor this function borrows.
+        let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), next as libc::off_t, FILE_CHUNK as libc::off_t, libc::POSIX_FADV_WILLNEED) };
+    }
+    Ok(Bytes::from_owner(map))
 }
