@@ -13,9 +13,10 @@ use oci::{Digest, RepoName};
 use crate::{keys, ByteStream, Result, Store, StoreError};
 
 /// How much of a local blob file one response frame maps: large enough that mapping costs
-/// nothing beside the transfer, small enough that 8 parallel pulls hold a few dozen MiB of
-/// mappings (each unmapped once the connection has written it).
-const FILE_CHUNK: u64 = 4 << 20;
+/// nothing beside the transfer, small enough that mapped pages barely show in the RSS of
+/// many parallel pulls (each is unmapped once the connection has written it). Measured on
+/// 8 parallel pulls: 4 MiB chunks were no faster and peaked at 52 MiB RSS, 1 MiB at 21.
+const FILE_CHUNK: u64 = 1 << 20;
 
 /// A blob (or a range of it) ready to stream to a client.
 pub struct BlobBody {
