@@ -14,6 +14,7 @@ mod interrupted;
 mod progress;
 mod proxy;
 mod public;
+mod ranged;
 pub(crate) mod upstream;
 
 use std::path::{Path, PathBuf};
