@@ -18,6 +18,9 @@ use crate::skopeo::Skopeo;
 /// The range size the tests configure: a 5.3 MB layer makes six ranges.
 const RANGE: u64 = 1 << 20;
 
+/// The first and last byte of a range, as `Range: bytes=FIRST-LAST` says.
+type Span = (u64, u64);
+
 /// An image of one big layer behind a proxy with `faults`, and a wharfage that stages with
 /// 1 MiB ranges, 4 at a time.
 struct Setup {
@@ -61,7 +64,7 @@ impl Setup {
 
     /// The big layer's GETs that reached the proxy, as the `Range` each asked for
     /// (`None`: no `Range`), in the order they arrived.
-    fn layer_gets(&self) -> Vec<Option<(u64, u64)>> {
+    fn layer_gets(&self) -> Vec<Option<Span>> {
         let path = format!("/blobs/{} ", self.digest);
         self.proxy
             .heads()
@@ -73,14 +76,14 @@ impl Setup {
 }
 
 /// The `Range: bytes=FIRST-LAST` of a request head.
-fn range_of(head: &str) -> Option<(u64, u64)> {
+fn range_of(head: &str) -> Option<Span> {
     let v = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("range: bytes=").map(str::to_string))?;
     let (first, last) = v.trim().split_once('-')?;
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
 /// The ranges that tile `size` bytes, `RANGE` each but the last.
-fn tiles(size: u64) -> Vec<(u64, u64)> {
+fn tiles(size: u64) -> Vec<Span> {
     (0..size.div_ceil(RANGE)).map(|i| (i * RANGE, ((i + 1) * RANGE).min(size) - 1)).collect()
 }
 
@@ -89,7 +92,7 @@ fn a_big_layer_is_fetched_as_parallel_ranges_that_tile_it_exactly() {
     // Every blob GET held a moment, so that ranges fetched in parallel overlap at the proxy.
     let s = Setup::start(Faults { delay_blobs: Some(Duration::from_millis(300)), ..Faults::default() }, 601);
     s.stage_and_compare("a layer staged by ranges");
-    let mut gets: Vec<(u64, u64)> = s.layer_gets().into_iter().map(|r| r.expect("every GET of the big layer is a range")).collect();
+    let mut gets: Vec<Span> = s.layer_gets().into_iter().map(|r| r.expect("every GET of the big layer is a range")).collect();
     gets.sort();
     assert_eq!(gets, tiles(s.size), "one request per range, the last ending at the layer's last byte ({} bytes)", s.size);
     assert!(s.proxy.max_concurrent_blob_gets() >= 3, "ranges in parallel: at most {} at once", s.proxy.max_concurrent_blob_gets());
@@ -112,9 +115,9 @@ fn a_range_cut_midway_is_resumed_alone_from_where_it_stopped() {
     let s = Setup::start(Faults { cut_after: Some(600_000), ..Faults::default() }, 603);
     s.stage_and_compare("a layer with a range cut midway");
     assert!(s.proxy.has_cut(), "the proxy never cut a range");
-    let gets: Vec<(u64, u64)> = s.layer_gets().into_iter().map(|r| r.expect("every GET of the big layer is a range")).collect();
+    let gets: Vec<Span> = s.layer_gets().into_iter().map(|r| r.expect("every GET of the big layer is a range")).collect();
     let tiles = tiles(s.size);
-    let (aligned, resumed): (Vec<(u64, u64)>, Vec<(u64, u64)>) = gets.iter().partition(|r| r.0 % RANGE == 0);
+    let (aligned, resumed): (Vec<Span>, Vec<Span>) = gets.iter().partition(|r| r.0 % RANGE == 0);
     let mut counts = BTreeMap::new();
     for r in &aligned {
         *counts.entry(*r).or_insert(0) += 1;
