@@ -18,13 +18,14 @@ work that is awkward in bash. Standard library only.
 For bench/stage.sh:
   benchlib.py layout DIR LAYER_MIB BASE_LAYERS
                                            write an OCI image layout with two images:
-                                           "base" (BASE_LAYERS random gzip layers) and
+                                           "base" (BASE_LAYERS random gzip layers of
+                                           LAYER_MIB MiB, or "60,40,20,8": one each) and
                                            "sibling" (the first BASE_LAYERS-1 of them and
                                            one new layer); print its figures as KEY=VALUE
   benchlib.py json-field FILE KEY...       print top-level fields of a JSON object
-  benchlib.py access-gets LOG OFFSET REPO  print "<blob GETs> <manifest GETs>" that an
-                                           Apache-format access log records for /v2/REPO/
-                                           after byte OFFSET
+  benchlib.py access-gets LOG OFFSET REPO  print "<blobs fetched> <manifest GETs>" that
+                                           an Apache-format access log records for
+                                           /v2/REPO/ after byte OFFSET
   benchlib.py stage-report RESULTS.tsv [JSON_OUT]
                                            print the staging table (and write JSON)
 """
@@ -263,14 +264,20 @@ def _image(blobs_dir, name, layers):
 
 
 def stage_layout(out_dir, layer_mib, base_layers):
-    layer_mib, base_layers = int(layer_mib), int(base_layers)
+    """LAYER_MIB is one size for BASE_LAYERS layers, or a comma-separated size per layer
+    (then BASE_LAYERS must be their count); the sibling's new layer has the last size."""
+    sizes = [int(v) << 20 for v in str(layer_mib).split(",")]
+    base_layers = int(base_layers)
+    if len(sizes) == 1:
+        sizes = sizes * base_layers
+    if len(sizes) != base_layers:
+        raise SystemExit(f"layout: {len(sizes)} layer sizes for {base_layers} layers")
     if base_layers < 2:
         raise SystemExit("layout: the base image needs at least 2 layers")
     blobs_dir = os.path.join(out_dir, "blobs", "sha256")
     os.makedirs(blobs_dir, exist_ok=True)
-    content = layer_mib << 20
-    base = [_random_layer(blobs_dir, f"base{i}", content) for i in range(base_layers)]
-    new = _random_layer(blobs_dir, "sibling", content)
+    base = [_random_layer(blobs_dir, f"base{i}", content) for i, content in enumerate(sizes)]
+    new = _random_layer(blobs_dir, "sibling", sizes[-1])
     sibling = base[:-1] + [new]
     base_manifest, base_config = _image(blobs_dir, "base", base)
     sibling_manifest, sibling_config = _image(blobs_dir, "sibling", sibling)
@@ -313,20 +320,22 @@ def json_fields(path, keys):
 
 
 def access_gets(path, offset, repo):
-    """Counts successful GETs of /v2/REPO/blobs/ and /v2/REPO/manifests/ in an Apache
-    combined-format access log, from byte `offset` on."""
-    blobs = manifests = 0
-    pat = re.compile(r'"GET /v2/' + re.escape(repo) + r'/(blobs|manifests)/\S* HTTP/[0-9.]+" (\d{3}) ')
+    """Counts the blobs that successful GETs of /v2/REPO/blobs/ fetched (distinct digests: a
+    big blob comes in several range requests) and the successful GETs of
+    /v2/REPO/manifests/ in an Apache combined-format access log, from byte `offset` on."""
+    blobs = set()
+    manifests = 0
+    pat = re.compile(r'"GET /v2/' + re.escape(repo) + r'/(blobs|manifests)/(\S*) HTTP/[0-9.]+" (\d{3}) ')
     with open(path, "rb") as f:
         f.seek(int(offset))
         for line in f.read().decode(errors="replace").splitlines():
             m = pat.search(line)
-            if m and m.group(2).startswith("2"):
+            if m and m.group(3).startswith("2"):
                 if m.group(1) == "blobs":
-                    blobs += 1
+                    blobs.add(m.group(2))
                 else:
                     manifests += 1
-    print(f"{blobs} {manifests}")
+    print(f"{len(blobs)} {manifests}")
 
 
 # (key, label, unit): the timed rows of the staging table, one value per round
@@ -404,7 +413,7 @@ def stage_report(results_path, json_out=None):
     if "sibling_up_blob_gets" in runs:
         rows.append(
             [
-                "upstream GETs during sibling: blobs, manifests",
+                "upstream during sibling: blobs fetched, manifest GETs",
                 f"{int(statistics.median(runs['sibling_up_blob_gets']))}, {int(statistics.median(runs['sibling_up_manifest_gets']))}",
                 " ".join(
                     f"{int(b)},{int(m)}" for b, m in zip(runs["sibling_up_blob_gets"], runs["sibling_up_manifest_gets"])

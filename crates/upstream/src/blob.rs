@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue, RANGE};
 use reqwest::{Method, Response, StatusCode};
 
 use crate::client::ByteStream;
+use crate::ranged::Target;
 use crate::session::Session;
 use crate::UpstreamError;
 
@@ -15,31 +16,37 @@ impl Session {
     /// Streams a blob of `size` bytes. Interrupted transfers resume with `Range` from the
     /// last byte received; the stream fails if the upstream sends more than `size` bytes or
     /// cannot finish. The digest is verified by whoever stores the stream, in the same pass.
+    /// A blob of at least two ranges is fetched by concurrent ranges (`ranged.rs`).
     pub async fn blob(&self, digest: &Digest, size: u64) -> Result<ByteStream, UpstreamError> {
         let what = format!("blob {digest} of {}", self.repository);
         let url = format!("{}/blobs/{digest}", self.base);
+        let range = self.client.inner.cfg.range_size;
+        if range > 0 && size >= range.saturating_mul(2) {
+            return self.ranged_blob(Target { session: self.clone(), url, what, size }).await;
+        }
         let resp = self.send(Method::GET, &url, HeaderMap::new(), &what).await?;
         self.check_length(&resp, size, &what)?;
-        let state = BlobDownload {
-            session: self.clone(),
-            url,
-            what,
-            size,
-            received: 0,
-            skip: 0,
-            body: Some(resp.bytes_stream().boxed()),
-            resumes: 0,
-            done: false,
-        };
-        Ok(futures::stream::unfold(state, |mut st| async move { st.next().await.map(|item| (item, st)) }).boxed())
+        Ok(BlobDownload::stream(self.clone(), url, what, size, resp))
     }
+}
+
+/// Parses `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`).
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (range, total) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last) = (first.trim().parse::<u64>().ok()?, last.trim().parse::<u64>().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    (first <= last).then_some((first, last, total))
 }
 
 impl Session {
     /// A whole-blob answer whose `Content-Length` is not the descriptor's size can never
     /// match it: fail now as corrupt, rather than read it, resume past its end (416) and
     /// report the upstream unreachable after the retries.
-    fn check_length(&self, resp: &Response, size: u64, what: &str) -> Result<(), UpstreamError> {
+    pub(crate) fn check_length(&self, resp: &Response, size: u64, what: &str) -> Result<(), UpstreamError> {
         match resp.content_length() {
             Some(len) if resp.status() == StatusCode::OK && len != size => {
                 Err(UpstreamError::SizeMismatch { registry: self.registry.clone(), what: what.into(), expected: size, actual: len })
@@ -50,7 +57,7 @@ impl Session {
 }
 
 /// State of one resumable blob download.
-struct BlobDownload {
+pub(crate) struct BlobDownload {
     session: Session,
     url: String,
     what: String,
@@ -64,6 +71,22 @@ struct BlobDownload {
 }
 
 impl BlobDownload {
+    /// The blob as one stream, from `resp` (a whole-blob answer) on.
+    pub(crate) fn stream(session: Session, url: String, what: String, size: u64, resp: Response) -> ByteStream {
+        let state = BlobDownload {
+            session,
+            url,
+            what,
+            size,
+            received: 0,
+            skip: 0,
+            body: Some(resp.bytes_stream().boxed()),
+            resumes: 0,
+            done: false,
+        };
+        futures::stream::unfold(state, |mut st| async move { st.next().await.map(|item| (item, st)) }).boxed()
+    }
+
     fn fail(&mut self, e: UpstreamError) -> Option<std::io::Result<Bytes>> {
         self.done = true;
         Some(Err(std::io::Error::other(e)))
@@ -131,11 +154,8 @@ impl BlobDownload {
         let resp = self.session.send(Method::GET, &self.url, h, &self.what).await?;
         self.session.check_length(&resp, self.size, &self.what)?;
         self.skip = if resp.status() == StatusCode::PARTIAL_CONTENT {
-            let start = resp
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim_start_matches("bytes ").split('-').next().and_then(|s| s.trim().parse::<u64>().ok()));
+            let start =
+                resp.headers().get("content-range").and_then(|v| v.to_str().ok()).and_then(parse_content_range).map(|(first, _, _)| first);
             if start != Some(self.received) {
                 return Err(UpstreamError::Protocol {
                     registry: self.session.registry.clone(),

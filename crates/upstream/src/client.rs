@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use oci::{Digest, ImageRef, Manifest};
 
+use tokio::sync::Semaphore;
+
 use crate::auth::CachedToken;
+use crate::budget::{permits, Budget};
 use crate::config::{redirect_policy, UpstreamConfig};
 use crate::hosts::FilteringResolver;
 use crate::retry::RetryPolicy;
@@ -28,6 +31,30 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The HTTP client: system roots plus the extra CA bundle, the filtering resolver, the
+/// redirect policy; HTTP/1.1 only if `http1`.
+fn http_client(cfg: &UpstreamConfig, http1: bool) -> Result<reqwest::Client, UpstreamError> {
+    let hosts = Arc::new(cfg.hosts.clone());
+    let mut builder = reqwest::Client::builder()
+        .dns_resolver(Arc::new(FilteringResolver { policy: hosts.clone() }))
+        .user_agent(concat!("wharfage/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(cfg.connect_timeout)
+        .read_timeout(cfg.read_timeout)
+        // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
+        .redirect(redirect_policy(cfg.insecure.clone(), hosts));
+    if http1 {
+        builder = builder.http1_only();
+    }
+    if let Some(pem) = &cfg.extra_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(UpstreamError::Config("extra CA bundle holds no certificate".into()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| UpstreamError::Config(format!("HTTP client: {e}")))
+}
+
 /// A client for every upstream registry; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -36,8 +63,14 @@ pub struct Client {
 
 pub(crate) struct ClientInner {
     pub(crate) http: reqwest::Client,
+    /// The same, but HTTP/1.1 only: for the ranges of one blob (`ranged.rs`), which must
+    /// travel on connections of their own to beat a per-connection limit, where HTTP/2
+    /// would multiplex them onto one.
+    pub(crate) http_ranges: reqwest::Client,
     pub(crate) cfg: UpstreamConfig,
     pub(crate) policy: RetryPolicy,
+    /// Bytes of ranges fetched ahead over every staging (`budget.rs`).
+    pub(crate) range_total: Arc<Semaphore>,
     /// Anonymous tokens by (registry, scope): they carry no secret of any user.
     pub(crate) anonymous: Mutex<HashMap<(String, String), CachedToken>>,
 }
@@ -54,24 +87,19 @@ pub struct Fetched {
 impl Client {
     /// Builds the HTTP client (system roots plus the extra CA bundle, if any).
     pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
-        let hosts = Arc::new(cfg.hosts.clone());
-        let mut builder = reqwest::Client::builder()
-            .dns_resolver(Arc::new(FilteringResolver { policy: hosts.clone() }))
-            .user_agent(concat!("wharfage/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.read_timeout)
-            // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
-            .redirect(redirect_policy(cfg.insecure.clone(), hosts));
-        if let Some(pem) = &cfg.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
-            if certs.is_empty() {
-                return Err(UpstreamError::Config("extra CA bundle holds no certificate".into()));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder.build().map_err(|e| UpstreamError::Config(format!("HTTP client: {e}")))?;
+        let http = http_client(&cfg, false)?;
+        let http_ranges = http_client(&cfg, true)?;
         let policy = RetryPolicy { attempts: cfg.attempts.max(1), base: cfg.base_backoff, max: cfg.max_backoff };
-        Ok(Client { inner: Arc::new(ClientInner { http, cfg, policy, anonymous: Mutex::new(HashMap::new()) }) })
+        // A range larger than a budget could never be given memory: its download would wait forever.
+        if cfg.range_size > cfg.range_budget.min(cfg.range_budget_total).min(u64::from(u32::MAX)) {
+            return Err(UpstreamError::Config(format!(
+                "a range of {} bytes does not fit the range budgets ({} per staging, {} in all)",
+                cfg.range_size, cfg.range_budget, cfg.range_budget_total
+            )));
+        }
+        let range_total = Arc::new(Semaphore::new(permits(cfg.range_budget_total)));
+        let anonymous = Mutex::new(HashMap::new());
+        Ok(Client { inner: Arc::new(ClientInner { http, http_ranges, cfg, policy, range_total, anonymous }) })
     }
 
     /// A session for one image, holding the credentials (if any) for its lifetime only.
@@ -90,6 +118,7 @@ impl Client {
             repository: image.repository.to_string(),
             base: format!("{scheme}://{host}/v2/{}", image.repository),
             credentials: credentials.map(Arc::new),
+            budget: Budget::new(self.inner.cfg.range_budget, self.inner.range_total.clone()),
             auth: Arc::new(Mutex::new(None)),
         })
     }

@@ -23,7 +23,26 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     /// Which hosts stagings may reach.
     pub hosts: HostPolicy,
+    /// Blobs of at least twice this size are fetched as concurrent `Range` requests of this
+    /// size (see `ranged.rs`); 0 fetches every blob on one connection. Twice, because a blob
+    /// that makes a single range gains nothing from asking for it in pieces.
+    pub range_size: u64,
+    /// Ranges of one blob in flight at once.
+    pub range_parallel: usize,
+    /// Most bytes of ranges requested and not yet handed to the store, per staging: what a
+    /// staging may hold in memory whatever the speed of the store it writes to.
+    pub range_budget: u64,
+    /// The same bound over every staging of the process.
+    pub range_budget_total: u64,
 }
+
+/// Default range size: large enough that a request's round trip (tens of milliseconds
+/// across a continent) costs little against its transfer, small enough that a 60 MiB layer
+/// still splits into several.
+pub const DEFAULT_RANGE_SIZE: u64 = 8 << 20;
+/// Default ranges in flight per blob: enough to fill the per-staging budget with one blob,
+/// since images often have one layer much larger than the rest.
+pub const DEFAULT_RANGE_PARALLEL: usize = 8;
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
@@ -36,6 +55,10 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             hosts: HostPolicy::default(),
+            range_size: DEFAULT_RANGE_SIZE,
+            range_parallel: DEFAULT_RANGE_PARALLEL,
+            range_budget: 64 << 20,
+            range_budget_total: 256 << 20,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A thin client for upstream registries, written for staging: resolve a manifest, stream
 //! blobs. It speaks the Docker token flow (anonymous and credentialed bearer tokens, identity
 //! tokens) and basic auth, retries what is worth retrying with backoff and jitter, resumes
-//! interrupted blob downloads with `Range`, follows redirects without carrying the upstream's
+//! interrupted blob downloads with `Range`, fetches big blobs as concurrent ranges, follows redirects without carrying the upstream's
 //! `Authorization` to another host, and trusts an extra CA bundle for private registries.
 //! Plain HTTP is used only for hosts on an allow-list.
 //!
@@ -11,16 +11,18 @@
 
 mod auth;
 mod blob;
+mod budget;
 mod client;
 mod config;
 mod credentials;
 mod error;
 mod hosts;
+mod ranged;
 mod retry;
 mod session;
 
 pub use client::{ByteStream, Client, Fetched};
-pub use config::UpstreamConfig;
+pub use config::{UpstreamConfig, DEFAULT_RANGE_PARALLEL, DEFAULT_RANGE_SIZE};
 pub use credentials::Credentials;
 pub use error::UpstreamError;
 pub use hosts::HostPolicy;

@@ -14,6 +14,7 @@ use reqwest::{Method, Response, StatusCode};
 use zeroize::Zeroizing;
 
 use crate::auth::{parse_challenge, CachedToken, Challenge, TokenResponse};
+use crate::budget::Budget;
 use crate::client::{error_chain, Client, Fetched};
 use crate::retry::parse_retry_after;
 use crate::{Credentials, UpstreamError};
@@ -36,6 +37,8 @@ pub struct Session {
     pub(crate) base: String,
     pub(crate) credentials: Option<Arc<Credentials>>,
     pub(crate) auth: Arc<Mutex<Option<Auth>>>,
+    /// Memory for ranges fetched ahead, this staging's share (`budget.rs`).
+    pub(crate) budget: Budget,
 }
 
 impl Session {
@@ -69,13 +72,25 @@ impl Session {
     /// Sends a request, retrying transport errors, 429 and 5xx with backoff; answers a 401
     /// challenge once by authenticating. Only 2xx responses are returned.
     pub(crate) async fn send(&self, method: Method, url: &str, extra: HeaderMap, what: &str) -> Result<Response, UpstreamError> {
+        self.send_on(&self.client.inner.http, method, url, extra, what).await
+    }
+
+    /// [`Session::send`] on the client `http`.
+    pub(crate) async fn send_on(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        url: &str,
+        extra: HeaderMap,
+        what: &str,
+    ) -> Result<Response, UpstreamError> {
         let policy = self.client.inner.policy;
         let mut attempt = 0u32;
         // Answers to 401 so far, and whether one fetched a token without the anonymous cache.
         let (mut authentications, mut fetched_fresh) = (0u8, false);
         loop {
             attempt += 1;
-            let mut req = self.client.inner.http.request(method.clone(), url).headers(extra.clone());
+            let mut req = http.request(method.clone(), url).headers(extra.clone());
             let sent_auth = self.auth_header();
             if let Some(a) = sent_auth.clone() {
                 req = req.header(AUTHORIZATION, a);

@@ -159,6 +159,14 @@ settings! {
     /// its retries, e.g. 30s, 2m [default: 60s]
     #[arg(long, env = "WHARFAGE_UPSTREAM_TIMEOUT")]
     upstream_timeout: Option<String>,
+    /// Blobs of at least twice this size are staged as concurrent `Range` requests of this
+    /// size, e.g. 8MiB; 0 fetches every blob on one connection. At most 64MiB (a staging
+    /// buffers at most 64 MiB of ranges) [default: 8MiB]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_RANGE_SIZE")]
+    upstream_range_size: Option<String>,
+    /// Ranges of one blob in flight at once when staging [default: 8]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_RANGE_PARALLEL")]
+    upstream_range_parallel: Option<usize>,
     /// Parallel blob downloads per staging [default: 4]
     #[arg(long, env = "WHARFAGE_STAGE_CONCURRENCY")]
     stage_concurrency: Option<usize>,
@@ -332,7 +340,19 @@ impl ServeConfig {
         if read_timeout.is_zero() {
             return Err(CliError::Config("upstream_timeout must be at least 1s".into()));
         }
-        let upstream = upstream::UpstreamConfig { insecure, extra_ca_pem, read_timeout, ..Default::default() };
+        let up_defaults = upstream::UpstreamConfig::default();
+        let range_size = match s.upstream_range_size {
+            Some(v) => parse_size("upstream_range_size", &v)?,
+            None => up_defaults.range_size,
+        };
+        if range_size > up_defaults.range_budget {
+            return Err(CliError::Config(format!(
+                "upstream_range_size must be at most {} MiB, what a staging may buffer",
+                up_defaults.range_budget >> 20
+            )));
+        }
+        let range_parallel = at_least_one("upstream_range_parallel", s.upstream_range_parallel, up_defaults.range_parallel)?;
+        let upstream = upstream::UpstreamConfig { insecure, extra_ca_pem, read_timeout, range_size, range_parallel, ..up_defaults };
         let stage_concurrency = s.stage_concurrency.unwrap_or(stage::DEFAULT_CONCURRENCY);
         if stage_concurrency == 0 {
             return Err(CliError::Config("stage_concurrency must be at least 1".into()));

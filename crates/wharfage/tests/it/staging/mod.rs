@@ -14,6 +14,7 @@ mod interrupted;
 mod progress;
 mod proxy;
 mod public;
+mod ranged;
 mod referrers;
 pub(crate) mod upstream;
 

@@ -5,11 +5,12 @@
 //! can make blobs vanish (404 for new requests, transfers in progress aborted), as when an
 //! upstream garbage-collects a moved tag. It forwards one request per connection (it asks the
 //! upstream to close after each answer) and records every request head, so a test can see
-//! the `Range` request that resumed a download.
+//! the `Range` request that resumed a download, and the most blob GETs it had in progress at
+//! once, so a test can see ranges fetched in parallel.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,26 @@ struct Shared {
     heads: Mutex<Vec<String>>,
     cut_done: AtomicBool,
     blobs_gone: AtomicBool,
+    /// Blob GETs in progress, and the most at once.
+    blob_gets: AtomicUsize,
+    max_blob_gets: AtomicUsize,
+}
+
+/// Counts a blob GET in progress while alive.
+struct InProgress<'a>(&'a Shared);
+
+impl<'a> InProgress<'a> {
+    fn new(s: &'a Shared) -> Self {
+        let now = s.blob_gets.fetch_add(1, Ordering::SeqCst) + 1;
+        s.max_blob_gets.fetch_max(now, Ordering::SeqCst);
+        InProgress(s)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.blob_gets.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Proxy {
@@ -56,6 +77,8 @@ impl Proxy {
             heads: Mutex::new(Vec::new()),
             cut_done: AtomicBool::new(false),
             blobs_gone: AtomicBool::new(false),
+            blob_gets: AtomicUsize::new(0),
+            max_blob_gets: AtomicUsize::new(0),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -82,6 +105,11 @@ impl Proxy {
     /// Whether the proxy has cut a blob response.
     pub(super) fn has_cut(&self) -> bool {
         self.shared.cut_done.load(Ordering::SeqCst)
+    }
+
+    /// The most blob GETs the proxy had in progress at once.
+    pub(super) fn max_concurrent_blob_gets(&self) -> usize {
+        self.shared.max_blob_gets.load(Ordering::SeqCst)
     }
 
     /// While on, blob GETs are answered 404 `BLOB_UNKNOWN` and blob transfers in progress
@@ -118,6 +146,7 @@ impl Shared {
         self.heads.lock().unwrap().push(lines.join("\n"));
         let mut client = client;
         let blob_get = lines[0].starts_with("GET ") && lines[0].contains("/blobs/sha256:");
+        let _in_progress = blob_get.then(|| InProgress::new(self));
         if blob_get && self.blobs_gone.load(Ordering::SeqCst) {
             let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
             write!(
