@@ -1,5 +1,5 @@
 //! wharfage's HTTP front: the OCI Distribution `/v2/` API over the store, and the `/api/v1`
-//! management API (stagings, apps), and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
+//! management API (stagings, apps), the operator console at `/ui/`, and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
 //! ([`endpoint::Endpoint`]); errors become JSON errors in one place ([`error::ApiError`]).
 
 pub mod access;
@@ -11,6 +11,7 @@ pub mod mgmt;
 pub mod range;
 mod request;
 pub mod tls;
+mod ui;
 mod v2;
 
 use std::time::Instant;
@@ -28,6 +29,7 @@ use error::ApiError;
 pub use listen::{bind, serve, ConnectionLimits};
 pub use metrics::Metrics;
 use request::Req;
+pub use ui::Console;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -44,13 +46,23 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Who may do what; open by default.
     pub access: access::Access,
+    /// The operator console's cached figures.
+    pub console: ui::Console,
 }
 
 impl AppState {
     /// State over a store, with every option at its default (no staging engine).
     pub fn new(store: Store) -> Self {
         let metrics = metrics::Metrics::new(store.clone());
-        AppState { store, blob_redirect: None, stager: None, gc: store::GcOptions::default(), metrics, access: access::Access::default() }
+        AppState {
+            store,
+            blob_redirect: None,
+            stager: None,
+            gc: store::GcOptions::default(),
+            metrics,
+            access: access::Access::default(),
+            console: ui::Console::default(),
+        }
     }
 }
 
@@ -63,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .merge(guarded)
         .merge(metrics::routes())
         .merge(access::token::routes())
+        .merge(ui::routes(state.clone()))
+        .route("/", axum::routing::any(ui::root))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
