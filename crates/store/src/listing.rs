@@ -204,7 +204,7 @@ impl Store {
 
 /// Keeps the newest [`RECENT`] records, newest first.
 fn latest(records: &mut Vec<StagingRecord>) {
-    records.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    records.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     records.truncate(RECENT);
 }
 
