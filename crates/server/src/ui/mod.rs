@@ -35,8 +35,8 @@ const USAGE_TTL: Duration = Duration::from_secs(60);
 /// time; a large one shows "being computed" and the figures on the next visit).
 const USAGE_WAIT: Duration = Duration::from_secs(2);
 
-const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; \
+                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The console's own state: the usage figures of the overview, computed off the request
 /// path and cached (walking a large store takes seconds).
