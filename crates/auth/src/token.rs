@@ -127,14 +127,14 @@ impl KeyRing {
         Ok(KeyRing { signer, verifiers: RwLock::new(verifiers), store: Some(store.clone()), last_reload: Mutex::new(None) })
     }
 
-    pub(crate) fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+    pub(crate) fn sign<C: Serialize>(&self, claims: &C) -> Result<String, AuthError> {
         let mut header = Header::new(self.signer.alg);
         header.kid = Some(self.signer.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.signer.key).map_err(|e| AuthError::Config(format!("cannot sign a token: {e}")))
     }
 
     /// Verifies a token for audience `aud`; returns its claims.
-    pub(crate) async fn verify(&self, token: &str, aud: &str) -> Result<Claims, AuthError> {
+    pub(crate) async fn verify<C: serde::de::DeserializeOwned>(&self, token: &str, aud: &str) -> Result<C, AuthError> {
         let bad = |why: &str| AuthError::InvalidToken(why.to_string());
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed or unsupported header"))?;
         let kid = header.kid.ok_or_else(|| bad("no key id"))?;
@@ -156,7 +156,7 @@ impl KeyRing {
         v.set_audience(&[aud]);
         v.set_issuer(&[ISSUER]);
         v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        let data = jsonwebtoken::decode::<C>(token, &key, &v).map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         Ok(data.claims)
     }
 

@@ -1,5 +1,5 @@
 //! wharfage's HTTP front: the OCI Distribution `/v2/` API over the store, and the `/api/v1`
-//! management API (stagings, apps), and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
+//! management API (stagings, apps), the operator console at `/ui/`, and `/metrics`, `/healthz`, `/readyz`. `/v2/` routing goes through one typed parser
 //! ([`endpoint::Endpoint`]); errors become JSON errors in one place ([`error::ApiError`]).
 
 pub mod access;
@@ -11,6 +11,7 @@ pub mod mgmt;
 pub mod range;
 mod request;
 pub mod tls;
+mod ui;
 mod v2;
 
 use std::time::Instant;
@@ -28,6 +29,7 @@ use error::ApiError;
 pub use listen::{bind, serve, ConnectionLimits};
 pub use metrics::Metrics;
 use request::Req;
+pub use ui::Console;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -47,6 +49,8 @@ pub struct AppState {
     /// Refuse indexes naming children the repository lacks (`--require-complete-indexes`);
     /// by default such *sparse* indexes are accepted, as the spec allows.
     pub complete_indexes: bool,
+    /// The operator console's cached figures.
+    pub console: ui::Console,
 }
 
 impl AppState {
@@ -61,6 +65,7 @@ impl AppState {
             metrics,
             access: access::Access::default(),
             complete_indexes: false,
+            console: ui::Console::default(),
         }
     }
 }
@@ -74,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .merge(guarded)
         .merge(metrics::routes())
         .merge(access::token::routes())
+        .merge(ui::routes(state.clone()))
+        .route("/", axum::routing::any(ui::root))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)

@@ -155,6 +155,26 @@ pub fn deleting(run: &str, d: &Digest) -> Path {
     Path::from(format!("gc/deleting/{run}/{}/{}", d.algorithm().as_str(), d.hex()))
 }
 
+/// Folder of the reports of past collections.
+pub fn gc_history() -> Path {
+    Path::from("gc/history")
+}
+
+/// One collection's report, named `<unix millis, 13 digits>-<run id>` so names sort by time.
+pub fn gc_history_entry(ended_ms: u64, run: &str) -> Path {
+    Path::from(format!("gc/history/{ended_ms:013}-{run}.json"))
+}
+
+/// A repository's folder given as a path of already listed components (the console's paged
+/// catalog walks the tree folder by folder).
+pub fn repo_folder(components: &[&str]) -> Path {
+    let mut p = repositories();
+    for c in components {
+        p = p.join(*c);
+    }
+    p
+}
+
 /// Where `fsck --repair` moves a corrupt blob.
 pub fn quarantine(d: &Digest) -> Path {
     Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()))

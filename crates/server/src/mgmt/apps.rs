@@ -44,15 +44,22 @@ pub(super) async fn show(State(state): State<AppState>, headers: HeaderMap, Path
 /// DELETE `/api/v1/apps/{app}`: unpin every staging of the app.
 pub(super) async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
     let app = AppId::parse(&app)?;
+    let unpinned_stagings = unpin(&state, &app).await?;
+    Ok(json(StatusCode::OK, &Unpinned { app, unpinned_stagings }))
+}
+
+/// Unpins every staging of an app (the API's DELETE and the console's unpin); returns how
+/// many; 404 when the app had none.
+pub(crate) async fn unpin(state: &AppState, app: &AppId) -> Result<u64, MgmtError> {
     // Unpinning counts the records it removes: none means the app had no staging (reading
     // every record first only to see whether there is one would list and parse them twice).
-    let unpinned_stagings = state.store.unpin_app(&app).await?;
-    forget(&state, &app);
+    let unpinned_stagings = state.store.unpin_app(app).await?;
+    forget(state, app);
     if unpinned_stagings == 0 {
-        return Err(no_staging(&app));
+        return Err(no_staging(app));
     }
     tracing::info!(target: "wharfage::audit", event = "app_unpinned", app = %app, unpinned_stagings, "app unpinned; its pull credentials are revoked");
-    Ok(json(StatusCode::OK, &Unpinned { app, unpinned_stagings }))
+    Ok(unpinned_stagings)
 }
 
 /// PUT `/api/v1/apps/live`: the platform's list of apps that still exist; every other app is
@@ -79,16 +86,26 @@ fn forget(state: &AppState, app: &AppId) {
 /// (for a platform that lost the one its staging returned).
 pub(super) async fn mint_credentials(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
     let app = AppId::parse(&app)?;
-    let s = state.store.app_stagings(&app).await?.ok_or_else(|| no_staging(&app))?;
-    let creds = auth::mint(&state.store, &app, &s.current().staging_id).await?;
-    Ok(json(StatusCode::CREATED, &creds))
+    Ok(json(StatusCode::CREATED, &mint(&state, &app).await?))
+}
+
+/// A fresh pull credential for the app's current staging.
+pub(crate) async fn mint(state: &AppState, app: &AppId) -> Result<auth::PullCredentials, MgmtError> {
+    let s = state.store.app_stagings(app).await?.ok_or_else(|| no_staging(app))?;
+    Ok(auth::mint(&state.store, app, &s.current().staging_id).await?)
 }
 
 /// DELETE `/api/v1/apps/{app}/credentials`: revokes every pull credential of the app.
 pub(super) async fn revoke_credentials(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, MgmtError> {
     let app = AppId::parse(&app)?;
-    let revoked_credentials = state.store.revoke_pull_credentials(&app).await?;
-    forget(&state, &app);
-    tracing::info!(target: "wharfage::audit", event = "credentials_revoked", app = %app, revoked_credentials, "pull credentials revoked");
+    let revoked_credentials = revoke(&state, &app).await?;
     Ok(json(StatusCode::OK, &Revoked { app, revoked_credentials }))
+}
+
+/// Revokes every pull credential of the app; returns how many there were.
+pub(crate) async fn revoke(state: &AppState, app: &AppId) -> Result<u64, MgmtError> {
+    let revoked_credentials = state.store.revoke_pull_credentials(app).await?;
+    forget(state, app);
+    tracing::info!(target: "wharfage::audit", event = "credentials_revoked", app = %app, revoked_credentials, "pull credentials revoked");
+    Ok(revoked_credentials)
 }

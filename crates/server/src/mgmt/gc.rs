@@ -18,12 +18,17 @@ pub(super) async fn collect(State(state): State<AppState>, body: Bytes) -> Resul
         serde_json::from_slice(&body)
             .map_err(|e| MgmtError::bad_request(format!("invalid gc request: {e}; expected {{\"dry_run\": bool}}")))?
     };
-    let opts = store::GcOptions { dry_run: req.dry_run, ..state.gc.clone() };
+    Ok(json(StatusCode::OK, &run(&state, req.dry_run).await?))
+}
+
+/// One collection with the server's options (the API's and the console's).
+pub(crate) async fn run(state: &AppState, dry_run: bool) -> Result<store::GcReport, MgmtError> {
+    let opts = store::GcOptions { dry_run, ..state.gc.clone() };
     let store = state.store.clone();
     // Its own task: a client that hangs up does not interrupt a sweep half-way.
     let report = tokio::spawn(async move { store.collect_garbage(&opts).await })
         .await
         .map_err(|e| MgmtError::internal(format!("gc task failed: {e}")))??;
     state.metrics.gc(&report);
-    Ok(json(StatusCode::OK, &report))
+    Ok(report)
 }

@@ -2,9 +2,9 @@
 //! list, collect garbage. Bodies are the typed contract in [`types`], shared with the CLI;
 //! handlers return `Result<_, MgmtError>` and errors become HTTP in `crate::error` only.
 
-mod apps;
-mod gc;
-mod stagings;
+pub(crate) mod apps;
+pub(crate) mod gc;
+pub(crate) mod stagings;
 pub mod types;
 
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,7 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 }
 
 /// A staging record as the API shows it, with the image reference scale-ups pull.
-fn view(record: store::StagingRecord, host: &str) -> types::StagingView {
+pub(crate) fn view(record: store::StagingRecord, host: &str) -> types::StagingView {
     let image = format!("{host}/{}@{}", record.repository, record.digest);
     types::StagingView { record, image, pull_credentials: None }
 }

@@ -22,13 +22,24 @@ use crate::AppState;
 const MAX_STAGING_REQUEST: usize = 64 << 10;
 
 /// Parses a staging request. The body may hold a password: it is parsed in place and wiped
-/// afterwards (a buffer still shared elsewhere, which a collected body never is, is copied
-/// and the copy wiped), and the parsed credentials wipe themselves when dropped.
+/// afterwards, and the parsed credentials wipe themselves when dropped.
 fn parse(body: Bytes) -> Result<StageRequest, MgmtError> {
+    let parsed = read_and_wipe(body, |b| serde_json::from_slice::<StagingRequest>(b));
+    request(parsed.map_err(|e| MgmtError::bad_request(format!("invalid staging request: {e}")))?)
+}
+
+/// Reads a body that may hold a secret with `read`, then wipes it (a buffer still shared
+/// elsewhere, which a collected body never is, is copied and the copy wiped).
+pub(crate) fn read_and_wipe<T>(body: Bytes, read: impl FnOnce(&[u8]) -> T) -> T {
     let mut raw = body.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-    let parsed = serde_json::from_slice::<StagingRequest>(&raw);
+    let parsed = read(&raw);
     raw.as_mut().zeroize();
-    let mut req = parsed.map_err(|e| MgmtError::bad_request(format!("invalid staging request: {e}")))?;
+    parsed
+}
+
+/// A staging request read (the API's JSON or the console's form), checked: the reference,
+/// app id, platform and credentials parse.
+pub(crate) fn request(mut req: StagingRequest) -> Result<StageRequest, MgmtError> {
     let credentials = req.credentials.take().map(|c| c.take()).transpose().map_err(MgmtError::bad_request)?;
     Ok(StageRequest {
         source: ImageRef::parse(&req.source)?,
@@ -73,7 +84,7 @@ pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, bo
     }
 }
 
-type Outcome = Result<Result<StagingRecord, StageError>, tokio::task::JoinError>;
+pub(crate) type Outcome = Result<Result<StagingRecord, StageError>, tokio::task::JoinError>;
 
 fn count(metrics: &crate::Metrics, outcome: &Outcome) {
     match outcome {
@@ -95,29 +106,40 @@ async fn with_credentials(state: &AppState, r: StagingRecord, host: &str) -> Res
     Ok(v)
 }
 
-fn stream(stager: Stager, req: StageRequest, host: String, state: AppState) -> Response {
+/// Starts a staging in its own task (a client that goes away does not cut it short), with
+/// its progress events on the returned channel.
+pub(crate) fn start(
+    stager: Stager,
+    req: StageRequest,
+) -> (mpsc::Receiver<Event>, tokio::task::JoinHandle<Result<StagingRecord, StageError>>) {
     let (tx, rx) = mpsc::channel::<Event>(64);
-    let task = tokio::spawn(async move { stager.stage(req, Some(tx)).await });
-    let events = receiver_stream(rx).map(|e| line(&StagingLine::Progress(e)));
-    let last = futures::stream::once(async move {
-        let outcome = task.await;
-        count(&state.metrics, &outcome);
-        let end = match outcome {
-            Ok(Ok(r)) => match with_credentials(&state, r, &host).await {
-                Ok(v) => StagingOutcome::Result(Box::new(v)),
-                Err(e) => {
-                    let (status, code, message) = e.parts();
-                    StagingOutcome::Error(StagingFailure { status: status.as_u16(), code: code.into(), message: message.into() })
-                }
-            },
-            Ok(Err(e)) => {
-                let (status, code) = stage_status(&e);
-                StagingOutcome::Error(StagingFailure { status: status.as_u16(), code: code.to_string(), message: e.to_string() })
+    (rx, tokio::spawn(async move { stager.stage(req, Some(tx)).await }))
+}
+
+/// How a started staging ended, counted in the metrics: its view with a fresh pull
+/// credential, or the status, code and message the request would have answered.
+pub(crate) async fn finish(state: &AppState, outcome: Outcome, host: &str) -> StagingOutcome {
+    count(&state.metrics, &outcome);
+    match outcome {
+        Ok(Ok(r)) => match with_credentials(state, r, host).await {
+            Ok(v) => StagingOutcome::Result(Box::new(v)),
+            Err(e) => {
+                let (status, code, message) = e.parts();
+                StagingOutcome::Error(StagingFailure { status: status.as_u16(), code: code.into(), message: message.into() })
             }
-            Err(e) => StagingOutcome::Error(StagingFailure { status: 500, code: "INTERNAL".into(), message: e.to_string() }),
-        };
-        line(&StagingLine::Outcome(end))
-    });
+        },
+        Ok(Err(e)) => {
+            let (status, code) = stage_status(&e);
+            StagingOutcome::Error(StagingFailure { status: status.as_u16(), code: code.to_string(), message: e.to_string() })
+        }
+        Err(e) => StagingOutcome::Error(StagingFailure { status: 500, code: "INTERNAL".into(), message: e.to_string() }),
+    }
+}
+
+fn stream(stager: Stager, req: StageRequest, host: String, state: AppState) -> Response {
+    let (rx, task) = start(stager, req);
+    let events = receiver_stream(rx).map(|e| line(&StagingLine::Progress(e)));
+    let last = futures::stream::once(async move { line(&StagingLine::Outcome(finish(&state, task.await, &host).await)) });
     let body = Body::from_stream(events.chain(last).map(Ok::<_, std::convert::Infallible>));
     let mut r = body.into_response();
     r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/x-ndjson"));
@@ -131,6 +153,6 @@ fn line(v: &StagingLine) -> Bytes {
     Bytes::from(s)
 }
 
-fn receiver_stream<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> futures::stream::BoxStream<'static, T> {
+pub(crate) fn receiver_stream<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> futures::stream::BoxStream<'static, T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

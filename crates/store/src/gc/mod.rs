@@ -43,6 +43,7 @@
 //! `sweep.rs`.
 
 mod handshake;
+mod history;
 mod sweep;
 
 use std::collections::{BTreeMap, HashSet};
@@ -55,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::{Result, Store};
 use handshake::{Claim, Run};
+pub use history::GcRun;
 pub(crate) use sweep::retained;
 use sweep::{Inventory, Marks};
 
@@ -172,6 +174,12 @@ impl Store {
         }
         self.remove_run_folder(&run.id).await;
         report.seconds = started.elapsed().as_secs_f64();
+        if !opts.dry_run {
+            // The run is done; a history that cannot be written must not fail it.
+            if let Err(e) = self.record_gc(&run.id, &report).await {
+                tracing::warn!(error = %e, "cannot record the collection in the history");
+            }
+        }
         tracing::info!(
             dry_run = opts.dry_run,
             manifests = report.manifests.count,

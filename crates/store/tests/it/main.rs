@@ -4,6 +4,7 @@
 //! all of them on S3 in `s3_suite`.
 
 mod blob_cache;
+mod listing;
 mod suite;
 
 use store::{S3Config, Store};

@@ -33,4 +33,5 @@ mod round_trip;
 mod s3;
 mod skopeo;
 mod staging;
+mod ui;
 mod uploads;

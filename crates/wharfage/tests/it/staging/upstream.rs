@@ -156,7 +156,7 @@ impl Upstream {
     /// Copies `tag` of an OCI layout into `repo:tag` here with skopeo, every platform,
     /// digests preserved (authenticating as [`USER`] when the upstream wants it).
     #[track_caller]
-    pub(super) fn push(&self, skopeo: &Skopeo, layout: &Layout, tag: &str, repo: &str) {
+    pub(crate) fn push(&self, skopeo: &Skopeo, layout: &Layout, tag: &str, repo: &str) {
         let dest = format!("docker://{}/{repo}:{tag}", self.host());
         let creds = format!("{USER}:{PASSWORD}");
         let mut args = vec!["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"];

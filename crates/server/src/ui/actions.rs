@@ -1,0 +1,135 @@
+//! What the console changes: unpinning an app (after a confirmation page), rotating or
+//! revoking its pull credentials, and garbage collection (a dry run first, then the run).
+//! Each calls the management API's own function, so both do exactly the same thing. The
+//! CSRF field of every form was checked by `session::guard` before these run.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use http::HeaderMap;
+use oci::AppId;
+use serde::Deserialize;
+use store::GcReport;
+
+use super::error::UiError;
+use super::pages::{app_page, GcRow};
+use super::session::Viewer;
+use super::view::{Chrome, Size};
+use super::{render, AppState};
+use crate::mgmt;
+
+#[derive(Template)]
+#[template(path = "ui/unpin.html")]
+struct UnpinPage {
+    chrome: Chrome,
+    app: String,
+    stagings: usize,
+}
+
+/// GET `/ui/apps/{app}/unpin`: what unpinning would do, and the button that does it.
+pub(super) async fn unpin_page(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(app): Path<String>,
+) -> Result<Response, UiError> {
+    let app = AppId::parse(&app)?;
+    let s = state.store.app_stagings(&app).await?.ok_or_else(|| UiError::not_found(format!("app {app} has no staging")))?;
+    render(&UnpinPage { chrome: Chrome::new(&viewer, format!("Unpin {app}"), "apps"), app: app.to_string(), stagings: s.history.len() })
+}
+
+/// POST `/ui/apps/{app}/unpin`: unpins, then back to the apps list.
+pub(super) async fn unpin(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, UiError> {
+    let app = AppId::parse(&app)?;
+    mgmt::apps::unpin(&state, &app).await?;
+    state.console.invalidate();
+    Ok(Redirect::to("/ui/apps").into_response())
+}
+
+#[derive(Deserialize)]
+struct CredentialsForm {
+    action: String,
+}
+
+/// POST `/ui/apps/{app}/credentials` (`action=rotate|revoke`): rotating revokes every pull
+/// credential of the app and mints one, shown once on the page that answers.
+pub(super) async fn credentials(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> Result<Response, UiError> {
+    let app = AppId::parse(&app)?;
+    let form: CredentialsForm = serde_urlencoded::from_bytes(&body).map_err(|e| UiError::bad_request(format!("invalid form: {e}")))?;
+    let revoked = mgmt::apps::revoke(&state, &app).await?;
+    let (minted, notice) = match form.action.as_str() {
+        "rotate" => (Some(mgmt::apps::mint(&state, &app).await?), format!("Revoked {revoked} pull credentials and minted a new one.")),
+        "revoke" => (None, format!("Revoked {revoked} pull credentials.")),
+        other => return Err(UiError::bad_request(format!("unknown action {other:?}"))),
+    };
+    render(&app_page(&state, &viewer, &headers, &app, minted, Some(notice)).await?)
+}
+
+/// One kind of object a collection removes, as a row.
+struct KindRow {
+    kind: &'static str,
+    count: u64,
+    bytes: Size,
+}
+
+fn kinds(r: &GcReport) -> Vec<KindRow> {
+    let row = |kind, x: &store::Removed| KindRow { kind, count: x.count, bytes: Size(x.bytes) };
+    vec![
+        row("Blobs", &r.blobs),
+        row("Manifests", &r.manifests),
+        row("Layer links", &r.layer_links),
+        row("Staging records", &r.stagings),
+        row("Upload sessions", &r.uploads),
+        row("Temporary files", &r.temp_files),
+    ]
+}
+
+#[derive(Template)]
+#[template(path = "ui/gc.html")]
+struct GcPage {
+    chrome: Chrome,
+    /// The dry run or run this request made.
+    report: Option<(bool, Vec<KindRow>, Size, String)>,
+    history: Vec<GcRow>,
+}
+
+async fn gc_answer(state: &AppState, viewer: &Viewer, report: Option<GcReport>) -> Result<Response, UiError> {
+    let history = state.store.gc_history(20).await?.iter().map(GcRow::new).collect();
+    let report = report.map(|r| {
+        let total = Size(r.blobs.bytes + r.uploads.bytes + r.temp_files.bytes);
+        (r.dry_run, kinds(&r), total, format!("{:.1} s", r.seconds))
+    });
+    render(&GcPage { chrome: Chrome::new(viewer, "Garbage collection", "gc"), report, history })
+}
+
+/// GET `/ui/gc`: the history and the dry-run button.
+pub(super) async fn gc_page(State(state): State<AppState>, Extension(viewer): Extension<Viewer>) -> Result<Response, UiError> {
+    gc_answer(&state, &viewer, None).await
+}
+
+#[derive(Deserialize)]
+struct GcForm {
+    mode: String,
+}
+
+/// POST `/ui/gc` (`mode=dry-run|run`).
+pub(super) async fn gc(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, body: Bytes) -> Result<Response, UiError> {
+    let form: GcForm = serde_urlencoded::from_bytes(&body).map_err(|e| UiError::bad_request(format!("invalid form: {e}")))?;
+    let dry_run = match form.mode.as_str() {
+        "dry-run" => true,
+        "run" => false,
+        other => return Err(UiError::bad_request(format!("unknown mode {other:?}"))),
+    };
+    let report = mgmt::gc::run(&state, dry_run).await?;
+    if !dry_run {
+        state.console.invalidate();
+    }
+    gc_answer(&state, &viewer, Some(report)).await
+}

@@ -1,0 +1,182 @@
+//! The repositories: the catalog a page at a time, a repository's tags, and a manifest's
+//! page (media type, an index's platforms, layers, config, referrers, the apps pinning it).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Extension;
+use oci::{AppId, Digest, Manifest, RepoName, RunMetadata, Tag};
+
+use super::error::UiError;
+use super::pages::{metadata_rows, ListQuery, PAGE};
+use super::session::Viewer;
+use super::view::{Chrome, ShortDigest, Size};
+use super::{render, AppState};
+
+/// Tags shown on a repository's page (each is one read to resolve).
+const TAGS_SHOWN: usize = 200;
+
+#[derive(Template)]
+#[template(path = "ui/repositories.html")]
+struct CatalogPage {
+    chrome: Chrome,
+    q: String,
+    names: Vec<String>,
+    next: Option<String>,
+    first: bool,
+}
+
+/// GET `/ui/repositories?q=&after=`: a page of repository names, searched by prefix.
+pub(super) async fn catalog(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, UiError> {
+    let page = state.store.repositories_page(q.q.trim(), q.after.as_deref(), PAGE).await?;
+    render(&CatalogPage {
+        chrome: Chrome::new(&viewer, "Repositories", "repositories"),
+        next: q.next_link("/ui/repositories", page.next),
+        first: q.after.is_none(),
+        q: q.q,
+        names: page.items,
+    })
+}
+
+/// GET `/ui/repositories/{name}` and `/ui/repositories/{name}/manifests/{digest}` (names
+/// have slashes, so the path is split at its last `/manifests/`).
+pub(super) async fn repository(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(path): Path<String>,
+) -> Result<Response, UiError> {
+    match path.rsplit_once("/manifests/") {
+        Some((name, digest)) => manifest(&state, &viewer, &RepoName::parse(name)?, &Digest::parse(digest)?).await,
+        None => tags(&state, &viewer, &RepoName::parse(&path)?).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/repository.html")]
+struct RepoPage {
+    chrome: Chrome,
+    name: String,
+    tags: Vec<(Tag, Option<ShortDigest>)>,
+    more_tags: usize,
+    /// For `apps/<app>`: the app.
+    app: Option<String>,
+}
+
+async fn tags(state: &AppState, viewer: &Viewer, repo: &RepoName) -> Result<Response, UiError> {
+    let all = state.store.tags(repo).await?.ok_or_else(|| UiError::not_found(format!("repository {repo} does not exist")))?;
+    let mut tags = Vec::new();
+    for t in all.iter().take(TAGS_SHOWN) {
+        tags.push((t.clone(), state.store.resolve_tag(repo, t).await?.map(|d| ShortDigest::new(&d))));
+    }
+    render(&RepoPage {
+        chrome: Chrome::new(viewer, repo.to_string(), "repositories"),
+        name: repo.to_string(),
+        more_tags: all.len().saturating_sub(TAGS_SHOWN),
+        tags,
+        app: app_of(repo).map(|a| a.to_string()),
+    })
+}
+
+/// The app whose pins a repository holds (`apps/<app>`).
+fn app_of(repo: &RepoName) -> Option<AppId> {
+    repo.as_str().strip_prefix("apps/").and_then(|a| AppId::parse(a).ok())
+}
+
+/// A descriptor as a row: what it is, its digest and size, and for an index entry its
+/// platform.
+struct DescRow {
+    media_type: String,
+    digest: ShortDigest,
+    size: Size,
+    platform: String,
+    /// Whether the repository holds it: an index's absent children are absent by design
+    /// (a sparse index), not missing data.
+    present: bool,
+}
+
+impl DescRow {
+    fn new(d: &oci::Descriptor) -> Self {
+        let platform = d.platform.as_ref().map_or(String::new(), |p| {
+            let f = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            [f("os"), f("architecture"), f("variant")].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("/")
+        });
+        DescRow {
+            media_type: d.artifact_type.clone().unwrap_or_else(|| d.media_type.clone()),
+            digest: ShortDigest::new(&d.digest),
+            size: Size(d.size),
+            platform,
+            present: true,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/manifest.html")]
+struct ManifestPage {
+    chrome: Chrome,
+    name: String,
+    digest: ShortDigest,
+    media_type: String,
+    size: Size,
+    children: Vec<DescRow>,
+    layers: Vec<DescRow>,
+    total: Size,
+    config: Option<DescRow>,
+    platform: String,
+    metadata: Vec<(&'static str, String)>,
+    referrers: Vec<DescRow>,
+    /// Apps whose stagings pin this manifest: app, and whether it is the current one.
+    pinned_by: Vec<(String, bool)>,
+}
+
+async fn manifest(state: &AppState, viewer: &Viewer, repo: &RepoName, digest: &Digest) -> Result<Response, UiError> {
+    let stored = state.store.manifest(repo, digest).await?.ok_or_else(|| UiError::not_found(format!("{repo} has no manifest {digest}")))?;
+    let m = Manifest::parse(&stored.bytes, Some(&stored.media_type))?;
+    let (mut platform, mut metadata) = (String::new(), Vec::new());
+    if let Some(c) = &m.config {
+        // A config that is not an image's (an artifact's) simply has no run metadata.
+        if let Ok(bytes) = state.store.read_blob_bytes(&c.digest).await {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let f = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                platform = [f("os"), f("architecture"), f("variant")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
+            }
+            if let Ok(run) = RunMetadata::from_config(&bytes) {
+                metadata = metadata_rows(&run);
+            }
+        }
+    }
+    let mut pinned_by = Vec::new();
+    if let Some(app) = app_of(repo) {
+        if let Some(s) = state.store.app_stagings(&app).await? {
+            if s.history.iter().any(|r| r.digest == *digest) {
+                pinned_by.push((app.to_string(), s.current().digest == *digest));
+            }
+        }
+    }
+    let referrers = state.store.referrers(repo, digest).await?.iter().map(DescRow::new).collect();
+    let mut children = Vec::with_capacity(m.manifests.len());
+    for c in &m.manifests {
+        let mut row = DescRow::new(c);
+        row.present = state.store.manifest(repo, &c.digest).await?.is_some();
+        children.push(row);
+    }
+    render(&ManifestPage {
+        chrome: Chrome::new(viewer, format!("{repo}@{}", ShortDigest::new(digest).short), "repositories"),
+        name: repo.to_string(),
+        digest: ShortDigest::new(digest),
+        media_type: stored.media_type.to_string(),
+        size: Size(stored.bytes.len() as u64),
+        children,
+        total: Size(m.layers.iter().map(|l| l.size).sum()),
+        layers: m.layers.iter().map(DescRow::new).collect(),
+        config: m.config.as_ref().map(DescRow::new),
+        platform,
+        metadata,
+        referrers,
+        pinned_by,
+    })
+}
