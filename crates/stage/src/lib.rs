@@ -145,10 +145,19 @@ impl Stager {
         progress
             .send(Event::Planned { digest: pinned.digest.clone(), download: plan.missing.len() as u64, reuse: plan.blobs_reused })
             .await;
-        let mut downloaded = self.copy(session, &mut plan, progress).await?;
         let mut subjects = vec![pinned.digest.clone()];
         subjects.extend(images.iter().map(|i| i.digest.clone()).filter(|d| *d != pinned.digest));
-        let copied = self.copy_referrers(session, &subjects, req.referrers, progress).await?;
+        // Referrers are looked up while the image's blobs download: the lookups are a few
+        // round trips each, which a far upstream makes long.
+        let lookup = async {
+            match req.referrers {
+                ReferrersPolicy::Skip => (Vec::new(), Vec::new()),
+                _ => self.find_referrers(session, &subjects).await,
+            }
+        };
+        let (copied_image, found) = futures::join!(self.copy(session, &mut plan, progress), lookup);
+        let mut downloaded = copied_image?;
+        let copied = self.copy_referrers(session, found, req.referrers, progress).await?;
         downloaded.extend(copied.downloaded);
         for w in &copied.warnings {
             progress.send(Event::Warning { message: w.clone() }).await;
@@ -204,20 +213,16 @@ impl Stager {
         Ok(record)
     }
 
-    /// Finds the referrers of `subjects` and copies them (manifests and blobs, not yet
-    /// linked). Under [`ReferrersPolicy::Copy`] a failure becomes a warning and what it
+    /// Copies the referrers found (their blobs; nothing linked yet). Under [`ReferrersPolicy::Copy`] a failure becomes a warning and what it
     /// concerns is left out; a lost race with garbage collection always fails, to be retried.
     async fn copy_referrers(
         &self,
         session: &Session,
-        subjects: &[Digest],
+        (found, failures): (Vec<referrers::Referrer>, Vec<StageError>),
         policy: ReferrersPolicy,
         progress: &Progress,
     ) -> Result<CopiedReferrers, StageError> {
         let mut out = CopiedReferrers::default();
-        if policy == ReferrersPolicy::Skip {
-            return Ok(out);
-        }
         let tolerated = |e: StageError, out: &mut CopiedReferrers| {
             if policy == ReferrersPolicy::Require || e.is_gc_race() {
                 return Err(e);
@@ -226,7 +231,6 @@ impl Stager {
             out.warnings.push(format!("referrers left out: {e}"));
             Ok(())
         };
-        let (found, failures) = self.find_referrers(session, subjects).await;
         for e in failures {
             tolerated(e, &mut out)?;
         }

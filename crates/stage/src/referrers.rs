@@ -72,16 +72,20 @@ impl Stager {
     }
 
     async fn referrers_of(&self, session: &Session, subject: &Digest, seen: &mut BTreeSet<Digest>) -> Result<Vec<Referrer>, StageError> {
-        let listed = match session.referrers(subject).await? {
-            Some(list) => list.into_iter().map(|d| d.digest).collect(),
-            None => self.tag_schema_index(session, subject).await?,
-        };
-        let mut digests: Vec<Digest> = listed;
-        for tag in COSIGN_SUFFIXES.iter().filter_map(|s| schema_tag(subject, Some(s))) {
-            if let Some(d) = self.tagged(session, &tag).await? {
-                digests.push(d);
+        // The referrers API (or the tag schema) and cosign's tags at once: each lookup is a
+        // round trip to the upstream.
+        let listed = async {
+            match session.referrers(subject).await? {
+                Some(list) => Ok::<_, StageError>(list.into_iter().map(|d| d.digest).collect::<Vec<_>>()),
+                None => self.tag_schema_index(session, subject).await,
             }
-        }
+        };
+        let cosign = futures::future::try_join_all(
+            COSIGN_SUFFIXES.iter().filter_map(|s| schema_tag(subject, Some(s))).map(|tag| async move { self.tagged(session, &tag).await }),
+        );
+        let (listed, cosign) = futures::try_join!(listed, cosign)?;
+        let mut digests: Vec<Digest> = listed;
+        digests.extend(cosign.into_iter().flatten());
         let mut out = Vec::new();
         for d in digests {
             if out.len() == MAX_PER_SUBJECT {
