@@ -67,29 +67,24 @@ impl Skopeo {
     /// `skopeo copy --all --preserve-digests SRC DST` over plain HTTP, anonymously.
     #[track_caller]
     pub(crate) fn copy_all(&self, src: &str, dst: &str) {
-        self.ok(&[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--src-no-creds",
-            "--dest-no-creds",
-            src,
-            dst,
-        ]);
+        self.copy(&[], &["--all"], src, dst);
     }
 
     /// `skopeo --override-arch ARCH copy SRC DST`: what a client of linux/ARCH pulls (one
     /// image, the index left behind), digests preserved.
     #[track_caller]
     pub(crate) fn copy_platform(&self, src: &str, dst: &str, arch: &str) {
-        self.ok(&[
-            "--override-os",
-            "linux",
-            "--override-arch",
-            arch,
-            "copy",
+        self.copy(&["--override-os", "linux", "--override-arch", arch], &[], src, dst);
+    }
+
+    /// `skopeo [GLOBAL...] copy [OPTIONS...] --preserve-digests SRC DST` over plain HTTP,
+    /// anonymously; fails the test unless it succeeds.
+    #[track_caller]
+    fn copy(&self, global: &[&str], options: &[&str], src: &str, dst: &str) {
+        let mut args = global.to_vec();
+        args.push("copy");
+        args.extend_from_slice(options);
+        args.extend([
             "--preserve-digests",
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
@@ -98,6 +93,7 @@ impl Skopeo {
             src,
             dst,
         ]);
+        self.ok(&args);
     }
 
     /// `skopeo inspect [EXTRA...] docker://IMAGE`; the output whatever the exit status.
