@@ -31,6 +31,21 @@ pub use metrics::Metrics;
 use request::Req;
 pub use ui::Console;
 
+/// Which of the blobs and child manifests a pushed manifest names must already be in the
+/// repository. The spec allows a registry to accept or refuse a manifest whose references are
+/// absent; copies of one platform, mirrors and the conformance suite's sparse data set need
+/// acceptance, an operator who wants every push whole needs refusal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ManifestCompleteness {
+    /// Every child manifest and blob must be present (`MANIFEST_BLOB_UNKNOWN` otherwise).
+    Complete,
+    /// Indexes may name absent children (a *sparse* index); image manifests must be complete.
+    #[default]
+    Indexes,
+    /// Image manifests may name absent blobs too: they are absent by design until pushed.
+    Any,
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,9 +61,10 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Who may do what; open by default.
     pub access: access::Access,
-    /// Refuse indexes naming children the repository lacks (`--require-complete-indexes`);
-    /// by default such *sparse* indexes are accepted, as the spec allows.
-    pub complete_indexes: bool,
+    /// What a pushed manifest must reference that the repository already holds
+    /// (`--manifest-completeness`); by default *sparse* indexes are accepted, as the spec
+    /// allows, and image manifests must be complete.
+    pub completeness: ManifestCompleteness,
     /// The operator console's cached figures.
     pub console: ui::Console,
 }
@@ -64,7 +80,7 @@ impl AppState {
             gc: store::GcOptions::default(),
             metrics,
             access: access::Access::default(),
-            complete_indexes: false,
+            completeness: ManifestCompleteness::default(),
             console: ui::Console::default(),
         }
     }

@@ -59,6 +59,9 @@ pub struct FsckReport {
     /// Children of indexes that the repository does not hold: a sparse index (a one-platform
     /// staging, or a push the spec allows) lacks them by design, so they are not failures.
     pub absent_children: u64,
+    /// Blobs named by image manifests that were accepted without them
+    /// (`manifest_completeness = any`): absent by design, not lost.
+    pub absent_blobs: u64,
     pub problems: Vec<Problem>,
     /// Corrupt blobs moved to `quarantine/` (with `repair`).
     pub quarantined: u64,
@@ -163,9 +166,14 @@ impl Store {
                     let bytes = self.read_blob_bytes(&d).await?;
                     match oci::Manifest::parse(&bytes, None) {
                         Ok(m) => {
+                            let sparse = self.manifest_has_absent_blobs(&repo, &d).await?;
                             for b in m.required_blobs() {
                                 referenced.insert(b.digest.clone());
-                                if !present(&b.digest) {
+                                if sparse && !self.blob_linked(&repo, &b.digest).await? {
+                                    // Accepted without it (`manifest_completeness = any`):
+                                    // absent by design until someone pushes it.
+                                    report.absent_blobs += 1;
+                                } else if !present(&b.digest) {
                                     add(ProblemKind::Missing, &b.digest, Some(&repo), format!("referenced by manifest {d}"));
                                 } else if is_corrupt(&b.digest) {
                                     add(ProblemKind::Corrupt, &b.digest, Some(&repo), String::new());

@@ -19,6 +19,10 @@ struct ManifestLink {
     /// The subject, so deleting the manifest can drop its referrer entry without parsing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<Digest>,
+    /// Accepted while some of the blobs it names were absent (`manifest_completeness = any`):
+    /// those are absent by design until pushed, which fsck reports apart from lost data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    absent_blobs: bool,
 }
 
 /// A manifest as stored in a repository.
@@ -43,13 +47,38 @@ impl Store {
         bytes: Bytes,
         referrer: Option<(&Digest, &Descriptor)>,
     ) -> Result<()> {
+        self.write_manifest(repo, digest, media_type, bytes, referrer, false).await
+    }
+
+    /// [`Store::put_manifest`] for a manifest accepted while some of the blobs it names are
+    /// absent from `repo`: the link says so, so fsck counts them as absent by design.
+    pub async fn put_manifest_with_absent_blobs(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: &str,
+        bytes: Bytes,
+        referrer: Option<(&Digest, &Descriptor)>,
+    ) -> Result<()> {
+        self.write_manifest(repo, digest, media_type, bytes, referrer, true).await
+    }
+
+    async fn write_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: &str,
+        bytes: Bytes,
+        referrer: Option<(&Digest, &Descriptor)>,
+        absent_blobs: bool,
+    ) -> Result<()> {
         // Order matters for crash safety: bytes, then link, then referrer; tags come after.
         // Written even when stored already: these bytes are verified, a stored copy may not be.
         self.protect(std::slice::from_ref(digest)).await?;
         self.write_small(&keys::blob(digest), bytes.clone()).await?;
         self.cache().blob_sizes.insert(digest.clone(), bytes.len() as u64);
         self.cache().manifests.insert(digest.clone(), bytes);
-        let link = ManifestLink { media_type: media_type.to_string(), subject: referrer.map(|(s, _)| s.clone()) };
+        let link = ManifestLink { media_type: media_type.to_string(), subject: referrer.map(|(s, _)| s.clone()), absent_blobs };
         let json = serde_json::to_vec(&link).map_err(|e| corrupt(&keys::manifest_link(repo, digest), e))?;
         self.write_small(&keys::manifest_link(repo, digest), json.into()).await?;
         self.cache().manifest_links.insert((repo.clone(), digest.clone()), media_type.into());
@@ -75,6 +104,17 @@ impl Store {
             }
         };
         Ok(Some(StoredManifest { media_type, bytes }))
+    }
+
+    /// Whether `repo`'s link to manifest `digest` says it was accepted with absent blobs
+    /// (false when there is no such link). Read from the store, never cached: fsck's question.
+    pub(crate) async fn manifest_has_absent_blobs(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let key = keys::manifest_link(repo, digest);
+        let Some(raw) = self.read_small(&key).await? else {
+            return Ok(false);
+        };
+        let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
+        Ok(link.absent_blobs)
     }
 
     async fn manifest_media_type(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Arc<str>>> {

@@ -49,6 +49,9 @@ pub(crate) fn run(args: StorageArgs, repair: bool, strict: bool, json: bool) -> 
         if report.absent_children > 0 {
             println!("sparse indexes   {} child manifest(s) absent by design (not staged or not pushed)", report.absent_children);
         }
+        if report.absent_blobs > 0 {
+            println!("sparse manifests {} blob(s) absent by design (accepted before they were pushed)", report.absent_blobs);
+        }
         if report.stale_uploads > 0 {
             println!("stale uploads    {} session(s) idle beyond their expiry (garbage collection removes them)", report.stale_uploads);
         }

@@ -81,7 +81,7 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     let mut state = server::AppState::new(store.clone());
     state.stager = Some(stage::Stager::new(store.clone(), upstream, cfg.stage_concurrency));
     state.gc = cfg.gc.clone();
-    state.complete_indexes = cfg.complete_indexes;
+    state.completeness = cfg.completeness;
     if let Some(every) = cfg.gc_interval {
         let (store, opts, metrics) = (store.clone(), cfg.gc.clone(), state.metrics.clone());
         tokio::spawn(async move {

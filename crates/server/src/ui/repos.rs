@@ -164,6 +164,14 @@ async fn manifest(state: &AppState, viewer: &Viewer, repo: &RepoName, digest: &D
         row.present = state.store.manifest(repo, &c.digest).await?.is_some();
         children.push(row);
     }
+    // A layer the repository lacks belongs to a manifest accepted before its blobs were
+    // pushed (`--manifest-completeness any`): shown as absent rather than linked to a 404.
+    let mut layers = Vec::with_capacity(m.layers.len());
+    for l in &m.layers {
+        let mut row = DescRow::new(l);
+        row.present = state.store.blob_linked(repo, &l.digest).await?;
+        layers.push(row);
+    }
     render(&ManifestPage {
         chrome: Chrome::new(viewer, format!("{repo}@{}", ShortDigest::new(digest).short), "repositories"),
         name: repo.to_string(),
@@ -172,7 +180,7 @@ async fn manifest(state: &AppState, viewer: &Viewer, repo: &RepoName, digest: &D
         size: Size(stored.bytes.len() as u64),
         children,
         total: Size(m.layers.iter().map(|l| l.size).sum()),
-        layers: m.layers.iter().map(DescRow::new).collect(),
+        layers,
         config: m.config.as_ref().map(DescRow::new),
         platform,
         metadata,

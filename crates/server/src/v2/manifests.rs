@@ -10,6 +10,7 @@ use store::Store;
 use super::finish;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{BodyError, Req};
+use crate::ManifestCompleteness;
 
 /// Most blobs and child manifests one manifest may reference, which bounds the protections
 /// against garbage collection one request writes. Images have at most a few hundred layers
@@ -41,9 +42,9 @@ pub(crate) async fn get(store: &Store, repo: &RepoName, r: &Reference, req: &Req
     Ok(finish(b, body))
 }
 
-/// PUT by tag or digest (with optional `?tag=` parameters). Indexes may be *sparse* (name
-/// children the repository lacks, as the spec allows) unless `complete_indexes` is set.
-pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req, complete_indexes: bool) -> ApiResult {
+/// PUT by tag or digest (with optional `?tag=` parameters). What the manifest may name
+/// that the repository lacks is `completeness`'s to say (see [`ManifestCompleteness`]).
+pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req, completeness: ManifestCompleteness) -> ApiResult {
     let too_big = || {
         ApiError::new(ErrorCode::ManifestInvalid, format!("manifest is larger than the {} MiB limit", MAX_MANIFEST_BYTES >> 20))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
@@ -76,9 +77,14 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req,
             Digest::of(Algorithm::Sha256, &bytes)
         }
     };
-    check_references(store, repo, &manifest, complete_indexes).await?;
+    let absent_blobs = check_references(store, repo, &manifest, completeness).await?;
     let referrer = manifest.subject.as_ref().map(|s| (s.digest.clone(), manifest.referrer_descriptor(&digest, bytes.len() as u64)));
-    store.put_manifest(repo, &digest, &manifest.media_type, bytes, referrer.as_ref().map(|(s, d)| (s, d))).await?;
+    let referrer = referrer.as_ref().map(|(s, d)| (s, d));
+    if absent_blobs {
+        store.put_manifest_with_absent_blobs(repo, &digest, &manifest.media_type, bytes, referrer).await?;
+    } else {
+        store.put_manifest(repo, &digest, &manifest.media_type, bytes, referrer).await?;
+    }
     for t in &tags {
         store.set_tag(repo, t, &digest).await?;
     }
@@ -98,18 +104,19 @@ pub(crate) async fn put(store: &Store, repo: &RepoName, r: &Reference, req: Req,
     Ok(finish(b, Body::empty()))
 }
 
-/// Refuses a manifest that names blobs the repository does not hold, or names blobs or
-/// children with the wrong size. An index's children must be stored only when
-/// `complete_indexes` is set: otherwise absent ones are accepted (a sparse index, what a
-/// one-platform staging or mirror holds) and present ones are checked and protected.
-async fn check_references(store: &Store, repo: &RepoName, m: &Manifest, complete_indexes: bool) -> ApiResult<()> {
+/// Refuses a manifest that names blobs or children with the wrong size, or that names
+/// blobs or children the repository lacks where `completeness` requires them. Present ones
+/// are checked and protected; absent ones, where allowed, are absent by design (a sparse
+/// index, what a one-platform staging or mirror holds; under `Any`, an image manifest whose
+/// layers come later). Answers whether any blob (not child manifest) is absent.
+async fn check_references(store: &Store, repo: &RepoName, m: &Manifest, completeness: ManifestCompleteness) -> ApiResult<bool> {
     let missing = |kind: &str, d: &Descriptor| {
         ApiError::new(ErrorCode::ManifestBlobUnknown, format!("manifest references {kind} {} which is not in repository {repo}", d.digest))
             .with_detail(serde_json::json!({ "digest": d.digest.to_string() }))
     };
     // Collected first: an iterator with closures held across awaits is not `Send` enough.
-    let required: Vec<&Descriptor> = m.required_blobs().collect();
-    let count = required.len() + m.manifests.len();
+    let named: Vec<&Descriptor> = m.required_blobs().collect();
+    let count = named.len() + m.manifests.len();
     if count > MAX_REFERENCES {
         return Err(ApiError::new(
             ErrorCode::ManifestInvalid,
@@ -118,16 +125,20 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest, complete
     }
     // Cheap checks before anything is written: a manifest naming what the repository lacks
     // is refused without leaving a garbage-collection protection behind for each name.
-    for desc in &required {
-        if !is_empty_json(desc) && !store.blob_linked(repo, &desc.digest).await? {
+    let mut required: Vec<&Descriptor> = Vec::with_capacity(named.len());
+    for desc in named {
+        if is_empty_json(desc) || store.blob_linked(repo, &desc.digest).await? {
+            required.push(desc);
+        } else if completeness != ManifestCompleteness::Any {
             return Err(missing("blob", desc));
         }
     }
+    let absent_blobs = required.len() < m.required_blobs().count();
     let mut children: Vec<&Descriptor> = Vec::with_capacity(m.manifests.len());
     for child in &m.manifests {
         if store.manifest(repo, &child.digest).await?.is_some() {
             children.push(child);
-        } else if complete_indexes {
+        } else if completeness == ManifestCompleteness::Complete {
             return Err(missing("manifest", child));
         }
     }
@@ -173,7 +184,7 @@ async fn check_references(store: &Store, repo: &RepoName, m: &Manifest, complete
             ));
         }
     }
-    Ok(())
+    Ok(absent_blobs)
 }
 
 fn is_empty_json(d: &Descriptor) -> bool {

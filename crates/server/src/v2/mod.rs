@@ -32,7 +32,7 @@ pub(crate) async fn handle(state: &AppState, ep: Endpoint, req: Req) -> ApiResul
         (Endpoint::Upload(repo, id), &Method::PUT) => uploads::finish_upload(store, &repo, &id, req).await,
         (Endpoint::Upload(repo, id), &Method::DELETE) => uploads::cancel(store, &repo, &id).await,
         (Endpoint::Manifest(repo, r), &Method::GET | &Method::HEAD) => manifests::get(store, &repo, &r, &req).await,
-        (Endpoint::Manifest(repo, r), &Method::PUT) => manifests::put(store, &repo, &r, req, state.complete_indexes).await,
+        (Endpoint::Manifest(repo, r), &Method::PUT) => manifests::put(store, &repo, &r, req, state.completeness).await,
         (Endpoint::Manifest(repo, r), &Method::DELETE) => manifests::delete(store, &repo, &r).await,
         (ep, m) => {
             Err(ApiError::new(ErrorCode::Unsupported, format!("{m} is not supported on {ep:?}"))

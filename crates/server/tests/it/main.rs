@@ -195,6 +195,15 @@ impl Registry {
         (resp.status, resp.text())
     }
 
+    /// fsck of this registry's storage, through a store of its own (read-only: no repair).
+    pub async fn fsck(&self) -> store::FsckReport {
+        let store = match &self.s3 {
+            Some(cfg) => store::Store::s3(cfg).expect("S3 store"),
+            None => store::Store::filesystem(&self.root).expect("filesystem store"),
+        };
+        store.fsck(false, std::time::Duration::from_secs(86400), &|_, _| {}).await.expect("fsck")
+    }
+
     /// Every file under the storage root (every key under the prefix, on S3), relative to it.
     pub fn stored_files(&self) -> Vec<String> {
         if let Some(cfg) = &self.s3 {

@@ -32,6 +32,28 @@ pub(crate) enum StorageKind {
     S3,
 }
 
+/// What a pushed manifest must reference that the repository already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Completeness {
+    /// Every blob and child manifest named must be in the repository.
+    Complete,
+    /// Indexes may name absent children (sparse indexes); image manifests must be complete.
+    Indexes,
+    /// Image manifests may name absent blobs too (a later push of them completes the image).
+    Any,
+}
+
+impl From<Completeness> for server::ManifestCompleteness {
+    fn from(c: Completeness) -> Self {
+        match c {
+            Completeness::Complete => server::ManifestCompleteness::Complete,
+            Completeness::Indexes => server::ManifestCompleteness::Indexes,
+            Completeness::Any => server::ManifestCompleteness::Any,
+        }
+    }
+}
+
 /// Combines a setting given by flag or environment with the config file's.
 trait Merge {
     fn merge(self, file: Self) -> Self;
@@ -176,8 +198,14 @@ settings! {
     /// Run garbage collection periodically at this interval, e.g. 6h [default: off]
     #[arg(long, env = "WHARFAGE_GC_INTERVAL")]
     gc_interval: Option<String>,
-    /// Refuse pushed indexes that name child manifests the repository lacks (sparse indexes,
-    /// which the spec allows and one-platform stagings pin) [default: false]
+    /// What a pushed manifest may name that the repository lacks: `complete` refuses any
+    /// absent blob or child manifest, `indexes` accepts sparse indexes (one-platform stagings
+    /// pin them), `any` also accepts image manifests whose blobs are pushed later
+    /// [default: indexes]
+    #[arg(long, env = "WHARFAGE_MANIFEST_COMPLETENESS", value_enum)]
+    manifest_completeness: Option<Completeness>,
+    /// The same as `--manifest-completeness complete` (kept for older configurations); an
+    /// error together with a different `--manifest-completeness`
     #[arg(long, env = "WHARFAGE_REQUIRE_COMPLETE_INDEXES", num_args = 0..=1, default_missing_value = "true")]
     require_complete_indexes: Option<bool>,
     /// Previous stagings kept per live app, besides the current one [default: 2]
@@ -273,11 +301,25 @@ pub(crate) struct ServeConfig {
     pub stage_concurrency: usize,
     pub gc: store::GcOptions,
     pub gc_interval: Option<std::time::Duration>,
-    /// Refuse sparse index pushes.
-    pub complete_indexes: bool,
+    /// What pushed manifests must reference that the repository holds.
+    pub completeness: server::ManifestCompleteness,
     pub uploads: store::UploadLimits,
     pub connections: server::ConnectionLimits,
     pub access: AccessConfig,
+}
+
+/// `--manifest-completeness`, with the older `--require-complete-indexes` as an alias of
+/// `complete`; the two saying different things is a configuration error, not a guess.
+fn completeness(given: Option<Completeness>, legacy: Option<bool>) -> Result<Completeness, CliError> {
+    match (given, legacy) {
+        (Some(c), Some(true)) if c != Completeness::Complete => Err(CliError::Config(format!(
+            "require_complete_indexes = true means manifest_completeness = complete, but manifest_completeness is {}",
+            c.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+        ))),
+        (Some(c), _) => Ok(c),
+        (None, Some(true)) => Ok(Completeness::Complete),
+        (None, _) => Ok(Completeness::Indexes),
+    }
 }
 
 impl ServeConfig {
@@ -427,7 +469,7 @@ impl ServeConfig {
             stage_concurrency,
             gc,
             gc_interval,
-            complete_indexes: s.require_complete_indexes.unwrap_or(false),
+            completeness: completeness(s.manifest_completeness, s.require_complete_indexes)?.into(),
             access,
             listen,
             storage,

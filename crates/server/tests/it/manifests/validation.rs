@@ -58,7 +58,7 @@ both_backends!(sparse_index_is_accepted);
 
 /// With `--require-complete-indexes`, every child must be a manifest of the repository.
 async fn index_naming_a_missing_child_is_refused_when_complete_indexes_are_required(backend: Backend) {
-    let r = Registry::start_configured(backend, |s| s.complete_indexes = true).await;
+    let r = Registry::start_configured(backend, |s| s.completeness = server::ManifestCompleteness::Complete).await;
     let pushed = r.push_image("idx", None, 6).await;
     let missing = Image::new(7, 2);
     let index = oci_index(vec![pushed.descriptor(), missing.descriptor()], json!({}));
@@ -72,6 +72,64 @@ async fn index_naming_a_missing_child_is_refused_when_complete_indexes_are_requi
     expect_manifest(&r, "idx", "all", OCI_INDEX, &index, &d).await;
 }
 both_backends!(index_naming_a_missing_child_is_refused_when_complete_indexes_are_required);
+
+/// With `--manifest-completeness any`, an image manifest may name blobs the repository
+/// lacks: it is stored and served, an absent layer is `BLOB_UNKNOWN`, present blobs are still
+/// size-checked, fsck counts the absent blob as absent by design (no problem), garbage
+/// collection keeps what is there, and a later push of the blob completes the image.
+async fn sparse_image_manifest_is_accepted_under_any(backend: Backend) {
+    let r = Registry::start_configured(backend, |s| {
+        s.completeness = server::ManifestCompleteness::Any;
+        s.gc.grace = std::time::Duration::ZERO;
+    })
+    .await;
+    let img = Image::new(9, 2);
+    r.push_blob("sp", &img.config).await;
+    r.push_blob("sp", &img.layers[0]).await;
+    let d = r.push_manifest("sp", "v1", OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(d, img.digest);
+    expect_manifest(&r, "sp", "v1", OCI_MANIFEST, &img.manifest, &d).await;
+    let tags = json_body(r.get("/v2/sp/tags/list").await).await;
+    assert_eq!(tags["tags"], json!(["v1"]));
+    let absent = sha256(&img.layers[1]);
+    expect_error(r.get(&format!("/v2/sp/blobs/{absent}")).await, 404, "BLOB_UNKNOWN").await;
+    assert_eq!(body(r.get(&format!("/v2/sp/blobs/{}", sha256(&img.layers[0]))).await).await, img.layers[0]);
+
+    // A present blob with the wrong size is refused even so.
+    let mut wrong: Value = serde_json::from_slice(&img.manifest).unwrap();
+    wrong["layers"][0]["size"] = json!(img.layers[0].len() + 1);
+    expect_error(r.put_manifest("sp", "bad", OCI_MANIFEST, &pretty(&wrong)).await, 400, "MANIFEST_INVALID").await;
+
+    let report = r.fsck().await;
+    assert!(report.problems.is_empty(), "an absent blob of a sparse manifest is not a problem: {:?}", report.problems);
+    assert_eq!(report.absent_blobs, 1);
+    // Collected with no grace: the tagged manifest keeps its config and present layer.
+    let gc = r.req(Method::POST, "/api/v1/gc").send().await.unwrap();
+    assert_eq!(gc.status(), 200);
+    expect_manifest(&r, "sp", "v1", OCI_MANIFEST, &img.manifest, &d).await;
+    assert_eq!(body(r.get(&format!("/v2/sp/blobs/{}", sha256(&img.config))).await).await, img.config);
+
+    // The missing layer, pushed later, completes the image.
+    r.push_blob("sp", &img.layers[1]).await;
+    assert_eq!(body(r.get(&format!("/v2/sp/blobs/{absent}")).await).await, img.layers[1]);
+    let report = r.fsck().await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.absent_blobs, 0);
+}
+both_backends!(sparse_image_manifest_is_accepted_under_any);
+
+/// Under the default (`indexes`) an image manifest naming an absent blob is still refused,
+/// and under `complete` so is a sparse index.
+async fn completeness_settings_refuse_what_they_exclude(backend: Backend) {
+    let r = Registry::start(backend).await;
+    let img = Image::new(10, 1);
+    r.push_blob("c", &img.config).await;
+    expect_error(r.put_manifest("c", "v1", OCI_MANIFEST, &img.manifest).await, 400, "MANIFEST_BLOB_UNKNOWN").await;
+    let r = Registry::start_configured(backend, |s| s.completeness = server::ManifestCompleteness::Complete).await;
+    r.push_blob("c", &img.config).await;
+    expect_error(r.put_manifest("c", "v1", OCI_MANIFEST, &img.manifest).await, 400, "MANIFEST_BLOB_UNKNOWN").await;
+}
+both_backends!(completeness_settings_refuse_what_they_exclude);
 
 async fn nested_and_empty_indexes(backend: Backend) {
     let r = Registry::start(backend).await;
