@@ -110,8 +110,15 @@ async fn authorize(state: &AppState, ep: &Endpoint, parts: &http::request::Parts
     let client = parts.extensions.get::<access::ClientAddr>().copied();
     let headers = &parts.headers;
     let caller = access::identify(state, headers, client).await.map_err(|e| access::identify_error(state, headers, e))?;
-    access::check(state, &caller, &access::need(ep, &parts.method), headers)?;
+    let mount_from = parts.uri.query().and_then(mount_source);
+    access::check(state, &caller, &access::need(ep, &parts.method, mount_from.as_deref()), headers)?;
     Ok(caller)
+}
+
+/// The `from` of a query that asks for a mount (`mount=…&from=…`), if it does.
+fn mount_source(query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs.iter().any(|(k, _)| k == "mount").then(|| pairs.into_iter().find(|(k, _)| k == "from").map(|(_, v)| v))?
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {

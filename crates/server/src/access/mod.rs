@@ -114,6 +114,21 @@ impl Caller {
         }
     }
 
+    /// Whether the caller holds a token that lacks `actions` on `repo`.
+    fn token_lacks(&self, repo: &str, actions: Actions) -> bool {
+        matches!(&self.who, Who::Token(v) if !v.actions(repo).contains(actions))
+    }
+
+    /// Whether the caller's principal may take `actions` on `repo` by the rules, whatever
+    /// its token holds: whether asking for a token with them would get them.
+    fn may(&self, repo: &str, actions: Actions) -> bool {
+        let Some(auth) = &self.auth else { return true };
+        match &self.who {
+            Who::Open => true,
+            _ => auth.policy().actions(&self.principal(), repo).contains(actions),
+        }
+    }
+
     fn catalog(&self) -> bool {
         let Some(auth) = &self.auth else { return true };
         match &self.who {
@@ -169,12 +184,19 @@ pub(crate) enum Need<'a> {
     Login,
     Catalog,
     Repo(&'a str, Actions),
+    /// A cross-repository mount: push to the first, and pull from the second to mount
+    /// rather than upload (the handler falls back to an upload without it).
+    Mount(&'a str, &'a str),
 }
 
-/// What an endpoint and method need: reads pull, writes push, deletes delete.
-pub(crate) fn need<'a>(ep: &'a Endpoint, m: &Method) -> Need<'a> {
+/// What an endpoint and method need: reads pull, writes push, deletes delete; a mount
+/// (`mount_from`: the `from` of a `POST …/blobs/uploads/?mount=…&from=…`) also reads its source.
+pub(crate) fn need<'a>(ep: &'a Endpoint, m: &Method, mount_from: Option<&'a str>) -> Need<'a> {
     let read = matches!(*m, Method::GET | Method::HEAD);
     match ep {
+        Endpoint::UploadStart(r) if *m == Method::POST && mount_from.is_some_and(|f| f != r.as_str()) => {
+            Need::Mount(r.as_str(), mount_from.unwrap_or_default())
+        }
         Endpoint::Base => Need::Login,
         Endpoint::Catalog => Need::Catalog,
         Endpoint::Tags(r) | Endpoint::Referrers(r, _) => Need::Repo(r.as_str(), Actions::PULL),
@@ -193,6 +215,12 @@ pub(crate) fn check(state: &AppState, caller: &Caller, need: &Need<'_>, headers:
         Need::Login => !matches!(caller.who, Who::Anonymous),
         Need::Catalog => caller.catalog(),
         Need::Repo(repo, actions) => caller.actions(repo).contains(*actions),
+        // A token that may push but was not issued the source's pull, for a principal who
+        // may pull it, is sent for a token that names both; everyone else who may push goes
+        // on (and mounts, or uploads when the source is not theirs to read).
+        Need::Mount(repo, from) => {
+            caller.actions(repo).contains(Actions::PUSH) && !(caller.token_lacks(from, Actions::PULL) && caller.may(from, Actions::PULL))
+        }
     };
     if allowed {
         return Ok(());
@@ -205,6 +233,12 @@ pub(crate) fn check(state: &AppState, caller: &Caller, need: &Need<'_>, headers:
             (Some(auth::challenge_scope(repo, Actions::PULL | Actions::PUSH)), format!("push to {repo}"))
         }
         Need::Repo(repo, a) => (Some(auth::challenge_scope(repo, *a)), format!("{a} {repo}")),
+        // Every scope the request needs, space-separated as the token spec writes several,
+        // so a token client mounts on its first try.
+        Need::Mount(repo, from) => (
+            Some(format!("{} {}", auth::challenge_scope(repo, Actions::PULL | Actions::PUSH), auth::challenge_scope(from, Actions::PULL))),
+            format!("mount from {from} into {repo}"),
+        ),
     };
     let principal = caller.principal();
     if !matches!(need, Need::Login) {
@@ -285,6 +319,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_mount_needs_push_here_and_pull_at_its_source() {
+        let ep = Endpoint::parse("/v2/team/web/blobs/uploads/").unwrap();
+        assert_eq!(need(&ep, &Method::POST, Some("team/base")), Need::Mount("team/web", "team/base"));
+        // Mounting from the repository itself needs nothing more than a push.
+        assert_eq!(need(&ep, &Method::POST, Some("team/web")), Need::Repo("team/web", Actions::PUSH));
+        assert_eq!(need(&ep, &Method::POST, None), Need::Repo("team/web", Actions::PUSH));
+    }
+
+    #[test]
     fn endpoints_need_what_they_do() {
         let ep = |p: &str| Endpoint::parse(p).unwrap();
         let d = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
@@ -304,7 +347,7 @@ mod tests {
             (&format!("/v2/team/web/referrers/{d}"), Method::GET, repo(Actions::PULL)),
         ];
         for (path, m, want) in cases {
-            assert_eq!(need(&ep(path), &m), want, "{m} {path}");
+            assert_eq!(need(&ep(path), &m, None), want, "{m} {path}");
         }
     }
 

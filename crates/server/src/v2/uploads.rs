@@ -39,29 +39,28 @@ fn digest_param(req: &Req, name: &str) -> ApiResult<Option<Digest>> {
 pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult {
     if let Some(d) = digest_param(&req, "mount")? {
         let from = req.query("from").map(RepoName::parse).transpose()?;
-        // A mount reads the source: only from a repository the caller may pull, and without
-        // a source only for a caller who may read them all (else any digest would be an
-        // oracle on every repository's content). A refused mount is a plain upload, as the
-        // spec says.
-        let may_read = match &from {
-            Some(src) => req.caller.actions(src.as_str()).contains(auth::Actions::PULL),
-            None => req.caller.reads_everything(),
+        // A mount reads its source: only a repository the caller may pull. Without `from`,
+        // any blob for a caller who reads everything, else one linked in a repository the
+        // caller may pull (searched, within bounds), so no digest is an oracle on content
+        // the caller could not read. A refused mount is a plain upload, as the spec says.
+        let source = match from {
+            Some(src) => req.caller.actions(src.as_str()).contains(auth::Actions::PULL).then_some(MountSource::Repo(src)),
+            None if req.caller.reads_everything() => Some(MountSource::Anywhere),
+            None => pullable_source(store, &req.caller, &d).await?.map(MountSource::Repo),
         };
         // A cheap look first, so mounts of digests nobody has write no protection; then
         // protected before the authoritative check, so garbage collection cannot remove the
         // blob between our "yes, mounted" and the client's manifest.
-        let plausible = may_read
-            && match &from {
-                Some(src) => store.blob_linked(src, &d).await?,
-                None => store.blob_size(&d).await?.is_some(),
-            };
+        let plausible = match &source {
+            Some(MountSource::Repo(src)) => store.blob_linked(src, &d).await?,
+            Some(MountSource::Anywhere) => store.blob_size(&d).await?.is_some(),
+            None => false,
+        };
         let mountable = plausible && {
             store.protect(std::slice::from_ref(&d)).await?;
-            match &from {
-                Some(src) => store.blob_linked(src, &d).await? && store.blob_size_fresh(&d).await?.is_some(),
-                // No source named (only for a caller who reads everything, see above): any
-                // blob the registry holds.
-                None => store.blob_size_fresh(&d).await?.is_some(),
+            match &source {
+                Some(MountSource::Repo(src)) => store.blob_linked(src, &d).await? && store.blob_size_fresh(&d).await?.is_some(),
+                _ => store.blob_size_fresh(&d).await?.is_some(),
             }
         };
         if mountable {
@@ -77,6 +76,43 @@ pub(crate) async fn start(store: &Store, repo: &RepoName, req: Req) -> ApiResult
     }
     let id = store.start_upload(repo).await?;
     Ok(session(StatusCode::ACCEPTED, repo, &id, 0))
+}
+
+/// Where a mount may take its blob from.
+enum MountSource {
+    /// This repository, which the caller may pull.
+    Repo(RepoName),
+    /// Any repository: the caller reads them all.
+    Anywhere,
+}
+
+/// Repositories looked at, at most, for a mount without `from` by a caller who does not read
+/// everything: the search is bounded work per request, and a miss is only an upload.
+const MOUNT_SEARCH_REPOSITORIES: usize = 1024;
+
+/// A repository the caller may pull that links `d`, for a mount that names no source.
+async fn pullable_source(store: &Store, caller: &crate::access::Caller, d: &Digest) -> ApiResult<Option<RepoName>> {
+    let (mut after, mut seen) = (None::<String>, 0);
+    loop {
+        let page = store.repositories_page("", after.as_deref(), 128).await?;
+        for name in &page.items {
+            seen += 1;
+            if !caller.actions(name).contains(auth::Actions::PULL) {
+                continue;
+            }
+            let Ok(r) = RepoName::parse(name) else { continue };
+            if store.blob_linked(&r, d).await? {
+                return Ok(Some(r));
+            }
+        }
+        if seen >= MOUNT_SEARCH_REPOSITORIES {
+            return Ok(None);
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// GET: how much the session holds.

@@ -169,3 +169,53 @@ fn serve_refuses_an_open_registry_off_loopback() {
     let server = crate::harness::Server::spawn(cmd);
     assert!(server.addr.port() > 0);
 }
+
+/// A cross-repository mount's challenge names the source's pull as well as the target's push,
+/// so a token fetched from the challenge alone mounts on the first try; a token issued
+/// without the source is sent back for one that has it; a source the user may not read
+/// makes the mount an ordinary upload, never a 401 loop.
+#[test]
+fn a_mount_challenge_names_every_scope_it_needs() {
+    let skopeo = Skopeo::new();
+    let s = Secured::start(&[]);
+    let h = s.https();
+    let (layout, image) = image_fixture(&s.dir.path().join("src"), 43);
+    assert!(push(&skopeo, &s, &oci_ref(&layout.dir, "v1"), "team/web:v1", Some(&creds("ci"))).0);
+    let layer = &image.layers[0];
+    let mount = format!("/v2/team/app/blobs/uploads/?mount={layer}&from=team/web");
+
+    let a = h.send("POST", &mount, Cred::None, None);
+    assert_eq!(a.status, 401);
+    let challenge = a.header("www-authenticate").to_string();
+    let scope = challenge.split("scope=\"").nth(1).and_then(|r| r.split('"').next()).expect("the challenge names a scope");
+    assert_eq!(scope, "repository:team/app:pull,push repository:team/web:pull");
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    let t = h.token(Cred::Basic("ci", pw("ci")), &scopes);
+    let a = h.send("POST", &mount, Cred::Bearer(&t), None);
+    assert_eq!(a.status, 201, "mounted with the token the challenge asked for: {}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("location"), format!("/v2/team/app/blobs/{layer}"));
+    assert_eq!(h.send("HEAD", &format!("/v2/team/app/blobs/{layer}"), Cred::Bearer(&t), None).status, 200);
+
+    // A token for the target only (a client reusing the one it pushed with): 401 naming both.
+    let narrow = h.token(Cred::Basic("ci", pw("ci")), &["repository:team/other:pull,push"]);
+    let a = h.send("POST", &mount.replace("team/app", "team/other"), Cred::Bearer(&narrow), None);
+    assert_eq!(a.status, 401);
+    assert!(a.header("www-authenticate").contains("error=\"insufficient_scope\""), "{}", a.header("www-authenticate"));
+    assert!(a.header("www-authenticate").contains("scope=\"repository:team/other:pull,push repository:team/web:pull\""));
+
+    // ci may not read private/x: the mount is an upload (202), and the bytes stay unreachable.
+    let blob = b"private bytes".to_vec();
+    let d = crate::fixtures::sha256(&blob);
+    let a = h.send(
+        "POST",
+        &format!("/v2/private/x/blobs/uploads/?digest={d}"),
+        Cred::Basic("root", pw("root")),
+        Some(("application/octet-stream", blob)),
+    );
+    assert_eq!(a.status, 201);
+    let steal = format!("/v2/team/app/blobs/uploads/?mount={d}&from=private/x");
+    let t = h.token(Cred::Basic("ci", pw("ci")), &["repository:team/app:pull,push", "repository:private/x:pull"]);
+    let a = h.send("POST", &steal, Cred::Bearer(&t), None);
+    assert_eq!(a.status, 202, "a mount from a repository the user may not pull is an upload");
+    assert_eq!(h.send("HEAD", &format!("/v2/team/app/blobs/{d}"), Cred::Bearer(&t), None).status, 404);
+}
