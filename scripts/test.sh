@@ -10,7 +10,10 @@
 #    failing fails the run.
 # 3. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
 #    is installed (then the doctests with cargo test --doc), cargo test otherwise.
-# 4. Prints a summary and exits non-zero if anything failed.
+# 4. Runs the OCI conformance suite against the built binary three ways (scripts/conformance.sh:
+#    default, all, all over TLS with access control; the S3 run too): any failed or skipped
+#    case fails the run. Skipped when a test filter is given.
+# 5. Prints a summary and exits non-zero if anything failed.
 #
 # Options:
 #   --install-only   only do step 1
@@ -111,6 +114,10 @@ if [ "$runner" = nextest ]; then
 else
     run_step "tests (cargo test)" \
         cargo test --workspace --profile ci ${extra[@]+"${extra[@]}"}
+fi
+
+if [ "${#extra[@]}" -eq 0 ]; then
+    run_step "conformance" "$repo/scripts/conformance.sh" "$repo/target/ci/wharfage"
 fi
 
 section "summary"
