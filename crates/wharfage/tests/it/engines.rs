@@ -114,10 +114,14 @@ impl Drop for Dockerd {
     }
 }
 
-/// A containerd of the test's own, driven with `ctr`.
+/// A containerd of the test's own, driven with `ctr`. runc keeps container state per
+/// containerd namespace for the whole machine (`/run/containerd/runc/<namespace>/<id>`), so
+/// two tests' containerds in one namespace collide on container ids: each instance has a
+/// namespace of its own, and its containers keep their runc state under the test's directory.
 pub(crate) struct Containerd {
     daemon: Option<testkit::ChildGuard>,
     dir: PathBuf,
+    namespace: String,
 }
 
 impl Containerd {
@@ -133,16 +137,25 @@ impl Containerd {
         cmd.arg("--address").arg(d.join("sock"));
         cmd.stdout(std::fs::File::create(&log).unwrap()).stderr(std::fs::File::create(&log).unwrap());
         let daemon = testkit::spawn(cmd).unwrap();
-        let engine = Containerd { daemon: Some(daemon), dir: d.clone() };
+        let engine = Containerd { daemon: Some(daemon), dir: d.clone(), namespace: testkit::unique("wharfage") };
         wait_until("containerd", &log, || engine.ctr(&["version"]).status.success());
         engine
     }
 
-    /// `ctr ARGS...` in this daemon's `wharfage` namespace.
+    /// `ctr ARGS...` in this daemon's own namespace.
     pub(crate) fn ctr(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new("ctr");
-        cmd.arg("-a").arg(self.dir.join("sock")).args(["-n", "wharfage"]).args(args);
+        cmd.arg("-a").arg(self.dir.join("sock")).args(["-n", &self.namespace]).args(args);
         run(cmd, TIMEOUT)
+    }
+
+    /// `ctr run ARGS...`, with runc's state under this daemon's directory rather than the
+    /// machine-wide default.
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        let runc_root = self.dir.join("runc").to_string_lossy().into_owned();
+        let mut all = vec!["run", "--runc-root", &runc_root];
+        all.extend_from_slice(args);
+        self.ctr(&all)
     }
 }
 

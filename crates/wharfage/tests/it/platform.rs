@@ -226,13 +226,12 @@ fn scenario(s3: Option<&S3Store<'_>>) {
     let ctr_port_s = ctr_port.to_string();
     ok(
         "ctr run",
-        ctrd.ctr(&[
-            "run",
+        ctrd.run(&[
             "-d",
             "--null-io",
             "--net-host",
             &web.image,
-            "web3",
+            &testkit::unique("web3"),
             "/bin/busybox",
             "httpd",
             "-f",
