@@ -366,8 +366,11 @@ mod tests {
             (AuthError::Config("no key".into()), 500, "UNAVAILABLE"),
         ];
         for (e, status, code) in cases {
-            let r = ApiError::from(e).into_response();
-            assert_eq!((r.status().as_u16(), code), (status, code));
+            let what = e.to_string();
+            let api = ApiError::from(e);
+            let mapped = api.code.as_str();
+            let r = api.into_response();
+            assert_eq!((r.status().as_u16(), mapped), (status, code), "{what}");
         }
         let r = ApiError::from(AuthError::Throttled { retry_after: 7 }).into_response();
         assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "7");

@@ -88,11 +88,8 @@ impl AppState {
 
 /// The registry's router.
 pub fn router(state: AppState) -> Router {
-    let guarded = mgmt::routes()
-        .merge(metrics::admin_routes())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::guard_operations));
     Router::new()
-        .merge(guarded)
+        .merge(mgmt::routes(&state))
         .merge(metrics::routes())
         .merge(access::token::routes())
         .merge(ui::routes(state.clone()))

@@ -150,11 +150,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
-/// `/metrics`: repository and app activity, for admins when access control is on.
-pub(crate) fn admin_routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
-}
-
 /// Counts every answer, whatever route gave it.
 pub(crate) async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -163,7 +158,9 @@ pub(crate) async fn count(State(state): State<AppState>, req: Request, next: Nex
     resp
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics`: repository and app activity (admins only when access control is on; see
+/// `mgmt::routes`).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics.render() {
         Ok(text) => {
             let mut r = Response::new(Body::from(text));

@@ -4,21 +4,21 @@
 //! (anonymous); what each endpoint needs is decided in [`need`] from the typed endpoint.
 //! Denials are logged as audit events with the principal, repository and action.
 
+mod routes;
 pub(crate) mod token;
+
+pub(crate) use routes::{RoleNeed, Routes};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use auth::{Actions, Auth, Principal, Role, Verified};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use http::{header, HeaderMap, Method};
 use oci::ErrorCode;
 
 use crate::endpoint::Endpoint;
-use crate::error::{ApiError, MgmtError};
+use crate::error::ApiError;
 use crate::AppState;
 
 /// The client's address, put on each request by the listener (for the failed-login limit).
@@ -92,6 +92,16 @@ impl Caller {
     /// A caller of a registry without access control.
     pub(crate) fn open() -> Caller {
         Caller { auth: None, who: Who::Open }
+    }
+
+    /// The console viewer `user` (`None` on an open registry), as a caller whose repository
+    /// rights are those of the same user on `/v2/`.
+    pub(crate) fn console_user(state: &AppState, user: Option<&str>) -> Caller {
+        match (&state.access.auth, user) {
+            (Some(auth), Some(u)) => Caller { auth: Some(auth.clone()), who: Who::Login(Principal::User(u.to_string())) },
+            (Some(auth), None) => Caller { auth: Some(auth.clone()), who: Who::Anonymous },
+            (None, _) => Caller::open(),
+        }
     }
 
     /// Whether the caller may read every repository: access control is off, or an admin.
@@ -279,39 +289,6 @@ pub(crate) fn identify_error(state: &AppState, headers: &HeaderMap, e: auth::Aut
         return err.with_header(header::WWW_AUTHENTICATE, &challenge(state, headers, None, error));
     }
     err
-}
-
-/// Guards the management API and `/metrics`: admins may do everything, stagers the staging
-/// and app endpoints; nobody else anything.
-pub(crate) async fn guard_operations(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.access.auth.is_none() {
-        return next.run(req).await;
-    }
-    let path = req.uri().path();
-    let admin_only = path == "/metrics" || path.starts_with("/api/v1/gc");
-    let client = req.extensions().get::<ClientAddr>().copied();
-    let caller = match identify(&state, req.headers(), client).await {
-        Ok(c) => c,
-        Err(e) => return MgmtError::from(e).into_response(),
-    };
-    let principal = match &caller.who {
-        Who::Open => return next.run(req).await,
-        Who::Anonymous => return MgmtError::unauthorized("log in as an admin or a stager").into_response(),
-        Who::Login(p) => p.clone(),
-        Who::Token(v) => v.principal.clone(),
-    };
-    let role = state.access.auth.as_ref().map_or(Role::None, |a| a.policy().role(&principal));
-    let ok = match role {
-        Role::Admin => true,
-        Role::Stager => !admin_only,
-        Role::None => false,
-    };
-    if !ok {
-        tracing::info!(target: "wharfage::audit", event = "denied", principal = %principal, path, "management request denied");
-        let need = if admin_only { "an admin" } else { "an admin or a stager" };
-        return MgmtError::denied(format!("{principal} may not use {path}: it needs {need}")).into_response();
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use super::types::GcRequest;
 use crate::error::MgmtError;
 use crate::AppState;
 
+/// Who may collect garbage, through the API and the console alike.
+pub(crate) const NEED: crate::access::RoleNeed = crate::access::RoleNeed::Admin;
+
 /// POST `/api/v1/gc` (`{"dry_run": bool}`, or no body).
 pub(super) async fn collect(State(state): State<AppState>, body: Bytes) -> Result<Response, MgmtError> {
     let req: GcRequest = if body.is_empty() {

@@ -13,18 +13,21 @@ use axum::Router;
 use http::StatusCode;
 use serde::Serialize;
 
+use crate::access::{RoleNeed, Routes};
 use crate::error::json_response;
 use crate::AppState;
 
-/// The routes of the management API.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/stagings", post(stagings::create))
-        .route("/api/v1/apps", get(apps::list))
-        .route("/api/v1/apps/live", put(apps::sync_live))
-        .route("/api/v1/apps/{app}", get(apps::show).delete(apps::remove))
-        .route("/api/v1/apps/{app}/credentials", post(apps::mint_credentials).delete(apps::revoke_credentials))
-        .route("/api/v1/gc", post(gc::collect))
+/// The routes of the management API, each with the role it needs.
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
+    Routes::api(state)
+        .route("/api/v1/stagings", RoleNeed::Staging, post(stagings::create))
+        .route("/api/v1/apps", RoleNeed::Staging, get(apps::list))
+        .route("/api/v1/apps/live", RoleNeed::Staging, put(apps::sync_live))
+        .route("/api/v1/apps/{app}", RoleNeed::Staging, get(apps::show).delete(apps::remove))
+        .route("/api/v1/apps/{app}/credentials", RoleNeed::Staging, post(apps::mint_credentials).delete(apps::revoke_credentials))
+        .route("/api/v1/gc", gc::NEED, post(gc::collect))
+        .route("/metrics", RoleNeed::Admin, get(crate::metrics::metrics))
+        .into_router()
 }
 
 /// A typed body as JSON with its status.

@@ -27,7 +27,10 @@ use axum::Router;
 use http::{header, HeaderValue};
 use store::Usage;
 
-use error::UiError;
+pub(crate) use error::UiError;
+pub(crate) use session::Viewer;
+
+use crate::access::{RoleNeed, Routes};
 
 /// How long the overview's usage figures are reused before they are computed again.
 const USAGE_TTL: Duration = Duration::from_secs(60);
@@ -87,20 +90,23 @@ impl Console {
     }
 }
 
-/// The console's routes (`/ui/...`, and `/` for browsers).
+/// The console's routes (`/ui/...`, and `/` for browsers), each with the role it needs; the
+/// session guard identifies the viewer (and checks every form's CSRF token) before the need
+/// is checked.
 pub(crate) fn routes(state: AppState) -> Router<AppState> {
-    let guarded = Router::new()
-        .route("/ui/", get(pages::overview))
-        .route("/ui/apps", get(pages::apps))
-        .route("/ui/apps/{app}", get(pages::app))
-        .route("/ui/apps/{app}/unpin", get(actions::unpin_page).post(actions::unpin))
-        .route("/ui/apps/{app}/credentials", post(actions::credentials))
-        .route("/ui/stage", get(stage::form).post(stage::run))
-        .route("/ui/repositories", get(repos::catalog))
-        .route("/ui/repositories/{*path}", get(repos::repository))
-        .route("/ui/gc", get(actions::gc_page).post(actions::gc))
-        .route("/ui/login", get(session::login_page).post(session::login))
-        .route("/ui/logout", post(session::logout))
+    let guarded = Routes::console(&state)
+        .route("/ui/", RoleNeed::Staging, get(pages::overview))
+        .route("/ui/apps", RoleNeed::Staging, get(pages::apps))
+        .route("/ui/apps/{app}", RoleNeed::Staging, get(pages::app))
+        .route("/ui/apps/{app}/unpin", RoleNeed::Staging, get(actions::unpin_page).post(actions::unpin))
+        .route("/ui/apps/{app}/credentials", RoleNeed::Staging, post(actions::credentials))
+        .route("/ui/stage", RoleNeed::Staging, get(stage::form).post(stage::run))
+        .route("/ui/repositories", RoleNeed::Staging, get(repos::catalog))
+        .route("/ui/repositories/{*path}", RoleNeed::Staging, get(repos::repository))
+        .route("/ui/gc", crate::mgmt::gc::NEED, get(actions::gc_page).post(actions::gc))
+        .route("/ui/login", RoleNeed::Anyone, get(session::login_page).post(session::login))
+        .route("/ui/logout", RoleNeed::Anyone, post(session::logout))
+        .into_router()
         .route_layer(axum::middleware::from_fn_with_state(state, session::guard));
     Router::new()
         .merge(guarded)

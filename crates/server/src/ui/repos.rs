@@ -32,14 +32,57 @@ pub(super) async fn catalog(
     Extension(viewer): Extension<Viewer>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, UiError> {
-    let page = state.store.repositories_page(q.q.trim(), q.after.as_deref(), PAGE).await?;
+    let (names, next) = pullable_page(&state, &viewer, q.q.trim(), q.after.as_deref()).await?;
     render(&CatalogPage {
         chrome: Chrome::new(&viewer, "Repositories", "repositories"),
-        next: q.next_link("/ui/repositories", page.next),
+        next: q.next_link("/ui/repositories", next),
         first: q.after.is_none(),
         q: q.q,
-        names: page.items,
+        names,
     })
+}
+
+/// Store pages read, at most, to fill one console page for a viewer who may pull only some
+/// repositories; past it the page is shorter and its "next" link goes on from there.
+const PAGES_SCANNED: usize = 20;
+
+/// A page of the repository names under `prefix` (after `after`) that the viewer may pull,
+/// and where the next page starts. The whole catalog is for those who read everything.
+async fn pullable_page(
+    state: &AppState,
+    viewer: &Viewer,
+    prefix: &str,
+    after: Option<&str>,
+) -> Result<(Vec<String>, Option<String>), UiError> {
+    let mut names = Vec::new();
+    let mut after = after.map(str::to_string);
+    for _ in 0..PAGES_SCANNED {
+        let page = state.store.repositories_page(prefix, after.as_deref(), PAGE).await?;
+        for name in page.items {
+            if names.len() == PAGE {
+                return Ok((names.clone(), names.last().cloned()));
+            }
+            if viewer.may_pull(state, &name) {
+                names.push(name.clone());
+            }
+            after = Some(name);
+        }
+        if page.next.is_none() {
+            return Ok((names, None));
+        }
+    }
+    Ok((names, after))
+}
+
+/// The repository, if the viewer may pull it; otherwise the same answer as a repository that
+/// does not exist, so the console does not tell which names exist either.
+fn visible(state: &AppState, viewer: &Viewer, repo: &RepoName) -> Result<(), UiError> {
+    if viewer.may_pull(state, repo.as_str()) {
+        Ok(())
+    } else {
+        tracing::info!(target: "wharfage::audit", event = "denied", principal = viewer.user.as_deref().unwrap_or("-"), %repo, "console repository page denied");
+        Err(UiError::not_found(format!("repository {repo} does not exist")))
+    }
 }
 
 /// GET `/ui/repositories/{name}` and `/ui/repositories/{name}/manifests/{digest}` (names
@@ -50,8 +93,16 @@ pub(super) async fn repository(
     Path(path): Path<String>,
 ) -> Result<Response, UiError> {
     match path.rsplit_once("/manifests/") {
-        Some((name, digest)) => manifest(&state, &viewer, &RepoName::parse(name)?, &Digest::parse(digest)?).await,
-        None => tags(&state, &viewer, &RepoName::parse(&path)?).await,
+        Some((name, digest)) => {
+            let repo = RepoName::parse(name)?;
+            visible(&state, &viewer, &repo)?;
+            manifest(&state, &viewer, &repo, &Digest::parse(digest)?).await
+        }
+        None => {
+            let repo = RepoName::parse(&path)?;
+            visible(&state, &viewer, &repo)?;
+            tags(&state, &viewer, &repo).await
+        }
     }
 }
 

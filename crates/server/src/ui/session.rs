@@ -46,10 +46,10 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
-    /// Whether the viewer may see and run garbage collection (admins; everyone on an open
-    /// registry).
-    pub(crate) fn is_admin(&self) -> bool {
-        self.role == Role::Admin
+    /// Whether the viewer may pull `repo` on `/v2/`: the console shows a repository's
+    /// names, tags and manifests only to those who could pull them anyway.
+    pub(crate) fn may_pull(&self, state: &AppState, repo: &str) -> bool {
+        crate::access::Caller::console_user(state, self.user.as_deref()).actions(repo).contains(auth::Actions::PULL)
     }
 }
 
@@ -131,10 +131,6 @@ async fn identify_and_check(state: &AppState, req: Request) -> Result<(Request, 
             }
         }
     };
-    if path.starts_with("/ui/gc") && !viewer.is_admin() {
-        tracing::info!(target: "wharfage::audit", event = "denied", principal = viewer.user.as_deref().unwrap_or("-"), path, "console request denied");
-        return Err(UiError::forbidden("garbage collection is for admins").into_response());
-    }
     let (mut parts, body) = req.into_parts();
     let body = if parts.method == Method::POST {
         let bytes = crate::request::collect(body, MAX_FORM)

@@ -23,7 +23,7 @@ fn operator_console_in_a_browser() {
     args.extend(["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from));
     let wharf = Wharf::start(&args);
     let web = push_image(&wharf, &up, "shop/web", 1301);
-    push_image(&wharf, &up, "shop/api", 1302);
+    let api = push_image(&wharf, &up, "shop/api", 1302);
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("root:{}", pw("root"))));
     wharf.stage_with(&format!("{}/shop/web:v1", up.host()), "web", json!({}), &[("authorization", &basic)]).expect(201, "stage web");
     let base = format!("http://{}", wharf.host());
@@ -140,6 +140,12 @@ fn operator_console_in_a_browser() {
         assert_eq!(refused.status, 403, "a stager's collection: {}", refused.text());
         b.goto("/ui/gc").await;
         assert!(b.text("h1").await.contains("403"));
+        // Its repository rights are its rules' (none): no repository is listed or shown.
+        b.goto("/ui/repositories").await;
+        assert!(!b.text("main").await.contains("apps/api"), "the stager may not pull apps/api");
+        b.goto(&format!("/ui/repositories/apps/api/manifests/{api}")).await;
+        assert!(b.text("h1").await.contains("404"));
+        assert!(!b.text("main").await.contains(&api[7..19]), "nothing of the manifest is shown");
         b.close().await;
     });
 }

@@ -9,6 +9,7 @@
 mod browser;
 mod console;
 mod open;
+mod rights;
 
 use crate::client::Resp;
 use crate::fixtures::{Rng, OCI_MANIFEST};
