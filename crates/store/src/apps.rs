@@ -132,11 +132,8 @@ impl Store {
         let records: Vec<_> = self.os().list(Some(&keys::apps())).try_collect().await?;
         let mut apps = std::collections::BTreeSet::new();
         for meta in records {
-            let mut parts = meta.location.as_ref().split('/');
-            if let (Some("apps"), Some(app), Some("stagings")) = (parts.next(), parts.next(), parts.next()) {
-                if let Ok(id) = AppId::parse(app) {
-                    apps.insert(id);
-                }
+            if let Some(app) = keys::staging_app_of_key(&meta.location) {
+                apps.insert(app);
             }
         }
         Ok(apps.into_iter().collect())

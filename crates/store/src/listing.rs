@@ -113,7 +113,7 @@ impl Store {
             let refs: Vec<&str> = comps.iter().map(String::as_str).collect();
             let children = self.folders(&keys::repo_folder(&refs)).await?;
             let name = comps.join("/");
-            let is_repo = !comps.is_empty() && children.iter().any(|c| c.starts_with('_'));
+            let is_repo = !comps.is_empty() && children.iter().any(|c| keys::is_repo_data_folder(c));
             if is_repo && name.starts_with(prefix) && (after.is_empty() || refs.as_slice() > after.as_slice()) {
                 if let Ok(repo) = RepoName::parse(&name) {
                     if self.repository_exists(&repo).await? {
@@ -124,7 +124,7 @@ impl Store {
                     }
                 }
             }
-            for child in children.iter().rev().filter(|c| !c.starts_with('_')) {
+            for child in children.iter().rev().filter(|c| !keys::is_repo_data_folder(c)) {
                 let mut next = comps.clone();
                 next.push(child.clone());
                 let next_refs: Vec<&str> = next.iter().map(String::as_str).collect();

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use object_store::path::Path as Key;
 
-use crate::{Result, StoreError};
+use crate::{keys, Result, StoreError};
 
 /// The folder, under the root, of temporary files.
 pub(crate) const TMP_DIR: &str = "tmp";
@@ -230,8 +230,9 @@ pub(crate) fn clear_tmp(root: &Path) -> Result<usize> {
 /// (`<name>#<n>`) in the store's other folders, with their sizes.
 pub(crate) fn stray_staging_files(root: &Path) -> Vec<(PathBuf, u64)> {
     let mut found = Vec::new();
-    for top in [TMP_DIR, "blobs", "repositories", "uploads", "apps", "gc"] {
-        walk(&root.join(top), top == TMP_DIR, &mut found);
+    walk(&root.join(TMP_DIR), true, &mut found);
+    for top in [keys::blobs(), keys::repositories(), keys::uploads(), keys::apps(), keys::gc()] {
+        walk(&path_of(root, &top), false, &mut found);
     }
     found
 }

@@ -187,7 +187,14 @@ impl Store {
     /// The repository's tags in lexical order, or `None` if the repository does not exist.
     pub async fn tags(&self, repo: &RepoName) -> Result<Option<Vec<Tag>>> {
         let listed = self.os().list_with_delimiter(Some(&keys::tags(repo))).await?;
-        let mut tags: Vec<Tag> = listed.objects.iter().filter_map(|o| o.location.filename().and_then(|f| Tag::parse(f).ok())).collect();
+        let mut tags: Vec<Tag> = listed
+            .objects
+            .iter()
+            .filter_map(|o| match keys::parse_repo_key(&o.location) {
+                Some(keys::RepoKey::Tag(_, tag)) => Some(tag),
+                _ => None,
+            })
+            .collect();
         if tags.is_empty() && !self.repository_exists(repo).await? {
             return Ok(None);
         }
@@ -222,10 +229,8 @@ impl Store {
         let mut names = BTreeSet::new();
         let mut list = self.os().list(Some(&prefix));
         while let Some(meta) = list.try_next().await? {
-            let key = meta.location.as_ref();
-            let rest = key.strip_prefix("repositories/").unwrap_or(key);
-            if let Some(idx) = rest.find("/_") {
-                names.insert(rest[..idx].to_string());
+            if let Some(repo) = keys::repo_of_key(&meta.location) {
+                names.insert(repo.to_string());
             }
         }
         Ok(names.into_iter().collect())

@@ -121,8 +121,8 @@ struct Part {
 impl Part {
     fn key(&self, id: &UploadId, n: usize) -> object_store::path::Path {
         match &self.name {
-            Some(name) => keys::upload_part(id.as_str(), name),
-            None => keys::upload_part(id.as_str(), &format!("{n:06}")),
+            Some(name) => keys::upload_part(id, name),
+            None => keys::upload_part(id, &format!("{n:06}")),
         }
     }
 }
@@ -173,7 +173,7 @@ impl Store {
             }
         }
         let name = uuid::Uuid::new_v4().simple().to_string();
-        let key = keys::upload_part(id.as_str(), &name);
+        let key = keys::upload_part(id, &name);
         let pending = self.stream_in(&key, body, Algorithm::Sha256).await?;
         if pending.size == 0 {
             self.abort(pending).await;
@@ -266,17 +266,17 @@ impl Store {
     /// Cancels a session whatever its repository (also garbage collection's way to remove one).
     pub(crate) async fn cancel_upload_unchecked(&self, id: &UploadId) -> Result<()> {
         self.inner.sessions.close(id);
-        let prefix = keys::upload(id.as_str());
+        let prefix = keys::upload(id);
         let objects: Vec<_> = self.os().list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
         // The state goes last so an interrupted cancel still finds the session.
-        let state_key = keys::upload_state(id.as_str());
+        let state_key = keys::upload_state(id);
         for key in objects.iter().filter(|k| **k != state_key) {
             self.remove(key).await?;
         }
         self.remove(&state_key).await?;
         if let Some(root) = &self.inner.local_root {
             // The session's folder, now empty; nothing else writes there.
-            let _ = tokio::fs::remove_dir(root.join("uploads").join(id.as_str())).await;
+            let _ = tokio::fs::remove_dir(crate::local::path_of(root, &keys::upload(id))).await;
         }
         Ok(())
     }
@@ -285,28 +285,23 @@ impl Store {
     /// cancel or finish), with the bytes each holds.
     pub(crate) async fn idle_uploads(&self, expiry: Duration) -> Result<Vec<(UploadId, u64)>> {
         let objects: Vec<object_store::ObjectMeta> = self.os().list(Some(&keys::uploads())).try_collect().await?;
-        let mut sessions: HashMap<String, (Option<Duration>, u64)> = HashMap::new();
+        let mut sessions: HashMap<UploadId, (Option<Duration>, u64)> = HashMap::new();
         for meta in &objects {
-            let key = meta.location.as_ref();
-            let Some(id) = key.strip_prefix("uploads/").and_then(|r| r.split('/').next()) else { continue };
-            let entry = sessions.entry(id.to_string()).or_insert((None, 0));
+            let Some((id, object)) = keys::parse_upload_key(&meta.location) else { continue };
+            let entry = sessions.entry(id).or_insert((None, 0));
             entry.1 += meta.size;
-            if key.ends_with("/state.json") {
+            if object == keys::UploadObject::State {
                 entry.0 = Some(crate::age(meta));
             }
         }
-        Ok(sessions
-            .into_iter()
-            .filter(|(_, (idle, _))| idle.is_none_or(|i| i >= expiry))
-            .filter_map(|(id, (_, bytes))| Some((UploadId::parse(&id)?, bytes)))
-            .collect())
+        Ok(sessions.into_iter().filter(|(_, (idle, _))| idle.is_none_or(|i| i >= expiry)).map(|(id, (_, bytes))| (id, bytes)).collect())
     }
 
     async fn load_state(&self, repo: &RepoName, id: &UploadId) -> Result<State> {
         let unknown = || StoreError::UploadUnknown(id.to_string());
-        let bytes = self.read_small(&keys::upload_state(id.as_str())).await?.ok_or_else(unknown)?;
+        let bytes = self.read_small(&keys::upload_state(id)).await?.ok_or_else(unknown)?;
         let state: State = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { key: keys::upload_state(id.as_str()).to_string(), reason: e.to_string() })?;
+            .map_err(|e| StoreError::Corrupt { key: keys::upload_state(id).to_string(), reason: e.to_string() })?;
         if state.repo != repo.as_str() {
             return Err(unknown());
         }
@@ -318,7 +313,7 @@ impl Store {
 
     async fn save_state(&self, id: &UploadId, state: &State) -> Result<()> {
         let json = serde_json::to_vec(state)
-            .map_err(|e| StoreError::Corrupt { key: keys::upload_state(id.as_str()).to_string(), reason: e.to_string() })?;
-        self.write_small(&keys::upload_state(id.as_str()), Bytes::from(json)).await
+            .map_err(|e| StoreError::Corrupt { key: keys::upload_state(id).to_string(), reason: e.to_string() })?;
+        self.write_small(&keys::upload_state(id), Bytes::from(json)).await
     }
 }

@@ -18,13 +18,6 @@ use crate::{Result, Store, StoreError};
 // another) is still removing, and a run's flags share one folder (a folder per digest would
 // cost a directory creation and removal per digest on the filesystem).
 
-/// The digest a `gc/protect/<alg>/<hex>` key protects.
-pub(super) fn protected_digest(key: &Path) -> Option<Digest> {
-    let rest = key.as_ref().strip_prefix("gc/protect/")?;
-    let (alg, hex) = rest.split_once('/')?;
-    Digest::parse(&format!("{alg}:{hex}")).ok()
-}
-
 /// One run's parameters for the handshake.
 pub(super) struct Run {
     /// Names this run's deletion flags.
@@ -71,7 +64,7 @@ impl Store {
         // digest in each. A run that starts after this listing writes its flags after our
         // protections, so it sees them.
         let runs = self.os().list_with_delimiter(Some(&keys::deleting_runs())).await?.common_prefixes;
-        for run in runs.iter().filter_map(|p| p.filename()) {
+        for run in runs.iter().filter_map(keys::deleting_run_of_key) {
             for d in digests {
                 if let Some(meta) = self.head_meta(&keys::deleting(run, d)).await? {
                     if age(&meta) < DELETING_STALE {
@@ -152,7 +145,7 @@ impl Store {
     /// it races nothing; a folder that is not empty yet is left alone.
     pub(super) async fn remove_run_folder(&self, run: &str) {
         let Some(root) = &self.inner.local_root else { return };
-        let dir = root.join("gc/deleting").join(run);
+        let dir = crate::local::path_of(root, &keys::deleting_run(run));
         if let Ok(mut algorithms) = tokio::fs::read_dir(&dir).await {
             while let Ok(Some(entry)) = algorithms.next_entry().await {
                 let _ = tokio::fs::remove_dir(entry.path()).await;
@@ -181,7 +174,7 @@ impl Store {
         // run may last, since a long run started earlier may still be counting on them.
         let forgotten = DELETING_STALE + opts.protect_window + run.slack;
         for meta in self.list_all(&keys::protections()).await? {
-            let Some(d) = protected_digest(&meta.location) else { continue };
+            let Some(d) = keys::parse_protect_key(&meta.location) else { continue };
             if listed_blobs.contains(&d) || claimed.contains_key(&d) || age(&meta) < forgotten {
                 continue;
             }
@@ -198,7 +191,7 @@ impl Store {
         for meta in self.list_all(&keys::deleting_runs()).await? {
             if age(&meta) >= DELETING_STALE * 2 {
                 self.remove(&meta.location).await?;
-                if let Some(r) = meta.location.as_ref().strip_prefix("gc/deleting/").and_then(|r| r.split('/').next()) {
+                if let Some(r) = keys::deleting_run_of_key(&meta.location) {
                     crashed.insert(r.to_string());
                 }
             }

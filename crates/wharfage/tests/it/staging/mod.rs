@@ -4,9 +4,10 @@
 //! upstream with skopeo; wharfage (the built binary) stages them through
 //! `POST /api/v1/stagings` or `wharfage stage`; scale-ups pull the pinned digest back with
 //! skopeo, byte for byte, with the upstream stopped. Downloads are counted from the upstream's
-//! own request log.
+//! own request log. `cf.rs` runs `deploy/cf/cf-push-pinned` against a stand-in `cf`.
 
 mod auth;
+mod cf;
 mod cli;
 mod failures;
 pub(crate) mod images;
