@@ -48,6 +48,10 @@ impl ImageRef {
         if registry.is_empty() {
             return Err(bad("empty registry host"));
         }
+        let host = registry_name(&registry);
+        if looks_like_ipv4(host) && !is_dotted_decimal(host) {
+            return Err(bad("the registry host reads as an IPv4 address but is not four decimal numbers from 0 to 255 without leading zeros (octal, hexadecimal and shortened forms are refused: URL libraries read them as other addresses)"));
+        }
         if !is_registry_host(&registry) {
             return Err(bad("the registry must be host[:port] (a DNS name, an IPv4 address or a bracketed IPv6 address, and a port from 1 to 65535), without user, path, query or fragment"));
         }
@@ -108,7 +112,41 @@ pub fn is_registry_host(s: &str) -> bool {
                     && !l.ends_with('-')
                     && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             }));
-    port_ok && host_ok
+    let ipv4_ok = s.starts_with('[') || !looks_like_ipv4(host) || is_dotted_decimal(host);
+    port_ok && host_ok && ipv4_ok
+}
+
+/// The host of a `host[:port]` that is not a bracketed IPv6 address.
+fn registry_name(s: &str) -> &str {
+    if s.starts_with('[') {
+        return "";
+    }
+    s.rsplit_once(':').map_or(s, |(h, _)| h)
+}
+
+/// Whether a URL parser reads `host` as an IPv4 address: the WHATWG URL standard, which the
+/// `url` crate and browsers follow, does so when the last label is a number (decimal, or hex
+/// after `0x`), and accepts octal (`0251`), hexadecimal (`0xa9`) and fewer than four parts
+/// (`169.254.43518`). Such a host names 169.254.169.254 without looking like it, so a check
+/// of the string would be spelled around; only canonical dotted decimal is let through.
+fn looks_like_ipv4(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Four decimal numbers from 0 to 255, without leading zeros: the one spelling every parser
+/// reads the same way.
+fn is_dotted_decimal(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u8>().is_ok()
+        })
 }
 
 impl fmt::Display for ImageRef {
@@ -230,6 +268,25 @@ mod tests {
         assert_eq!(ImageRef::parse("localhost:5000/a").unwrap().registry, "localhost:5000");
         assert_eq!(ImageRef::parse("reg-1.example.com/a/b").unwrap().registry, "reg-1.example.com");
         assert!(is_registry_host("10.0.0.1:65535"));
+    }
+
+    #[test]
+    fn ipv4_hosts_must_be_dotted_decimal() {
+        // Each of these is 169.254.169.254 to a URL parser.
+        for host in
+            ["0251.0376.0251.0376", "0xa9.0xfe.0xa9.0xfe", "169.0376.0251.0376", "169.254.43518", "0XA9.254.169.254", "2852039166:443"]
+        {
+            let e = ImageRef::parse(&format!("{host}/x:1")).unwrap_err();
+            assert!(e.to_string().contains(host) && e.to_string().contains("IPv4"), "{e}");
+            assert!(!is_registry_host(host), "{host}");
+        }
+        for host in ["127.0.0.01", "1.2.3.4.5", "256.1.1.1", "example.0x1", "a.123"] {
+            assert!(ImageRef::parse(&format!("{host}/x:1")).is_err(), "{host} accepted");
+        }
+        for host in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "169.254.169.254", "a1.example", "0x.example.com", "1.example.com"] {
+            assert!(is_registry_host(host), "{host} refused");
+            assert_eq!(ImageRef::parse(&format!("{host}/x:1")).unwrap().registry, host);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use crate::auth::CachedToken;
 use crate::budget::{permits, Budget};
 use crate::config::{redirect_policy, UpstreamConfig};
-use crate::hosts::FilteringResolver;
+use crate::hosts::{FilteringResolver, HostPolicy, TargetRefused};
 use crate::retry::RetryPolicy;
 use crate::session::Session;
 use crate::{Credentials, UpstreamError};
@@ -31,17 +31,35 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The HTTP client with the host policy in its connection path: requests are built only
+/// here, from parsed URLs whose host the policy has accepted, and the same policy object
+/// judges every redirect (`redirect_policy`) and every resolved address
+/// (`FilteringResolver`), so nothing reaches a refused address whoever uses the client
+/// (stagings, a token realm an upstream names, a mirror).
+pub(crate) struct Http {
+    client: reqwest::Client,
+    hosts: Arc<HostPolicy>,
+}
+
+impl Http {
+    /// A request to `url`, or the policy's refusal, before any connection is opened.
+    pub(crate) fn request(&self, method: reqwest::Method, url: reqwest::Url) -> Result<reqwest::RequestBuilder, TargetRefused> {
+        self.hosts.target(&url)?;
+        Ok(self.client.request(method, url))
+    }
+}
+
 /// The HTTP client: system roots plus the extra CA bundle, the filtering resolver, the
 /// redirect policy; HTTP/1.1 only if `http1`.
-fn http_client(cfg: &UpstreamConfig, http1: bool) -> Result<reqwest::Client, UpstreamError> {
-    let hosts = Arc::new(cfg.hosts.clone());
+fn http_client(cfg: &UpstreamConfig, hosts: &Arc<HostPolicy>, http1: bool) -> Result<Http, UpstreamError> {
+    let hosts = hosts.clone();
     let mut builder = reqwest::Client::builder()
         .dns_resolver(Arc::new(FilteringResolver { policy: hosts.clone() }))
         .user_agent(concat!("wharfage/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(cfg.connect_timeout)
         .read_timeout(cfg.read_timeout)
         // reqwest drops Authorization when a redirect leaves the host (blob storage URLs).
-        .redirect(redirect_policy(cfg.insecure.clone(), hosts));
+        .redirect(redirect_policy(cfg.insecure.clone(), hosts.clone()));
     if http1 {
         builder = builder.http1_only();
     }
@@ -52,7 +70,8 @@ fn http_client(cfg: &UpstreamConfig, http1: bool) -> Result<reqwest::Client, Ups
         }
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| UpstreamError::Config(format!("HTTP client: {e}")))
+    let client = builder.build().map_err(|e| UpstreamError::Config(format!("HTTP client: {e}")))?;
+    Ok(Http { client, hosts })
 }
 
 /// A client for every upstream registry; cheap to clone.
@@ -62,11 +81,11 @@ pub struct Client {
 }
 
 pub(crate) struct ClientInner {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: Http,
     /// The same, but HTTP/1.1 only: for the ranges of one blob (`ranged.rs`), which must
     /// travel on connections of their own to beat a per-connection limit, where HTTP/2
     /// would multiplex them onto one.
-    pub(crate) http_ranges: reqwest::Client,
+    pub(crate) http_ranges: Http,
     pub(crate) cfg: UpstreamConfig,
     pub(crate) policy: RetryPolicy,
     /// Bytes of ranges fetched ahead over every staging (`budget.rs`).
@@ -87,8 +106,10 @@ pub struct Fetched {
 impl Client {
     /// Builds the HTTP client (system roots plus the extra CA bundle, if any).
     pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
-        let http = http_client(&cfg, false)?;
-        let http_ranges = http_client(&cfg, true)?;
+        // One policy object for both clients, the redirect policy and the resolver.
+        let hosts = Arc::new(cfg.hosts.clone());
+        let http = http_client(&cfg, &hosts, false)?;
+        let http_ranges = http_client(&cfg, &hosts, true)?;
         let policy = RetryPolicy { attempts: cfg.attempts.max(1), base: cfg.base_backoff, max: cfg.max_backoff };
         // A range larger than a budget could never be given memory: its download would wait forever.
         if cfg.range_size > cfg.range_budget.min(cfg.range_budget_total).min(u64::from(u32::MAX)) {
@@ -112,11 +133,21 @@ impl Client {
         } else {
             "https"
         };
+        let base = format!("{scheme}://{host}/v2/{}", image.repository);
+        // The registry as the URL parser reads it: a spelling of a refused address that got
+        // past `check` (which judges the string) is refused here, before any request.
+        if let Ok(url) = reqwest::Url::parse(&base) {
+            self.inner
+                .cfg
+                .hosts
+                .target(&url)
+                .map_err(|r| UpstreamError::Refused { registry: image.registry.clone(), reason: r.to_string() })?;
+        }
         Ok(Session {
             client: self.clone(),
             registry: image.registry.clone(),
             repository: image.repository.to_string(),
-            base: format!("{scheme}://{host}/v2/{}", image.repository),
+            base,
             credentials: credentials.map(Arc::new),
             budget: Budget::new(self.inner.cfg.range_budget, self.inner.range_total.clone()),
             auth: Arc::new(Mutex::new(None)),

@@ -65,20 +65,18 @@ impl Default for UpstreamConfig {
 
 /// Follows up to 5 redirects, but never from HTTPS down to plain HTTP on a host that is not
 /// on the insecure list: private layers must not travel unencrypted because a registry's
-/// storage backend said so.
+/// storage backend said so; and never to an address the host policy refuses, checked before
+/// the redirect's connection is opened.
 pub(crate) fn redirect_policy(insecure: Vec<String>, hosts: Arc<HostPolicy>) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 5 {
             return attempt.error("more than 5 redirects");
         }
         let url = attempt.url();
-        // Names are checked when resolved (FilteringResolver); literal addresses here.
-        if !hosts.redirect_allowed(url.host_str().unwrap_or("")) {
-            let msg = format!(
-                "refusing a redirect to {}: link-local and cloud metadata addresses are not reachable",
-                url.host_str().unwrap_or("")
-            );
-            return attempt.error(msg);
+        // The parsed URL, so `0xa9.0xfe.0xa9.0xfe` is judged as the address it is; names
+        // are checked address by address when resolved (FilteringResolver).
+        if let Err(refused) = hosts.target(url) {
+            return attempt.error(refused);
         }
         if url.scheme() == "http" {
             let host = match url.port() {

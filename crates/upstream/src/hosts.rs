@@ -10,11 +10,42 @@
 //!
 //! A pattern is `host[:port]` where the host may start with `*.` (any subdomain). Without a
 //! port it matches every port.
+//!
+//! The address refusal is enforced where it cannot be spelled around: on what the client is
+//! about to connect to, not on the string a client wrote. URL parsers read `0xa9.0xfe.0xa9.0xfe`,
+//! `0251.0376.0251.0376` or `169.254.43518` as 169.254.169.254, so every request's URL is
+//! checked after parsing ([`HostPolicy::check_target`], through the client's only way to
+//! build a request, `client::Http`), every redirect's likewise (`config::redirect_policy`),
+//! and every address a name resolves to ([`FilteringResolver`]), all before a connection is
+//! opened. A refusal raised inside reqwest travels as a [`TargetRefused`] and is recognised
+//! by type, so it is reported as a refusal and never retried.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use url::{Host, Url};
+
 use crate::UpstreamError;
+
+/// A connection the policy refused, found before it was opened. Its own type so that it can
+/// be told apart from a network error after reqwest has wrapped it (redirects, resolving).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct TargetRefused(String);
+
+impl TargetRefused {
+    /// The refusal somewhere in an error's chain of causes.
+    pub(crate) fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a TargetRefused> {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(r) = c.downcast_ref::<TargetRefused>() {
+                return Some(r);
+            }
+            cause = c.source();
+        }
+        None
+    }
+}
 
 /// One `host[:port]` pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +119,31 @@ impl HostPolicy {
         self.allow.iter().any(|p| p.matches(host, p.port))
     }
 
-    /// Whether a redirect may go to `host` (as in a URL): any host but an internal address
-    /// not explicitly allowed. Allow and deny lists apply to the registries named in
-    /// stagings, not to the storage hosts they redirect blob downloads to.
-    pub(crate) fn redirect_allowed(&self, host: &str) -> bool {
-        let ip = host.parse::<IpAddr>().ok().or_else(|| bracketed_v6(host).map(IpAddr::V6));
-        !ip.is_some_and(is_internal) || self.explicitly_allowed(host)
+    /// Checks the host of a parsed URL the client is about to send a request to (the first
+    /// request, a token realm, or a redirect): an address is judged as the URL parser read it,
+    /// so no spelling of a refused address gets through; a name is judged address by address
+    /// when it is resolved ([`FilteringResolver`]). Allow and deny lists apply to the
+    /// registries named in stagings ([`HostPolicy::check`]), not to the storage hosts they
+    /// redirect blob downloads to, so only internal addresses are refused here.
+    pub fn check_target(&self, url: &Url) -> Result<(), UpstreamError> {
+        self.target(url).map_err(|r| UpstreamError::Refused { registry: url.host_str().unwrap_or("").to_string(), reason: r.0 })
+    }
+
+    /// [`HostPolicy::check_target`], with the error reqwest's hooks carry.
+    pub(crate) fn target(&self, url: &Url) -> Result<(), TargetRefused> {
+        let ip = match url.host() {
+            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(Host::Domain(_)) => return Ok(()),
+            None => return Err(TargetRefused(format!("{url} names no host"))),
+        };
+        // host_str is the parser's canonical form (dotted decimal, bracketed IPv6), which is
+        // how allow patterns are written.
+        let host = url.host_str().unwrap_or("");
+        if is_internal(ip) && !self.explicitly_allowed(host) {
+            return Err(TargetRefused(format!("{host} is a link-local or cloud metadata address, which stagings may not reach")));
+        }
+        Ok(())
     }
 }
 
@@ -134,11 +184,12 @@ fn is_dns_name(s: &str) -> bool {
 }
 
 /// Link-local (which holds the cloud metadata endpoint 169.254.169.254) and the AWS IPv6
-/// metadata address; IPv4 addresses mapped into IPv6 are judged as IPv4.
+/// metadata address; IPv4 addresses mapped into IPv6 (`::ffff:a.b.c.d`), and the deprecated
+/// IPv4-compatible ones (`::a.b.c.d`), are judged as IPv4.
 pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match v6.to_ipv4() {
             Some(v4) => v4.is_link_local(),
             None => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
         },
@@ -161,7 +212,7 @@ impl reqwest::dns::Resolve for FilteringResolver {
             let usable: Vec<SocketAddr> = addrs.iter().copied().filter(|a| allowed || !is_internal(a.ip())).collect();
             if usable.is_empty() && !addrs.is_empty() {
                 let msg = format!("{host} resolves only to link-local or cloud metadata addresses, which stagings may not reach");
-                return Err(msg.into());
+                return Err(Box::new(TargetRefused(msg)) as Box<dyn std::error::Error + Send + Sync>);
             }
             let out: reqwest::dns::Addrs = Box::new(usable.into_iter());
             Ok(out)
@@ -188,6 +239,52 @@ mod tests {
             open.check(host).unwrap();
         }
         policy(&["169.254.10.10"], &[]).check("169.254.10.10:5000").unwrap();
+    }
+
+    /// Every spelling a URL parser turns into the metadata address is refused on the parsed
+    /// URL, which is what the client connects to; the same hosts as names are judged when
+    /// resolved instead.
+    #[test]
+    fn every_spelling_of_the_metadata_address_is_refused_after_parsing() {
+        let open = policy(&[], &[]);
+        for spelling in [
+            "169.254.169.254",
+            "0251.0376.0251.0376",
+            "0xa9.0xfe.0xa9.0xfe",
+            "169.0376.0251.0376",
+            "169.254.43518",
+            "2852039166",
+            "0XA9FEA9FE",
+            "[::ffff:169.254.169.254]",
+            "[0:0:0:0:0:ffff:a9fe:a9fe]",
+            "[::a9fe:a9fe]",
+            "[fd00:ec2::254]",
+        ] {
+            let url = Url::parse(&format!("https://{spelling}/v2/x/manifests/1")).unwrap();
+            let e = open.check_target(&url).unwrap_err();
+            assert!(matches!(e, UpstreamError::Refused { .. }) && e.to_string().contains("metadata"), "{spelling}: {e}");
+        }
+        for fine in [
+            "https://127.0.0.1:5000/v2/",
+            "https://0x7f.1:5000/v2/",
+            "https://[::1]/v2/",
+            "https://registry.example.com/v2/",
+            "https://10.0.0.1/v2/",
+        ] {
+            open.check_target(&Url::parse(fine).unwrap()).unwrap();
+        }
+        let allowed = policy(&["169.254.169.254"], &[]);
+        allowed.check_target(&Url::parse("https://0xa9.0xfe.0xa9.0xfe:8443/x").unwrap()).unwrap();
+    }
+
+    #[test]
+    fn refusals_are_found_through_the_errors_that_wrap_them() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connecting failed")]
+        struct Wrapper(#[source] Box<dyn std::error::Error + Send + Sync>);
+        let wrapped = Wrapper(Box::new(TargetRefused("no".into())));
+        assert_eq!(TargetRefused::find(&wrapped).map(|r| r.0.as_str()), Some("no"));
+        assert!(TargetRefused::find(&std::io::Error::other("x")).is_none());
     }
 
     #[test]

@@ -15,7 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::auth::{parse_challenge, CachedToken, Challenge, TokenResponse};
 use crate::budget::Budget;
-use crate::client::{error_chain, Client, Fetched};
+use crate::client::{error_chain, Client, Fetched, Http};
+use crate::hosts::TargetRefused;
 use crate::retry::parse_retry_after;
 use crate::{Credentials, UpstreamError};
 use oci::MAX_MANIFEST_BYTES;
@@ -59,7 +60,12 @@ impl Session {
         Some(v)
     }
 
+    /// A transport error; a refusal by the host policy (a redirect to, or a name resolving
+    /// to, a refused address), raised before connecting, is reported as such.
     fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
+        if let Some(refused) = TargetRefused::find(e) {
+            return self.target_refused(refused);
+        }
         // The error's Display may include the URL, never our headers; its causes say why.
         let detail = error_chain(e);
         if e.is_timeout() {
@@ -67,6 +73,10 @@ impl Session {
         } else {
             UpstreamError::Unreachable { registry: self.registry.clone(), detail }
         }
+    }
+
+    fn target_refused(&self, refused: &TargetRefused) -> UpstreamError {
+        UpstreamError::Refused { registry: self.registry.clone(), reason: refused.to_string() }
     }
 
     /// Sends a request, retrying transport errors, 429 and 5xx with backoff; answers a 401
@@ -78,19 +88,24 @@ impl Session {
     /// [`Session::send`] on the client `http`.
     pub(crate) async fn send_on(
         &self,
-        http: &reqwest::Client,
+        http: &Http,
         method: Method,
         url: &str,
         extra: HeaderMap,
         what: &str,
     ) -> Result<Response, UpstreamError> {
         let policy = self.client.inner.policy;
+        let url = reqwest::Url::parse(url).map_err(|e| UpstreamError::Protocol {
+            registry: self.registry.clone(),
+            what: what.into(),
+            detail: format!("URL {url:?}: {e}"),
+        })?;
         let mut attempt = 0u32;
         // Answers to 401 so far, and whether one fetched a token without the anonymous cache.
         let (mut authentications, mut fetched_fresh) = (0u8, false);
         loop {
             attempt += 1;
-            let mut req = http.request(method.clone(), url).headers(extra.clone());
+            let mut req = http.request(method.clone(), url.clone()).map_err(|r| self.target_refused(&r))?.headers(extra.clone());
             let sent_auth = self.auth_header();
             if let Some(a) = sent_auth.clone() {
                 req = req.header(AUTHORIZATION, a);
@@ -99,11 +114,14 @@ impl Session {
                 Ok(r) => r,
                 Err(e) if e.is_redirect() => {
                     // A refused or looping redirect does not get better by retrying.
+                    if let Some(refused) = TargetRefused::find(&e) {
+                        return Err(self.target_refused(refused));
+                    }
                     return Err(UpstreamError::Protocol { registry: self.registry.clone(), what: what.into(), detail: error_chain(&e) });
                 }
                 Err(e) => {
                     let err = self.unreachable(&e);
-                    if attempt < policy.attempts {
+                    if attempt < policy.attempts && err.is_retryable() {
                         tracing::warn!(registry = %self.registry, %what, attempt, error = %err, "retrying");
                         tokio::time::sleep(policy.delay(attempt, None)).await;
                         continue;
@@ -217,7 +235,10 @@ impl Session {
                     form.append_pair("service", s);
                 }
                 let body = Zeroizing::new(form.finish());
-                http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body.as_str().to_string())
+                http.request(Method::POST, url)
+                    .map_err(|r| self.target_refused(&r))?
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.as_str().to_string())
             }
             creds => {
                 {
@@ -227,7 +248,7 @@ impl Session {
                     }
                     q.append_pair("scope", scope);
                 }
-                let req = http.get(url);
+                let req = http.request(Method::GET, url).map_err(|r| self.target_refused(&r))?;
                 match creds {
                     Some(Credentials::Basic { username, password }) => req.basic_auth(username.as_str(), Some(password.as_str())),
                     _ => req,

@@ -6,8 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -15,7 +14,7 @@ use server::mgmt::types::GcReport;
 
 use crate::client::{parse_response, request_head, ErrorBodyExt, Http, Resp};
 use crate::fixtures::sha256;
-use crate::harness::{self, files_under, Server};
+use crate::harness::{self, files_under, Server, Strace};
 
 /// A `wharfage serve` over a temporary root with extra flags.
 fn serve(args: &[&str]) -> (Server, Http, PathBuf, tempfile::TempDir) {
@@ -62,56 +61,9 @@ fn put_manifest(http: &Http, repo: &str, reference: &str, body: Vec<u8>) -> Resp
     http.send("PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("content-type", "application/vnd.oci.image.manifest.v1+json")], body)
 }
 
-/// `strace` attached to a running process, counting the fsync-family calls of all its threads.
-struct Strace {
-    child: std::process::Child,
-    out: PathBuf,
-}
-
-impl Strace {
-    fn attach(pid: u32, out: &Path) -> Strace {
-        let mut child = Command::new("strace")
-            .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
-            .arg(out)
-            .args(["-p", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("strace (scripts/test.sh installs it)");
-        // strace says nothing once attached with -qq; give it a moment, then prove it works
-        // by its output file existing.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !out.exists() {
-            assert!(Instant::now() < deadline, "strace did not start");
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("strace exited ({status}): {err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        Strace { child, out: out.to_path_buf() }
-    }
-
-    /// fsync/fdatasync calls that returned so far.
-    fn syncs(&self) -> usize {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains("= 0"))
-            .count()
-    }
-}
-
-impl Drop for Strace {
-    fn drop(&mut self) {
-        // SIGINT detaches strace from the server, which keeps running.
-        // SAFETY: kill(2) on a child of ours.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-    }
+/// fsync/fdatasync calls that returned so far.
+fn syncs(strace: &Strace) -> usize {
+    strace.calls().lines().filter(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains("= 0")).count()
 }
 
 /// A 201 means the bytes and the pointers that reach them are on disk: the blob, its link,
@@ -119,21 +71,21 @@ impl Drop for Strace {
 #[test]
 fn a_push_is_fsynced_before_it_is_acknowledged() {
     let (server, http, _root, dir) = serve(&[]);
-    let strace = Strace::attach(server.pid(), &dir.path().join("strace.out"));
-    assert_eq!(strace.syncs(), 0, "nothing written yet");
+    let strace = Strace::attach(server.pid(), "trace=fsync,fdatasync", &dir.path().join("strace.out"));
+    assert_eq!(syncs(&strace), 0, "nothing written yet");
 
     let layer = vec![7u8; 300_000];
     let layer_digest = push_blob(&http, "durable/app", &layer);
-    let after_blob = strace.syncs();
+    let after_blob = syncs(&strace);
     // The blob file and its directory, the link file and its directory (and new directories).
     assert!(after_blob >= 4, "a blob push was acknowledged after {after_blob} fsync calls");
 
     let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
     let config_digest = push_blob(&http, "durable/app", &config);
     let manifest = manifest_naming(&config_digest, config.len(), &[(layer_digest, layer.len())]);
-    let before = strace.syncs();
+    let before = syncs(&strace);
     put_manifest(&http, "durable/app", "v1", manifest).expect(201, "manifest push");
-    let manifest_syncs = strace.syncs() - before;
+    let manifest_syncs = syncs(&strace) - before;
     // Manifest bytes, manifest link and tag: a file and a directory each.
     assert!(manifest_syncs >= 6, "a manifest push was acknowledged after {manifest_syncs} fsync calls");
     eprintln!("fsync calls: {after_blob} for a blob push, {manifest_syncs} for a tagged manifest push");
@@ -280,8 +232,9 @@ fn refused_manifests_and_mounts_leave_no_protections_behind() {
     assert_eq!(protections(), before, "a failed mount wrote a protection");
 }
 
-/// Staging sources must be `host[:port]/name`, and link-local or cloud metadata addresses
-/// are refused (403 `SOURCE_REFUSED`) before any connection; so are hosts outside
+/// Staging sources must be `host[:port]/name` (an IPv4 host in dotted decimal: other spellings
+/// a URL parser would read as another address are 400), and link-local or cloud metadata
+/// addresses are refused (403 `SOURCE_REFUSED`) before any connection; so are hosts outside
 /// `--upstream-allow` or inside `--upstream-deny`.
 #[test]
 fn stagings_cannot_reach_metadata_addresses_or_malformed_hosts() {
@@ -295,6 +248,14 @@ fn stagings_cannot_reach_metadata_addresses_or_malformed_hosts() {
         let text = r.text();
         assert_eq!(r.status, 403, "{source}: {text}");
         assert_eq!(r.error().code, "SOURCE_REFUSED", "{source}: {text}");
+    }
+    // Each of these is 169.254.169.254 to a URL parser: refused as malformed, naming the host.
+    for host in ["0251.0376.0251.0376", "0xa9.0xfe.0xa9.0xfe", "169.0376.0251.0376", "169.254.43518"] {
+        let r = stage(&format!("{host}/x:1"));
+        let text = r.text();
+        assert_eq!(r.status, 400, "{host}: {text}");
+        let message = r.error().message;
+        assert!(message.contains(host) && message.contains("IPv4"), "{host}: {message}");
     }
     for source in ["127.0.0.1:1?x=/y:z", "user@registry.example.com/a:b", "registry.example.com:99999/a:b"] {
         let r = stage(source);

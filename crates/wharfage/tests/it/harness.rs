@@ -261,3 +261,52 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// `strace` attached to a running process, recording the system calls `filter` names
+/// (`trace=connect`, say) of all its threads: what the process did, not what it logged.
+pub(crate) struct Strace {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Strace {
+    pub(crate) fn attach(pid: u32, filter: &str, out: &Path) -> Strace {
+        let mut child = Command::new("strace")
+            .args(["-f", "-qq", "-e", filter, "-o"])
+            .arg(out)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strace (scripts/test.sh installs it)");
+        // strace says nothing once attached with -qq; give it a moment, then prove it works
+        // by its output file existing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.exists() {
+            assert!(Instant::now() < deadline, "strace did not start");
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("strace exited ({status}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Strace { child, out: out.to_path_buf() }
+    }
+
+    /// The calls recorded so far, one a line.
+    pub(crate) fn calls(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Strace {
+    fn drop(&mut self) {
+        // SIGINT detaches strace from the traced process, which keeps running.
+        // SAFETY: kill(2) on a child of ours.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}

@@ -1,7 +1,8 @@
 //! Stagings that must fail cleanly or recover: corrupted upstream bytes (422, nothing of the
 //! app visible, and a later staging of the repaired upstream works), a connection dropped in
 //! the middle of a blob (resumed with `Range`), an unknown tag (404), bad references, app ids
-//! and bodies (400), and an unreachable upstream (502).
+//! and bodies (400), an unreachable upstream (502), and an upstream that redirects a download
+//! to a cloud metadata address, however spelled (403, no connection attempted).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use super::upstream::{Mode, Upstream};
 use super::{error_message, layout, Wharf};
 use crate::client::RegistryExt;
 use crate::fixtures::{assert_same_blobs, subset, Rng, OCI_MANIFEST};
-use crate::harness::files_under;
+use crate::harness::{files_under, Strace};
 use crate::skopeo::Skopeo;
 
 #[test]
@@ -310,4 +311,42 @@ fn unknown_images_bad_requests_and_unreachable_upstreams() {
     let apps = wharf.apps();
     assert!(apps.apps.is_empty(), "no failed staging leaves an app behind: {apps:?}");
     assert!(up.wharfage_requests().iter().all(|r| !r.uri.contains("/blobs/")), "no blob was fetched for a failed staging");
+}
+
+/// A registry may redirect blob downloads to another host, and a hostile one may name the
+/// cloud metadata address in a spelling a string check misses (octal, hexadecimal, fewer
+/// parts, IPv4 in IPv6). The redirect is judged as the URL parser reads it: each one fails
+/// the staging with 403 `SOURCE_REFUSED`, and strace, watching every `connect` of the
+/// server, sees the connections to the upstream and none to the metadata address.
+#[test]
+fn a_redirect_to_any_spelling_of_the_metadata_address_is_refused_before_connecting() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let spellings =
+        ["0251.0376.0251.0376", "0xa9.0xfe.0xa9.0xfe", "169.0376.0251.0376", "169.254.43518", "169.254.169.254", "[::ffff:a9fe:a9fe]"];
+    let proxies: Vec<Proxy> =
+        spellings.iter().map(|s| Proxy::start(up.port, Faults { redirect_blobs_to_host: Some(s), ..Faults::default() })).collect();
+    let wharf = Wharf::for_hosts(&proxies.iter().map(Proxy::host).collect::<Vec<_>>());
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(509);
+    let base = layer(&mut l, &mut rng, "base.bin", 20_000);
+    let img = image(&mut l, "amd64", &[&base]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "known/app");
+
+    let strace = Strace::attach(wharf.server.pid(), "trace=connect", &wharf.scratch("strace.out"));
+    for (spelling, proxy) in spellings.iter().zip(&proxies) {
+        let r = wharf.stage(&format!("{}/known/app:v1", proxy.host()), "redirected", json!({})).expect(403, spelling);
+        let message = error_message(&r, "SOURCE_REFUSED");
+        assert!(message.contains("metadata") && message.contains(&proxy.host()), "{spelling}: {message}");
+        assert!(
+            proxy.heads().iter().any(|h| h.starts_with("GET ") && h.contains("/blobs/")),
+            "{spelling}: the upstream was asked for a blob"
+        );
+    }
+    let calls = strace.calls();
+    assert!(calls.contains("127.0.0.1"), "strace saw the connections to the upstream: {calls}");
+    let to_metadata: Vec<&str> = calls.lines().filter(|l| l.contains("169.254") || l.contains("a9fe")).collect();
+    assert!(to_metadata.is_empty(), "connections attempted to the metadata address: {to_metadata:?}");
+    wharf.app("redirected").expect(404, "nothing recorded");
 }

@@ -1,7 +1,8 @@
 //! A tiny TCP proxy between wharfage and an upstream registry that injects the network's
 //! faults: it cuts the first long blob response in the middle (a flaky link, a restarting load
 //! balancer), can hide `Range` from the upstream (a cache that always sends whole bodies), can
-//! redirect blob requests elsewhere (as registries send clients to their blob storage), and
+//! redirect blob requests elsewhere (as registries send clients to their blob storage, or as a
+//! hostile one sends them to a cloud metadata address), and
 //! can make blobs vanish (404 for new requests, transfers in progress aborted), as when an
 //! upstream garbage-collects a moved tag. It forwards one request per connection (it asks the
 //! upstream to close after each answer) and records every request head, so a test can see
@@ -25,6 +26,9 @@ pub(super) struct Faults {
     /// Answer blob GETs with a 307 to the same path on this loopback port, as registries
     /// send clients to their blob storage.
     pub redirect_blobs_to: Option<u16>,
+    /// Answer blob GETs with a 307 to the same path on `https://` this host, written as
+    /// given: a registry that sends its clients somewhere they should not go.
+    pub redirect_blobs_to_host: Option<&'static str>,
     /// Hold every blob GET this long before forwarding it: a slow upstream.
     pub delay_blobs: Option<Duration>,
     /// Forward this many bytes of each blob response, then send nothing more while keeping
@@ -162,6 +166,14 @@ impl Shared {
         if let Some(port) = self.faults.redirect_blobs_to.filter(|_| blob_get) {
             let path = lines[0].split_whitespace().nth(1).unwrap_or("/");
             write!(client, "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{port}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
+            return Ok(());
+        }
+        if let Some(host) = self.faults.redirect_blobs_to_host.filter(|_| blob_get) {
+            let path = lines[0].split_whitespace().nth(1).unwrap_or("/");
+            write!(
+                client,
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: https://{host}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )?;
             return Ok(());
         }
         // Only a response longer than `cut_after` is cut; the first to reach it wins the cut.
