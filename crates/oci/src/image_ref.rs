@@ -189,6 +189,11 @@ impl AppId {
         // Invariant: an AppId is a valid single name component, so `apps/<id>` is a valid name.
         RepoName::parse(&format!("apps/{}", self.0)).unwrap_or_else(|_| unreachable!("AppId is a valid component"))
     }
+
+    /// The app whose pins a repository holds (`apps/<app-id>`), if it is one.
+    pub fn of_repository(repo: &RepoName) -> Option<AppId> {
+        repo.as_str().strip_prefix("apps/").and_then(|a| AppId::parse(a).ok())
+    }
 }
 
 impl fmt::Display for AppId {
@@ -293,6 +298,10 @@ mod tests {
     fn app_ids() {
         AppId::parse("7f3c2a10-aa2e-4e2c-9b1c-5f0f8b2b9a11").unwrap();
         assert_eq!(AppId::parse("my-app").unwrap().repository().as_str(), "apps/my-app");
+        let app = AppId::parse("my-app").unwrap();
+        assert_eq!(AppId::of_repository(&app.repository()), Some(app));
+        assert_eq!(AppId::of_repository(&RepoName::parse("apps/a/b").unwrap()), None);
+        assert_eq!(AppId::of_repository(&RepoName::parse("tools/a").unwrap()), None);
         for bad in ["", "a/b", "UPPER", "-x", "x..y", &"a".repeat(129)] {
             assert!(AppId::parse(bad).is_err(), "{bad:?} accepted");
         }

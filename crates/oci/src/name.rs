@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Digest, ParseError};
+use crate::{Algorithm, Digest, ParseError};
 
 /// Longest repository name accepted; clients limit `host/name` to 255 characters.
 pub const MAX_NAME_LEN: usize = 255;
@@ -98,6 +98,44 @@ impl Tag {
     }
 }
 
+/// cosign's tag suffixes: signatures, attestations, SBOMs.
+pub const COSIGN_TAG_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// The tag schema that registries without the referrers API, cosign and the policy engines
+/// built on it use to find what refers to a digest: `<alg>-<hex>` (the OCI 1.1 fallback, an
+/// index of referrers) and cosign's `<alg>-<hex>.sig`, `.att` and `.sbom`. Both the stager
+/// (which copies such tags) and the collector (which must not keep them as roots) read it.
+impl Tag {
+    /// `<alg>-<hex>` for `subject`, the hex cut to 64 characters as the schema says (so a
+    /// sha512 subject still makes a valid tag).
+    pub fn schema_base(subject: &Digest) -> String {
+        let hex = subject.hex();
+        format!("{}-{}", subject.algorithm().as_str(), &hex[..hex.len().min(64)])
+    }
+
+    /// The schema's tag for `subject`, with a cosign suffix (`sig`, `att`, `sbom`) or none.
+    pub fn for_subject(subject: &Digest, suffix: Option<&str>) -> Result<Tag, ParseError> {
+        let base = Tag::schema_base(subject);
+        match suffix {
+            Some(s) => Tag::parse(&format!("{base}.{s}")),
+            None => Tag::parse(&base),
+        }
+    }
+
+    /// When the tag follows the schema, the `<alg>-<hex>` it names (what
+    /// [`Tag::schema_base`] makes of the subject).
+    pub fn schema_subject(&self) -> Option<&str> {
+        let base = match self.0.rsplit_once('.') {
+            Some((base, suffix)) if COSIGN_TAG_SUFFIXES.contains(&suffix) => base,
+            Some(_) => return None,
+            None => self.0.as_str(),
+        };
+        let (alg, hex) = base.split_once('-')?;
+        let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (Algorithm::parse(alg).is_ok() && hex_ok).then_some(base)
+    }
+}
+
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -189,6 +227,24 @@ mod tests {
         let d = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
         assert!(matches!(Reference::parse(d).unwrap(), Reference::Digest(_)));
         assert!(Reference::parse("sha256:nothex").is_err());
+    }
+
+    #[test]
+    fn schema_tags_name_their_subject() {
+        let d = Digest::parse("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a").unwrap();
+        let base = "sha256-44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+        assert_eq!(Tag::schema_base(&d), base);
+        for suffix in [None, Some("sig"), Some("att"), Some("sbom")] {
+            let t = Tag::for_subject(&d, suffix).unwrap();
+            assert_eq!(t.schema_subject(), Some(base), "{t}");
+        }
+        let long = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        let t = Tag::for_subject(&long, Some("sig")).unwrap();
+        assert_eq!(t.as_str(), format!("sha512-{}.sig", "ab".repeat(32)));
+        assert_eq!(t.schema_subject(), Some(Tag::schema_base(&long).as_str()));
+        for other in ["v1", "latest.sig", &format!("{base}.txt"), &format!("md5-{}", &base[7..]), &base[..70], &base.to_uppercase()] {
+            assert_eq!(Tag::parse(other).unwrap().schema_subject(), None, "{other}");
+        }
     }
 
     proptest! {

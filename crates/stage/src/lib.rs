@@ -5,7 +5,8 @@
 //!
 //! Order of effects, so that a failure leaves nothing half-staged visible: blobs (content
 //! addressed, invisible until linked) -> links -> manifests (children first) -> staging
-//! record -> `current`.
+//! record -> `current` -> the tag schema's tags of copied signatures (which replace the
+//! previous staging's).
 
 mod error;
 mod events;
@@ -58,6 +59,10 @@ struct Plan {
 #[derive(Default)]
 struct CopiedReferrers {
     referrers: Vec<referrers::Referrer>,
+    /// The tag schema's indexes listing them, stored after them.
+    indexes: Vec<Fetched>,
+    /// The upstream's tags of the schema that name what was copied.
+    tags: Vec<referrers::SchemaTag>,
     /// Their blobs (`None` when nothing was copied).
     plan: Option<Plan>,
     downloaded: Vec<u64>,
@@ -151,7 +156,7 @@ impl Stager {
         // round trips each, which a far upstream makes long.
         let lookup = async {
             match req.referrers {
-                ReferrersPolicy::Skip => (Vec::new(), Vec::new()),
+                ReferrersPolicy::Skip => (referrers::Found::default(), Vec::new()),
                 _ => self.find_referrers(session, &subjects).await,
             }
         };
@@ -167,7 +172,7 @@ impl Stager {
         // which must then leave nothing of the app visible.
         let metadata = self.metadata(&images, &source).await?;
 
-        // Commit: links, manifests (children first), referrers, record.
+        // Commit: links, manifests (children first), referrers, record, schema tags.
         let repo = req.app.repository();
         for d in plan.blobs.keys().chain(copied.plan.iter().flat_map(|p| p.blobs.keys())) {
             store.link_blob(&repo, d).await?;
@@ -181,6 +186,9 @@ impl Stager {
         for r in &copied.referrers {
             let f = &r.fetched;
             store.put_manifest(&repo, &f.digest, &f.media_type, f.bytes.clone(), Some((&r.subject, &r.descriptor))).await?;
+        }
+        for f in &copied.indexes {
+            store.put_manifest(&repo, &f.digest, &f.media_type, f.bytes.clone(), None).await?;
         }
         let (mut bytes_reused, mut blobs_reused) = (plan.bytes_reused, plan.blobs_reused);
         if let Some(p) = &copied.plan {
@@ -208,6 +216,10 @@ impl Stager {
             created_ms: now_ms,
         };
         store.record_staging(&record).await?;
+        // The schema's tags after the record, which keeps what they name: they are no roots
+        // of garbage collection (they live and die with the pin, see `Store::pin_schema_tags`).
+        let tags: Vec<(oci::Tag, Digest)> = copied.tags.iter().map(|t| (t.tag.clone(), t.digest.clone())).collect();
+        store.pin_schema_tags(&req.app, &tags).await?;
         tracing::info!(app = %record.app, digest = %record.digest, downloaded = record.bytes_downloaded,
             reused = record.bytes_reused, referrers = record.referrers, seconds = record.seconds, "staged");
         Ok(record)
@@ -218,7 +230,7 @@ impl Stager {
     async fn copy_referrers(
         &self,
         session: &Session,
-        (found, failures): (Vec<referrers::Referrer>, Vec<StageError>),
+        (found, failures): (referrers::Found, Vec<StageError>),
         policy: ReferrersPolicy,
         progress: &Progress,
     ) -> Result<CopiedReferrers, StageError> {
@@ -234,16 +246,23 @@ impl Stager {
         for e in failures {
             tolerated(e, &mut out)?;
         }
-        if found.is_empty() {
+        if found.referrers.is_empty() && found.indexes.is_empty() {
             return Ok(out);
         }
-        let manifests: Vec<&Fetched> = found.iter().map(|r| &r.fetched).collect();
+        // The indexes have no blobs of their own; planning them protects them.
+        let manifests: Vec<&Fetched> = found.referrers.iter().map(|r| &r.fetched).chain(found.indexes.iter()).collect();
         let mut plan = self.plan(&manifests, progress).await?;
         match self.copy(session, &mut plan, progress).await {
             Ok(downloaded) => {
                 out.downloaded = downloaded;
                 out.plan = Some(plan);
-                out.referrers = found;
+                // A tag only for what is stored: one naming a referrer over the limit is
+                // left out.
+                let copied: std::collections::BTreeSet<&Digest> =
+                    found.referrers.iter().map(|r| &r.fetched.digest).chain(found.indexes.iter().map(|i| &i.digest)).collect();
+                out.tags = found.tags.into_iter().filter(|t| copied.contains(&t.digest)).collect();
+                out.referrers = found.referrers;
+                out.indexes = found.indexes;
             }
             Err(e) => tolerated(e, &mut out)?,
         }

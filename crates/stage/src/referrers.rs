@@ -5,10 +5,12 @@
 //! Found through the upstream's referrers API when it has one, else through the OCI tag
 //! schema (`<alg>-<hex>`, an index of referrers); cosign's tags (`<alg>-<hex>.sig`, `.att`,
 //! `.sbom`) are looked at in both cases, since cosign keeps using them on registries with
-//! the API. One level only: referrers of referrers are not followed.
+//! the API. One level only: referrers of referrers are not followed. The tags found are
+//! made again in the app's repository (see [`SchemaTag`]).
 
 use std::collections::BTreeSet;
 
+use oci::name::COSIGN_TAG_SUFFIXES;
 use oci::{Descriptor, Digest, Reference, Tag};
 use serde::{Deserialize, Serialize};
 use upstream::{Fetched, Session, UpstreamError};
@@ -48,8 +50,24 @@ pub(crate) struct Referrer {
     pub fetched: Fetched,
 }
 
-/// cosign's tag suffixes: signatures, attestations, SBOMs.
-const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+/// A tag of the schema found upstream (`<alg>-<hex>` or cosign's `.sig`, `.att`, `.sbom`),
+/// made again in the app's repository when what it names is copied: cosign in its default
+/// mode, Kyverno and other tag-schema verifiers look signatures up by tag in the repository
+/// they pull from.
+pub(crate) struct SchemaTag {
+    pub tag: Tag,
+    pub digest: Digest,
+}
+
+/// What the lookup found upstream.
+#[derive(Default)]
+pub(crate) struct Found {
+    pub referrers: Vec<Referrer>,
+    /// The tag schema's indexes of referrers (the fallback of registries without the API),
+    /// stored as they are so that their tag resolves to the upstream's bytes.
+    pub indexes: Vec<Fetched>,
+    pub tags: Vec<SchemaTag>,
+}
 
 /// Most referrers copied per subject: a registry listing thousands is not to be mirrored
 /// into every app's staging.
@@ -59,36 +77,50 @@ impl Stager {
     /// The referrers of each of `subjects`, their manifests fetched (their blobs are the
     /// caller's to copy). Each subject's failure is returned beside what was found for the
     /// others, so the policy decides whether it fails the staging.
-    pub(crate) async fn find_referrers(&self, session: &Session, subjects: &[Digest]) -> (Vec<Referrer>, Vec<StageError>) {
-        let (mut found, mut failures) = (Vec::new(), Vec::new());
+    pub(crate) async fn find_referrers(&self, session: &Session, subjects: &[Digest]) -> (Found, Vec<StageError>) {
+        let (mut found, mut failures) = (Found::default(), Vec::new());
         let mut seen: BTreeSet<Digest> = subjects.iter().cloned().collect();
         for subject in subjects {
             match self.referrers_of(session, subject, &mut seen).await {
-                Ok(mut r) => found.append(&mut r),
+                Ok(mut f) => {
+                    found.referrers.append(&mut f.referrers);
+                    found.indexes.append(&mut f.indexes);
+                    found.tags.append(&mut f.tags);
+                }
                 Err(e) => failures.push(e),
             }
         }
         (found, failures)
     }
 
-    async fn referrers_of(&self, session: &Session, subject: &Digest, seen: &mut BTreeSet<Digest>) -> Result<Vec<Referrer>, StageError> {
+    async fn referrers_of(&self, session: &Session, subject: &Digest, seen: &mut BTreeSet<Digest>) -> Result<Found, StageError> {
+        let mut out = Found::default();
         // The referrers API (or the tag schema) and cosign's tags at once: each lookup is a
         // round trip to the upstream.
         let listed = async {
             match session.referrers(subject).await? {
-                Some(list) => Ok::<_, StageError>(list.into_iter().map(|d| d.digest).collect::<Vec<_>>()),
+                Some(list) => Ok::<_, StageError>((list.into_iter().map(|d| d.digest).collect::<Vec<_>>(), None)),
                 None => self.tag_schema_index(session, subject).await,
             }
         };
-        let cosign = futures::future::try_join_all(
-            COSIGN_SUFFIXES.iter().filter_map(|s| schema_tag(subject, Some(s))).map(|tag| async move { self.tagged(session, &tag).await }),
-        );
-        let (listed, cosign) = futures::try_join!(listed, cosign)?;
+        let cosign = futures::future::try_join_all(COSIGN_TAG_SUFFIXES.iter().filter_map(|s| Tag::for_subject(subject, Some(s)).ok()).map(
+            |tag| async move {
+                let d = self.tagged(session, &tag).await?;
+                Ok::<_, StageError>(d.map(|digest| SchemaTag { tag, digest }))
+            },
+        ));
+        let ((listed, index), cosign) = futures::try_join!(listed, cosign)?;
         let mut digests: Vec<Digest> = listed;
-        digests.extend(cosign.into_iter().flatten());
-        let mut out = Vec::new();
+        if let Some((tag, index)) = index {
+            out.tags.push(SchemaTag { tag, digest: index.digest.clone() });
+            out.indexes.push(index);
+        }
+        for t in cosign.into_iter().flatten() {
+            digests.push(t.digest.clone());
+            out.tags.push(t);
+        }
         for d in digests {
-            if out.len() == MAX_PER_SUBJECT {
+            if out.referrers.len() == MAX_PER_SUBJECT {
                 tracing::warn!(%subject, limit = MAX_PER_SUBJECT, "more referrers upstream than a staging copies");
                 break;
             }
@@ -97,17 +129,19 @@ impl Stager {
             }
             let fetched = self.manifest(session, &Reference::Digest(d.clone())).await?;
             let descriptor = fetched.manifest.referrer_descriptor(&fetched.digest, fetched.bytes.len() as u64);
-            out.push(Referrer { subject: subject.clone(), descriptor, fetched });
+            out.referrers.push(Referrer { subject: subject.clone(), descriptor, fetched });
         }
         Ok(out)
     }
 
     /// The OCI tag schema's fallback: the index tagged `<alg>-<hex>` lists the referrers.
-    async fn tag_schema_index(&self, session: &Session, subject: &Digest) -> Result<Vec<Digest>, StageError> {
-        let Some(tag) = schema_tag(subject, None) else { return Ok(Vec::new()) };
-        let Some(d) = self.tagged(session, &tag).await? else { return Ok(Vec::new()) };
+    /// Returns them, and the index with its tag.
+    async fn tag_schema_index(&self, session: &Session, subject: &Digest) -> Result<(Vec<Digest>, Option<(Tag, Fetched)>), StageError> {
+        let Ok(tag) = Tag::for_subject(subject, None) else { return Ok((Vec::new(), None)) };
+        let Some(d) = self.tagged(session, &tag).await? else { return Ok((Vec::new(), None)) };
         let index = self.manifest(session, &Reference::Digest(d)).await?;
-        Ok(index.manifest.manifests.iter().map(|m| m.digest.clone()).collect())
+        let listed = index.manifest.manifests.iter().map(|m| m.digest.clone()).collect();
+        Ok((listed, Some((tag, index))))
     }
 
     /// The digest a tag names upstream, `None` when the tag does not exist.
@@ -121,17 +155,4 @@ impl Stager {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// `<alg>-<hex>` or `<alg>-<hex>.<suffix>`, the hex cut to 64 characters as the tag schema
-/// says (so a sha512 subject still makes a tag of at most 128 characters). `None` for a
-/// digest that makes no valid tag, which the parsed digest types never produce.
-fn schema_tag(subject: &Digest, suffix: Option<&str>) -> Option<Tag> {
-    let hex = subject.hex();
-    let base = format!("{}-{}", subject.algorithm().as_str(), &hex[..hex.len().min(64)]);
-    let name = match suffix {
-        Some(s) => format!("{base}.{s}"),
-        None => base,
-    };
-    Tag::parse(&name).ok()
 }

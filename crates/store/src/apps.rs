@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use oci::{AppId, Digest, RunMetadata};
+use oci::{AppId, Digest, RunMetadata, Tag};
 use serde::{Deserialize, Serialize};
 
 use crate::{keys, Result, Store, StoreError};
@@ -147,12 +147,33 @@ impl Store {
         let stagings = keys::stagings(app);
         let count = metas.iter().filter(|m| m.location.prefix_matches(&stagings)).count() as u64;
         // `current` first: an interrupted unpin leaves records without a current, never a
-        // current pointing at a removed record.
+        // current pointing at a removed record. Then the signature tags, which garbage
+        // collection would otherwise only remove with the manifests they name.
         self.remove(&keys::current(app)).await?;
+        self.pin_schema_tags(app, &[]).await?;
         for m in metas {
             self.remove(&m.location).await?;
         }
         Ok(count)
+    }
+
+    /// Makes `tags` (of the tag schema: `<alg>-<hex>` and cosign's `.sig`, `.att`, `.sbom`)
+    /// the app's repository's only such tags: a staging's copies of the upstream's signature
+    /// tags replace the previous staging's, and an unpin (no tags) removes them. They live
+    /// and die with the pin: garbage collection does not count them as roots, but marks what
+    /// they name only while the subject they name is live (`gc::sweep`), and removes them
+    /// with it.
+    pub async fn pin_schema_tags(&self, app: &AppId, tags: &[(Tag, Digest)]) -> Result<()> {
+        let repo = app.repository();
+        for (tag, digest) in tags {
+            self.set_tag(&repo, tag, digest).await?;
+        }
+        for old in self.tags(&repo).await?.unwrap_or_default() {
+            if old.schema_subject().is_some() && !tags.iter().any(|(t, _)| *t == old) {
+                self.delete_tag(&repo, &old).await?;
+            }
+        }
+        Ok(())
     }
 
     /// An app's stagings, newest first, and the one scale-ups use: the `current` pointer's,

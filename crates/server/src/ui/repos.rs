@@ -128,13 +128,8 @@ async fn tags(state: &AppState, viewer: &Viewer, repo: &RepoName) -> Result<Resp
         name: repo.to_string(),
         more_tags: all.len().saturating_sub(TAGS_SHOWN),
         tags,
-        app: app_of(repo).map(|a| a.to_string()),
+        app: AppId::of_repository(repo).map(|a| a.to_string()),
     })
-}
-
-/// The app whose pins a repository holds (`apps/<app>`).
-fn app_of(repo: &RepoName) -> Option<AppId> {
-    repo.as_str().strip_prefix("apps/").and_then(|a| AppId::parse(a).ok())
 }
 
 /// A descriptor as a row: what it is, its digest and size, and for an index entry its
@@ -201,7 +196,7 @@ async fn manifest(state: &AppState, viewer: &Viewer, repo: &RepoName, digest: &D
         }
     }
     let mut pinned_by = Vec::new();
-    if let Some(app) = app_of(repo) {
+    if let Some(app) = AppId::of_repository(repo) {
         if let Some(s) = state.store.app_stagings(&app).await? {
             if s.history.iter().any(|r| r.digest == *digest) {
                 pinned_by.push((app.to_string(), s.current().digest == *digest));

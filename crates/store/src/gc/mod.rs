@@ -4,7 +4,10 @@
 //! Roots: every tag, every retained staging (an app's current staging and the `retain`
 //! previous ones), and every manifest link younger than the grace period. Marking follows
 //! indexes to their manifests, manifests to their config and layers, and live manifests to
-//! their referrers. Sweeping removes, in order: staging records beyond retention, unreached
+//! their referrers. The tag schema's tags in app repositories (`<alg>-<hex>`, cosign's
+//! `.sig`/`.att`/`.sbom`, copied by stagings) are not roots: marking follows one only from
+//! the live manifest it names, so they never keep an unpinned app's signatures alive (its
+//! records unpinned, or expired by retention) and go with the manifests they name. Sweeping removes, in order: staging records beyond retention, unreached
 //! manifest links (with their referrer entries), layer links no live manifest uses, blobs no
 //! remaining link or live manifest uses, upload sessions idle for longer than their expiry
 //! (a day by default), and temporary files an interrupted write left over an hour ago.

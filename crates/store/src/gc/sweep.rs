@@ -19,6 +19,11 @@ pub(super) struct Inventory {
     pub(super) manifests: Vec<(RepoName, Digest, ObjectMeta)>,
     pub(super) layers: Vec<(RepoName, Digest, ObjectMeta)>,
     pub(super) tags: Vec<(RepoName, Tag, ObjectMeta)>,
+    /// The tag schema's tags in app repositories (copies of the upstream's signature tags,
+    /// see `Store::pin_schema_tags`), by (repo, the `<alg>-<hex>` they name). Not roots: what
+    /// they name is marked only while that subject is, so they never keep an unpinned app's
+    /// signatures alive, and go with the manifests they name (`delete_manifest`).
+    pub(super) schema_tags: HashMap<(RepoName, String), Vec<Tag>>,
     /// (repo, subject) -> referrer digests
     pub(super) referrers: HashMap<(RepoName, Digest), Vec<(Digest, ObjectMeta)>>,
 }
@@ -39,7 +44,12 @@ impl Inventory {
         match keys::parse_repo_key(&meta.location) {
             Some(RepoKey::Manifest(repo, d)) => self.manifests.push((repo, d, meta)),
             Some(RepoKey::Layer(repo, d)) => self.layers.push((repo, d, meta)),
-            Some(RepoKey::Tag(repo, t)) => self.tags.push((repo, t, meta)),
+            Some(RepoKey::Tag(repo, t)) => match t.schema_subject() {
+                Some(subject) if AppId::of_repository(&repo).is_some() => {
+                    self.schema_tags.entry((repo, subject.to_string())).or_default().push(t)
+                }
+                _ => self.tags.push((repo, t, meta)),
+            },
             Some(RepoKey::Referrer(repo, subject, r)) => self.referrers.entry((repo, subject)).or_default().push((r, meta)),
             None => {}
         }
@@ -47,7 +57,7 @@ impl Inventory {
 }
 
 impl Store {
-    /// Roots: tags, retained stagings, young manifests; and the staging records beyond
+    /// Roots: tags (but an app's schema tags), retained stagings, young manifests; and the staging records beyond
     /// retention.
     pub(super) async fn roots(
         &self,
@@ -248,8 +258,8 @@ impl Store {
 
         Ok(())
     }
-    /// Marks from `roots` (repository, manifest digest) through indexes, manifests and
-    /// referrers, adding to `live`. Only manifests the inventory holds are followed.
+    /// Marks from `roots` (repository, manifest digest) through indexes, manifests,
+    /// referrers and an app's schema tags naming a live manifest, adding to `live`. Only manifests the inventory holds are followed.
     pub(super) async fn mark(
         &self,
         mut roots: Vec<(RepoName, Digest)>,
@@ -285,6 +295,13 @@ impl Store {
             if let Some(refs) = inv.referrers.get(&(repo.clone(), d.clone())) {
                 for (r, _) in refs {
                     roots.push((repo.clone(), r.clone()));
+                }
+            }
+            if let Some(tags) = inv.schema_tags.get(&(repo.clone(), Tag::schema_base(&d))) {
+                for t in tags {
+                    if let Some(target) = self.resolve_tag(&repo, t).await? {
+                        roots.push((repo.clone(), target));
+                    }
                 }
             }
         }

@@ -7,7 +7,8 @@ use testkit::Backend;
 
 use crate::opener;
 
-fn record(app: &str, digest: &Digest, at: u64) -> StagingRecord {
+/// A staging record of `app` pinning `digest`, made at `at` (unix ms).
+pub(crate) fn record(app: &str, digest: &Digest, at: u64) -> StagingRecord {
     StagingRecord {
         app: AppId::parse(app).unwrap(),
         staging_id: StagingId::new(at),

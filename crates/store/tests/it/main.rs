@@ -5,6 +5,7 @@
 
 mod blob_cache;
 mod listing;
+mod signature_tags;
 mod suite;
 
 use store::{S3Config, Store};

@@ -3,13 +3,15 @@
 //! as the upstream), or through the tag schema on Debian's docker-registry, which has no
 //! such API (an OCI 1.1 `sha256-<hex>` index of referrers, and a cosign `sha256-<hex>.sig`
 //! tag). A referrer that cannot be copied is a warning, unless the request requires them.
+//! The tag schema's tags are made again in `apps/<app>`, so that tag-schema verifiers
+//! (cosign by default, Kyverno) find the signatures there; they live and die with the pin.
 
 use serde_json::{json, Value};
 use testkit::http::Http;
 
 use super::images::{image, layer};
 use super::upstream::{Mode, Upstream};
-use super::{error_message, layout, Wharf};
+use super::{error_message, insecure, layout, Wharf};
 use crate::fixtures::{sha256, Image, Rng, OCI_INDEX, OCI_MANIFEST};
 use crate::skopeo::{oci_ref, Skopeo};
 
@@ -60,6 +62,27 @@ fn push_artifact(http: &Http, repo: &str, subject: &Image, artifact_type: &str, 
     }
     let bytes = serde_json::to_vec(&m).unwrap();
     (push_manifest(http, repo, None, OCI_MANIFEST, &bytes), bytes)
+}
+
+/// The tag schema's tag for `img` (`sha256-<hex>` then `suffix`, e.g. `.sig`).
+fn schema_tag(img: &Image, suffix: &str) -> String {
+    format!("sha256-{}{suffix}", &img.digest["sha256:".len()..])
+}
+
+/// Signs `img` as cosign does by default: a signature manifest without `subject`, tagged
+/// `sha256-<hex>.sig`; (digest, manifest bytes).
+fn cosign_sign(http: &Http, repo: &str, img: &Image, payload: &[u8]) -> (String, Vec<u8>) {
+    let (d, bytes) = push_artifact(http, repo, img, SIG_TYPE, payload, false);
+    push_manifest(http, repo, Some(&schema_tag(img, ".sig")), OCI_MANIFEST, &bytes);
+    (d, bytes)
+}
+
+/// `tag` in `apps/<app>` resolves to exactly `manifest`, with its digest.
+#[track_caller]
+fn tagged_exactly(wharf: &Wharf, app: &str, tag: &str, digest: &str, manifest: &[u8]) {
+    let m = wharf.http.get(&format!("/v2/apps/{app}/manifests/{tag}")).expect(200, &format!("the tag {tag} in apps/{app}"));
+    assert_eq!(m.body, manifest, "{tag}, byte for byte");
+    assert_eq!(m.header("docker-content-digest"), Some(digest), "{tag}");
 }
 
 /// An image pushed to `host`'s `repo:v1` with skopeo.
@@ -144,10 +167,8 @@ fn referrers_found_through_the_tag_schema_come_along() {
     let (sbom, sbom_bytes) = push_artifact(&http, "tools/signed", &img, SBOM_TYPE, b"sbom of the image", true);
     let entry = json!({"mediaType": OCI_MANIFEST, "digest": sbom, "size": sbom_bytes.len(), "artifactType": SBOM_TYPE});
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})).unwrap();
-    push_manifest(&http, "tools/signed", Some(&format!("sha256-{hex}")), OCI_INDEX, &index);
-    // cosign: a signature manifest without `subject`, under `sha256-<hex>.sig`.
-    let (sig, sig_bytes) = push_artifact(&http, "tools/signed", &img, SIG_TYPE, b"cosign signature", false);
-    push_manifest(&http, "tools/signed", Some(&format!("sha256-{hex}.sig")), OCI_MANIFEST, &sig_bytes);
+    let index_digest = push_manifest(&http, "tools/signed", Some(&format!("sha256-{hex}")), OCI_INDEX, &index);
+    let (sig, sig_bytes) = cosign_sign(&http, "tools/signed", &img, b"cosign signature");
 
     let r = wharf.stage_ok(&format!("{}/tools/signed:v1", up.host()), "signed", json!({ "referrers": "require" }));
     assert_eq!(r.record.referrers, 2, "{r:?}");
@@ -165,6 +186,48 @@ fn referrers_found_through_the_tag_schema_come_along() {
     assert_eq!(list[&sig]["artifactType"], SIG_TYPE);
     served_exactly(&wharf, "signed", &sig, &sig_bytes, b"cosign signature");
     served_exactly(&wharf, "signed", &sbom, &sbom_bytes, b"sbom of the image");
+    // Tag-schema verifiers find them in wharfage as upstream: cosign's tag, and the OCI 1.1
+    // fallback's index of referrers.
+    drop(up);
+    tagged_exactly(&wharf, "signed", &schema_tag(&img, ".sig"), &sig, &sig_bytes);
+    tagged_exactly(&wharf, "signed", &schema_tag(&img, ""), &index_digest, &index);
+}
+
+#[test]
+fn signature_tags_live_and_die_with_the_pin() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let mut args = insecure(&[up.host()]);
+    args.extend(["--gc-grace", "0s", "--gc-protect-window", "1s"].map(String::from));
+    let wharf = Wharf::start(&args);
+    let http = client(&up.host());
+    let first = push_image(&skopeo, &wharf, &up.host(), "tools/first", 404);
+    let (first_sig, first_bytes) = cosign_sign(&http, "tools/first", &first, b"signature of the first image");
+    let second = push_image(&skopeo, &wharf, &up.host(), "tools/second", 405);
+    let (second_sig, second_bytes) = cosign_sign(&http, "tools/second", &second, b"signature of the second image");
+
+    wharf.stage_ok(&format!("{}/tools/first:v1", up.host()), "app", json!({}));
+    tagged_exactly(&wharf, "app", &schema_tag(&first, ".sig"), &first_sig, &first_bytes);
+
+    // A re-staging of another image replaces the tags; the first image's signature is still
+    // listed for its subject while that staging is retained.
+    let r = wharf.stage_ok(&format!("{}/tools/second:v1", up.host()), "app", json!({}));
+    assert_eq!(r.record.referrers, 1, "{r:?}");
+    tagged_exactly(&wharf, "app", &schema_tag(&second, ".sig"), &second_sig, &second_bytes);
+    wharf.http.get(&format!("/v2/apps/app/manifests/{}", schema_tag(&first, ".sig"))).expect(404, "the replaced image's tag");
+    assert!(listed(&wharf, "app", &first.digest).contains_key(&first_sig));
+
+    // Unpinned: the tag goes at once, the signatures' bytes at the next collection.
+    wharf.http.send("DELETE", "/api/v1/apps/app", &[], Vec::new()).expect(200, "unpin");
+    wharf.http.get(&format!("/v2/apps/app/manifests/{}", schema_tag(&second, ".sig"))).expect(404, "an unpinned app's tag");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    wharf.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc");
+    let stored = crate::gc::blob_files(&wharf.root);
+    for d in [&first_sig, &second_sig, &sha256(b"signature of the first image"), &sha256(b"signature of the second image")] {
+        assert!(!stored.contains_key(d.as_str()), "{d} outlived the pin");
+    }
+    assert!(stored.is_empty(), "an unpinned app left {stored:?}");
+    wharf.http.get(&format!("/v2/apps/app/manifests/{second_sig}")).expect(404, "a collected signature");
 }
 
 #[test]
@@ -174,10 +237,8 @@ fn a_referrer_that_cannot_be_copied_is_a_warning_unless_required() {
     let wharf = Wharf::for_hosts(&[up.host()]);
     let img = push_image(&skopeo, &wharf, &up.host(), "tools/signed", 403);
     let http = client(&up.host());
-    let hex = &img.digest["sha256:".len()..];
     let payload = b"a signature whose bytes upstream are damaged";
-    let (_, sig_bytes) = push_artifact(&http, "tools/signed", &img, SIG_TYPE, payload, false);
-    push_manifest(&http, "tools/signed", Some(&format!("sha256-{hex}.sig")), OCI_MANIFEST, &sig_bytes);
+    let (_, sig_bytes) = cosign_sign(&http, "tools/signed", &img, payload);
     up.flip_bit(&sha256(payload));
     let source = format!("{}/tools/signed:v1", up.host());
 
@@ -192,10 +253,13 @@ fn a_referrer_that_cannot_be_copied_is_a_warning_unless_required() {
     assert_eq!(r.record.warnings.len(), 1, "{:?}", r.record.warnings);
     assert!(r.record.warnings[0].contains(&sha256(payload)), "the warning names the blob: {:?}", r.record.warnings);
     assert!(listed(&wharf, "lenient", &img.digest).is_empty());
+    let tag = schema_tag(&img, ".sig");
+    wharf.http.get(&format!("/v2/apps/lenient/manifests/{tag}")).expect(404, "a tag naming a signature left out");
     wharf.pull(&skopeo, &r.image, "lenient");
 
     up.flip_bit(&sha256(payload));
     let r = wharf.stage_ok(&source, "strict", json!({ "referrers": "require" }));
     assert_eq!(r.record.referrers, 1);
     served_exactly(&wharf, "strict", &sha256(&sig_bytes), &sig_bytes, payload);
+    tagged_exactly(&wharf, "strict", &tag, &sha256(&sig_bytes), &sig_bytes);
 }
