@@ -9,6 +9,9 @@ use stage::StageError;
 use store::StoreError;
 use upstream::UpstreamError;
 
+use crate::mgmt::types::{MgmtCode, StagingFailure};
+use crate::service::ServiceError;
+
 /// An error answered to a client in the spec's JSON form.
 #[derive(Debug, thiserror::Error)]
 #[error("{code:?}: {message}")]
@@ -133,41 +136,41 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
 #[derive(Debug)]
 pub(crate) struct MgmtError {
     status: StatusCode,
-    code: &'static str,
+    code: MgmtCode,
     message: String,
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl MgmtError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: MgmtCode, message: impl Into<String>) -> Self {
         MgmtError { status, code, message: message.into(), headers: Vec::new() }
     }
 
     /// Status, code and message, for an error reported inside a stream.
-    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &str) {
+    pub(crate) fn parts(&self) -> (StatusCode, MgmtCode, &str) {
         (self.status, self.code, &self.message)
     }
 
     /// The caller did not prove who it is: asks for credentials.
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
-        let mut e = MgmtError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        let mut e = MgmtError::new(StatusCode::UNAUTHORIZED, MgmtCode::Unauthorized, message);
         e.headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wharfage\"")));
         e
     }
 
     /// The caller is known and may not do this.
     pub(crate) fn denied(message: impl Into<String>) -> Self {
-        MgmtError::new(StatusCode::FORBIDDEN, "DENIED", message)
+        MgmtError::new(StatusCode::FORBIDDEN, MgmtCode::Denied, message)
     }
 
     /// The request itself is wrong; the message names what.
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        MgmtError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        MgmtError::new(StatusCode::BAD_REQUEST, MgmtCode::BadRequest, message)
     }
 
     /// Something of ours failed.
     pub(crate) fn internal(message: impl Into<String>) -> Self {
-        MgmtError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+        MgmtError::new(StatusCode::INTERNAL_SERVER_ERROR, MgmtCode::Internal, message)
     }
 }
 
@@ -180,10 +183,10 @@ impl From<ParseError> for MgmtError {
 impl From<StoreError> for MgmtError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::TooManyUnpins { .. } => MgmtError::new(StatusCode::CONFLICT, "TOO_MANY_UNPINS", e.to_string()),
+            StoreError::TooManyUnpins { .. } => MgmtError::new(StatusCode::CONFLICT, MgmtCode::TooManyUnpins, e.to_string()),
             e => {
                 tracing::error!(error = %e, "storage failure");
-                MgmtError::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE", e.to_string())
+                MgmtError::new(StatusCode::SERVICE_UNAVAILABLE, MgmtCode::StorageUnavailable, e.to_string())
             }
         }
     }
@@ -194,7 +197,7 @@ impl From<AuthError> for MgmtError {
         match e {
             AuthError::BadCredentials | AuthError::InvalidToken(_) => MgmtError::unauthorized(e.to_string()),
             AuthError::Throttled { retry_after } => {
-                let mut m = MgmtError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", e.to_string());
+                let mut m = MgmtError::new(StatusCode::TOO_MANY_REQUESTS, MgmtCode::TooManyRequests, e.to_string());
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                     m.headers.push((header::RETRY_AFTER, v));
                 }
@@ -207,6 +210,38 @@ impl From<AuthError> for MgmtError {
     }
 }
 
+impl From<ServiceError> for MgmtError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NoStaging(_) => MgmtError::new(StatusCode::NOT_FOUND, MgmtCode::NotFound, e.to_string()),
+            ServiceError::StagingDisabled => MgmtError::new(StatusCode::SERVICE_UNAVAILABLE, MgmtCode::Unavailable, e.to_string()),
+            ServiceError::BadRequest(m) => MgmtError::bad_request(m),
+            ServiceError::Parse(e) => MgmtError::from(e),
+            ServiceError::Store(e) => MgmtError::from(e),
+            ServiceError::Auth(e) => MgmtError::from(e),
+            ServiceError::Internal(m) => MgmtError::internal(m),
+        }
+    }
+}
+
+impl From<StagingFailure> for MgmtError {
+    fn from(f: StagingFailure) -> Self {
+        MgmtError::new(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), f.code, f.message)
+    }
+}
+
+/// Status, code and message of an operation's failure, for a streamed staging's last line.
+pub(crate) fn failure_parts(e: ServiceError) -> (StatusCode, MgmtCode, String) {
+    let m = MgmtError::from(e);
+    (m.status, m.code, m.message)
+}
+
+/// Status, code and message of a failed staging, for a streamed staging's last line.
+pub(crate) fn stage_failure_parts(e: &StageError) -> (StatusCode, MgmtCode, String) {
+    let (status, code) = stage_status(e);
+    (status, code, e.to_string())
+}
+
 impl From<&StageError> for MgmtError {
     fn from(e: &StageError) -> Self {
         let (status, code) = stage_status(e);
@@ -216,7 +251,7 @@ impl From<&StageError> for MgmtError {
 
 impl IntoResponse for MgmtError {
     fn into_response(self) -> Response {
-        let mut resp = error_response(self.status, self.code, &self.message, None);
+        let mut resp = error_response(self.status, self.code.as_str(), &self.message, None);
         for (name, value) in self.headers {
             resp.headers_mut().insert(name, value);
         }
@@ -226,38 +261,38 @@ impl IntoResponse for MgmtError {
 
 /// The status and code a platform acts on for a failed staging: whose fault it was, and
 /// whether trying again may help.
-pub(crate) fn stage_status(e: &StageError) -> (StatusCode, &'static str) {
+pub(crate) fn stage_status(e: &StageError) -> (StatusCode, MgmtCode) {
     // A staging that relied on a blob a concurrent garbage collection was removing (or
     // removed between two looks) failed for no fault of anyone and succeeds when retried.
     if e.is_gc_race() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE");
+        return (StatusCode::SERVICE_UNAVAILABLE, MgmtCode::StorageUnavailable);
     }
     match e.cause() {
-        StageError::NoPlatform { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-        StageError::Unusable { .. } | StageError::Corrupt { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "UPSTREAM_CONTENT_INVALID"),
+        StageError::NoPlatform { .. } => (StatusCode::NOT_FOUND, MgmtCode::NotFound),
+        StageError::Unusable { .. } | StageError::Corrupt { .. } => (StatusCode::UNPROCESSABLE_ENTITY, MgmtCode::UpstreamContentInvalid),
         StageError::Upstream(u) => upstream_status(u),
-        StageError::Store(s) if s.is_client_error() => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
-        StageError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE"),
+        StageError::Store(s) if s.is_client_error() => (StatusCode::INTERNAL_SERVER_ERROR, MgmtCode::Internal),
+        StageError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, MgmtCode::StorageUnavailable),
         // `cause()` never returns a Shared.
-        StageError::Shared(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        StageError::Shared(_) => (StatusCode::INTERNAL_SERVER_ERROR, MgmtCode::Internal),
     }
 }
 
-fn upstream_status(e: &UpstreamError) -> (StatusCode, &'static str) {
+fn upstream_status(e: &UpstreamError) -> (StatusCode, MgmtCode) {
     match e {
         UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsRequired { .. } => {
-            (StatusCode::UNAUTHORIZED, "UPSTREAM_UNAUTHORIZED")
+            (StatusCode::UNAUTHORIZED, MgmtCode::UpstreamUnauthorized)
         }
-        UpstreamError::Denied { .. } => (StatusCode::FORBIDDEN, "UPSTREAM_DENIED"),
-        UpstreamError::Refused { .. } => (StatusCode::FORBIDDEN, "SOURCE_REFUSED"),
-        UpstreamError::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-        UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
+        UpstreamError::Denied { .. } => (StatusCode::FORBIDDEN, MgmtCode::UpstreamDenied),
+        UpstreamError::Refused { .. } => (StatusCode::FORBIDDEN, MgmtCode::SourceRefused),
+        UpstreamError::NotFound { .. } => (StatusCode::NOT_FOUND, MgmtCode::NotFound),
+        UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, MgmtCode::UpstreamTimeout),
         UpstreamError::DigestMismatch { .. } | UpstreamError::SizeMismatch { .. } | UpstreamError::Schema1 { .. } => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "UPSTREAM_CONTENT_INVALID")
+            (StatusCode::UNPROCESSABLE_ENTITY, MgmtCode::UpstreamContentInvalid)
         }
-        UpstreamError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        UpstreamError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, MgmtCode::Internal),
         UpstreamError::Unreachable { .. } | UpstreamError::Status { .. } | UpstreamError::Protocol { .. } => {
-            (StatusCode::BAD_GATEWAY, "UPSTREAM_UNREACHABLE")
+            (StatusCode::BAD_GATEWAY, MgmtCode::UpstreamUnreachable)
         }
     }
 }
@@ -312,7 +347,7 @@ mod tests {
             ("protocol", 502, "UPSTREAM_UNREACHABLE"),
         ] {
             let (s, c) = stage_status(&StageError::Upstream(up(kind)));
-            assert_eq!((s.as_u16(), c), (status, code), "{kind}");
+            assert_eq!((s.as_u16(), c.as_str()), (status, code), "{kind}");
         }
     }
 
@@ -329,7 +364,7 @@ mod tests {
         ];
         for (e, status, code) in cases {
             let (s, c) = stage_status(&e);
-            assert_eq!((s.as_u16(), c), (status, code), "{e}");
+            assert_eq!((s.as_u16(), c.as_str()), (status, code), "{e}");
         }
     }
 
@@ -342,7 +377,7 @@ mod tests {
             (MgmtError::from(&StageError::Upstream(up("refused"))), 403, "SOURCE_REFUSED"),
         ];
         for (e, status, code) in cases {
-            assert_eq!((e.status.as_u16(), e.code), (status, code), "{}", e.message);
+            assert_eq!((e.status.as_u16(), e.code.as_str()), (status, code), "{}", e.message);
         }
     }
 
@@ -352,7 +387,7 @@ mod tests {
         assert!(lost_race.is_gc_race(), "a shared download that lost a GC race is retried");
         assert_eq!(stage_status(&lost_race).0.as_u16(), 503);
         let timeout = StageError::Shared(Arc::new(StageError::Upstream(up("timeout"))));
-        assert_eq!(stage_status(&timeout), (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"));
+        assert_eq!(stage_status(&timeout), (StatusCode::GATEWAY_TIMEOUT, MgmtCode::UpstreamTimeout));
     }
 
     #[test]
@@ -375,11 +410,11 @@ mod tests {
         let r = ApiError::from(AuthError::Throttled { retry_after: 7 }).into_response();
         assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "7");
         let m = MgmtError::from(AuthError::BadCredentials);
-        assert_eq!((m.status.as_u16(), m.code), (401, "UNAUTHORIZED"));
+        assert_eq!((m.status.as_u16(), m.code.as_str()), (401, "UNAUTHORIZED"));
         let r = m.into_response();
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some(), "a 401 asks for credentials");
         let m = MgmtError::from(AuthError::Throttled { retry_after: 3 });
-        assert_eq!((m.status.as_u16(), m.code), (429, "TOO_MANY_REQUESTS"));
+        assert_eq!((m.status.as_u16(), m.code.as_str()), (429, "TOO_MANY_REQUESTS"));
         assert_eq!(MgmtError::denied("no").status.as_u16(), 403);
     }
 }

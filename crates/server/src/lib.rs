@@ -10,6 +10,7 @@ mod metrics;
 pub mod mgmt;
 pub mod range;
 mod request;
+mod service;
 pub mod tls;
 mod ui;
 mod v2;

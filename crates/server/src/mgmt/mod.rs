@@ -25,7 +25,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/apps/live", RoleNeed::Staging, put(apps::sync_live))
         .route("/api/v1/apps/{app}", RoleNeed::Staging, get(apps::show).delete(apps::remove))
         .route("/api/v1/apps/{app}/credentials", RoleNeed::Staging, post(apps::mint_credentials).delete(apps::revoke_credentials))
-        .route("/api/v1/gc", gc::NEED, post(gc::collect))
+        .route("/api/v1/gc", crate::service::GC_NEED, post(gc::collect))
         .route("/metrics", RoleNeed::Admin, get(crate::metrics::metrics))
         .into_router()
 }
@@ -37,10 +37,4 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
         // Our own types always serialize; should one ever fail, say so rather than send null.
         Err(e) => crate::error::MgmtError::internal(format!("cannot encode the answer: {e}")).into_response(),
     }
-}
-
-/// A staging record as the API shows it, with the image reference scale-ups pull.
-pub(crate) fn view(record: store::StagingRecord, host: &str) -> types::StagingView {
-    let image = format!("{host}/{}@{}", record.repository, record.digest);
-    types::StagingView { record, image, pull_credentials: None }
 }

@@ -114,8 +114,66 @@ pub enum StagingOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagingFailure {
     pub status: u16,
-    pub code: String,
+    pub code: MgmtCode,
     pub message: String,
+}
+
+/// The codes of the management API's errors (`{"errors":[{"code",...}]}`, and a streamed
+/// staging's failure): what a platform or the CLI acts on, besides the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MgmtCode {
+    BadRequest,
+    Unauthorized,
+    Denied,
+    NotFound,
+    TooManyUnpins,
+    TooManyRequests,
+    /// The store is down, or a collection kept removing what a staging needed: retry.
+    StorageUnavailable,
+    /// A feature this server does not offer (staging without a stager).
+    Unavailable,
+    Internal,
+    /// The upstream host policy refuses the source.
+    SourceRefused,
+    UpstreamUnauthorized,
+    UpstreamDenied,
+    UpstreamTimeout,
+    UpstreamContentInvalid,
+    UpstreamUnreachable,
+    /// A code this client does not know (a newer server's).
+    #[serde(other)]
+    Other,
+}
+
+impl MgmtCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MgmtCode::BadRequest => "BAD_REQUEST",
+            MgmtCode::Unauthorized => "UNAUTHORIZED",
+            MgmtCode::Denied => "DENIED",
+            MgmtCode::NotFound => "NOT_FOUND",
+            MgmtCode::TooManyUnpins => "TOO_MANY_UNPINS",
+            MgmtCode::TooManyRequests => "TOO_MANY_REQUESTS",
+            MgmtCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            MgmtCode::Unavailable => "UNAVAILABLE",
+            MgmtCode::Internal => "INTERNAL",
+            MgmtCode::SourceRefused => "SOURCE_REFUSED",
+            MgmtCode::UpstreamUnauthorized => "UPSTREAM_UNAUTHORIZED",
+            MgmtCode::UpstreamDenied => "UPSTREAM_DENIED",
+            MgmtCode::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            MgmtCode::UpstreamContentInvalid => "UPSTREAM_CONTENT_INVALID",
+            MgmtCode::UpstreamUnreachable => "UPSTREAM_UNREACHABLE",
+            MgmtCode::Other => "OTHER",
+        }
+    }
+}
+
+impl fmt::Display for MgmtCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One app in `GET /api/v1/apps`.

@@ -18,7 +18,7 @@ use super::pages::{app_page, GcRow};
 use super::session::Viewer;
 use super::view::{Chrome, Size};
 use super::{render, AppState};
-use crate::mgmt;
+use crate::service;
 
 #[derive(Template)]
 #[template(path = "ui/unpin.html")]
@@ -35,14 +35,14 @@ pub(super) async fn unpin_page(
     Path(app): Path<String>,
 ) -> Result<Response, UiError> {
     let app = AppId::parse(&app)?;
-    let s = state.store.app_stagings(&app).await?.ok_or_else(|| UiError::not_found(format!("app {app} has no staging")))?;
+    let s = service::stagings(&state, &app).await?;
     render(&UnpinPage { chrome: Chrome::new(&viewer, format!("Unpin {app}"), "apps"), app: app.to_string(), stagings: s.history.len() })
 }
 
 /// POST `/ui/apps/{app}/unpin`: unpins, then back to the apps list.
 pub(super) async fn unpin(State(state): State<AppState>, Path(app): Path<String>) -> Result<Response, UiError> {
     let app = AppId::parse(&app)?;
-    mgmt::apps::unpin(&state, &app).await?;
+    service::unpin(&state, &app).await?;
     state.console.invalidate();
     Ok(Redirect::to("/ui/apps").into_response())
 }
@@ -63,9 +63,9 @@ pub(super) async fn credentials(
 ) -> Result<Response, UiError> {
     let app = AppId::parse(&app)?;
     let form: CredentialsForm = serde_urlencoded::from_bytes(&body).map_err(|e| UiError::bad_request(format!("invalid form: {e}")))?;
-    let revoked = mgmt::apps::revoke(&state, &app).await?;
+    let revoked = service::revoke(&state, &app).await?;
     let (minted, notice) = match form.action.as_str() {
-        "rotate" => (Some(mgmt::apps::mint(&state, &app).await?), format!("Revoked {revoked} pull credentials and minted a new one.")),
+        "rotate" => (Some(service::mint(&state, &app).await?), format!("Revoked {revoked} pull credentials and minted a new one.")),
         "revoke" => (None, format!("Revoked {revoked} pull credentials.")),
         other => return Err(UiError::bad_request(format!("unknown action {other:?}"))),
     };
@@ -127,7 +127,7 @@ pub(super) async fn gc(State(state): State<AppState>, Extension(viewer): Extensi
         "run" => false,
         other => return Err(UiError::bad_request(format!("unknown mode {other:?}"))),
     };
-    let report = mgmt::gc::run(&state, dry_run).await?;
+    let report = service::collect_garbage(&state, dry_run).await?;
     if !dry_run {
         state.console.invalidate();
     }

@@ -35,6 +35,14 @@ impl UiError {
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         UiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<MgmtError> for UiError {
@@ -54,7 +62,7 @@ macro_rules! via_mgmt {
         }
     )*};
 }
-via_mgmt!(store::StoreError, oci::ParseError, auth::AuthError);
+via_mgmt!(store::StoreError, oci::ParseError, auth::AuthError, crate::service::ServiceError);
 
 #[derive(Template)]
 #[template(path = "ui/error.html")]

@@ -1,6 +1,6 @@
 //! The operator console at `/ui/`: server-rendered HTML (askama templates compiled into the
 //! binary), usable without JavaScript; `ui.js` only adds progress bars and copy buttons.
-//! Pages call the same functions as the management API (`crate::mgmt`) and the same store
+//! Pages call the same operations as the management API (`crate::service`) and the same store
 //! listings; errors become pages in `error.rs` only. Every answer carries a strict
 //! Content-Security-Policy (no inline script or style), `nosniff` and no referrer; every
 //! request passes `session::guard` (viewer, CSRF, roles). See `docs/ui.md`.
@@ -103,7 +103,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/stage", RoleNeed::Staging, get(stage::form).post(stage::run))
         .route("/ui/repositories", RoleNeed::Staging, get(repos::catalog))
         .route("/ui/repositories/{*path}", RoleNeed::Staging, get(repos::repository))
-        .route("/ui/gc", crate::mgmt::gc::NEED, get(actions::gc_page).post(actions::gc))
+        .route("/ui/gc", crate::service::GC_NEED, get(actions::gc_page).post(actions::gc))
         .route("/ui/login", RoleNeed::Anyone, get(session::login_page).post(session::login))
         .route("/ui/logout", RoleNeed::Anyone, post(session::logout))
         .into_router()

@@ -208,9 +208,9 @@ pub(super) async fn app_page(
     minted: Option<auth::PullCredentials>,
     notice: Option<String>,
 ) -> Result<AppPage, UiError> {
-    let s = state.store.app_stagings(app).await?.ok_or_else(|| UiError::not_found(format!("app {app} has no staging")))?;
+    let s = crate::service::stagings(state, app).await?;
     let current = s.current();
-    let view = crate::mgmt::view(current.clone(), &state.access.registry_host(headers));
+    let view = crate::service::view(current.clone(), &state.access.registry_host(headers));
     Ok(AppPage {
         chrome: Chrome::new(viewer, app.to_string(), "apps"),
         app: app.to_string(),

@@ -210,7 +210,7 @@ pub(super) async fn login(
     body: Bytes,
 ) -> Result<Response, UiError> {
     let Some(auth) = state.access.auth.clone() else { return Ok(Redirect::to("/ui/").into_response()) };
-    let form: LoginForm = crate::mgmt::stagings::read_and_wipe(body, |b| serde_urlencoded::from_bytes(b))
+    let form: LoginForm = crate::service::read_and_wipe(body, |b| serde_urlencoded::from_bytes(b))
         .map_err(|e| UiError::bad_request(format!("invalid login form: {e}")))?;
     let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0 .0.ip());
     let next = safe_next(form.next.as_deref()).to_string();

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
 use futures::StreamExt;
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use serde::Deserialize;
 use stage::Event;
 
@@ -18,8 +18,8 @@ use super::error::UiError;
 use super::session::Viewer;
 use super::view::{Chrome, ShortDigest, Size};
 use super::{html, render, AppState};
-use crate::mgmt::stagings::{finish, read_and_wipe, receiver_stream, request, start};
 use crate::mgmt::types::{StagingOutcome, StagingRequest, UpstreamCredentials};
+use crate::service::{self, read_and_wipe};
 
 /// Where the streamed rows go in the rendered page.
 const MARK: &str = "<!--progress-->";
@@ -89,8 +89,6 @@ pub(super) async fn run(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, UiError> {
-    let stager =
-        state.stager.clone().ok_or_else(|| UiError::new(StatusCode::SERVICE_UNAVAILABLE, "staging is not enabled on this server"))?;
     let form: StageForm =
         read_and_wipe(body, |b| serde_urlencoded::from_bytes(b)).map_err(|e| UiError::bad_request(format!("invalid form: {e}")))?;
     let chrome = Chrome::new(&viewer, "Stage an image", "stage");
@@ -102,12 +100,13 @@ pub(super) async fn run(
         error: None,
         running: false,
     };
-    let req = match request(form.request()) {
+    let req = match service::stage_request(form.request()) {
         Ok(r) => r,
         Err(e) => {
-            page.error = Some(e.parts().2.to_string());
+            let e = UiError::from(e);
+            page.error = Some(e.message().to_string());
             let mut r = render(&page)?;
-            *r.status_mut() = e.parts().0;
+            *r.status_mut() = e.status();
             return Ok(r);
         }
     };
@@ -117,10 +116,10 @@ pub(super) async fn run(
     let (head, tail) = rendered.split_once(MARK).ok_or_else(|| UiError::internal("the stage page has no progress mark"))?;
     let (head, tail) = (Bytes::from(head.to_string()), tail.to_string());
     let host = state.access.registry_host(&headers);
-    let (rx, task) = start(stager, req);
-    let rows = receiver_stream(rx).map(|e| Bytes::from(row(&e)));
+    let (rx, task) = service::start(&state, req)?;
+    let rows = service::receiver_stream(rx).map(|e| Bytes::from(row(&e)));
     let end = futures::stream::once(async move {
-        let outcome = finish(&state, task.await, &host).await;
+        let outcome = service::finish(&state, task.await, &host).await;
         state.console.invalidate();
         Bytes::from(format!("{}{tail}", result(&outcome)))
     });

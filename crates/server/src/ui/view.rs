@@ -32,7 +32,7 @@ impl Chrome {
                 auth::Role::Stager => "stager",
                 auth::Role::None => "",
             },
-            can_gc: crate::mgmt::gc::NEED.admits(viewer.role),
+            can_gc: crate::service::GC_NEED.admits(viewer.role),
             csrf: viewer.csrf.clone(),
             asset_v: super::assets::version(),
         }
