@@ -2,6 +2,8 @@
 //! a repository name, a tag, a manifest and an OCI error code are. Types are built only by
 //! parsing ("parse, don't validate"), so holding a `Digest` or a `RepoName` means it is valid.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod digest;
 pub mod error;

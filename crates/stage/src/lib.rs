@@ -7,6 +7,8 @@
 //! addressed, invisible until linked) -> links -> manifests (children first) -> staging
 //! record -> `current`.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod events;
 mod platform;

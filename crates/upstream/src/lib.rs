@@ -9,6 +9,8 @@
 //! tokens obtained with them are cached only in that session. Anonymous tokens are cached
 //! per registry and scope in the [`Client`].
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod blob;
 mod budget;
