@@ -7,6 +7,7 @@
 //! pays for bcrypt or a signature once, not per request.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod credentials;
 mod error;

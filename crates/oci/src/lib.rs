@@ -3,6 +3,7 @@
 //! parsing ("parse, don't validate"), so holding a `Digest` or a `RepoName` means it is valid.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
 pub mod digest;

@@ -10,6 +10,7 @@
 //! per registry and scope in the [`Client`].
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod auth;
 mod blob;
