@@ -6,6 +6,9 @@
 //! for a short time (by a salted hash, never the secret itself), so a pull of many blobs
 //! pays for bcrypt or a signature once, not per request.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod credentials;
 mod error;
 mod htpasswd;

@@ -2,6 +2,9 @@
 //! a repository name, a tag, a manifest and an OCI error code are. Types are built only by
 //! parsing ("parse, don't validate"), so holding a `Digest` or a `RepoName` means it is valid.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -8,6 +8,9 @@
 //! record -> `current` -> the tag schema's tags of copied signatures (which replace the
 //! previous staging's).
 
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod error;
 mod events;
 mod platform;

@@ -168,6 +168,7 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
 }
 
 /// Maps `len` bytes of `file` from `offset`, and asks the kernel to read the next chunk ahead.
+#[allow(unsafe_code)]
 fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     // A mapping past the end of the file faults (SIGBUS) when read: refuse it instead.
     let size = file.metadata()?.len();
@@ -186,7 +187,8 @@ fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Byt
     if next < size {
         // Readahead of the next chunk, so a cold blob streams at the disk's pace. Advice only:
         // its result does not matter.
-        // SAFETY: a plain syscall on a file descriptor this function borrows.
+        // SAFETY: posix_fadvise(2) takes integers only and touches no memory of ours; the
+        // descriptor stays open because `file` is borrowed for the whole call.
         let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), next as libc::off_t, FILE_CHUNK as libc::off_t, libc::POSIX_FADV_WILLNEED) };
     }
     Ok(Bytes::from_owner(map))

@@ -7,6 +7,8 @@
 //! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
 //! every change goes through this cache, as with a local root directory.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod access;
 mod apps;
 mod blob_cache;

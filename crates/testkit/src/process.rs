@@ -75,6 +75,7 @@ impl Drop for ChildGuard {
 
 /// Sends `sig` (e.g. `libc::SIGTERM`) to the process `pid`, without waiting. The caller
 /// makes sure `pid` is its own child not yet waited for, so that it cannot have been reused.
+#[allow(unsafe_code)]
 pub fn signal(pid: u32, sig: i32) -> std::io::Result<()> {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     match unsafe { libc::kill(pid as i32, sig) } {
@@ -95,6 +96,7 @@ fn all_threads_stopped(pid: u32) -> bool {
 
 /// Spawns `cmd` from a thread that lives as long as the process, with the parent-death
 /// signal set, so the child dies with the test process even if a test panics or is killed.
+#[allow(unsafe_code)]
 pub fn spawn(mut cmd: Command) -> std::io::Result<ChildGuard> {
     /// A command to start, and where to send the started child (or the error).
     type Job = (Command, mpsc::Sender<std::io::Result<std::process::Child>>);
@@ -104,6 +106,9 @@ pub fn spawn(mut cmd: Command) -> std::io::Result<ChildGuard> {
         std::thread::spawn(move || {
             // PR_SET_PDEATHSIG fires when the *thread* that forked exits: this one never does.
             for (mut cmd, reply) in rx {
+                // SAFETY: the closure runs in the forked child before exec, where only
+                // async-signal-safe calls are sound: it makes one prctl(2) system call, with
+                // no allocation, lock or access to the parent's memory.
                 unsafe {
                     cmd.pre_exec(|| {
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

@@ -116,6 +116,7 @@ impl SeaweedFs {
     /// One server shared by every test of this process (started on first use). Statics are
     /// never dropped, so it is stopped and its data folder (gigabytes after the large-blob
     /// tests) removed when the process exits, by an `atexit` handler.
+    #[allow(unsafe_code)]
     pub fn shared() -> &'static SeaweedFs {
         static SHARED: OnceLock<SeaweedFs> = OnceLock::new();
         extern "C" fn remove_shared() {

@@ -9,6 +9,9 @@
 //! tokens obtained with them are cached only in that session. Anonymous tokens are cached
 //! per registry and scope in the [`Client`].
 
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod auth;
 mod blob;
 mod budget;

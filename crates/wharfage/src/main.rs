@@ -1,5 +1,7 @@
 //! The `wharfage` binary: command line, configuration and process lifecycle.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod config;
 mod fsck;
 mod pull_secret;

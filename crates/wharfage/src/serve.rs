@@ -36,15 +36,17 @@ pub(crate) fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
 /// Raises the open-file limit to its hard limit: every connection, upload part and blob read
 /// holds a descriptor, and the usual soft limit of 1024 stops all service at about a
 /// thousand idle clients. Warns when the limit stays below what `max_connections` needs.
+#[allow(unsafe_code)]
 fn raise_open_files(max_connections: usize) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
+    // SAFETY: getrlimit(2) writes one `rlimit` through the pointer, which points to `lim`, a
+    // live local of that type borrowed mutably for the call only.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return;
     }
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-        // SAFETY: as above.
+        // SAFETY: setrlimit(2) only reads the `rlimit` behind the pointer: `raised`, a live local.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim = raised;
         }

@@ -20,6 +20,8 @@
 //! 277 MB (about a sixth of a CPU at 95 MiB/s). On SIGTERM it prints its connection and byte counts, and the most
 //! connections open at once, to stderr.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

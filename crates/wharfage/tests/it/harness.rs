@@ -304,9 +304,9 @@ impl Strace {
 
 impl Drop for Strace {
     fn drop(&mut self) {
-        // SIGINT detaches strace from the traced process, which keeps running.
-        // SAFETY: kill(2) on a child of ours.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // SIGINT detaches strace from the traced process, which keeps running. strace is our
+        // child, not yet waited for, so its pid cannot have been reused.
+        let _ = testkit::signal(self.child.id(), libc::SIGINT);
         let _ = self.child.wait();
     }
 }
