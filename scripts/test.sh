@@ -18,6 +18,7 @@
 # Options:
 #   --install-only   only do step 1
 #   --no-install     skip step 1 (the tests needing a missing peer will fail)
+#   --msrv           also check the build on the declared MSRV (scripts/msrv.sh; ~12 min cold)
 #   -- ARGS...       passed on to `cargo nextest run` / `cargo test` (e.g. a filter)
 # Environment:
 #   WHARFAGE_TEST_RUNNER=nextest|cargo   force a runner (default: nextest if installed)
@@ -31,11 +32,13 @@ cd "$repo"
 
 install=1
 run_tests=1
+msrv=0
 extra=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --install-only) run_tests=0 ;;
         --no-install) install=0 ;;
+        --msrv) msrv=1 ;;
         --) shift; extra=("$@"); break ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) extra+=("$1") ;;
@@ -102,6 +105,9 @@ fi
 
 run_step "format" cargo fmt --all --check
 run_step "clippy" cargo clippy --workspace --all-targets --profile ci -- -D warnings
+if [ "$msrv" -eq 1 ]; then
+    run_step "msrv" "$repo/scripts/msrv.sh"
+fi
 
 if [ "$runner" = nextest ]; then
     # --no-tests=warn: a workspace with no tests yet is not a failure of this script.
