@@ -44,6 +44,20 @@ impl From<ParseError> for RouteError {
 }
 
 impl Endpoint {
+    /// The same endpoint in repository `repo` (a mirrored name); endpoints of no repository
+    /// are unchanged.
+    pub fn with_repository(self, repo: RepoName) -> Self {
+        match self {
+            Endpoint::Tags(_) => Endpoint::Tags(repo),
+            Endpoint::Manifest(_, r) => Endpoint::Manifest(repo, r),
+            Endpoint::Blob(_, d) => Endpoint::Blob(repo, d),
+            Endpoint::UploadStart(_) => Endpoint::UploadStart(repo),
+            Endpoint::Upload(_, id) => Endpoint::Upload(repo, id),
+            Endpoint::Referrers(_, d) => Endpoint::Referrers(repo, d),
+            other => other,
+        }
+    }
+
     /// Parses the path of a request URL (without the query string).
     pub fn parse(path: &str) -> Result<Self, RouteError> {
         let rest = path.strip_prefix("/v2").ok_or(RouteError::NotFound)?;

@@ -11,6 +11,7 @@ pub mod error;
 mod listen;
 mod metrics;
 pub mod mgmt;
+pub mod mirror;
 pub mod range;
 mod request;
 mod service;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub completeness: ManifestCompleteness,
     /// The operator console's cached figures.
     pub console: ui::Console,
+    /// The pull-through mirrors, when any registry is mirrored.
+    pub mirrors: Option<std::sync::Arc<mirror::Mirrors>>,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
             access: access::Access::default(),
             completeness: ManifestCompleteness::default(),
             console: ui::Console::default(),
+            mirrors: None,
         }
     }
 }
@@ -126,14 +130,37 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let mut resp = match Endpoint::parse(&path) {
-        Ok(ep) => {
+    // A mirrored registry's requests are routed by the name they are stored under.
+    let (routed, mut mirror) = match state.mirrors.as_deref().map(|m| m.route(&path, request.uri().query())) {
+        None | Some(mirror::Route::Local) => (path.clone(), None),
+        Some(mirror::Route::Mirror(i, p)) => (p, Some(i)),
+        Some(mirror::Route::Unconfigured(ns)) => {
+            return finish_dispatch(
+                ApiError::new(ErrorCode::NameUnknown, format!("registry {ns} is not mirrored here")).into_response(),
+                &method,
+                &path,
+                started,
+            );
+        }
+    };
+    let resp = match Endpoint::parse(&routed) {
+        Ok(mut ep) => {
+            if mirror.is_none() {
+                if let Some((i, renamed)) = default_mirror(&state, &ep, request.method()).await {
+                    mirror = Some(i);
+                    ep = renamed;
+                }
+            }
             // The body stays aside while the caller is checked (a body is not `Sync`).
             let (parts, body) = request.into_parts();
             match authorize(&state, &ep, &parts).await {
                 Ok(caller) => {
                     let req = Req::new(Request::from_parts(parts, body), caller);
-                    match v2::handle(&state, ep, req).await {
+                    let answer = match (mirror, state.mirrors.as_deref()) {
+                        (Some(i), Some(m)) => mirror::handle(&state, m, i, ep, req).await,
+                        _ => v2::handle(&state, ep, req).await,
+                    };
+                    match answer {
                         Ok(r) => r,
                         Err(e) => e.into_response(),
                     }
@@ -149,6 +176,30 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
             ApiError::new(ErrorCode::BlobUploadUnknown, format!("upload session {id:?} does not exist")).into_response()
         }
     };
+    finish_dispatch(resp, &method, &path, started)
+}
+
+/// A read of a repository that is not here, sent to the default mirror (dockerd's
+/// `registry-mirrors` names no registry): the mirrored endpoint and the mirror. Local
+/// repositories win, and pinned apps (`apps/`) are never looked up upstream.
+async fn default_mirror(state: &AppState, ep: &Endpoint, method: &Method) -> Option<(usize, Endpoint)> {
+    let mirrors = state.mirrors.as_deref()?;
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let repo = match ep {
+        Endpoint::Manifest(r, _) | Endpoint::Blob(r, _) | Endpoint::Tags(r) | Endpoint::Referrers(r, _) => r,
+        _ => return None,
+    };
+    if repo.as_str().starts_with("apps/") || state.store.repository_exists(repo).await.unwrap_or(true) {
+        return None;
+    }
+    let (i, renamed) = mirrors.default_for(repo)?;
+    Some((i, ep.clone().with_repository(renamed)))
+}
+
+/// The headers and the log line of every `/v2/` answer.
+fn finish_dispatch(mut resp: Response, method: &Method, path: &str, started: Instant) -> Response {
     resp.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
     let status = resp.status();
     let ms = started.elapsed().as_secs_f64() * 1000.0;

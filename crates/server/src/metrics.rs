@@ -37,6 +37,23 @@ struct SourceLabels {
     source: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabels {
+    registry: String,
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorErrorLabels {
+    registry: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabels {
+    registry: String,
+}
+
 /// The metrics a server keeps; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -47,6 +64,9 @@ pub struct Metrics {
     gc_runs: Counter,
     gc_blobs: Counter,
     gc_bytes: Counter,
+    mirror_requests: Family<MirrorLabels, Counter>,
+    mirror_errors: Family<MirrorErrorLabels, Counter>,
+    mirror_bytes: Family<RegistryLabels, Counter>,
 }
 
 impl Metrics {
@@ -68,7 +88,62 @@ impl Metrics {
         registry.register("gc_removed_blobs", "Blobs removed by garbage collection", gc_blobs.clone());
         registry.register("gc_removed_bytes", "Blob bytes removed by garbage collection", gc_bytes.clone());
         registry.register_collector(Box::new(BlobCacheCollector(store)));
-        Metrics { registry: Arc::new(registry), requests, stagings, staged_bytes, gc_runs, gc_blobs, gc_bytes }
+        let mirror_requests = Family::<MirrorLabels, Counter>::default();
+        registry.register(
+            "mirror_requests",
+            "Mirror manifest and blob requests by registry and outcome: hit (served from the store), miss (fetched), \
+             stale (a stored tag served while the upstream failed), coalesced (followed another client's fetch)",
+            mirror_requests.clone(),
+        );
+        let mirror_errors = Family::<MirrorErrorLabels, Counter>::default();
+        registry.register("mirror_upstream_errors", "Upstream failures of mirrors, by registry and kind", mirror_errors.clone());
+        let mirror_bytes = Family::<RegistryLabels, Counter>::default();
+        registry.register("mirror_upstream_bytes", "Bytes mirrors fetched from their upstreams", mirror_bytes.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            stagings,
+            staged_bytes,
+            gc_runs,
+            gc_blobs,
+            gc_bytes,
+            mirror_requests,
+            mirror_errors,
+            mirror_bytes,
+        }
+    }
+
+    /// Counts a mirror request's outcome.
+    pub(crate) fn mirror(&self, registry: &str, event: crate::mirror::MirrorEvent) {
+        let event = match event {
+            crate::mirror::MirrorEvent::Hit => "hit",
+            crate::mirror::MirrorEvent::Miss => "miss",
+            crate::mirror::MirrorEvent::Stale => "stale",
+            crate::mirror::MirrorEvent::Coalesced => "coalesced",
+        };
+        self.mirror_requests.get_or_create(&MirrorLabels { registry: registry.to_string(), event }).inc();
+    }
+
+    /// Counts an upstream failure of a mirror by kind.
+    pub(crate) fn mirror_error(&self, registry: &str, e: &upstream::UpstreamError) {
+        use upstream::UpstreamError as E;
+        let kind = match e {
+            E::Unreachable { .. } => "unreachable",
+            E::Timeout { .. } => "timeout",
+            E::Status { status: 429, .. } => "rate_limited",
+            E::Status { .. } => "status",
+            E::Unauthorized { .. } | E::CredentialsRequired { .. } | E::Denied { .. } => "refused_credentials",
+            E::NotFound { .. } => "not_found",
+            E::Refused { .. } => "host_policy",
+            E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Schema1 { .. } => "content",
+            E::Protocol { .. } | E::Config(_) => "protocol",
+        };
+        self.mirror_errors.get_or_create(&MirrorErrorLabels { registry: registry.to_string(), kind }).inc();
+    }
+
+    /// Counts bytes a mirror fetched from its upstream.
+    pub(crate) fn mirror_bytes(&self, registry: &str, bytes: u64) {
+        self.mirror_bytes.get_or_create(&RegistryLabels { registry: registry.to_string() }).inc_by(bytes);
     }
 
     /// Counts a finished staging: its answer's status, and for a success the bytes it moved.

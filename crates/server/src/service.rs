@@ -165,10 +165,7 @@ pub(crate) type Outcome = std::result::Result<std::result::Result<StagingRecord,
 
 /// Starts a staging in its own task (a client that goes away does not cut it short), with
 /// its progress events on the returned channel.
-pub(crate) fn start(
-    state: &AppState,
-    req: StageRequest,
-) -> Result<(mpsc::Receiver<Event>, Running)> {
+pub(crate) fn start(state: &AppState, req: StageRequest) -> Result<(mpsc::Receiver<Event>, Running)> {
     let stager = state.stager.clone().ok_or(ServiceError::StagingDisabled)?;
     let (tx, rx) = mpsc::channel::<Event>(64);
     Ok((rx, tokio::spawn(async move { stager.stage(req, Some(tx)).await })))

@@ -28,6 +28,22 @@ impl Session {
         self.check_length(&resp, size, &what)?;
         Ok(BlobDownload::stream(self.clone(), url, what, size, resp))
     }
+
+    /// The size of a blob as the registry states it (HEAD): `None` when it does not hold
+    /// the blob. A mirror asks before fetching (to know the length it answers with) and
+    /// before reusing a copy stored for someone else (the upstream must hold it too).
+    pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, UpstreamError> {
+        let what = format!("blob {digest} of {}", self.repository);
+        match self.send(Method::HEAD, &format!("{}/blobs/{digest}", self.base), HeaderMap::new(), &what).await {
+            // The header itself: a HEAD answer's body is empty, whatever its length says.
+            Ok(resp) => match resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+                Some(len) => Ok(Some(len)),
+                None => Err(UpstreamError::Protocol { registry: self.registry.clone(), what, detail: "no Content-Length".into() }),
+            },
+            Err(UpstreamError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Parses `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`).

@@ -81,9 +81,20 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     let addr = listener.local_addr()?;
     let upstream = upstream::Client::new(cfg.upstream.clone()).map_err(|e| CliError::Config(e.to_string()))?;
     let mut state = server::AppState::new(store.clone());
-    state.stager = Some(stage::Stager::new(store.clone(), upstream, cfg.stage_concurrency));
+    state.stager = Some(stage::Stager::new(store.clone(), upstream.clone(), cfg.stage_concurrency));
     state.gc = cfg.gc.clone();
     state.completeness = cfg.completeness;
+    if !cfg.mirrors.is_empty() {
+        // Blobs being fetched are spooled where the store's own temporary files go (emptied at
+        // start), or on S3 in the system's temporary folder.
+        let spool = match &cfg.storage {
+            Storage::Fs(root) => root.join("tmp").join("mirror"),
+            Storage::S3 { .. } => std::env::temp_dir().join(format!("wharfage-mirror-{}", std::process::id())),
+        };
+        let mirrors = server::mirror::Mirrors::new(cfg.mirrors.clone(), upstream.clone(), spool).map_err(CliError::Config)?;
+        tracing::info!(registries = ?mirrors.registries(), "mirroring");
+        state.mirrors = Some(std::sync::Arc::new(mirrors));
+    }
     if let Some(every) = cfg.gc_interval {
         let (store, opts, metrics) = (store.clone(), cfg.gc.clone(), state.metrics.clone());
         tokio::spawn(async move {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::CliError;
 
 mod access;
+mod mirror;
 mod values;
 
 pub(crate) use access::{AccessConfig, ListenAddr};
@@ -266,6 +267,16 @@ settings! {
     #[arg(skip)]
     #[serde(default)]
     access: Vec<auth::Rule>,
+    /// Mirror a registry for engines that name wharfage as its mirror: REGISTRY=URL, e.g.
+    /// docker.io=https://registry-1.docker.io (URL optional); repeatable. `[[mirror]]` tables
+    /// in the file take credentials and settings (docs/mirror.md)
+    #[arg(long = "mirror", env = "WHARFAGE_MIRRORS", value_delimiter = ',')]
+    #[serde(default)]
+    mirrors: Vec<String>,
+    /// Mirrored registries (TOML only): `[[mirror]]` tables (docs/mirror.md)
+    #[arg(skip)]
+    #[serde(default)]
+    mirror: Vec<mirror::MirrorTable>,
     /// Lifetime of registry tokens [default: 5m]
     #[arg(long, env = "WHARFAGE_TOKEN_TTL")]
     token_ttl: Option<String>,
@@ -306,6 +317,7 @@ pub(crate) struct ServeConfig {
     pub uploads: store::UploadLimits,
     pub connections: server::ConnectionLimits,
     pub access: AccessConfig,
+    pub mirrors: Vec<server::mirror::MirrorConfig>,
 }
 
 /// `--manifest-completeness`, with the older `--require-complete-indexes` as an alias of
@@ -458,10 +470,17 @@ impl ServeConfig {
             gc.retain,
         )?;
         let (allow, deny) = (s.upstream_allow, s.upstream_deny);
-        let upstream = upstream::UpstreamConfig {
+        let mirrors = mirror::resolve(s.mirrors, s.mirror)?;
+        let mut upstream = upstream::UpstreamConfig {
             hosts: upstream::HostPolicy::new(&allow, &deny).map_err(|e| CliError::Config(e.to_string()))?,
             ..upstream
         };
+        // A mirror whose URL says http is reached over plain HTTP: the operator wrote so.
+        for m in &mirrors {
+            if let Ok((host, true)) = server::mirror::upstream_host(&m.url) {
+                upstream.insecure.push(host);
+            }
+        }
         Ok(ServeConfig {
             uploads,
             connections,
@@ -471,6 +490,7 @@ impl ServeConfig {
             gc_interval,
             completeness: completeness(s.manifest_completeness, s.require_complete_indexes)?.into(),
             access,
+            mirrors,
             listen,
             storage,
             log_format: s.log_format.unwrap_or(LogFormat::Text),

@@ -27,6 +27,7 @@ mod ha;
 mod hardening;
 mod harness;
 mod lifecycle;
+mod mirror;
 mod platform;
 mod restart;
 mod round_trip;

@@ -13,7 +13,7 @@ mod failures;
 pub(crate) mod images;
 mod interrupted;
 mod progress;
-mod proxy;
+pub(crate) mod proxy;
 mod public;
 mod ranged;
 mod referrers;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// What the proxy does to the traffic.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Faults {
+pub(crate) struct Faults {
     /// Cut the first blob response longer than this many bytes (status line and headers
     /// included) there, closing both connections.
     pub cut_after: Option<usize>,
@@ -34,10 +34,12 @@ pub(super) struct Faults {
     /// Forward this many bytes of each blob response, then send nothing more while keeping
     /// the connection open: a download that hangs midway.
     pub stall_after: Option<usize>,
+    /// Send blob responses at most this many bytes per second: a slow link.
+    pub blob_rate: Option<usize>,
 }
 
 /// A running proxy; its threads end with the test process (they only serve loopback).
-pub(super) struct Proxy {
+pub(crate) struct Proxy {
     pub port: u16,
     shared: Arc<Shared>,
 }
@@ -48,6 +50,8 @@ struct Shared {
     heads: Mutex<Vec<String>>,
     cut_done: AtomicBool,
     blobs_gone: AtomicBool,
+    /// While set, the last byte of every blob body is flipped: a corrupt upstream.
+    corrupt: AtomicBool,
     /// Blob GETs in progress, and the most at once.
     blob_gets: AtomicUsize,
     max_blob_gets: AtomicUsize,
@@ -72,7 +76,7 @@ impl Drop for InProgress<'_> {
 
 impl Proxy {
     /// Proxies `127.0.0.1:PORT` to the upstream port with `faults`.
-    pub(super) fn start(upstream_port: u16, faults: Faults) -> Proxy {
+    pub(crate) fn start(upstream_port: u16, faults: Faults) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
@@ -81,6 +85,7 @@ impl Proxy {
             heads: Mutex::new(Vec::new()),
             cut_done: AtomicBool::new(false),
             blobs_gone: AtomicBool::new(false),
+            corrupt: AtomicBool::new(false),
             blob_gets: AtomicUsize::new(0),
             max_blob_gets: AtomicUsize::new(0),
         });
@@ -97,28 +102,38 @@ impl Proxy {
     }
 
     /// `127.0.0.1:PORT`
-    pub(super) fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The head of every request forwarded so far (as received, lines joined by `\n`).
-    pub(super) fn heads(&self) -> Vec<String> {
+    pub(crate) fn heads(&self) -> Vec<String> {
         self.shared.heads.lock().unwrap().clone()
     }
 
     /// Whether the proxy has cut a blob response.
-    pub(super) fn has_cut(&self) -> bool {
+    pub(crate) fn has_cut(&self) -> bool {
         self.shared.cut_done.load(Ordering::SeqCst)
     }
 
     /// The most blob GETs the proxy had in progress at once.
-    pub(super) fn max_concurrent_blob_gets(&self) -> usize {
+    pub(crate) fn max_concurrent_blob_gets(&self) -> usize {
         self.shared.max_blob_gets.load(Ordering::SeqCst)
+    }
+
+    /// While on, the last byte of every blob body sent is flipped.
+    pub(crate) fn corrupt_blobs(&self, on: bool) {
+        self.shared.corrupt.store(on, Ordering::SeqCst);
+    }
+
+    /// Blob GETs forwarded so far.
+    pub(crate) fn blob_gets(&self) -> usize {
+        self.heads().iter().filter(|h| h.starts_with("GET ") && h.contains("/blobs/sha256:")).count()
     }
 
     /// While on, blob GETs are answered 404 `BLOB_UNKNOWN` and blob transfers in progress
     /// are aborted.
-    pub(super) fn blobs_gone(&self, gone: bool) {
+    pub(crate) fn blobs_gone(&self, gone: bool) {
         self.shared.blobs_gone.store(gone, Ordering::SeqCst);
     }
 }
@@ -194,8 +209,26 @@ impl Shared {
         // Small reads, so that a transfer notices `blobs_gone` while it is under way.
         let mut buf = vec![0u8; 16 * 1024];
         let mut sent = 0usize;
+        // With `corrupt`, the byte last read is held back until the next read shows whether
+        // it ends the response, and then sent flipped.
+        let corrupt = blob_get && self.corrupt.load(Ordering::SeqCst);
+        let mut held: Option<u8> = None;
         loop {
             let n = upstream.read(&mut buf)?;
+            if corrupt {
+                if n == 0 {
+                    if let Some(b) = held.take() {
+                        client.write_all(&[b ^ 0x01])?;
+                    }
+                    break;
+                }
+                if let Some(b) = held.take() {
+                    client.write_all(&[b])?;
+                }
+                held = Some(buf[n - 1]);
+                client.write_all(&buf[..n - 1])?;
+                continue;
+            }
             if n == 0 || (blob_get && self.blobs_gone.load(Ordering::SeqCst)) {
                 break;
             }
@@ -212,6 +245,9 @@ impl Shared {
             sent += n;
             if cutting {
                 break;
+            }
+            if let Some(rate) = self.faults.blob_rate.filter(|_| blob_get) {
+                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
             }
         }
         client.flush()?;

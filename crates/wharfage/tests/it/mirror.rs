@@ -1,0 +1,293 @@
+//! The pull-through mirror against Debian's `docker-registry` as the upstream (through the
+//! fault-injecting proxy where a test needs to count or corrupt what the upstream sends):
+//! the three addressings, read-only mirrored repositories, unconfigured registries refused
+//! without a connection, serving while the upstream is gone, tags that age, concurrent cold
+//! pulls sharing one fetch that streams before it completes, and a corrupt upstream blob
+//! that no client receives whole and the store never keeps.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::client::{ErrorBodyExt, Resp};
+use crate::fixtures::{sha256, Rng, OCI_MANIFEST};
+use crate::skopeo::Skopeo;
+use crate::staging::images::{image, layer};
+use crate::staging::proxy::{Faults, Proxy};
+use crate::staging::upstream::{Mode, Upstream};
+use crate::staging::{layout, Wharf};
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// Pushes a one-platform image with layers of `sizes` bytes to the upstream as `repo:tag`;
+/// returns its manifest digest and layer digests.
+fn push(up: &Upstream, scratch: &std::path::Path, repo: &str, tag: &str, seed: u64, sizes: &[usize]) -> (String, Vec<String>) {
+    let mut l = layout(&scratch.join(format!("src-{seed}")));
+    let mut rng = Rng::new(seed);
+    let layers: Vec<_> = sizes.iter().enumerate().map(|(i, s)| layer(&mut l, &mut rng, &format!("f{i}.bin"), *s)).collect();
+    let refs: Vec<_> = layers.iter().collect();
+    let img = image(&mut l, "amd64", &refs);
+    l.tag(tag, OCI_MANIFEST, &img.digest);
+    up.push(&Skopeo::new(), &l, tag, repo);
+    (img.digest.clone(), img.layers.clone())
+}
+
+fn manifest(wharf: &Wharf, path: &str) -> Resp {
+    wharf.http.send("GET", path, &[("accept", ACCEPT)], Vec::new())
+}
+
+fn digest_of(r: &Resp) -> String {
+    r.header("docker-content-digest").unwrap_or_default().to_string()
+}
+
+/// Where the store keeps a blob's bytes (filesystem backend).
+fn blob_file(wharf: &Wharf, digest: &str) -> std::path::PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    wharf.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+#[test]
+fn mirror_serves_every_addressing_and_outlives_its_upstream() {
+    let mut up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (digest, layers) = push(&up, scratch.path(), "library/web", "v1", 2001, &[3_000_000, 20_000]);
+    let wharf = Wharf::start(&["--mirror".into(), format!("docker.io=http://{}", up.host())]);
+    let skopeo = Skopeo::new();
+
+    // A registries.conf mirror (path prefix), byte for byte.
+    let pulled = wharf.pull(&skopeo, &format!("{}/docker.io/library/web:v1", wharf.host()), "prefix");
+    assert!(pulled.contains_key(&digest), "the upstream's manifest digest is kept");
+    for l in &layers {
+        assert!(pulled.contains_key(l), "layer {l} pulled through the mirror");
+        assert!(blob_file(&wharf, l).exists(), "layer {l} is cached in the store");
+    }
+    // containerd's `?ns=`, and dockerd's registry-mirrors (no registry named: the default).
+    for path in ["/v2/library/web/manifests/v1?ns=docker.io", "/v2/library/web/manifests/v1"] {
+        let r = manifest(&wharf, path);
+        assert_eq!((r.status, digest_of(&r)), (200, digest.clone()), "{path}: {}", r.text());
+    }
+    let r = wharf.http.get(&format!("/v2/library/web/blobs/{}?ns=docker.io", layers[1]));
+    assert_eq!((r.status, sha256(&r.body)), (200, layers[1].clone()));
+
+    // Only configured registries; mirrored repositories are read-only.
+    let r = manifest(&wharf, "/v2/library/web/manifests/v1?ns=ghcr.io");
+    assert_eq!((r.status, r.error().code.as_str()), (404, "NAME_UNKNOWN"), "{}", r.text());
+    assert!(r.text().contains("ghcr.io"));
+    for (method, path) in [
+        ("POST", "/v2/docker.io/library/web/blobs/uploads/".to_string()),
+        ("PUT", "/v2/docker.io/library/web/manifests/v2".to_string()),
+        ("DELETE", format!("/v2/docker.io/library/web/manifests/{digest}")),
+        ("POST", format!("/v2/library/web/blobs/uploads/?ns=docker.io&mount={}&from=x/y", layers[0])),
+    ] {
+        let r = wharf.http.send(method, &path, &[("content-type", OCI_MANIFEST)], b"{}".to_vec());
+        assert_eq!((r.status, r.error().code.as_str()), (405, "UNSUPPORTED"), "{method} {path}: {}", r.text());
+        assert!(r.text().contains("mirror of docker.io"), "the answer names the mirror: {}", r.text());
+    }
+
+    // The upstream goes away: what was pulled is still served, by every addressing.
+    up.stop();
+    let again = wharf.pull(&skopeo, &format!("{}/docker.io/library/web:v1", wharf.host()), "offline");
+    assert_eq!(again, pulled, "the same bytes with the upstream gone");
+    let r = manifest(&wharf, "/v2/library/web/manifests/v1?ns=docker.io");
+    assert_eq!((r.status, digest_of(&r)), (200, digest));
+    // A name nobody pulled cannot come from a stopped upstream.
+    let r = manifest(&wharf, "/v2/docker.io/library/other/manifests/v1");
+    assert_eq!(r.status, 502, "{}", r.text());
+}
+
+#[test]
+fn mirrored_tags_age_and_are_served_stale_while_the_upstream_fails() {
+    let mut up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (first, _) = push(&up, scratch.path(), "team/app", "v1", 2101, &[10_000]);
+    let config = scratch.path().join("wharfage.toml");
+    std::fs::write(
+        &config,
+        format!("[[mirror]]\nregistry = \"registry.example.com:5000\"\nurl = \"http://{}\"\ntag_ttl = \"1s\"\n", up.host()),
+    )
+    .unwrap();
+    let wharf = Wharf::start(&["--config".into(), config.to_string_lossy().into_owned()]);
+    let path = "/v2/registry.example.com:5000/team/app/manifests/v1";
+    assert_eq!(digest_of(&manifest(&wharf, path)), first);
+
+    // The tag moves upstream: within tag_ttl the old digest is served, after it the new one.
+    let (second, _) = push(&up, scratch.path(), "team/app", "v1", 2102, &[11_000]);
+    assert_ne!(first, second);
+    assert_eq!(digest_of(&manifest(&wharf, path)), first, "trusted for tag_ttl");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(digest_of(&manifest(&wharf, path)), second, "asked again after tag_ttl");
+    // The name as stored (`:` written `-`) is the same repository.
+    assert_eq!(digest_of(&manifest(&wharf, "/v2/registry.example.com-5000/team/app/manifests/v1")), second);
+
+    // The upstream fails: the stored tag is served, and counted.
+    up.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = manifest(&wharf, path);
+    assert_eq!((r.status, digest_of(&r)), (200, second), "serve-stale: {}", r.text());
+    let metrics = wharf.http.get("/metrics").text();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("wharfage_mirror_requests_total{") && l.contains("event=\"stale\"") && !l.ends_with(" 0")),
+        "stale serves are counted:\n{metrics}"
+    );
+}
+
+/// Reads an HTTP/1.1 response to `GET path` on a socket of its own: the declared length,
+/// the body as received (short if the connection was cut), and how long the first body byte
+/// and the last took.
+fn raw_get(addr: std::net::SocketAddr, path: &str, on_first_byte: impl FnOnce()) -> (usize, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: wharfage\r\nconnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut head_end = None;
+    let mut first = Some(on_first_byte);
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        got.extend_from_slice(&buf[..n]);
+        if head_end.is_none() {
+            head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+        }
+        if head_end.is_some_and(|h| got.len() > h) {
+            if let Some(f) = first.take() {
+                f();
+            }
+        }
+    }
+    let h = head_end.expect("a response head");
+    let head = String::from_utf8_lossy(&got[..h]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap()).expect("content-length");
+    (len, got[h..].to_vec())
+}
+
+#[test]
+fn concurrent_cold_pulls_share_one_upstream_fetch_that_streams_as_it_comes() {
+    let up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, layers) = push(&up, scratch.path(), "library/big", "v1", 2201, &[64 << 20]);
+    let big = layers[0].clone();
+    // 64 MiB at 16 MiB/s on one connection (no parallel ranges): the upstream needs four
+    // seconds for the layer, so "before it was stored" does not hang on scheduling luck.
+    let proxy = Proxy::start(up.port, Faults { blob_rate: Some(16 << 20), ..Faults::default() });
+    let wharf =
+        Wharf::start(&["--mirror".into(), format!("docker.io=http://{}", proxy.host()), "--upstream-range-size".into(), "0".into()]);
+    let addr = wharf.server.addr;
+    let path = format!("/v2/docker.io/library/big/blobs/{big}");
+    let file = blob_file(&wharf, &big);
+
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (path, file) = (path.clone(), file.clone());
+            std::thread::spawn(move || {
+                let mut complete_at_first_byte = None;
+                let (len, body) = raw_get(addr, &path, || complete_at_first_byte = Some(file.exists()));
+                (i, len, body, complete_at_first_byte)
+            })
+        })
+        .collect();
+    for c in clients {
+        let (i, len, body, complete_at_first_byte) = c.join().unwrap();
+        assert_eq!(body.len(), len, "client {i} got the whole layer");
+        assert_eq!(sha256(&body), big, "client {i} got the right bytes");
+        assert_eq!(complete_at_first_byte, Some(false), "client {i}'s first byte came before the layer was stored");
+    }
+    // One fetch: its requests (one, or the ranges of a parallel download) ask for the
+    // layer's bytes exactly once between them.
+    let size = std::fs::metadata(&file).unwrap().len();
+    let asked: u64 = proxy
+        .heads()
+        .iter()
+        .filter(|h| h.starts_with("GET ") && h.contains(&big))
+        .map(|h| {
+            let range = h.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("range: bytes=").map(str::to_string));
+            match range.and_then(|r| r.split_once('-').map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))) {
+                Some((first, last)) => last - first + 1,
+                None => size,
+            }
+        })
+        .sum();
+    assert_eq!(asked, size, "eight clients, the layer's bytes asked of the upstream once");
+    assert_eq!(proxy.blob_gets(), 1, "in one request");
+    assert!(file.exists(), "the layer is cached");
+    let metrics = wharf.http.get("/metrics").text();
+    assert!(metrics.contains("event=\"coalesced\""), "followers are counted:\n{metrics}");
+}
+
+#[test]
+fn a_corrupt_upstream_blob_reaches_no_client_whole_and_is_never_stored() {
+    let up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, layers) = push(&up, scratch.path(), "library/flaky", "v1", 2301, &[2_000_000]);
+    let blob = layers[0].clone();
+    let proxy = Proxy::start(up.port, Faults::default());
+    let wharf = Wharf::start(&["--mirror".into(), format!("docker.io=http://{}", proxy.host())]);
+    let path = format!("/v2/docker.io/library/flaky/blobs/{blob}");
+
+    proxy.corrupt_blobs(true);
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, path) = (wharf.server.addr, path.clone());
+            std::thread::spawn(move || raw_get(addr, &path, || {}))
+        })
+        .collect();
+    for c in clients {
+        let (len, body) = c.join().unwrap();
+        assert!(body.len() < len, "the stream ends before its last byte ({} of {len})", body.len());
+    }
+    assert!(!blob_file(&wharf, &blob).exists(), "nothing is stored under a digest the bytes do not have");
+    let fsck = std::process::Command::new(crate::harness::BIN).args(["fsck", "--root"]).arg(&wharf.root).output().unwrap();
+    assert!(fsck.status.success(), "fsck is clean: {}{}", String::from_utf8_lossy(&fsck.stdout), String::from_utf8_lossy(&fsck.stderr));
+
+    // Repaired upstream: the next pull succeeds.
+    proxy.corrupt_blobs(false);
+    let r = wharf.http.get(&path);
+    assert!(blob_file(&wharf, &blob).exists());
+    assert_eq!((r.status, sha256(&r.body)), (200, blob));
+}
+
+#[test]
+fn mirrored_names_follow_the_access_rules() {
+    let up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (digest, _) = push(&up, scratch.path(), "library/web", "v1", 2401, &[10_000]);
+    let users = [("root", "root-pw-m1"), ("node", "node-pw-m2"), ("other", "other-pw-m3")];
+    let htpasswd: String = users.iter().map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap())).collect();
+    std::fs::write(scratch.path().join("htpasswd"), htpasswd).unwrap();
+    let config = format!(
+        "admins = [\"root\"]\n\n[[access]]\nusers = [\"node\"]\nrepositories = [\"docker.io/**\"]\nactions = [\"pull\"]\n\n\
+         [[mirror]]\nregistry = \"docker.io\"\nurl = \"http://{}\"\ndefault = true\n",
+        up.host()
+    );
+    std::fs::write(scratch.path().join("wharfage.toml"), config).unwrap();
+    let path = |f: &str| scratch.path().join(f).to_string_lossy().into_owned();
+    let wharf = Wharf::start(&["--htpasswd".into(), path("htpasswd"), "--config".into(), path("wharfage.toml")]);
+    let basic = |u: &str, p: &str| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+    };
+    let get = |target: &str, auth: Option<String>| {
+        let mut h = vec![("accept", ACCEPT.to_string())];
+        if let Some(a) = auth {
+            h.push(("authorization", a));
+        }
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        wharf.http.send("GET", target, &h, Vec::new())
+    };
+    let m = "/v2/docker.io/library/web/manifests/v1";
+    assert_eq!(get(m, None).status, 401, "nothing is anonymous unless a rule says so");
+    assert_eq!(get(m, Some(basic("other", users[2].1))).status, 403, "a user without a rule on docker.io/**");
+    for target in [m, "/v2/library/web/manifests/v1?ns=docker.io", "/v2/library/web/manifests/v1"] {
+        let r = get(target, Some(basic("node", users[1].1)));
+        assert_eq!((r.status, digest_of(&r)), (200, digest.clone()), "{target}: {}", r.text());
+    }
+    let push = |u: &str, p: &str| {
+        let a = basic(u, p);
+        wharf.http.send("POST", "/v2/docker.io/library/web/blobs/uploads/", &[("authorization", &a)], Vec::new())
+    };
+    assert_eq!(push("node", users[1].1).status, 403, "pull only");
+    assert_eq!(push("root", users[0].1).status, 405, "even an admin cannot push into a mirror");
+}
