@@ -186,6 +186,26 @@ pub fn repo_folder(components: &[&str]) -> Path {
     p
 }
 
+/// Every mirror pull record.
+pub fn mirror_pulls() -> Path {
+    Path::from("mirror/pulled")
+}
+
+/// The record that a mirrored manifest was pulled: an empty object whose modification time
+/// is the (coarse) time of the last pull, which garbage collection compares with the
+/// mirror's retention.
+pub fn mirror_pull(r: &RepoName, d: &Digest) -> Path {
+    Path::from(format!("mirror/pulled/{r}/{}/{}", d.algorithm().as_str(), d.hex()))
+}
+
+/// The repository and manifest of a mirror pull record.
+pub fn parse_mirror_pull_key(key: &Path) -> Option<(RepoName, Digest)> {
+    let rest = key.as_ref().strip_prefix("mirror/pulled/")?;
+    let (repo_alg, hex) = rest.rsplit_once('/')?;
+    let (repo, alg) = repo_alg.rsplit_once('/')?;
+    Some((RepoName::parse(repo).ok()?, digest_of(alg, hex)?))
+}
+
 /// Where `fsck --repair` moves a corrupt blob.
 pub fn quarantine(d: &Digest) -> Path {
     Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()))
@@ -302,6 +322,21 @@ pub fn deleting_run_of_key(key: &Path) -> Option<&str> {
     let rest = key.as_ref().strip_prefix("gc/deleting/")?;
     let run = rest.split('/').next()?;
     (!run.is_empty()).then_some(run)
+}
+
+#[cfg(test)]
+mod mirror_key_tests {
+    use super::*;
+
+    #[test]
+    fn mirror_pull_keys_round_trip() {
+        let r = RepoName::parse("docker.io/library/redis").unwrap();
+        let d = Digest::of(oci::Algorithm::Sha256, b"m");
+        assert_eq!(parse_mirror_pull_key(&mirror_pull(&r, &d)), Some((r, d)));
+        for bad in ["mirror/pulled/sha256/abc", "mirror/pulled/x/sha256/zz", "repositories/x/_tags/t", "mirror/pulled/"] {
+            assert_eq!(parse_mirror_pull_key(&Path::from(bad)), None, "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -150,7 +150,15 @@ impl Store {
         }
         self.cache().manifest_links.remove(&(repo.clone(), digest.clone()));
         self.remove(&keys::manifest_link(repo, digest)).await?;
+        // A mirrored manifest's pull record goes with it (absent for any other: a no-op).
+        self.remove(&keys::mirror_pull(repo, digest)).await?;
         Ok(true)
+    }
+
+    /// Records that a mirrored manifest was pulled now (garbage collection keeps it while
+    /// the record is younger than the mirror's retention). The caller writes it coarsely.
+    pub async fn record_mirror_pull(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.write_small(&keys::mirror_pull(repo, digest), Bytes::new()).await
     }
 
     /// Points `tag` at `digest` (last writer wins).

@@ -45,6 +45,8 @@ pub struct MirrorConfig {
     pub default: bool,
     /// Serve a stored tag even when the upstream answers that it no longer exists.
     pub stale_on_not_found: bool,
+    /// Mirrored manifests not pulled for this long are collected (with what only they use).
+    pub retention: Duration,
 }
 
 impl std::fmt::Debug for MirrorConfig {
@@ -112,7 +114,14 @@ struct Mirror {
     resolved: Mutex<HashMap<(RepoName, Tag), Instant>>,
     /// Tags served stale since their last confirmation (logged once each).
     stale: Mutex<HashSet<(RepoName, Tag)>>,
+    /// When this replica last recorded a pull of each manifest: at most one store write per
+    /// manifest per [`PULL_RECORD_EVERY`], never one per request.
+    recorded: Mutex<HashMap<(RepoName, Digest), Instant>>,
 }
+
+/// How often, at most, a pull of one manifest is written down: hourly (retention is days
+/// long), or a tenth of a shorter retention.
+const PULL_RECORD_EVERY: Duration = Duration::from_secs(3600);
 
 /// Sessions kept per mirror; beyond it the table starts again (tokens are fetched anew).
 const MAX_SESSIONS: usize = 1024;
@@ -138,7 +147,15 @@ impl Mirrors {
                 return Err(format!("registry {} is mirrored twice", cfg.registry));
             }
             let (upstream, _) = upstream_host(&cfg.url)?;
-            mirrors.push(Mirror { cfg, key, upstream, sessions: Mutex::default(), resolved: Mutex::default(), stale: Mutex::default() });
+            mirrors.push(Mirror {
+                cfg,
+                key,
+                upstream,
+                sessions: Mutex::default(),
+                resolved: Mutex::default(),
+                stale: Mutex::default(),
+                recorded: Mutex::default(),
+            });
         }
         if mirrors.iter().filter(|m| m.cfg.default).count() > 1 {
             return Err("more than one mirror is the default".into());
@@ -259,7 +276,31 @@ async fn manifest(state: &AppState, mirrors: &Mirrors, i: usize, repo: RepoName,
         }
         Reference::Tag(t) => resolve_tag(state, mirrors, i, &repo, t).await?,
     };
+    record_pull(state, m, &repo, &digest);
     crate::v2::handle(state, Endpoint::Manifest(repo, Reference::Digest(digest)), req).await
+}
+
+/// Records a pull of a mirrored manifest for retention, off the request path and at most
+/// once per [`PULL_RECORD_EVERY`] per manifest on this replica.
+fn record_pull(state: &AppState, m: &Mirror, repo: &RepoName, d: &Digest) {
+    let key = (repo.clone(), d.clone());
+    {
+        let mut recorded = m.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        let every = PULL_RECORD_EVERY.min(m.cfg.retention / 10);
+        if recorded.get(&key).is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        if recorded.len() >= 100_000 {
+            recorded.clear();
+        }
+        recorded.insert(key.clone(), Instant::now());
+    }
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.record_mirror_pull(&key.0, &key.1).await {
+            tracing::warn!(repo = %key.0, digest = %key.1, error = %e, "cannot record a mirror pull");
+        }
+    });
 }
 
 /// The digest a tag names: the stored one while it is younger than `tag_ttl`, else the

@@ -95,6 +95,9 @@ pub struct GcOptions {
     pub protect_window: Duration,
     /// Upload sessions idle this long are removed.
     pub upload_expiry: Duration,
+    /// Mirrored repositories (by the name prefix `<registry>/`) and their retention: in them
+    /// tags are not roots; a manifest is kept while it was pulled within the retention.
+    pub mirrored: Vec<(String, Duration)>,
 }
 
 impl Default for GcOptions {
@@ -105,6 +108,7 @@ impl Default for GcOptions {
             retain: 2,
             protect_window: Duration::from_secs(60),
             upload_expiry: crate::UploadLimits::default().expiry,
+            mirrored: Vec::new(),
         }
     }
 }

@@ -57,8 +57,9 @@ impl Inventory {
 }
 
 impl Store {
-    /// Roots: tags (but an app's schema tags), retained stagings, young manifests; and the staging records beyond
-    /// retention.
+    /// Roots: tags (but an app's schema tags and a mirror's), mirrored manifests pulled within
+    /// their mirror's retention, retained stagings, young manifests; and the staging records
+    /// beyond retention.
     pub(super) async fn roots(
         &self,
         opts: &GcOptions,
@@ -66,9 +67,24 @@ impl Store {
     ) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, crate::StagingId)>)> {
         let young = |m: &ObjectMeta| age(m) < opts.grace;
         let mut roots: Vec<(RepoName, Digest)> = Vec::new();
+        let retention =
+            |repo: &RepoName| opts.mirrored.iter().find(|(prefix, _)| repo.as_str().starts_with(&format!("{prefix}/"))).map(|(_, r)| *r);
         for (repo, tag, _) in &inv.tags {
+            // A mirror's tags are the upstream's names, not a reason to keep anything.
+            if retention(repo).is_some() {
+                continue;
+            }
             if let Some(d) = self.resolve_tag(repo, tag).await? {
                 roots.push((repo.clone(), d));
+            }
+        }
+        if !opts.mirrored.is_empty() {
+            let mut pulls = self.os().list(Some(&keys::mirror_pulls()));
+            while let Some(meta) = futures::TryStreamExt::try_next(&mut pulls).await? {
+                let Some((repo, d)) = keys::parse_mirror_pull_key(&meta.location) else { continue };
+                if retention(&repo).is_some_and(|r| age(&meta) < r) {
+                    roots.push((repo, d));
+                }
             }
         }
         let mut expired_stagings = Vec::new();

@@ -28,6 +28,9 @@ pub(crate) struct MirrorTable {
     /// How long a tag's resolution is trusted, e.g. `5m` (the default), `0s` to always ask.
     #[serde(default)]
     tag_ttl: Option<String>,
+    /// Mirrored content not pulled for this long is collected, e.g. `30d` (the default).
+    #[serde(default)]
+    retention: Option<String>,
     /// Requests naming no registry (dockerd's `registry-mirrors`) go here.
     #[serde(default)]
     default: bool,
@@ -38,6 +41,7 @@ pub(crate) struct MirrorTable {
 
 const DOCKER_HUB: &str = "docker.io";
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 fn default_url(registry: &str) -> String {
     if registry == DOCKER_HUB {
@@ -70,6 +74,7 @@ pub(crate) fn resolve(flags: Vec<String>, tables: Vec<MirrorTable>) -> Result<Ve
             url,
             credentials: None,
             tag_ttl: DEFAULT_TAG_TTL,
+            retention: DEFAULT_RETENTION,
             stale_on_not_found: true,
         });
     }
@@ -111,7 +116,12 @@ fn table(t: MirrorTable) -> Result<server::mirror::MirrorConfig, CliError> {
         Some(v) => parse_duration(&format!("mirror {registry}: tag_ttl"), &v)?,
         None => DEFAULT_TAG_TTL,
     };
+    let retention = match t.retention {
+        Some(v) => parse_duration(&format!("mirror {registry}: retention"), &v)?,
+        None => DEFAULT_RETENTION,
+    };
     Ok(server::mirror::MirrorConfig {
+        retention,
         url: t.url.unwrap_or_else(|| default_url(&registry)),
         registry,
         credentials,

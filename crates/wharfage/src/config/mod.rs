@@ -438,6 +438,7 @@ impl ServeConfig {
             retain: s.retain.unwrap_or(gc_defaults.retain),
             protect_window,
             upload_expiry: uploads.expiry,
+            mirrored: Vec::new(),
         };
         let conn = server::ConnectionLimits::default();
         let connections = server::ConnectionLimits {
@@ -471,6 +472,8 @@ impl ServeConfig {
         )?;
         let (allow, deny) = (s.upstream_allow, s.upstream_deny);
         let mirrors = mirror::resolve(s.mirrors, s.mirror)?;
+        let gc =
+            store::GcOptions { mirrored: mirrors.iter().map(|m| (server::mirror::registry_key(&m.registry), m.retention)).collect(), ..gc };
         let mut upstream = upstream::UpstreamConfig {
             hosts: upstream::HostPolicy::new(&allow, &deny).map_err(|e| CliError::Config(e.to_string()))?,
             ..upstream
