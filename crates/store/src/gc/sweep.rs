@@ -102,6 +102,11 @@ impl Store {
                     .saturating_sub(s.created_ms)
                     < opts.grace.as_millis() as u64;
                 if keep.contains(s.staging_id.as_str()) || fresh {
+                    // An app staged from a mirrored registry keeps the mirror's copy of its
+                    // image too, whenever it was last pulled through the mirror.
+                    if let Some(mirrored) = mirrored_copy(opts, &s.source) {
+                        roots.push((mirrored, s.digest.clone()));
+                    }
                     roots.push((repo, s.digest.clone()));
                 } else {
                     expired_stagings.push((app.clone(), s.staging_id.clone()));
@@ -323,6 +328,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The mirrored repository holding the image a staging's source names, when the source's
+/// registry is mirrored (`docker.io/library/redis:7` -> `docker.io/library/redis`).
+fn mirrored_copy(opts: &GcOptions, source: &str) -> Option<RepoName> {
+    let image = oci::ImageRef::parse(source).ok()?;
+    let key = image.registry.replace(':', "-");
+    opts.mirrored.iter().any(|(prefix, _)| *prefix == key).then(|| RepoName::parse(&format!("{key}/{}", image.repository)).ok())?
 }
 
 /// The staging ids kept for an app: the current one, the `retain` before it, and any after

@@ -300,14 +300,17 @@ fn retention_collects_what_was_not_pulled_and_keeps_what_was_and_every_pin() {
     let (b, _) = push(&up, scratch.path(), "library/b", "v1", 2502, &[31_000]);
     let (pinned, pinned_layers) = push(&up, scratch.path(), "library/pinned", "v1", 2503, &[32_000]);
     let config = scratch.path().join("wharfage.toml");
-    std::fs::write(&config, format!("[[mirror]]\nregistry = \"docker.io\"\nurl = \"http://{}\"\nretention = \"5s\"\n", up.host())).unwrap();
+    // The upstream mirrored under its own name, so an app can be staged "from" the mirrored
+    // registry; its images are addressed by the stored name (`127.0.0.1-PORT/...`).
+    std::fs::write(&config, format!("[[mirror]]\nregistry = \"{0}\"\nurl = \"http://{0}\"\nretention = \"5s\"\n", up.host())).unwrap();
     let mut args = vec!["--config".to_string(), config.to_string_lossy().into_owned()];
     args.extend(["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from));
     args.extend(crate::staging::insecure(&[up.host()]));
     let wharf = Wharf::start(&args);
     let skopeo = Skopeo::new();
+    let mirrored = format!("{}/{}", wharf.host(), up.host().replace(':', "-"));
     for name in ["a", "b", "pinned"] {
-        wharf.pull(&skopeo, &format!("{}/docker.io/library/{name}:v1", wharf.host()), &format!("first-{name}"));
+        wharf.pull(&skopeo, &format!("{mirrored}/library/{name}:v1"), &format!("first-{name}"));
     }
     // An app pinned from the same upstream image as a mirrored one.
     let staged = wharf.stage_ok(&format!("{}/library/pinned:v1", up.host()), "web", serde_json::json!({}));
@@ -315,17 +318,21 @@ fn retention_collects_what_was_not_pulled_and_keeps_what_was_and_every_pin() {
 
     // b is pulled again halfway; a and pinned are not.
     std::thread::sleep(Duration::from_millis(2500));
-    wharf.pull(&skopeo, &format!("{}/docker.io/library/b:v1", wharf.host()), "again-b");
+    wharf.pull(&skopeo, &format!("{mirrored}/library/b:v1"), "again-b");
     std::thread::sleep(Duration::from_millis(3000));
     up.stop();
     let gc = wharf.http.send("POST", "/api/v1/gc", &[], Vec::new());
     assert_eq!(gc.status, 200, "{}", gc.text());
 
-    let r = manifest(&wharf, &format!("/v2/docker.io/library/a/manifests/{a}"));
+    let key = up.host().replace(':', "-");
+    let r = manifest(&wharf, &format!("/v2/{key}/library/a/manifests/{a}"));
     assert_eq!(r.status, 502, "a was not pulled within retention: collected, and its upstream is gone: {}", r.text());
     assert!(!blob_file(&wharf, &a_layers[0]).exists(), "a's layer is gone");
-    let again = wharf.pull(&skopeo, &format!("{}/docker.io/library/b:v1", wharf.host()), "kept-b");
+    let again = wharf.pull(&skopeo, &format!("{mirrored}/library/b:v1"), "kept-b");
     assert!(again.contains_key(&b), "b was pulled within retention: kept whole");
+    // Not pulled within retention, but an app was staged from it: the mirror keeps it too.
+    let r = manifest(&wharf, &format!("/v2/{key}/library/pinned/manifests/{pinned}"));
+    assert_eq!((r.status, digest_of(&r)), (200, pinned.clone()), "{}", r.text());
     // The pin keeps its image, whatever happened to the mirror's copy.
     let app = wharf.pull(&skopeo, &staged.image, "app");
     assert!(app.contains_key(&pinned) && app.contains_key(&pinned_layers[0]));
