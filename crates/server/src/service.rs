@@ -76,6 +76,14 @@ pub(crate) async fn app(state: &AppState, app: &AppId, host: &str) -> Result<App
     Ok(AppDetail { app: app.clone(), current, stagings })
 }
 
+/// Every mirror, its upstream's state and its tagged images (none when nothing is mirrored).
+pub(crate) async fn mirrors(state: &AppState) -> Result<Vec<crate::mgmt::types::MirrorView>> {
+    match &state.mirrors {
+        Some(m) => Ok(m.list(&state.store).await?),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Unpins every staging of an app; returns how many ([`ServiceError::NoStaging`] for none).
 pub(crate) async fn unpin(state: &AppState, app: &AppId) -> Result<u64> {
     // Unpinning counts the records it removes: none means the app had no staging (reading

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use oci::{Descriptor, Digest, RepoName, Tag};
 use serde::{Deserialize, Serialize};
 
@@ -159,6 +160,15 @@ impl Store {
     /// the record is younger than the mirror's retention). The caller writes it coarsely.
     pub async fn record_mirror_pull(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.write_small(&keys::mirror_pull(repo, digest), Bytes::new()).await
+    }
+
+    /// When a mirrored manifest's pull was last recorded, if ever.
+    pub async fn mirror_pull_time(&self, repo: &RepoName, digest: &Digest) -> Result<Option<std::time::SystemTime>> {
+        match self.os().head(&keys::mirror_pull(repo, digest)).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Points `tag` at `digest` (last writer wins).

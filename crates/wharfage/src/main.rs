@@ -72,6 +72,18 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// The pull-through mirrors: `wharfage mirror ls` lists each mirrored registry, its
+    /// upstream's state and the images it holds.
+    Mirror {
+        #[command(subcommand)]
+        action: MirrorAction,
+        /// The wharfage server
+        #[arg(long, env = "WHARFAGE_SERVER", default_value = remote::DEFAULT_SERVER, global = true)]
+        server: String,
+        /// Print the API's answer as JSON
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Collect garbage on the server now: unreferenced manifests, links, blobs, old uploads.
     Gc {
         /// Report what would be removed, remove nothing
@@ -98,6 +110,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum MirrorAction {
+    /// Each mirrored registry, its upstream's state, and its images with size and last pull.
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +167,7 @@ fn main() -> ExitCode {
             remote::stage(remote::StageArgs { server, source, app, platform, referrers, username, password_stdin, output })
         }
         Command::Apps { action: None, app, server, json } => remote::apps(&server, app.as_deref(), json),
+        Command::Mirror { action: MirrorAction::Ls, server, json } => remote::mirrors(&server, json),
         Command::Apps { action: Some(AppsAction::Rm { app }), server, .. } => remote::remove_app(&server, &app),
         Command::Apps { action: Some(AppsAction::Sync { live, force }), server, .. } => remote::sync_live(&server, &live, force),
         Command::Gc { dry_run, server } => remote::gc(&server, dry_run),

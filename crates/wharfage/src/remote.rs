@@ -303,6 +303,45 @@ pub(crate) fn apps(server: &str, app: Option<&str>, json: bool) -> Result<(), Cl
     Ok(())
 }
 
+/// `wharfage mirror ls`.
+pub(crate) fn mirrors(server: &str, json: bool) -> Result<(), CliError> {
+    let (text, list) = call::<(), server::mgmt::types::MirrorList>(reqwest::Method::GET, api(server, "mirrors"), None)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", text.trim());
+        return Ok(());
+    }
+    if list.mirrors.is_empty() {
+        let _ = writeln!(out, "no registry is mirrored (serve --mirror, or [[mirror]] in the config file)");
+    }
+    let ago = |ms: u64| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let s = now.saturating_sub(ms) / 1000;
+        match s {
+            0..=119 => format!("{s}s ago"),
+            120..=7199 => format!("{}m ago", s / 60),
+            7200..=172_799 => format!("{}h ago", s / 3600),
+            _ => format!("{}d ago", s / 86_400),
+        }
+    };
+    for m in &list.mirrors {
+        let state = match (&m.last_error, m.last_success_ms) {
+            (Some(e), Some(ok)) if ok > e.at_ms => format!("ok ({})", ago(ok)),
+            (Some(e), _) => format!("failing ({}: {})", ago(e.at_ms), e.message),
+            (None, Some(ok)) => format!("ok ({})", ago(ok)),
+            (None, None) => "not asked yet".to_string(),
+        };
+        let default = if m.default { " (default)" } else { "" };
+        let _ =
+            writeln!(out, "{}{default} <- {}  tag_ttl {}s, retention {}s: {state}", m.registry, m.url, m.tag_ttl_secs, m.retention_secs);
+        for i in &m.images {
+            let pulled = i.last_pull_ms.map(ago).unwrap_or_else(|| "never recorded".into());
+            let _ = writeln!(out, "  {}:{:<20} {} {:>12} bytes  pulled {pulled}", i.repository, i.tag, i.digest, i.stored_bytes);
+        }
+    }
+    Ok(())
+}
+
 /// Sends a request with a typed JSON body and reads the typed answer (and its raw text, for
 /// `--json`), or the API's error as a message.
 fn call<B: Serialize, T: DeserializeOwned>(method: reqwest::Method, url: String, body: Option<&B>) -> Result<(String, T), CliError> {

@@ -26,8 +26,15 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/apps/{app}", RoleNeed::Staging, get(apps::show).delete(apps::remove))
         .route("/api/v1/apps/{app}/credentials", RoleNeed::Staging, post(apps::mint_credentials).delete(apps::revoke_credentials))
         .route("/api/v1/gc", crate::service::GC_NEED, post(gc::collect))
+        .route("/api/v1/mirrors", RoleNeed::Staging, get(mirrors))
         .route("/metrics", RoleNeed::Admin, get(crate::metrics::metrics))
         .into_router()
+}
+
+/// GET `/api/v1/mirrors`: every mirror, its upstream's state and its tagged images.
+async fn mirrors(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Response, crate::error::MgmtError> {
+    let mirrors = crate::service::mirrors(&state).await?;
+    Ok(json(StatusCode::OK, &types::MirrorList { mirrors }))
 }
 
 /// A typed body as JSON with its status.

@@ -278,3 +278,45 @@ mod tests {
         assert!(matches!(failure, StagingLine::Outcome(StagingOutcome::Error(StagingFailure { status: 504, .. }))));
     }
 }
+
+/// `GET /api/v1/mirrors`: every mirrored registry, its upstream's state and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorList {
+    pub mirrors: Vec<MirrorView>,
+}
+
+/// One mirrored registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorView {
+    pub registry: String,
+    pub url: String,
+    pub default: bool,
+    pub tag_ttl_secs: u64,
+    pub retention_secs: u64,
+    /// The last upstream failure seen by this replica, if any since it started.
+    pub last_error: Option<MirrorError>,
+    /// When this replica last fetched from the upstream successfully (Unix ms).
+    pub last_success_ms: Option<u64>,
+    /// The images held, by tag.
+    pub images: Vec<MirroredImage>,
+}
+
+/// An upstream failure of a mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorError {
+    pub at_ms: u64,
+    pub message: String,
+}
+
+/// A tagged image a mirror holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroredImage {
+    /// The repository as stored and named in access rules (`docker.io/library/redis`).
+    pub repository: String,
+    pub tag: String,
+    pub digest: oci::Digest,
+    /// Bytes stored for it: the manifest and the blobs of it that were pulled.
+    pub stored_bytes: u64,
+    /// The last recorded pull (Unix ms; recorded at most hourly).
+    pub last_pull_ms: Option<u64>,
+}

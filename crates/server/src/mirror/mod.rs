@@ -17,7 +17,7 @@ pub(crate) mod fill;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use futures::FutureExt;
@@ -117,6 +117,22 @@ struct Mirror {
     /// When this replica last recorded a pull of each manifest: at most one store write per
     /// manifest per [`PULL_RECORD_EVERY`], never one per request.
     recorded: Mutex<HashMap<(RepoName, Digest), Instant>>,
+    /// The last upstream failure and the last success, on this replica (for `mirror ls`).
+    health: Mutex<(Option<(SystemTime, String)>, Option<SystemTime>)>,
+}
+
+impl Mirror {
+    fn failed(&self, e: &UpstreamError) {
+        if let Ok(mut h) = self.health.lock() {
+            h.0 = Some((SystemTime::now(), e.to_string()));
+        }
+    }
+
+    fn succeeded(&self) {
+        if let Ok(mut h) = self.health.lock() {
+            h.1 = Some(SystemTime::now());
+        }
+    }
 }
 
 /// How often, at most, a pull of one manifest is written down: hourly (retention is days
@@ -155,6 +171,7 @@ impl Mirrors {
                 resolved: Mutex::default(),
                 stale: Mutex::default(),
                 recorded: Mutex::default(),
+                health: Mutex::default(),
             });
         }
         if mirrors.iter().filter(|m| m.cfg.default).count() > 1 {
@@ -234,6 +251,68 @@ impl Mirrors {
 fn latest() -> Tag {
     // "latest" is a valid tag: parsing it cannot fail; the session only needs some reference.
     Tag::parse("latest").unwrap_or_else(|_| unreachable!("latest is a tag"))
+}
+
+/// Repositories listed per mirror, at most, for `mirror ls` and the console.
+const LISTED_REPOSITORIES: usize = 10_000;
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Mirrors {
+    /// Every mirror with its upstream's state (as this replica saw it) and its tagged images.
+    pub(crate) async fn list(&self, store: &store::Store) -> Result<Vec<crate::mgmt::types::MirrorView>, store::StoreError> {
+        use crate::mgmt::types::{MirrorError, MirrorView, MirroredImage};
+        let mut out = Vec::new();
+        for m in &self.mirrors {
+            let (last_error, last_success) = m.health.lock().map(|h| h.clone()).unwrap_or_default();
+            let mut images = Vec::new();
+            let (mut after, mut seen) = (None::<String>, 0);
+            loop {
+                let page = store.repositories_page(&format!("{}/", m.key), after.as_deref(), 200).await?;
+                for name in &page.items {
+                    let Ok(repo) = RepoName::parse(name) else { continue };
+                    for tag in store.tags(&repo).await?.unwrap_or_default() {
+                        let Some(d) = store.resolve_tag(&repo, &tag).await? else { continue };
+                        let Some(man) = store.manifest(&repo, &d).await? else { continue };
+                        let mut stored_bytes = man.bytes.len() as u64;
+                        if let Ok(parsed) = oci::Manifest::parse(&man.bytes, Some(&man.media_type)) {
+                            for b in parsed.required_blobs() {
+                                if store.blob_linked(&repo, &b.digest).await? {
+                                    stored_bytes += b.size;
+                                }
+                            }
+                        }
+                        let last_pull_ms = store.mirror_pull_time(&repo, &d).await?.map(unix_ms);
+                        images.push(MirroredImage {
+                            repository: name.clone(),
+                            tag: tag.to_string(),
+                            digest: d,
+                            stored_bytes,
+                            last_pull_ms,
+                        });
+                    }
+                }
+                seen += page.items.len();
+                match page.next {
+                    Some(n) if seen < LISTED_REPOSITORIES => after = Some(n),
+                    _ => break,
+                }
+            }
+            out.push(MirrorView {
+                registry: m.cfg.registry.clone(),
+                url: m.cfg.url.clone(),
+                default: m.cfg.default,
+                tag_ttl_secs: m.cfg.tag_ttl.as_secs(),
+                retention_secs: m.cfg.retention.as_secs(),
+                last_error: last_error.map(|(at, message)| MirrorError { at_ms: unix_ms(at), message }),
+                last_success_ms: last_success.map(unix_ms),
+                images,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Serves a request routed to mirror `i` (after access control on the mirrored name).
@@ -321,8 +400,9 @@ async fn resolve_tag(state: &AppState, mirrors: &Mirrors, i: usize, repo: &RepoN
     }
     let reference = Reference::Tag(t.clone());
     let asked = match mirrors.session(i, repo) {
-        Ok(session) => session.head_manifest(&reference).await.map_err(|e| {
+        Ok(session) => session.head_manifest(&reference).await.inspect(|_| m.succeeded()).map_err(|e| {
             state.metrics.mirror_error(&m.cfg.registry, &e);
+            m.failed(&e);
             upstream_error(&e, m, Some(ErrorCode::ManifestUnknown))
         }),
         Err(e) => Err(e),
@@ -372,8 +452,10 @@ async fn fetch_manifest(state: &AppState, mirrors: &Mirrors, i: usize, repo: &Re
     let session = mirrors.session(i, repo)?;
     let f = session.manifest(r).await.map_err(|e| {
         state.metrics.mirror_error(&m.cfg.registry, &e);
+        m.failed(&e);
         upstream_error(&e, m, Some(ErrorCode::ManifestUnknown))
     })?;
+    m.succeeded();
     state.metrics.mirror_bytes(&m.cfg.registry, f.bytes.len() as u64);
     let len = f.bytes.len() as u64;
     let referrer = f.manifest.subject.as_ref().map(|s| (s.digest.clone(), f.manifest.referrer_descriptor(&f.digest, len)));
@@ -401,9 +483,11 @@ async fn blob(state: &AppState, mirrors: &Mirrors, i: usize, repo: RepoName, d: 
         .await
         .map_err(|e| {
             state.metrics.mirror_error(&m.cfg.registry, &e);
+            m.failed(&e);
             upstream_error(&e, m, Some(ErrorCode::BlobUnknown))
         })?
         .ok_or_else(unknown)?;
+    m.succeeded();
     // Stored for someone else: reused once the upstream has shown it holds the blob too.
     if store.blob_size_fresh(&d).await? == Some(size) {
         store.link_blob(&repo, &d).await?;

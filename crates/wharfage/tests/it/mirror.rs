@@ -89,10 +89,29 @@ fn mirror_serves_every_addressing_and_outlives_its_upstream() {
     let again = wharf.pull(&skopeo, &format!("{}/docker.io/library/web:v1", wharf.host()), "offline");
     assert_eq!(again, pulled, "the same bytes with the upstream gone");
     let r = manifest(&wharf, "/v2/library/web/manifests/v1?ns=docker.io");
-    assert_eq!((r.status, digest_of(&r)), (200, digest));
+    assert_eq!((r.status, digest_of(&r)), (200, digest.clone()));
     // A name nobody pulled cannot come from a stopped upstream.
     let r = manifest(&wharf, "/v2/docker.io/library/other/manifests/v1");
     assert_eq!(r.status, 502, "{}", r.text());
+
+    // `wharfage mirror ls`: the mirror, its failing upstream, the image with its size.
+    let ls = std::process::Command::new(crate::harness::BIN)
+        .args(["mirror", "ls", "--server", &format!("http://{}", wharf.host())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.status.success(), "{text}{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(text.contains("docker.io (default)") && text.contains("failing"), "{text}");
+    assert!(text.contains("docker.io/library/web:v1") && text.contains(&digest), "{text}");
+    let json = std::process::Command::new(crate::harness::BIN)
+        .args(["mirror", "ls", "--json", "--server", &format!("http://{}", wharf.host())])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let image = &v["mirrors"][0]["images"][0];
+    assert_eq!(image["digest"], serde_json::json!(digest));
+    assert!(image["stored_bytes"].as_u64().unwrap() > 3_000_000, "{image}");
+    assert!(image["last_pull_ms"].as_u64().is_some(), "the pull was recorded: {image}");
 }
 
 #[test]
