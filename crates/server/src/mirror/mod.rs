@@ -118,8 +118,11 @@ struct Mirror {
     /// manifest per [`PULL_RECORD_EVERY`], never one per request.
     recorded: Mutex<HashMap<(RepoName, Digest), Instant>>,
     /// The last upstream failure and the last success, on this replica (for `mirror ls`).
-    health: Mutex<(Option<(SystemTime, String)>, Option<SystemTime>)>,
+    health: Mutex<Health>,
 }
+
+/// The last upstream failure (when, why) and the last success.
+type Health = (Option<(SystemTime, String)>, Option<SystemTime>);
 
 impl Mirror {
     fn failed(&self, e: &UpstreamError) {
