@@ -102,6 +102,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/apps/{app}/credentials", RoleNeed::Staging, post(actions::credentials))
         .route("/ui/stage", RoleNeed::Staging, get(stage::form).post(stage::run))
         .route("/ui/repositories", RoleNeed::Staging, get(repos::catalog))
+        .route("/ui/mirrors", RoleNeed::Staging, get(pages::mirrors))
         .route("/ui/repositories/{*path}", RoleNeed::Staging, get(repos::repository))
         .route("/ui/gc", crate::service::GC_NEED, get(actions::gc_page).post(actions::gc))
         .route("/ui/login", RoleNeed::Anyone, get(session::login_page).post(session::login))

@@ -235,3 +235,76 @@ pub(super) async fn app(
     let app = AppId::parse(&app)?;
     render(&app_page(&state, &viewer, &headers, &app, None, None).await?)
 }
+
+/// One mirror as the Mirrors page shows it.
+struct MirrorRow {
+    registry: String,
+    url: String,
+    default: bool,
+    tag_ttl: String,
+    retention: String,
+    /// The last failure (when, why), when it is newer than the last success.
+    error: Option<(When, String)>,
+    ok: Option<When>,
+    images: Vec<MirrorImageRow>,
+    total: Size,
+}
+
+struct MirrorImageRow {
+    name: String,
+    digest: ShortDigest,
+    size: Size,
+    pulled: Option<When>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/mirrors.html")]
+struct MirrorsPage {
+    chrome: Chrome,
+    mirrors: Vec<MirrorRow>,
+}
+
+/// A duration in the largest whole unit that fits.
+fn span(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// GET `/ui/mirrors`: each mirrored registry, its upstream's state and what it holds (the
+/// images only to viewers who may pull them).
+pub(super) async fn mirrors(State(state): State<AppState>, Extension(viewer): Extension<Viewer>) -> Result<Response, UiError> {
+    let rows = crate::service::mirrors(&state)
+        .await?
+        .into_iter()
+        .map(|m| {
+            let images: Vec<MirrorImageRow> = m
+                .images
+                .iter()
+                .filter(|i| viewer.may_pull(&state, &i.repository))
+                .map(|i| MirrorImageRow {
+                    name: format!("{}:{}", i.repository, i.tag),
+                    digest: ShortDigest::new(&i.digest),
+                    size: Size(i.stored_bytes),
+                    pulled: i.last_pull_ms.map(When::from_ms),
+                })
+                .collect();
+            let failing = m.last_error.as_ref().filter(|e| m.last_success_ms.is_none_or(|ok| e.at_ms > ok));
+            MirrorRow {
+                registry: m.registry,
+                url: m.url,
+                default: m.default,
+                tag_ttl: span(m.tag_ttl_secs),
+                retention: span(m.retention_secs),
+                error: failing.map(|e| (When::from_ms(e.at_ms), e.message.clone())),
+                ok: m.last_success_ms.map(When::from_ms),
+                total: Size(images.iter().map(|i| i.size.0).sum()),
+                images,
+            }
+        })
+        .collect();
+    render(&MirrorsPage { chrome: Chrome::new(&viewer, "Mirrors", "mirrors"), mirrors: rows })
+}

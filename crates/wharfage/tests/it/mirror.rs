@@ -112,6 +112,11 @@ fn mirror_serves_every_addressing_and_outlives_its_upstream() {
     assert_eq!(image["digest"], serde_json::json!(digest));
     assert!(image["stored_bytes"].as_u64().unwrap() > 3_000_000, "{image}");
     assert!(image["last_pull_ms"].as_u64().is_some(), "the pull was recorded: {image}");
+    // The console's Mirrors page shows the same.
+    let page = wharf.http.get("/ui/mirrors");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("docker.io") && html.contains("failing") && html.contains("docker.io/library/web:v1"), "{html}");
 }
 
 #[test]
