@@ -47,6 +47,8 @@ pub struct MirrorConfig {
     pub stale_on_not_found: bool,
     /// Mirrored manifests not pulled for this long are collected (with what only they use).
     pub retention: Duration,
+    /// At most about this many bytes kept; the least recently pulled images go first.
+    pub max_size: Option<u64>,
 }
 
 impl std::fmt::Debug for MirrorConfig {

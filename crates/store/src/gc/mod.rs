@@ -95,9 +95,21 @@ pub struct GcOptions {
     pub protect_window: Duration,
     /// Upload sessions idle this long are removed.
     pub upload_expiry: Duration,
-    /// Mirrored repositories (by the name prefix `<registry>/`) and their retention: in them
-    /// tags are not roots; a manifest is kept while it was pulled within the retention.
-    pub mirrored: Vec<(String, Duration)>,
+    /// Mirrored registries: in their repositories tags are not roots; a manifest is kept
+    /// while it was pulled within the retention (and the mirror's size cap allows).
+    pub mirrored: Vec<MirrorRetention>,
+}
+
+/// A mirrored registry's part in garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRetention {
+    /// The first name component of its repositories (`docker.io`, `host-5000`).
+    pub prefix: String,
+    /// Manifests not pulled for this long are collected.
+    pub retention: Duration,
+    /// Images kept by retention hold at most about this many bytes: beyond it the least
+    /// recently pulled are collected first.
+    pub max_size: Option<u64>,
 }
 
 impl Default for GcOptions {

@@ -67,11 +67,10 @@ impl Store {
     ) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, crate::StagingId)>)> {
         let young = |m: &ObjectMeta| age(m) < opts.grace;
         let mut roots: Vec<(RepoName, Digest)> = Vec::new();
-        let retention =
-            |repo: &RepoName| opts.mirrored.iter().find(|(prefix, _)| repo.as_str().starts_with(&format!("{prefix}/"))).map(|(_, r)| *r);
+        let mirror_of = |repo: &RepoName| opts.mirrored.iter().position(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
         for (repo, tag, _) in &inv.tags {
             // A mirror's tags are the upstream's names, not a reason to keep anything.
-            if retention(repo).is_some() {
+            if mirror_of(repo).is_some() {
                 continue;
             }
             if let Some(d) = self.resolve_tag(repo, tag).await? {
@@ -79,12 +78,20 @@ impl Store {
             }
         }
         if !opts.mirrored.is_empty() {
+            // Pulled within retention, per mirror, with when.
+            let mut pulled: Vec<Vec<(RepoName, Digest, std::time::Duration)>> = vec![Vec::new(); opts.mirrored.len()];
             let mut pulls = self.os().list(Some(&keys::mirror_pulls()));
             while let Some(meta) = futures::TryStreamExt::try_next(&mut pulls).await? {
                 let Some((repo, d)) = keys::parse_mirror_pull_key(&meta.location) else { continue };
-                if retention(&repo).is_some_and(|r| age(&meta) < r) {
-                    roots.push((repo, d));
+                if let Some(i) = mirror_of(&repo).filter(|i| age(&meta) < opts.mirrored[*i].retention) {
+                    pulled[i].push((repo, d, age(&meta)));
                 }
+            }
+            for (m, mut images) in opts.mirrored.iter().zip(pulled) {
+                if let Some(cap) = m.max_size {
+                    images = self.newest_within(images, cap).await?;
+                }
+                roots.extend(images.into_iter().map(|(repo, d, _)| (repo, d)));
             }
         }
         let mut expired_stagings = Vec::new();
@@ -335,7 +342,46 @@ impl Store {
 fn mirrored_copy(opts: &GcOptions, source: &str) -> Option<RepoName> {
     let image = oci::ImageRef::parse(source).ok()?;
     let key = image.registry.replace(':', "-");
-    opts.mirrored.iter().any(|(prefix, _)| *prefix == key).then(|| RepoName::parse(&format!("{key}/{}", image.repository)).ok())?
+    opts.mirrored.iter().any(|m| m.prefix == key).then(|| RepoName::parse(&format!("{key}/{}", image.repository)).ok())?
+}
+
+impl Store {
+    /// The most recently pulled of `images` whose bytes (each manifest and the blobs it
+    /// names, a blob counted once) fit in `cap`: a mirror's size cap evicts the least
+    /// recently pulled first.
+    async fn newest_within(
+        &self,
+        mut images: Vec<(RepoName, Digest, std::time::Duration)>,
+        cap: u64,
+    ) -> Result<Vec<(RepoName, Digest, std::time::Duration)>> {
+        images.sort_by_key(|(_, _, age)| *age);
+        let (mut total, mut counted, mut kept) = (0u64, HashSet::new(), Vec::new());
+        for (repo, d, age) in images {
+            let mut size = 0u64;
+            if counted.insert(d.clone()) {
+                match self.read_blob_bytes(&d).await {
+                    Ok(bytes) => {
+                        size += bytes.len() as u64;
+                        if let Ok(m) = oci::Manifest::parse(&bytes, None) {
+                            for b in m.required_blobs() {
+                                if counted.insert(b.digest.clone()) {
+                                    size += b.size;
+                                }
+                            }
+                        }
+                    }
+                    Err(StoreError::BlobUnknown(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if total + size > cap {
+                break;
+            }
+            total += size;
+            kept.push((repo, d, age));
+        }
+        Ok(kept)
+    }
 }
 
 /// The staging ids kept for an app: the current one, the `retain` before it, and any after

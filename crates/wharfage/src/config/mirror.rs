@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::parse_duration;
+use super::{parse_duration, parse_size};
 use crate::CliError;
 
 /// One `[[mirror]]` table.
@@ -31,6 +31,10 @@ pub(crate) struct MirrorTable {
     /// Mirrored content not pulled for this long is collected, e.g. `30d` (the default).
     #[serde(default)]
     retention: Option<String>,
+    /// Keep at most about this much mirrored content, e.g. `200GiB`; the least recently
+    /// pulled images are collected first.
+    #[serde(default)]
+    max_size: Option<String>,
     /// Requests naming no registry (dockerd's `registry-mirrors`) go here.
     #[serde(default)]
     default: bool,
@@ -75,6 +79,7 @@ pub(crate) fn resolve(flags: Vec<String>, tables: Vec<MirrorTable>) -> Result<Ve
             credentials: None,
             tag_ttl: DEFAULT_TAG_TTL,
             retention: DEFAULT_RETENTION,
+            max_size: None,
             stale_on_not_found: true,
         });
     }
@@ -120,8 +125,13 @@ fn table(t: MirrorTable) -> Result<server::mirror::MirrorConfig, CliError> {
         Some(v) => parse_duration(&format!("mirror {registry}: retention"), &v)?,
         None => DEFAULT_RETENTION,
     };
+    let max_size = match t.max_size {
+        Some(v) => Some(parse_size(&format!("mirror {registry}: max_size"), &v)?),
+        None => None,
+    };
     Ok(server::mirror::MirrorConfig {
         retention,
+        max_size,
         url: t.url.unwrap_or_else(|| default_url(&registry)),
         registry,
         credentials,

@@ -472,8 +472,15 @@ impl ServeConfig {
         )?;
         let (allow, deny) = (s.upstream_allow, s.upstream_deny);
         let mirrors = mirror::resolve(s.mirrors, s.mirror)?;
-        let gc =
-            store::GcOptions { mirrored: mirrors.iter().map(|m| (server::mirror::registry_key(&m.registry), m.retention)).collect(), ..gc };
+        let mirrored = mirrors
+            .iter()
+            .map(|m| store::MirrorRetention {
+                prefix: server::mirror::registry_key(&m.registry),
+                retention: m.retention,
+                max_size: m.max_size,
+            })
+            .collect();
+        let gc = store::GcOptions { mirrored, ..gc };
         let mut upstream = upstream::UpstreamConfig {
             hosts: upstream::HostPolicy::new(&allow, &deny).map_err(|e| CliError::Config(e.to_string()))?,
             ..upstream

@@ -361,3 +361,30 @@ fn retention_collects_what_was_not_pulled_and_keeps_what_was_and_every_pin() {
     let app = wharf.pull(&skopeo, &staged.image, "app");
     assert!(app.contains_key(&pinned) && app.contains_key(&pinned_layers[0]));
 }
+
+#[test]
+fn a_size_cap_evicts_the_least_recently_pulled_first() {
+    let mut up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (old, old_layers) = push(&up, scratch.path(), "library/old", "v1", 2601, &[30_000]);
+    let (new, _) = push(&up, scratch.path(), "library/new", "v1", 2602, &[31_000]);
+    let config = scratch.path().join("wharfage.toml");
+    // Room for one of the two images (each is about 32 kB), not both.
+    std::fs::write(&config, format!("[[mirror]]\nregistry = \"docker.io\"\nurl = \"http://{}\"\nmax_size = \"45KiB\"\n", up.host()))
+        .unwrap();
+    let mut args = vec!["--config".to_string(), config.to_string_lossy().into_owned()];
+    args.extend(["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from));
+    let wharf = Wharf::start(&args);
+    let skopeo = Skopeo::new();
+    wharf.pull(&skopeo, &format!("{}/docker.io/library/old:v1", wharf.host()), "old");
+    std::thread::sleep(Duration::from_millis(1100));
+    wharf.pull(&skopeo, &format!("{}/docker.io/library/new:v1", wharf.host()), "new");
+    std::thread::sleep(Duration::from_millis(300));
+    up.stop();
+    assert_eq!(wharf.http.send("POST", "/api/v1/gc", &[], Vec::new()).status, 200);
+    let r = manifest(&wharf, &format!("/v2/docker.io/library/new/manifests/{new}"));
+    assert_eq!((r.status, digest_of(&r)), (200, new), "the most recently pulled image fits and stays");
+    let r = manifest(&wharf, &format!("/v2/docker.io/library/old/manifests/{old}"));
+    assert_eq!(r.status, 502, "the older one was evicted: {}", r.text());
+    assert!(!blob_file(&wharf, &old_layers[0]).exists());
+}
