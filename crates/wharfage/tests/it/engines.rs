@@ -56,6 +56,12 @@ pub(crate) struct Dockerd {
 
 impl Dockerd {
     pub(crate) fn start(dir: &Path) -> Dockerd {
+        Dockerd::start_with(dir, &[], &[])
+    }
+
+    /// The same, with extra daemon `flags` (`--registry-mirror URL`, say) and `env` added to
+    /// the daemon's environment (`HTTPS_PROXY`: dockerd 20.10 has no proxy flags).
+    pub(crate) fn start_with(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Dockerd {
         need("dockerd", "docker.io");
         let d = dir.join("docker");
         std::fs::create_dir_all(d.join("config")).unwrap();
@@ -63,7 +69,7 @@ impl Dockerd {
         let mut cmd = Command::new("dockerd");
         cmd.arg("--data-root").arg(d.join("root")).arg("--exec-root").arg(d.join("exec")).arg("--pidfile").arg(d.join("pid"));
         cmd.arg("-H").arg(format!("unix://{}", d.join("sock").display()));
-        cmd.args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--log-level=warn"]);
+        cmd.args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--log-level=warn"]).args(flags).envs(env.iter().copied());
         cmd.stdout(std::fs::File::create(&log).unwrap()).stderr(std::fs::File::create(d.join("dockerd.err")).unwrap());
         let daemon = testkit::spawn(cmd).unwrap();
         let engine = Dockerd { daemon: Some(daemon), dir: d.clone(), trusted: Vec::new() };
@@ -191,6 +197,8 @@ impl Podman {
         let d = dir.join("podman");
         std::fs::create_dir_all(d.join("tmp")).unwrap();
         std::fs::write(d.join("registries.conf"), "").unwrap();
+        // podman fails a pull when REGISTRY_AUTH_FILE names no file, even if it needs no login.
+        std::fs::write(d.join("auth.json"), r#"{"auths":{}}"#).unwrap();
         std::fs::write(d.join("policy.json"), r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
         Podman { dir: d }
     }

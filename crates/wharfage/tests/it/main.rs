@@ -28,6 +28,7 @@ mod hardening;
 mod harness;
 mod lifecycle;
 mod mirror;
+mod mirror_engines;
 mod platform;
 mod restart;
 mod round_trip;

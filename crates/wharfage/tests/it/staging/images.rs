@@ -17,14 +17,21 @@ pub(crate) struct Layer {
 
 /// Adds a gzip layer holding one file of `size` pseudo-random bytes at `path`.
 pub(crate) fn layer(layout: &mut Layout, rng: &mut Rng, path: &str, size: usize) -> Layer {
+    file_layer(layout, &[(path, &rng.bytes(size), 0o644)])
+}
+
+/// Adds a gzip layer holding `files` (path, bytes, mode; a path ending in `/` is a
+/// directory): an image engines can run, e.g. a static busybox at `bin/busybox`.
+pub(crate) fn file_layer(layout: &mut Layout, files: &[(&str, &[u8], u32)]) -> Layer {
     let mut b = tar::Builder::new(Vec::new());
-    let data = rng.bytes(size);
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(1_704_067_200);
-    h.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut h, path, data.as_slice()).unwrap();
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_mtime(1_704_067_200);
+        h.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        b.append_data(&mut h, path, *data).unwrap();
+    }
     let tar = b.into_inner().unwrap();
     let diff_id = sha256(&tar);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

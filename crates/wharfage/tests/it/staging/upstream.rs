@@ -196,7 +196,7 @@ impl Upstream {
     }
 
     /// How many successful GETs of blob `digest` wharfage made (any repository).
-    pub(super) fn blob_gets(&self, digest: &str) -> usize {
+    pub(crate) fn blob_gets(&self, digest: &str) -> usize {
         let suffix = format!("/blobs/{digest}");
         self.wharfage_requests().iter().filter(|r| r.method == "GET" && r.uri.ends_with(&suffix) && (200..300).contains(&r.status)).count()
     }
