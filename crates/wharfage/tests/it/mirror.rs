@@ -388,3 +388,57 @@ fn a_size_cap_evicts_the_least_recently_pulled_first() {
     assert_eq!(r.status, 502, "the older one was evicted: {}", r.text());
     assert!(!blob_file(&wharf, &old_layers[0]).exists());
 }
+
+#[test]
+fn a_private_upstream_over_tls_is_mirrored_with_credentials_that_stay_secret() {
+    use crate::staging::upstream::{PASSWORD, USER};
+    let up = Upstream::start(Mode::PrivateTls);
+    let scratch = tempfile::tempdir().unwrap();
+    let (digest, layers) = push(&up, scratch.path(), "team/app", "v1", 2701, &[50_000]);
+    let secret = scratch.path().join("upstream-password");
+    std::fs::write(&secret, format!("{PASSWORD}\n")).unwrap();
+    let config = scratch.path().join("wharfage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nregistry = \"registry.example.com:5000\"\nurl = \"https://{}\"\nusername = \"{USER}\"\npassword_file = \"{}\"\n",
+            up.host(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let wharf = Wharf::start(&[
+        "--config".into(),
+        config.to_string_lossy().into_owned(),
+        "--upstream-ca".into(),
+        up.ca_pem().to_string_lossy().into_owned(),
+    ]);
+    let r = manifest(&wharf, "/v2/team/app/manifests/v1?ns=registry.example.com:5000");
+    assert_eq!((r.status, digest_of(&r)), (200, digest.clone()), "{}", r.text());
+    let b = wharf.http.get(&format!("/v2/registry.example.com-5000/team/app/blobs/{}", layers[0]));
+    assert_eq!((b.status, sha256(&b.body)), (200, layers[0].clone()));
+    // The password is in memory only: not in the store, not in the log.
+    let mut leaked = Vec::new();
+    for e in walkdir(&wharf.root) {
+        if std::fs::read(&e).is_ok_and(|bytes| bytes.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes())) {
+            leaked.push(e);
+        }
+    }
+    assert!(leaked.is_empty(), "the upstream password is stored in {leaked:?}");
+    assert!(!wharf.server.log().iter().any(|l| l.contains(PASSWORD)), "the upstream password is in the log");
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
