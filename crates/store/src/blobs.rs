@@ -33,7 +33,7 @@ impl Store {
         if let Some(size) = self.cache().blob_sizes.get(d) {
             return Ok(Some(size));
         }
-        if let Some(size) = self.inner.blob_cache.as_ref().and_then(|c| c.size(d)) {
+        if let Some(size) = self.inner.backend.blob_cache().and_then(|c| c.size(d)) {
             return Ok(Some(size));
         }
         match self.os().head(&keys::blob(d)).await {
@@ -65,7 +65,7 @@ impl Store {
 
     /// Opens a blob for streaming, whole or a byte range of it (already checked against its size).
     pub async fn read_blob(&self, d: &Digest, range: Option<Range<u64>>) -> Result<BlobBody> {
-        let cache = self.inner.blob_cache.as_ref();
+        let cache = self.inner.backend.blob_cache();
         if let Some((file, total)) = cache.and_then(|c| c.open_blob(d)) {
             let range = range.unwrap_or(0..total);
             return Ok(BlobBody { total, range: range.clone(), stream: file_stream(file, range) });

@@ -89,11 +89,9 @@ impl Store {
     /// Upload sessions idle longer than `upload_expiry` are counted as stale.
     pub async fn fsck(&self, repair: bool, upload_expiry: std::time::Duration, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<FsckReport> {
         let mut report = FsckReport::default();
-        if let Some(root) = &self.inner.local_root {
-            for (_, size) in crate::local::stray_staging_files(root) {
-                report.temp_files += 1;
-                report.temp_bytes += size;
-            }
+        for (_, size) in self.inner.backend.stray_temp_files() {
+            report.temp_files += 1;
+            report.temp_bytes += size;
         }
         report.stale_uploads = self.idle_uploads(upload_expiry).await?.len() as u64;
         let mut problems: BTreeMap<(ProblemKind, Digest), Problem> = BTreeMap::new();

@@ -1,7 +1,8 @@
 //! The storage model of wharfage over the `object_store` crate, and the only place that
 //! touches `object_store` (its API moves every few months). The object store is the single
 //! source of truth; key layout is in [`keys`]. Two backends exist behind one [`Store`]:
-//! the local filesystem (default) and S3-compatible object stores.
+//! the local filesystem (default) and S3-compatible object stores, as one type whose methods
+//! hold what differs between them (`backend.rs`); settings are given to [`StoreBuilder`].
 //!
 //! Immutable facts (a manifest's bytes, a blob's size) are cached in memory. Mutable pointers
 //! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
@@ -11,6 +12,7 @@
 
 mod access;
 mod apps;
+mod backend;
 mod blob_cache;
 mod blobs;
 mod cache;
@@ -30,7 +32,6 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use access::{CredentialId, PullCredentialRecord, SigningKeyRecord};
@@ -53,64 +54,91 @@ pub(crate) fn age(meta: &object_store::ObjectMeta) -> std::time::Duration {
     std::time::SystemTime::now().duration_since(modified).unwrap_or_default()
 }
 
-/// Handle to the registry's storage; cheap to clone.
+/// Handle to the registry's storage; cheap to clone. Opened with [`Store::builder`], or
+/// [`Store::filesystem`] and [`Store::s3`] for the default settings.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    os: Arc<dyn ObjectStore>,
-    /// Description for logs and errors ("filesystem /var/lib/wharfage").
-    describe: String,
-    /// Bytes per part when streaming into the store (S3 parts must be at least 5 MiB).
-    chunk_size: usize,
+    /// The object store and the fast paths that depend on which one it is.
+    backend: backend::Backend,
     cache: cache::Cache,
-    /// Set for the S3 backend.
-    s3: Option<s3::S3Extra>,
-    /// The root directory of the filesystem backend.
-    local_root: Option<PathBuf>,
-    /// A local disk cache of blobs read from a remote store.
-    blob_cache: Option<Arc<blob_cache::BlobCache>>,
     upload_limits: UploadLimits,
     /// The upload sessions this process opened, counted against `upload_limits`.
     sessions: uploads::OpenSessions,
 }
 
-impl Store {
-    /// A store on the local filesystem under `root` (created if missing). The caller promises
-    /// that only this process writes to `root`.
-    pub fn filesystem(root: &FsPath) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| StoreError::io(format!("create the storage root {}", root.display()), e))?;
-        let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        // No automatic cleanup of empty directories: removing a directory while another
-        // request creates a file in it fails that request ("Unable to create dir"), e.g. a
-        // blob unlink racing a push into the same repository. Upload folders, the one kind
-        // that would pile up, are removed when their session ends.
-        let os = LocalFileSystem::new_with_prefix(&root)?;
-        let mut store = Self::from_parts(Arc::new(os), format!("filesystem {}", root.display()), true);
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            // Local parts have no minimum size; small ones keep a push's memory to a few MiB.
-            inner.chunk_size = 1 << 20;
-            inner.local_root = Some(root.clone());
-        }
-        Ok(store)
+/// Where the store keeps its objects.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// The local filesystem under a root directory (created if missing). The caller promises
+    /// that only this process writes there.
+    Filesystem(PathBuf),
+    /// An S3-compatible bucket, possibly shared by several replicas.
+    S3(S3Config),
+}
+
+/// Settings for a [`Store`], all applied by [`StoreBuilder::build`] before the store can be
+/// shared, so none can be skipped for being set too late.
+#[must_use]
+pub struct StoreBuilder {
+    backend: BackendConfig,
+    blob_cache: Option<BlobCacheConfig>,
+    upload_limits: UploadLimits,
+}
+
+impl StoreBuilder {
+    /// Adds a local disk cache of the blobs read from an object store; see
+    /// [`BlobCacheConfig`]. `build` refuses it on the filesystem.
+    pub fn blob_cache(mut self, cfg: BlobCacheConfig) -> Self {
+        self.blob_cache = Some(cfg);
+        self
     }
 
-    fn from_parts(os: Arc<dyn ObjectStore>, describe: String, exclusive: bool) -> Self {
-        Store {
+    /// Sets the bounds on upload sessions.
+    pub fn upload_limits(mut self, limits: UploadLimits) -> Self {
+        self.upload_limits = limits;
+        self
+    }
+
+    /// Opens the store.
+    pub fn build(self) -> Result<Store> {
+        let mut backend = match &self.backend {
+            BackendConfig::Filesystem(root) => backend::Backend::filesystem(root)?,
+            BackendConfig::S3(cfg) => backend::Backend::s3(cfg)?,
+        };
+        if let Some(cfg) = &self.blob_cache {
+            backend = backend.with_blob_cache(cfg)?;
+        }
+        Ok(Store {
             inner: Arc::new(Inner {
-                os,
-                describe,
-                chunk_size: 8 << 20,
-                cache: cache::Cache::new(exclusive),
-                s3: None,
-                local_root: None,
-                blob_cache: None,
-                upload_limits: UploadLimits::default(),
+                cache: cache::Cache::new(backend.exclusive()),
+                backend,
+                upload_limits: self.upload_limits,
                 sessions: Default::default(),
             }),
-        }
+        })
+    }
+}
+
+impl Store {
+    /// Settings for a store on `backend`, opened by [`StoreBuilder::build`].
+    pub fn builder(backend: BackendConfig) -> StoreBuilder {
+        StoreBuilder { backend, blob_cache: None, upload_limits: UploadLimits::default() }
+    }
+
+    /// A store on the local filesystem under `root` (created if missing), with the default
+    /// settings. The caller promises that only this process writes to `root`.
+    pub fn filesystem(root: &FsPath) -> Result<Self> {
+        Self::builder(BackendConfig::Filesystem(root.to_path_buf())).build()
+    }
+
+    /// A store in an S3 bucket, with the default settings. Plain HTTP is allowed only for
+    /// loopback endpoints.
+    pub fn s3(cfg: &S3Config) -> Result<Self> {
+        Self::builder(BackendConfig::S3(cfg.clone())).build()
     }
 
     /// Removes the temporary files an interrupted run left on the filesystem backend (none
@@ -119,43 +147,17 @@ impl Store {
     /// belongs to a write that can never finish. (Not in [`Store::filesystem`], which `fsck`
     /// also uses while a server runs.)
     pub fn remove_crash_leftovers(&self) -> Result<usize> {
-        match &self.inner.local_root {
-            Some(root) => local::clear_tmp(root),
-            None => Ok(0),
-        }
-    }
-
-    /// Adds a local disk cache of the blobs read from a shared (object) store; see
-    /// [`BlobCacheConfig`]. Call right after opening the store.
-    pub fn with_blob_cache(mut self, cfg: &BlobCacheConfig) -> Result<Self> {
-        if !self.is_shared() {
-            return Err(StoreError::Config(
-                "a blob cache is only for object stores: the filesystem backend already reads local files".into(),
-            ));
-        }
-        let cache = Arc::new(blob_cache::BlobCache::open(cfg)?);
-        let inner = Arc::get_mut(&mut self.inner)
-            .ok_or_else(|| StoreError::Config("the blob cache must be set before the store is shared".into()))?;
-        inner.blob_cache = Some(cache);
-        Ok(self)
-    }
-
-    /// Sets the bounds on upload sessions. Call right after opening the store.
-    pub fn with_upload_limits(mut self, limits: UploadLimits) -> Result<Self> {
-        let inner = Arc::get_mut(&mut self.inner)
-            .ok_or_else(|| StoreError::Config("upload limits must be set before the store is shared".into()))?;
-        inner.upload_limits = limits;
-        Ok(self)
+        self.inner.backend.clear_tmp()
     }
 
     /// The blob cache's contents and counters, if the store has one.
     pub fn blob_cache_stats(&self) -> Option<BlobCacheStats> {
-        self.inner.blob_cache.as_ref().map(|c| c.stats())
+        self.inner.backend.blob_cache().map(|c| c.stats())
     }
 
     /// What and where this store is, for logs.
     pub fn describe(&self) -> &str {
-        &self.inner.describe
+        self.inner.backend.describe()
     }
 
     /// Whether the store is shared by several processes (an object store) rather than owned
@@ -173,7 +175,7 @@ impl Store {
     }
 
     fn os(&self) -> &dyn ObjectStore {
-        self.inner.os.as_ref()
+        self.inner.backend.os()
     }
 
     fn cache(&self) -> &cache::Cache {
@@ -209,31 +211,16 @@ impl Store {
     /// Writes a small object whole.
     /// On the filesystem the write is durable when this returns (see `local.rs`).
     async fn write_small(&self, key: &object_store::path::Path, bytes: Bytes) -> Result<()> {
-        match &self.inner.local_root {
-            Some(root) => local::write_file(root, key, bytes, local::Durability::Synced).await,
-            None => {
-                self.os().put(key, bytes.into()).await?;
-                Ok(())
-            }
-        }
+        self.inner.backend.write_small(key, bytes).await
     }
 
     /// Writes a marker that needs no durability (see `local::Durability::Volatile`).
     async fn write_marker(&self, key: &object_store::path::Path) -> Result<()> {
-        match &self.inner.local_root {
-            Some(root) => local::write_file(root, key, Bytes::new(), local::Durability::Volatile).await,
-            None => self.write_small(key, Bytes::new()).await,
-        }
+        self.inner.backend.write_marker(key).await
     }
 
     /// Renames an object; on the filesystem durably (the source is durable already).
     async fn rename(&self, from: &object_store::path::Path, to: &object_store::path::Path) -> Result<()> {
-        match &self.inner.local_root {
-            Some(root) => local::rename(root, from, to).await,
-            None => {
-                self.os().rename(from, to).await?;
-                Ok(())
-            }
-        }
+        self.inner.backend.rename(from, to).await
     }
 }

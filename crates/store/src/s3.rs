@@ -23,6 +23,7 @@ use object_store::{
 };
 use oci::Digest;
 
+use crate::backend::Backend;
 use crate::health::{Health, Probe, Timings};
 use crate::{keys, Result, Store, StoreError};
 
@@ -52,17 +53,17 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
-/// What the S3 backend keeps besides the `ObjectStore`: the signer for presigned redirects.
-pub(crate) struct S3Extra {
+/// Presigns download URLs, for redirects straight to the bucket.
+pub(crate) struct Presigner {
     /// `None` without access keys: there is nothing to sign with (object_store would go and
     /// ask the cloud's instance metadata service for credentials, on every blob GET).
     signer: Option<AmazonS3>,
     prefix: Option<String>,
 }
 
-impl Store {
-    /// A store in an S3 bucket. Plain HTTP is allowed only for loopback endpoints.
-    pub fn s3(cfg: &S3Config) -> Result<Self> {
+impl Backend {
+    /// The backend for an S3 bucket. Plain HTTP is allowed only for loopback endpoints.
+    pub(crate) fn s3(cfg: &S3Config) -> Result<Self> {
         let url = url::Url::parse(&cfg.endpoint).map_err(|e| config_error(format!("endpoint {:?}: {e}", cfg.endpoint)))?;
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -118,26 +119,29 @@ impl Store {
         });
         let health = Health::new(describe.clone(), probe, Timings::default());
         let os: Arc<dyn ObjectStore> = Arc::new(Guarded { inner: prefixed(&s3), health });
-        let mut store = Store::from_parts(os, describe, false);
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            let signer = (cfg.access_key_id.is_some() && cfg.secret_access_key.is_some()).then_some(s3);
-            inner.s3 = Some(S3Extra { signer, prefix });
-        }
-        Ok(store)
+        let signer = (cfg.access_key_id.is_some() && cfg.secret_access_key.is_some()).then_some(s3);
+        Ok(Backend::bucket(os, describe, Presigner { signer, prefix }))
     }
+}
 
+impl Presigner {
+    /// A presigned GET of `key`, valid for `ttl`; `None` without access keys.
+    pub(crate) async fn url(&self, key: &Path, ttl: Duration) -> Result<Option<url::Url>> {
+        let Some(signer) = &self.signer else { return Ok(None) };
+        let full = match &self.prefix {
+            Some(p) => Path::from(format!("{p}/{key}")),
+            None => key.clone(),
+        };
+        Ok(Some(signer.signed_url(http::Method::GET, &full, ttl).await?))
+    }
+}
+
+impl Store {
     /// A presigned URL for downloading a blob straight from the object store, valid for
     /// `ttl`; `None` on backends that cannot presign (the filesystem, S3 without access keys),
     /// which then serve the bytes themselves.
     pub async fn presigned_blob_url(&self, d: &Digest, ttl: Duration) -> Result<Option<url::Url>> {
-        let Some(extra) = &self.inner.s3 else { return Ok(None) };
-        let Some(signer) = &extra.signer else { return Ok(None) };
-        let key = keys::blob(d);
-        let full = match &extra.prefix {
-            Some(p) => object_store::path::Path::from(format!("{p}/{key}")),
-            None => key,
-        };
-        Ok(Some(signer.signed_url(http::Method::GET, &full, ttl).await?))
+        self.inner.backend.presign(&keys::blob(d), ttl).await
     }
 }
 

@@ -225,7 +225,7 @@ impl Store {
                 if &only.sha256 != digest {
                     return Err(StoreError::DigestMismatch { expected: digest.clone(), actual: only.sha256.clone() });
                 }
-                if self.can_rename(size) {
+                if self.inner.backend.can_rename(size) {
                     self.protect(std::slice::from_ref(digest)).await?;
                     // The part's recorded hash was measured while writing exactly this object.
                     self.rename(&only.key(id, 0), &target).await?;
@@ -251,12 +251,6 @@ impl Store {
         Ok(written)
     }
 
-    /// Whether a part of `size` bytes can be moved into place by rename: always on the
-    /// filesystem; on S3 a rename is a server-side copy, limited to 5 GiB.
-    fn can_rename(&self, size: u64) -> bool {
-        self.inner.s3.is_none() || size <= 5 << 30
-    }
-
     /// Cancels a session and deletes what it received.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
         self.load_state(repo, id).await?;
@@ -274,10 +268,8 @@ impl Store {
             self.remove(key).await?;
         }
         self.remove(&state_key).await?;
-        if let Some(root) = &self.inner.local_root {
-            // The session's folder, now empty; nothing else writes there.
-            let _ = tokio::fs::remove_dir(crate::local::path_of(root, &keys::upload(id))).await;
-        }
+        // The session's folder, now empty; nothing else writes there.
+        self.inner.backend.remove_empty_folders(&keys::upload(id)).await;
         Ok(())
     }
 

@@ -44,17 +44,14 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let chunk = self.inner.chunk_size;
+        let chunk = self.inner.backend.chunk_size();
         let mut body = std::pin::pin!(body);
         let mut hasher = DigestHasher::new(alg);
         let mut size = 0u64;
         let mut small: Vec<Bytes> = Vec::new();
         let mut small_len = 0usize;
         let mut multipart: Option<Multipart> = None;
-        let mut local = match &self.inner.local_root {
-            Some(root) => Some(TempFile::create(root).await?),
-            None => None,
-        };
+        let mut local = self.inner.backend.temp_file().await?;
         while let Some(next) = body.next().await {
             let bytes = match next {
                 Ok(b) => b,

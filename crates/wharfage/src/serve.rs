@@ -25,12 +25,14 @@ pub(crate) fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
 
 /// Opens the configured store.
 pub(crate) fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
-    let store = match &cfg.storage {
-        Storage::Fs(root) => store::Store::filesystem(root)?,
-        Storage::S3 { config, blob_cache: None, .. } => store::Store::s3(config)?,
-        Storage::S3 { config, blob_cache: Some(cache), .. } => store::Store::s3(config)?.with_blob_cache(cache)?,
+    let builder = match &cfg.storage {
+        Storage::Fs(root) => store::Store::builder(store::BackendConfig::Filesystem(root.clone())),
+        Storage::S3 { config, blob_cache: None, .. } => store::Store::builder(store::BackendConfig::S3(config.clone())),
+        Storage::S3 { config, blob_cache: Some(cache), .. } => {
+            store::Store::builder(store::BackendConfig::S3(config.clone())).blob_cache(cache.clone())
+        }
     };
-    Ok(store.with_upload_limits(cfg.uploads.clone())?)
+    Ok(builder.upload_limits(cfg.uploads.clone()).build()?)
 }
 
 /// Raises the open-file limit to its hard limit: every connection, upload part and blob read

@@ -139,19 +139,12 @@ impl Store {
         Ok(())
     }
 
-    /// On the filesystem, which keeps empty directories (see [`Store::filesystem`]), removes
+    /// On the filesystem, which keeps empty directories (see `Backend::filesystem`), removes
     /// a run's flag folder once its flags are gone: writers list the run folders on every
     /// protection, so spent ones must not pile up. Only that run writes there, so removing
     /// it races nothing; a folder that is not empty yet is left alone.
     pub(super) async fn remove_run_folder(&self, run: &str) {
-        let Some(root) = &self.inner.local_root else { return };
-        let dir = crate::local::path_of(root, &keys::deleting_run(run));
-        if let Ok(mut algorithms) = tokio::fs::read_dir(&dir).await {
-            while let Ok(Some(entry)) = algorithms.next_entry().await {
-                let _ = tokio::fs::remove_dir(entry.path()).await;
-            }
-        }
-        let _ = tokio::fs::remove_dir(&dir).await;
+        self.inner.backend.remove_empty_folders(&keys::deleting_run(run)).await;
     }
 
     /// After a sweep: drops the protections of the bytes removed (under our flags, so a

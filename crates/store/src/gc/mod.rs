@@ -176,7 +176,7 @@ impl Store {
             dry_run: opts.dry_run,
             started,
             protect_window: opts.protect_window,
-            slack: if self.inner.s3.is_some() { Duration::from_secs(1) } else { Duration::ZERO },
+            slack: self.inner.backend.clock_slack(),
         };
         let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
         let mut claimed: BTreeMap<Digest, Claim> = BTreeMap::new();

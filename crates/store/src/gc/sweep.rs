@@ -246,7 +246,7 @@ impl Store {
             concurrently(doomed, |(d, key): (Digest, Path)| async move {
                 self.cache().blob_sizes.remove(&d);
                 self.cache().manifests.remove(&d);
-                if let Some(c) = &self.inner.blob_cache {
+                if let Some(c) = self.inner.backend.blob_cache() {
                     c.remove(&d);
                 }
                 self.remove(&key).await
@@ -271,15 +271,12 @@ impl Store {
 
         // Temporary files an interrupted write left (the filesystem backend; S3 shows no
         // unfinished writes). Old ones only: a young one may be a write in progress.
-        if let Some(root) = &self.inner.local_root {
-            for (path, size) in crate::local::stray_staging_files(root) {
-                let old =
-                    std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() >= TEMP_FILE_AGE);
-                if old {
-                    report.temp_files.add(size);
-                    if !opts.dry_run {
-                        let _ = std::fs::remove_file(&path);
-                    }
+        for (path, size) in self.inner.backend.stray_temp_files() {
+            let old = std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() >= TEMP_FILE_AGE);
+            if old {
+                report.temp_files.add(size);
+                if !opts.dry_run {
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }

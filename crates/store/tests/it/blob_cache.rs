@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use oci::{Algorithm, Digest};
-use store::{BlobCacheConfig, S3Config, Store};
+use store::{BackendConfig, BlobCacheConfig, S3Config, Store};
 
 use crate::suite::{body, random, read_all};
 
@@ -43,7 +43,7 @@ impl Case {
         // a reopen right after dropping a store may have to wait a moment for it.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match Store::s3(&cfg).unwrap().with_blob_cache(&cache) {
+            match Store::builder(BackendConfig::S3(cfg.clone())).blob_cache(cache.clone()).build() {
                 Ok(store) => return store,
                 Err(e) if Instant::now() < deadline && e.to_string().contains("another process") => {
                     std::thread::sleep(Duration::from_millis(20))
@@ -208,7 +208,7 @@ async fn one_folder_serves_one_process() {
     let case = Case::new();
     let store = case.open(64 << 20);
     let (cfg, cache) = case.config(64 << 20);
-    let err = Store::s3(&cfg).unwrap().with_blob_cache(&cache).err().expect("a second cache on one folder was opened");
+    let err = Store::builder(BackendConfig::S3(cfg)).blob_cache(cache).build().err().expect("a second cache on one folder was opened");
     assert!(err.to_string().contains("another process uses this folder"), "{err}");
     drop(store);
     // Free again once the first is gone.
@@ -231,6 +231,10 @@ async fn blob_cache_on_s3() {
 fn the_filesystem_backend_refuses_a_blob_cache() {
     let root = tempfile::tempdir().unwrap();
     let cache = BlobCacheConfig { dir: root.path().join("cache"), max_bytes: 1 << 30 };
-    let err = Store::filesystem(root.path()).unwrap().with_blob_cache(&cache).err().expect("a cache on fs was accepted");
+    let err = Store::builder(BackendConfig::Filesystem(root.path().to_path_buf()))
+        .blob_cache(cache)
+        .build()
+        .err()
+        .expect("a cache on fs was accepted");
     assert!(err.to_string().contains("only for object stores"), "{err}");
 }
