@@ -32,6 +32,17 @@ fn push(up: &Upstream, scratch: &std::path::Path, repo: &str, tag: &str, seed: u
     (img.digest.clone(), img.layers.clone())
 }
 
+/// wharfage with one `[[mirror]]` table (its body given) and collections that keep nothing
+/// for age alone (no grace, no protect window), plus `extra` flags.
+fn collecting_mirror(scratch: &std::path::Path, table: &str, extra: &[String]) -> Wharf {
+    let config = scratch.join("wharfage.toml");
+    std::fs::write(&config, format!("[[mirror]]\n{table}")).unwrap();
+    let mut args = vec!["--config".to_string(), config.to_string_lossy().into_owned()];
+    args.extend(["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from));
+    args.extend_from_slice(extra);
+    Wharf::start(&args)
+}
+
 fn manifest(wharf: &Wharf, path: &str) -> Resp {
     wharf.http.send("GET", path, &[("accept", ACCEPT)], Vec::new())
 }
@@ -323,14 +334,10 @@ fn retention_collects_what_was_not_pulled_and_keeps_what_was_and_every_pin() {
     let (a, a_layers) = push(&up, scratch.path(), "library/a", "v1", 2501, &[30_000]);
     let (b, _) = push(&up, scratch.path(), "library/b", "v1", 2502, &[31_000]);
     let (pinned, pinned_layers) = push(&up, scratch.path(), "library/pinned", "v1", 2503, &[32_000]);
-    let config = scratch.path().join("wharfage.toml");
     // The upstream mirrored under its own name, so an app can be staged "from" the mirrored
     // registry; its images are addressed by the stored name (`127.0.0.1-PORT/...`).
-    std::fs::write(&config, format!("[[mirror]]\nregistry = \"{0}\"\nurl = \"http://{0}\"\nretention = \"5s\"\n", up.host())).unwrap();
-    let mut args = vec!["--config".to_string(), config.to_string_lossy().into_owned()];
-    args.extend(["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from));
-    args.extend(crate::staging::insecure(&[up.host()]));
-    let wharf = Wharf::start(&args);
+    let table = format!("registry = \"{0}\"\nurl = \"http://{0}\"\nretention = \"5s\"\n", up.host());
+    let wharf = collecting_mirror(scratch.path(), &table, &crate::staging::insecure(&[up.host()]));
     let skopeo = Skopeo::new();
     let mirrored = format!("{}/{}", wharf.host(), up.host().replace(':', "-"));
     for name in ["a", "b", "pinned"] {
@@ -368,13 +375,9 @@ fn a_size_cap_evicts_the_least_recently_pulled_first() {
     let scratch = tempfile::tempdir().unwrap();
     let (old, old_layers) = push(&up, scratch.path(), "library/old", "v1", 2601, &[30_000]);
     let (new, _) = push(&up, scratch.path(), "library/new", "v1", 2602, &[31_000]);
-    let config = scratch.path().join("wharfage.toml");
     // Room for one of the two images (each is about 32 kB), not both.
-    std::fs::write(&config, format!("[[mirror]]\nregistry = \"docker.io\"\nurl = \"http://{}\"\nmax_size = \"45KiB\"\n", up.host()))
-        .unwrap();
-    let mut args = vec!["--config".to_string(), config.to_string_lossy().into_owned()];
-    args.extend(["--gc-grace", "0s", "--gc-protect-window", "0s"].map(String::from));
-    let wharf = Wharf::start(&args);
+    let table = format!("registry = \"docker.io\"\nurl = \"http://{}\"\nmax_size = \"45KiB\"\n", up.host());
+    let wharf = collecting_mirror(scratch.path(), &table, &[]);
     let skopeo = Skopeo::new();
     wharf.pull(&skopeo, &format!("{}/docker.io/library/old:v1", wharf.host()), "old");
     std::thread::sleep(Duration::from_millis(1100));
