@@ -34,6 +34,8 @@ pub struct Usage {
     pub logical_bytes: u64,
     pub apps: u64,
     pub repositories: u64,
+    /// Bytes of the tagged images in mirrored repositories, each counted on its own.
+    pub mirrored_bytes: u64,
     pub stagings: u64,
     /// The latest stagings, newest first.
     pub recent: Vec<StagingRecord>,
@@ -130,6 +132,12 @@ impl Store {
     /// Walks the whole store: stored blobs, and the size of every tagged or pinned image.
     /// Slow on a large store; run it off the request path.
     pub async fn usage(&self) -> Result<Usage> {
+        self.usage_with_mirrors(&[]).await
+    }
+
+    /// [`Store::usage`], with the bytes of images in repositories under the mirrored
+    /// `prefixes` (`docker.io`, the first name component) counted apart too.
+    pub async fn usage_with_mirrors(&self, prefixes: &[String]) -> Result<Usage> {
         let started = Instant::now();
         let mut u = Usage::default();
         let mut blobs = self.os().list(Some(&keys::blobs()));
@@ -164,7 +172,11 @@ impl Store {
         let mut sizes: HashMap<Digest, u64> = HashMap::new();
         for (name, digest) in &images {
             let Ok(repo) = RepoName::parse(name) else { continue };
-            u.logical_bytes += self.image_size(&repo, digest, &mut sizes).await?;
+            let size = self.image_size(&repo, digest, &mut sizes).await?;
+            u.logical_bytes += size;
+            if prefixes.iter().any(|p| name.starts_with(&format!("{p}/"))) {
+                u.mirrored_bytes += size;
+            }
         }
         u.seconds = started.elapsed().as_secs_f64();
         Ok(u)

@@ -190,6 +190,11 @@ impl Mirrors {
         self.mirrors.iter().map(|m| m.cfg.registry.clone()).collect()
     }
 
+    /// The first name component of each mirror's repositories.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.mirrors.iter().map(|m| m.key.clone()).collect()
+    }
+
     /// The registry of mirror `i`.
     pub(crate) fn registry(&self, i: usize) -> &str {
         &self.mirrors[i].cfg.registry

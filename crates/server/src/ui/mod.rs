@@ -52,13 +52,13 @@ pub struct Console {
 impl Console {
     /// The cached figures and when they were computed; starts a refresh when they are
     /// missing or stale, and waits a little for it when there are none yet.
-    async fn usage(&self, store: &store::Store) -> Option<(SystemTime, Usage)> {
+    async fn usage(&self, store: &store::Store, mirrored: Vec<String>) -> Option<(SystemTime, Usage)> {
         let cached = self.cached();
         let stale = cached.as_ref().is_none_or(|(_, at, _)| at.elapsed() > USAGE_TTL);
         if stale && !self.refreshing.swap(true, Ordering::SeqCst) {
             let (me, store) = (self.clone(), store.clone());
             let task = tokio::spawn(async move {
-                let fresh = store.usage().await;
+                let fresh = store.usage_with_mirrors(&mirrored).await;
                 match fresh {
                     Ok(u) => {
                         if let Ok(mut slot) = me.usage.lock() {

@@ -105,6 +105,7 @@ struct Overview {
     stored: Size,
     logical: Size,
     saved: Size,
+    mirrored: Option<Size>,
     recent: Vec<StagingRow>,
     last_gc: Option<GcRow>,
     health: Result<(), String>,
@@ -113,18 +114,21 @@ struct Overview {
 
 /// GET `/ui/`.
 pub(super) async fn overview(State(state): State<AppState>, Extension(viewer): Extension<Viewer>) -> Result<Response, UiError> {
-    let usage = state.console.usage(&state.store).await;
+    let mirrored = state.mirrors.as_deref().map(|m| m.keys()).unwrap_or_default();
+    let usage = state.console.usage(&state.store, mirrored).await;
     let health = state.store.ping().await.map_err(|e| e.to_string());
     let last_gc = state.store.gc_history(1).await.ok().and_then(|h| h.first().map(GcRow::new));
     let (stored, logical, saved) =
         usage.as_ref().map_or_else(Default::default, |(_, u)| (Size(u.stored_bytes), Size(u.logical_bytes), Size(u.saved_bytes())));
     let recent = usage.as_ref().map(|(_, u)| u.recent.iter().map(|r| StagingRow::new(r, false)).collect()).unwrap_or_default();
+    let usage_mirrored = usage.as_ref().map(|(_, u)| Size(u.mirrored_bytes));
     let page = Overview {
         chrome: Chrome::new(&viewer, "Overview", "overview"),
         usage: usage.map(|(t, u)| (When::from_system(t), u)),
         stored,
         logical,
         saved,
+        mirrored: state.mirrors.as_ref().and(usage_mirrored),
         recent,
         last_gc,
         health,

@@ -128,6 +128,10 @@ fn mirror_serves_every_addressing_and_outlives_its_upstream() {
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(html.contains("docker.io") && html.contains("failing") && html.contains("docker.io/library/web:v1"), "{html}");
+    // And the overview counts the mirrored bytes (the image is about 3 MB).
+    let overview = wharf.http.get("/ui/").text();
+    let stat = overview.split("id=\"mirrored\"").nth(1).expect("a Mirrored figure on the overview");
+    assert!(stat[..stat.find("</span>").unwrap()].contains("MB"), "{stat}");
 }
 
 #[test]
