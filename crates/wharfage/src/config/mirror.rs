@@ -140,3 +140,55 @@ fn table(t: MirrorTable) -> Result<server::mirror::MirrorConfig, CliError> {
         stale_on_not_found: t.stale_on_not_found.unwrap_or(true),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        mirror: Vec<MirrorTable>,
+    }
+
+    fn tables(toml: &str) -> Vec<MirrorTable> {
+        toml::from_str::<File>(toml).unwrap().mirror
+    }
+
+    fn refused(flags: &[&str], toml: &str) -> String {
+        let flags = flags.iter().map(|s| s.to_string()).collect();
+        let t = if toml.is_empty() { Vec::new() } else { tables(toml) };
+        match resolve(flags, t) {
+            Err(CliError::Config(m)) => m,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_and_tables_make_mirrors() {
+        let m = resolve(vec!["docker.io".into(), "ghcr.io=https://ghcr.io".into()], Vec::new()).unwrap();
+        assert_eq!((m[0].registry.as_str(), m[0].url.as_str(), m[0].default), ("docker.io", "https://registry-1.docker.io", true));
+        assert_eq!((m[1].registry.as_str(), m[1].default, m[1].tag_ttl), ("ghcr.io", false, DEFAULT_TAG_TTL));
+        let t = tables(
+            "[[mirror]]\nregistry = \"r.example:5000\"\ntag_ttl = \"0s\"\nretention = \"2d\"\nmax_size = \"1GiB\"\ndefault = true\n",
+        );
+        let m = resolve(vec!["docker.io".into()], t).unwrap();
+        assert_eq!(
+            (m[0].tag_ttl, m[0].retention, m[0].max_size, m[0].default),
+            (Duration::ZERO, Duration::from_secs(172_800), Some(1 << 30), true)
+        );
+        assert!(!m[1].default, "a table is the default already");
+    }
+
+    #[test]
+    fn bad_mirrors_are_refused_naming_what_is_wrong() {
+        assert!(refused(&["Docker.io/x=https://a"], "").contains("host[:port]"));
+        assert!(refused(&["docker.io=ftp://a"], "").contains("https or http"));
+        assert!(refused(&["docker.io=https://user:pw@a"], "").contains("credentials"));
+        let both = "[[mirror]]\nregistry = \"a.io\"\nusername = \"u\"\npassword_file = \"/x\"\npassword_env = \"Y\"\n";
+        assert!(refused(&[], both).contains("not both"));
+        assert!(refused(&[], "[[mirror]]\nregistry = \"a.io\"\nusername = \"u\"\n").contains("username without"));
+        assert!(refused(&[], "[[mirror]]\nregistry = \"a.io\"\npassword_env = \"WHARFAGE_TEST_UNSET_VAR\"\n").contains("is not set"));
+        let unknown = toml::from_str::<File>("[[mirror]]\nregistry = \"a.io\"\nbogus = 1\n").err().expect("an unknown key is refused");
+        assert!(unknown.to_string().contains("bogus"), "{unknown}");
+    }
+}
