@@ -210,8 +210,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(format!("fsync directory {}", dir.display()), e))
 }
 
-/// Removes every temporary file under `<root>/tmp/`; returns how many there were. Only for
-/// a store being opened: the root's one process has no write in flight yet.
+/// Removes every temporary file under `<root>/tmp/`, and the folders other parts of the
+/// server keep there (the mirror spools blobs being fetched in `tmp/mirror/`); returns how
+/// many files there were. Only for a store being opened: the root's one process has no
+/// write in flight yet.
 pub(crate) fn clear_tmp(root: &Path) -> Result<usize> {
     let dir = root.join(TMP_DIR);
     let entries = match std::fs::read_dir(&dir) {
@@ -221,9 +223,18 @@ pub(crate) fn clear_tmp(root: &Path) -> Result<usize> {
     };
     let mut removed = 0;
     for entry in entries {
-        let path = entry.map_err(|e| StoreError::io(format!("list {}", dir.display()), e))?.path();
-        std::fs::remove_file(&path).map_err(|e| StoreError::io(format!("remove {}", path.display()), e))?;
-        removed += 1;
+        let entry = entry.map_err(|e| StoreError::io(format!("list {}", dir.display()), e))?;
+        let path = entry.path();
+        let is_dir = entry.file_type().map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?.is_dir();
+        if is_dir {
+            let mut files = Vec::new();
+            walk(&path, true, &mut files);
+            std::fs::remove_dir_all(&path).map_err(|e| StoreError::io(format!("remove {}", path.display()), e))?;
+            removed += files.len();
+        } else {
+            std::fs::remove_file(&path).map_err(|e| StoreError::io(format!("remove {}", path.display()), e))?;
+            removed += 1;
+        }
     }
     Ok(removed)
 }
@@ -292,6 +303,19 @@ mod tests {
         std::fs::write(dir.path().join("a/b/c#3"), b"x").unwrap();
         assert_eq!(stray_staging_files(dir.path()).len(), 1, "a/ is not a store folder");
         assert_eq!(clear_tmp(dir.path()).unwrap(), 1);
+        assert_eq!(clear_tmp(dir.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn clearing_tmp_removes_the_folders_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join(TMP_DIR).join("mirror");
+        std::fs::create_dir_all(spool.join("deeper")).unwrap();
+        std::fs::write(spool.join("fill-1-1"), b"x").unwrap();
+        std::fs::write(spool.join("deeper").join("f"), b"x").unwrap();
+        std::fs::write(dir.path().join(TMP_DIR).join("left"), b"x").unwrap();
+        assert_eq!(clear_tmp(dir.path()).unwrap(), 3, "every file, at any depth");
+        assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
         assert_eq!(clear_tmp(dir.path()).unwrap(), 0);
     }
 }

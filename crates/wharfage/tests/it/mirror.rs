@@ -135,6 +135,25 @@ fn mirror_serves_every_addressing_and_outlives_its_upstream() {
 }
 
 #[test]
+fn a_restarted_mirror_serves_what_it_pulled_while_the_upstream_is_down() {
+    let mut up = Upstream::start(Mode::Anonymous);
+    let scratch = tempfile::tempdir().unwrap();
+    let (digest, _) = push(&up, scratch.path(), "library/db", "v1", 2051, &[2_000_000, 30_000]);
+    let args = ["--mirror".to_string(), format!("docker.io=http://{}", up.host())];
+    let wharf = Wharf::start(&args);
+    let skopeo = Skopeo::new();
+    let pulled = wharf.pull(&skopeo, &format!("{}/docker.io/library/db:v1", wharf.host()), "before");
+    assert!(pulled.contains_key(&digest));
+
+    // The blobs went through the mirror's spool under the store's tmp/: a restart (an
+    // upgrade, a reboot) must start on that root and keep serving the mirrored image.
+    up.stop();
+    let wharf = wharf.restart(&args);
+    let again = wharf.pull(&skopeo, &format!("{}/library/db:v1", wharf.host()), "after");
+    assert_eq!(again, pulled, "the same image after the restart, the upstream gone");
+}
+
+#[test]
 fn mirrored_tags_age_and_are_served_stale_while_the_upstream_fails() {
     let mut up = Upstream::start(Mode::Anonymous);
     let scratch = tempfile::tempdir().unwrap();

@@ -49,6 +49,18 @@ impl Wharf {
         Wharf { server, http, root, dir }
     }
 
+    /// Stops the server gracefully and starts it again on the same root with `args`, as an
+    /// operator's restart or upgrade does.
+    pub(crate) fn restart(self, args: &[String]) -> Wharf {
+        let Wharf { server, root, dir, .. } = self;
+        server.stop();
+        let mut cmd = harness::wharfage(dir.path());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"]).arg(&root).args(["--log-format", "json"]).args(args);
+        let server = Server::spawn(cmd);
+        let http = Http::new(server.addr);
+        Wharf { server, http, root, dir }
+    }
+
     /// Starts wharfage allowing plain HTTP to each of `hosts`.
     pub(crate) fn for_hosts(hosts: &[String]) -> Wharf {
         Wharf::start(&insecure(hosts))
