@@ -28,6 +28,11 @@ For bench/stage.sh:
                                            /v2/REPO/ after byte OFFSET
   benchlib.py stage-report RESULTS.tsv [JSON_OUT]
                                            print the staging table (and write JSON)
+
+For bench/mirror.sh:
+  benchlib.py mirror-report RESULTS.tsv [JSON_OUT]
+                                           print the mirror table and its summary line
+                                           (and write JSON)
 """
 
 import base64
@@ -424,6 +429,126 @@ def stage_report(results_path, json_out=None):
     print_table(header, rows, notes, left=(0, 3), json_out=json_out, payload={"rounds": runs, "medians": med, "info": info})
 
 
+def mirror_report(results_path, json_out=None):
+    """RESULTS.tsv rows are `PEER METRIC VALUE` (one per run), `info KEY VALUE` and `note
+    WHERE TEXT`. Ratios are wharfage / distribution of the medians."""
+    runs = {}  # (peer, metric) -> [values, in run order]
+    info = {}
+    notes = []
+    with open(results_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                continue
+            if parts[0] == "note":
+                notes.append(f"{parts[1]}: {parts[2]}")
+            elif parts[0] == "info":
+                info[parts[1]] = float(parts[2])
+            else:
+                runs.setdefault((parts[0], parts[1]), []).append(float(parts[2]))
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    image = info["image_bytes"]
+    clients = int(info.get("clients", 8))
+    tries = int(info.get("stale_tries", 1))
+
+    def m(peer, key):
+        return med.get((peer, key))
+
+    def r(a, b):
+        return a / b if a is not None and b else None
+
+    def runs_of(key, f):
+        return "; ".join(" ".join(f(v) for v in runs.get((p, key), [])) for p in ("wharfage", "distribution"))
+
+    def goal(v, op, target):
+        if v is None:
+            return ""
+        met = v <= target if op == "<=" else v >= target
+        return f"{op} {target:g}x: " + ("met" if met else "MISSED")
+
+    s = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    x = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+    cold_ratio = r(m("wharfage", "cold_s"), m("distribution", "cold_s"))
+    conc_ratio = r(m("wharfage", "conc_s"), m("distribution", "conc_s"))
+    wbytes = r(m("wharfage", "conc_up_bytes"), image)
+    dbytes = r(m("distribution", "conc_up_bytes"), image)
+    rps_ratio = r(m("wharfage", "warm_rps"), m("distribution", "warm_rps"))
+    stale_w = m("wharfage", "stale_ok")
+    stale_d = m("distribution", "stale_ok")
+    header = ["figure", "wharfage", "distribution", "ratio", "goal", "runs (wharfage; distribution)"]
+    rows = [
+        [
+            "cold pull, skopeo copy to dir (s)",
+            s(m("wharfage", "cold_s")),
+            s(m("distribution", "cold_s")),
+            x(cold_ratio),
+            goal(cold_ratio, "<=", 0.5),
+            runs_of("cold_s", lambda v: f"{v:.2f}"),
+        ],
+        [
+            "  upstream bytes / image size",
+            x(r(m("wharfage", "cold_up_bytes"), image)),
+            x(r(m("distribution", "cold_up_bytes"), image)),
+            "",
+            "",
+            runs_of("cold_up_bytes", lambda v: f"{v / image:.2f}"),
+        ],
+        [
+            f"{clients} concurrent cold pulls, wall (s)",
+            s(m("wharfage", "conc_s")),
+            s(m("distribution", "conc_s")),
+            x(conc_ratio),
+            goal(conc_ratio, "<=", 0.5),
+            runs_of("conc_s", lambda v: f"{v:.2f}"),
+        ],
+        [
+            "  upstream bytes / image size",
+            x(wbytes),
+            x(dbytes),
+            "",
+            "wharfage " + goal(wbytes, "<=", 1.05),
+            runs_of("conc_up_bytes", lambda v: f"{v / image:.2f}"),
+        ],
+        [
+            "  pulls that succeeded",
+            f"{int(m('wharfage', 'conc_ok') or 0)}/{clients}",
+            f"{int(m('distribution', 'conc_ok') or 0)}/{clients}",
+            "",
+            "",
+            runs_of("conc_ok", lambda v: f"{int(v)}"),
+        ],
+        [
+            "warm manifest GET by tag (req/s)",
+            f"{m('wharfage', 'warm_rps') or 0:.0f}",
+            f"{m('distribution', 'warm_rps') or 0:.0f}",
+            x(rps_ratio),
+            goal(rps_ratio, ">=", 8),
+            runs_of("warm_rps", lambda v: f"{v:.0f}"),
+        ],
+        [
+            "upstream stopped: warm pulls that succeeded",
+            f"{int(stale_w or 0)}/{tries}",
+            f"{int(stale_d or 0)}/{tries}",
+            "",
+            "wharfage 100%: " + ("met" if stale_w == tries else "MISSED"),
+            "",
+        ],
+    ]
+    print_table(
+        header,
+        rows,
+        notes,
+        left=(0, 4, 5),
+        json_out=json_out,
+        payload={"runs": {f"{p}.{k}": v for (p, k), v in runs.items()}, "info": info},
+    )
+    print(
+        f"mirror: cold_ratio={s(cold_ratio)} concurrent_ratio={s(conc_ratio)}"
+        f" upstream_bytes_ratio={s(wbytes)} warm_rps_ratio={s(rps_ratio)}"
+        f" stale_success={(stale_w or 0) / tries:.2f}/{(stale_d or 0) / tries:.2f}"
+    )
+
+
 def print_table(header, rows, notes, left, json_out, payload):
     """Prints rows under a header as aligned columns (those in `left` left-aligned, the rest
     right-aligned), then the notes; writes payload plus the notes to json_out if given."""
@@ -517,6 +642,8 @@ def main(argv):
         access_gets(*args[:3])
     elif cmd == "stage-report":
         stage_report(args[0], args[1] if len(args) > 1 else None)
+    elif cmd == "mirror-report":
+        mirror_report(args[0], args[1] if len(args) > 1 else None)
     else:
         print(f"benchlib.py: unknown command {cmd!r}", file=sys.stderr)
         return 2
