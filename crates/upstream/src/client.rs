@@ -151,6 +151,7 @@ impl Client {
             credentials: credentials.map(Arc::new),
             budget: Budget::new(self.inner.cfg.range_budget, self.inner.range_total.clone()),
             auth: Arc::new(Mutex::new(None)),
+            attempts: None,
         })
     }
 }

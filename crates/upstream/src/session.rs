@@ -40,9 +40,18 @@ pub struct Session {
     pub(crate) auth: Arc<Mutex<Option<Auth>>>,
     /// Memory for ranges fetched ahead, this staging's share (`budget.rs`).
     pub(crate) budget: Budget,
+    /// Attempts per request instead of the client's policy (`without_retries`).
+    pub(crate) attempts: Option<u32>,
 }
 
 impl Session {
+    /// The same session, trying each request once: for a caller that has an answer of its
+    /// own to give when the upstream fails (a mirror serving its stored copy), for whom
+    /// waiting through retries only delays it.
+    pub fn without_retries(&self) -> Session {
+        Session { attempts: Some(1), ..self.clone() }
+    }
+
     /// The registry this session talks to (for messages).
     pub fn registry(&self) -> &str {
         &self.registry
@@ -94,7 +103,10 @@ impl Session {
         extra: HeaderMap,
         what: &str,
     ) -> Result<Response, UpstreamError> {
-        let policy = self.client.inner.policy;
+        let mut policy = self.client.inner.policy;
+        if let Some(a) = self.attempts {
+            policy.attempts = a;
+        }
         let url = reqwest::Url::parse(url).map_err(|e| UpstreamError::Protocol {
             registry: self.registry.clone(),
             what: what.into(),

@@ -410,11 +410,16 @@ async fn resolve_tag(state: &AppState, mirrors: &Mirrors, i: usize, repo: &RepoN
     }
     let reference = Reference::Tag(t.clone());
     let asked = match mirrors.session(i, repo) {
-        Ok(session) => session.head_manifest(&reference).await.inspect(|_| m.succeeded()).map_err(|e| {
-            state.metrics.mirror_error(&m.cfg.registry, &e);
-            m.failed(&e);
-            upstream_error(&e, m, Some(ErrorCode::ManifestUnknown))
-        }),
+        Ok(session) => {
+            // With a stored copy to fall back on, one try: serve-stale should not wait
+            // through the retries of a dead upstream.
+            let session = if stored.is_some() { session.without_retries() } else { session };
+            session.head_manifest(&reference).await.inspect(|_| m.succeeded()).map_err(|e| {
+                state.metrics.mirror_error(&m.cfg.registry, &e);
+                m.failed(&e);
+                upstream_error(&e, m, Some(ErrorCode::ManifestUnknown))
+            })
+        }
         Err(e) => Err(e),
     };
     let outcome = match asked {
