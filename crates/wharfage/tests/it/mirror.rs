@@ -369,6 +369,8 @@ fn retention_collects_what_was_not_pulled_and_keeps_what_was_and_every_pin() {
     // An app pinned from the same upstream image as a mirrored one.
     let staged = wharf.stage_ok(&format!("{}/library/pinned:v1", up.host()), "web", serde_json::json!({}));
     assert_eq!(staged.record.digest.to_string(), pinned);
+    assert_eq!(staged.record.bytes_downloaded, 0, "the mirror held every blob: the staging downloads none");
+    assert!(staged.record.bytes_reused > 32_000, "and counts them as reused: {}", staged.record.bytes_reused);
 
     // b is pulled again halfway; a and pinned are not.
     std::thread::sleep(Duration::from_millis(2500));
