@@ -343,6 +343,24 @@ def access_gets(path, offset, repo):
     print(f"{len(blobs)} {manifests}")
 
 
+def read_results(results_path, key):
+    """The figures bench/lib.sh's record/note/info wrote: `WHO METRIC VALUE` rows grouped
+    under key(WHO, METRIC) in file order, `info KEY VALUE` and `note WHERE TEXT`."""
+    runs, info, notes = {}, {}, []
+    with open(results_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                continue
+            if parts[0] == "note":
+                notes.append(f"{parts[1]}: {parts[2]}")
+            elif parts[0] == "info":
+                info[parts[1]] = float(parts[2])
+            else:
+                runs.setdefault(key(parts[0], parts[1]), []).append(float(parts[2]))
+    return runs, info, notes
+
+
 # (key, label, unit): the timed rows of the staging table, one value per round
 STAGE_ROWS = [
     ("stage_s", "cold stage v1, `wharfage stage` wall time", "s"),
@@ -355,20 +373,7 @@ STAGE_ROWS = [
 
 
 def stage_report(results_path, json_out=None):
-    runs = {}  # metric -> [values, in round order]
-    info = {}
-    notes = []
-    with open(results_path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                continue
-            if parts[0] == "note":
-                notes.append(f"{parts[1]}: {parts[2]}")
-            elif parts[0] == "info":
-                info[parts[1]] = float(parts[2])
-            else:
-                runs.setdefault(parts[1], []).append(float(parts[2]))
+    runs, info, notes = read_results(results_path, lambda who, metric: metric)  # metric -> values by round
     if "stage_s" in runs and "skopeo_s" in runs:
         runs["ratio"] = [a / b for a, b in zip(runs["stage_s"], runs["skopeo_s"]) if b > 0]
     med = {k: statistics.median(v) for k, v in runs.items() if v}
@@ -432,20 +437,7 @@ def stage_report(results_path, json_out=None):
 def mirror_report(results_path, json_out=None):
     """RESULTS.tsv rows are `PEER METRIC VALUE` (one per run), `info KEY VALUE` and `note
     WHERE TEXT`. Ratios are wharfage / distribution of the medians."""
-    runs = {}  # (peer, metric) -> [values, in run order]
-    info = {}
-    notes = []
-    with open(results_path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                continue
-            if parts[0] == "note":
-                notes.append(f"{parts[1]}: {parts[2]}")
-            elif parts[0] == "info":
-                info[parts[1]] = float(parts[2])
-            else:
-                runs.setdefault((parts[0], parts[1]), []).append(float(parts[2]))
+    runs, info, notes = read_results(results_path, lambda peer, metric: (peer, metric))  # values by run
     med = {k: statistics.median(v) for k, v in runs.items() if v}
     image = info["image_bytes"]
     clients = int(info.get("clients", 8))

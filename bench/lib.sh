@@ -7,7 +7,14 @@
 #   log MSG / die MSG           timestamped line on stderr / and exit 1
 #   bench_wharfage BUILD        sets $wharfage_bin; runs `cargo build --release -p wharfage`
 #                               first when BUILD is 1
+#   bench_wanproxy BUILD        sets $wanproxy_bin (the WAN link of testkit); builds it
+#                               first when BUILD is 1 and $WANPROXY_BIN is unset
 #   bench_workdir PREFIX        creates $work under $BENCH_TMPDIR, installs the traps
+#   bench_own_binaries          copies $wharfage_bin (and $wanproxy_bin, when set) into
+#                               $work and runs those; $wharfage_src names the original
+#   bench_results               starts $work/results.tsv, written by record/note/info
+#   bench_skopeo                skopeo in a configuration of its own under $work:
+#                               the array $skopeo_cmd and the function skopeo_
 #   start_wharfage NAME DIR PORT [SERVE_ARGS...]
 #   start_distribution NAME DIR PORT [ACCESS_LOG] [S3_BUCKET]
 #                               start a registry on 127.0.0.1:PORT (storage DIR/root, or the
@@ -49,6 +56,49 @@ bench_wharfage() { # BUILD (1|0)
     fi
     [ -x "$wharfage_bin" ] || die "no wharfage binary at $wharfage_bin"
 }
+
+bench_wanproxy() { # BUILD (1|0)
+    wanproxy_bin=${WANPROXY_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wanproxy}
+    if [ "$1" -eq 1 ] && [ -z "${WANPROXY_BIN:-}" ]; then
+        log "cargo build --release -p wharfage-testkit --bin wanproxy"
+        cargo build --release -p wharfage-testkit --bin wanproxy
+    fi
+    [ -x "$wanproxy_bin" ] || die "no wanproxy binary at $wanproxy_bin"
+}
+
+# Every run uses copies in $work: the tree may be rebuilt (by someone else) during the run.
+# shellcheck disable=SC2034 # wharfage_src is for the report of the scripts that source this
+bench_own_binaries() {
+    wharfage_src=$wharfage_bin
+    cp "$wharfage_src" "$work/wharfage"
+    wharfage_bin=$work/wharfage
+    if [ -n "${wanproxy_bin:-}" ]; then
+        cp "$wanproxy_bin" "$work/wanproxy"
+        wanproxy_bin=$work/wanproxy
+    fi
+}
+
+# The figures of a run, one per line, for benchlib.py's reports.
+bench_results() {
+    results=$work/results.tsv
+    : >"$results"
+}
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # WHO METRIC VALUE
+note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
+info() { printf 'info\t%s\t%s\n' "$1" "$2" >>"$results"; }
+
+# A permissive policy, no registries.conf, no credentials of the user's, temporary files
+# in the work dir. `skopeo_` for calls in this shell, `${skopeo_cmd[@]}` under `timeout`.
+bench_skopeo() {
+    mkdir -p "$work/skopeo/registries.d" "$work/skopeo/tmp"
+    echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/skopeo/policy.json"
+    : >"$work/skopeo/registries.conf"
+    skopeo_cmd=(env "CONTAINERS_REGISTRIES_CONF=$work/skopeo/registries.conf"
+        "REGISTRY_AUTH_FILE=$work/skopeo/auth.json"
+        skopeo --policy "$work/skopeo/policy.json" --registries.d "$work/skopeo/registries.d"
+        --tmpdir "$work/skopeo/tmp")
+}
+skopeo_() { "${skopeo_cmd[@]}" "$@"; }
 
 # ---------------------------------------------------------------- processes and cleanup
 declare -A pid_of=() # running process name -> pid

@@ -90,33 +90,12 @@ layers=$(tr ',' '\n' <<<"$layer_mib" | wc -l)
 # ---------------------------------------------------------------- peers and build
 peers_apt docker-registry:docker-registry skopeo:skopeo curl:curl python3:python3 wrk:wrk
 bench_wharfage "$build"
-wanproxy_bin=${WANPROXY_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wanproxy}
-if [ "$build" -eq 1 ] && [ -z "${WANPROXY_BIN:-}" ]; then
-    log "cargo build --release -p wharfage-testkit --bin wanproxy"
-    cargo build --release -p wharfage-testkit --bin wanproxy
-fi
-[ -x "$wanproxy_bin" ] || die "no wanproxy binary at $wanproxy_bin"
+bench_wanproxy "$build"
 
 bench_workdir wharfage-mirror-bench
-# Every run uses these copies: the tree may be rebuilt (by someone else) during the run.
-wharfage_src=$wharfage_bin
-cp "$wharfage_src" "$work/wharfage"
-wharfage_bin=$work/wharfage
-cp "$wanproxy_bin" "$work/wanproxy"
-wanproxy_bin=$work/wanproxy
-results=$work/results.tsv
-: >"$results"
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # PEER METRIC VALUE
-note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
-info() { printf 'info\t%s\t%s\n' "$1" "$2" >>"$results"; }
-
-# skopeo in a configuration of its own: a permissive policy, no registries.conf, no
-# credentials of the user's, its temporary files in the work dir.
-mkdir -p "$work/skopeo/registries.d" "$work/skopeo/tmp"
-echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/skopeo/policy.json"
-: >"$work/skopeo/registries.conf"
-skopeo_cmd=(env "CONTAINERS_REGISTRIES_CONF=$work/skopeo/registries.conf" "REGISTRY_AUTH_FILE=$work/skopeo/auth.json"
-    skopeo --policy "$work/skopeo/policy.json" --registries.d "$work/skopeo/registries.d" --tmpdir "$work/skopeo/tmp")
+bench_own_binaries
+bench_results
+bench_skopeo
 
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
 

@@ -77,36 +77,12 @@ layers=${layers:-4}
 # ---------------------------------------------------------------- peers and build
 peers_apt docker-registry:docker-registry skopeo:skopeo curl:curl python3:python3
 bench_wharfage "$build"
-if [ "$wan" -eq 1 ]; then
-    wanproxy_bin=${WANPROXY_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/wanproxy}
-    if [ "$build" -eq 1 ] && [ -z "${WANPROXY_BIN:-}" ]; then
-        log "cargo build --release -p wharfage-testkit --bin wanproxy"
-        cargo build --release -p wharfage-testkit --bin wanproxy
-    fi
-    [ -x "$wanproxy_bin" ] || die "no wanproxy binary at $wanproxy_bin"
-fi
+[ "$wan" -eq 0 ] || bench_wanproxy "$build"
 
 bench_workdir wharfage-stage-bench
-# Every round runs this copy: the tree may be rebuilt (by someone else) during the run.
-wharfage_src=$wharfage_bin
-cp "$wharfage_src" "$work/wharfage"
-wharfage_bin=$work/wharfage
-results=$work/results.tsv
-: >"$results"
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; } # ROUND METRIC VALUE
-note() { printf 'note\t%s\t%s\n' "$1" "$2" >>"$results"; }
-info() { printf 'info\t%s\t%s\n' "$1" "$2" >>"$results"; }
-
-# skopeo in a configuration of its own: a permissive policy, no registries.conf, no
-# credentials of the user's, its temporary files in the work dir.
-mkdir -p "$work/skopeo/registries.d" "$work/skopeo/tmp"
-echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/skopeo/policy.json"
-: >"$work/skopeo/registries.conf"
-skopeo_() {
-    CONTAINERS_REGISTRIES_CONF=$work/skopeo/registries.conf REGISTRY_AUTH_FILE=$work/skopeo/auth.json \
-        skopeo --policy "$work/skopeo/policy.json" --registries.d "$work/skopeo/registries.d" \
-        --tmpdir "$work/skopeo/tmp" "$@"
-}
+bench_own_binaries
+bench_results
+bench_skopeo
 
 timed() { # OUT ERR CMD...: runs CMD (stdout to OUT, stderr to ERR), prints its wall seconds
     local out=$1 err=$2 t0 t1 rc=0
