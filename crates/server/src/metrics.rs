@@ -135,6 +135,7 @@ impl Metrics {
             E::Unauthorized { .. } | E::CredentialsRequired { .. } | E::Denied { .. } => "refused_credentials",
             E::NotFound { .. } => "not_found",
             E::Refused { .. } => "host_policy",
+            E::Untrusted { .. } | E::PlainHttp { .. } => "tls",
             E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::Schema1 { .. } => "content",
             E::Protocol { .. } | E::Config(_) => "protocol",
         };
