@@ -204,6 +204,8 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> 
 /// goes (never a credential).
 struct Facts {
     url: String,
+    /// Listening on every interface (0.0.0.0 or ::): the URL's host is not one to dial.
+    every_interface: bool,
     access: &'static str,
     tls: bool,
     storage: String,
@@ -231,7 +233,8 @@ impl Facts {
                 s
             }
         };
-        Facts { url, access, tls, storage }
+        let every_interface = cfg.access.public_url.is_none() && addr.ip().is_unspecified();
+        Facts { url, every_interface, access, tls, storage }
     }
 
     fn console(&self) -> String {
@@ -245,9 +248,14 @@ impl Facts {
             _ => "access-controlled: clients log in as the users of --htpasswd",
         };
         let tls = if self.tls { "TLS (HTTPS)" } else { "plain HTTP, no TLS (--tls-cert and --tls-key turn it on)" };
+        let example = if self.every_interface {
+            "(every interface: clients use this machine's name or address)".to_string()
+        } else {
+            format!("e.g. docker push {host}/NAME:TAG")
+        };
         format!(
-            "wharfage {} is serving\n  registry  {}   e.g. docker push {host}/NAME:TAG\n  console   {}\n  access    {access}\n  \
-             transport {tls}\n  storage   {}\n",
+            "wharfage {} is serving\n  registry  {}   {example}\n  console   {}\n  access    {access}\n  transport {tls}\n  \
+             storage   {}\n",
             env!("CARGO_PKG_VERSION"),
             self.url,
             self.console(),
