@@ -291,6 +291,8 @@ fn upstream_status(e: &UpstreamError) -> (StatusCode, MgmtCode) {
             (StatusCode::UNPROCESSABLE_ENTITY, MgmtCode::UpstreamContentInvalid)
         }
         UpstreamError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, MgmtCode::Internal),
+        // Not "retry later": the message names the setting that fixes it.
+        UpstreamError::Untrusted { .. } | UpstreamError::PlainHttp { .. } => (StatusCode::BAD_GATEWAY, MgmtCode::UpstreamTls),
         UpstreamError::Unreachable { .. } | UpstreamError::Status { .. } | UpstreamError::Protocol { .. } => {
             (StatusCode::BAD_GATEWAY, MgmtCode::UpstreamUnreachable)
         }
@@ -325,6 +327,8 @@ mod tests {
             "config" => UpstreamError::Config(detail),
             "unreachable" => UpstreamError::Unreachable { registry, detail },
             "status" => UpstreamError::Status { registry, what, status: 500, detail },
+            "untrusted" => UpstreamError::Untrusted { registry, reason: detail },
+            "plainhttp" => UpstreamError::PlainHttp { registry },
             _ => UpstreamError::Protocol { registry, what, detail },
         }
     }
@@ -345,6 +349,8 @@ mod tests {
             ("unreachable", 502, "UPSTREAM_UNREACHABLE"),
             ("status", 502, "UPSTREAM_UNREACHABLE"),
             ("protocol", 502, "UPSTREAM_UNREACHABLE"),
+            ("untrusted", 502, "UPSTREAM_TLS"),
+            ("plainhttp", 502, "UPSTREAM_TLS"),
         ] {
             let (s, c) = stage_status(&StageError::Upstream(up(kind)));
             assert_eq!((s.as_u16(), c.as_str()), (status, code), "{kind}");

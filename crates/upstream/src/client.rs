@@ -49,8 +49,8 @@ impl Http {
     }
 }
 
-/// The HTTP client: system roots plus the extra CA bundle, the filtering resolver, the
-/// redirect policy; HTTP/1.1 only if `http1`.
+/// The HTTP client: system roots plus the extra CA bundle (`tls.rs`), the filtering
+/// resolver, the redirect policy; HTTP/1.1 only if `http1`.
 fn http_client(cfg: &UpstreamConfig, hosts: &Arc<HostPolicy>, http1: bool) -> Result<Http, UpstreamError> {
     let hosts = hosts.clone();
     let mut builder = reqwest::Client::builder()
@@ -63,13 +63,12 @@ fn http_client(cfg: &UpstreamConfig, hosts: &Arc<HostPolicy>, http1: bool) -> Re
     if http1 {
         builder = builder.http1_only();
     }
-    if let Some(pem) = &cfg.extra_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?;
-        if certs.is_empty() {
-            return Err(UpstreamError::Config("extra CA bundle holds no certificate".into()));
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
+    let extra = match &cfg.extra_ca_pem {
+        Some(pem) => crate::tls::pem_certificates(pem).map_err(|e| UpstreamError::Config(format!("extra CA bundle: {e}")))?,
+        None => Vec::new(),
+    };
+    let tls = crate::tls::client_config(extra, http1).map_err(|e| UpstreamError::Config(format!("TLS: {e}")))?;
+    builder = builder.tls_backend_preconfigured(tls);
     let client = builder.build().map_err(|e| UpstreamError::Config(format!("HTTP client: {e}")))?;
     Ok(Http { client, hosts })
 }

@@ -15,6 +15,16 @@ pub enum UpstreamError {
     NotFound { registry: String, what: String },
     #[error("{registry} is unreachable: {detail}")]
     Unreachable { registry: String, detail: String },
+    #[error(
+        "{registry}'s TLS certificate is not trusted ({reason}): give wharfage the CA certificate that signed it \
+         (or the certificate itself, when self-signed) as a PEM file with --upstream-ca FILE"
+    )]
+    Untrusted { registry: String, reason: String },
+    #[error(
+        "{registry} answered in plain HTTP, not HTTPS: if it is meant to be reached without TLS, allow it with \
+         --insecure-registry {registry} (for a mirror, write its URL with http://)"
+    )]
+    PlainHttp { registry: String },
     #[error("{registry} timed out: {detail}")]
     Timeout { registry: String, detail: String },
     #[error("{registry} answered {status} for {what}: {detail}")]

@@ -23,6 +23,7 @@ mod hosts;
 mod ranged;
 mod retry;
 mod session;
+pub mod tls;
 
 pub use client::{ByteStream, Client, Fetched};
 pub use config::{UpstreamConfig, DEFAULT_RANGE_PARALLEL, DEFAULT_RANGE_SIZE};

@@ -69,18 +69,25 @@ impl Session {
         Some(v)
     }
 
-    /// A transport error; a refusal by the host policy (a redirect to, or a name resolving
-    /// to, a refused address), raised before connecting, is reported as such.
+    /// A transport error, named by its cause (`tls::Failure`): an untrusted certificate and
+    /// a plain-HTTP answer are configuration to fix, not worth a retry; a refusal by the host
+    /// policy (a redirect to, or a name resolving to, a refused address), raised before
+    /// connecting, is reported as such.
     fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
         if let Some(refused) = TargetRefused::find(e) {
             return self.target_refused(refused);
         }
         // The error's Display may include the URL, never our headers; its causes say why.
         let detail = error_chain(e);
-        if e.is_timeout() {
-            UpstreamError::Timeout { registry: self.registry.clone(), detail }
-        } else {
-            UpstreamError::Unreachable { registry: self.registry.clone(), detail }
+        let registry = self.registry.clone();
+        match crate::tls::Failure::of(e) {
+            crate::tls::Failure::Untrusted(reason) => UpstreamError::Untrusted { registry, reason },
+            crate::tls::Failure::PlainHttp => UpstreamError::PlainHttp { registry },
+            crate::tls::Failure::Refused => {
+                UpstreamError::Unreachable { registry, detail: format!("connection refused: nothing listens at that address ({detail})") }
+            }
+            crate::tls::Failure::Timeout => UpstreamError::Timeout { registry, detail },
+            crate::tls::Failure::NotHttp | crate::tls::Failure::Other => UpstreamError::Unreachable { registry, detail },
         }
     }
 

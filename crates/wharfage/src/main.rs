@@ -20,11 +20,22 @@ struct Cli {
     command: Command,
 }
 
+/// What every client command reads from the environment, shown under its `--help`: the login
+/// and the CA are never flags (other users of the machine could read them).
+const CLIENT_ENV: &str = "\
+Environment:
+  WHARFAGE_SERVER         the wharfage server, as --server
+  WHARFAGE_USERNAME       the user to log in to the server as (when it has access control)
+  WHARFAGE_PASSWORD       that user's password, or
+  WHARFAGE_PASSWORD_FILE  a file holding it
+  WHARFAGE_CA_CERT        PEM file of the CA (or the self-signed certificate) to trust for an https:// server";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry.
     Serve(Box<config::ServeArgs>),
     /// Stage an app's image: copy it from its upstream into wharfage and pin it.
+    #[command(after_help = CLIENT_ENV)]
     Stage {
         /// Image reference, e.g. `redis:7` or `registry.example.com/team/app:v1`
         source: String,
@@ -59,7 +70,7 @@ enum Command {
         docker_config: bool,
     },
     /// List apps, show one app's stagings, unpin apps.
-    #[command(args_conflicts_with_subcommands = true)]
+    #[command(args_conflicts_with_subcommands = true, after_help = CLIENT_ENV)]
     Apps {
         #[command(subcommand)]
         action: Option<AppsAction>,
@@ -74,6 +85,7 @@ enum Command {
     },
     /// The pull-through mirrors: `wharfage mirror ls` lists each mirrored registry, its
     /// upstream's state and the images it holds.
+    #[command(after_help = CLIENT_ENV)]
     Mirror {
         #[command(subcommand)]
         action: MirrorAction,
@@ -85,6 +97,7 @@ enum Command {
         json: bool,
     },
     /// Collect garbage on the server now: unreferenced manifests, links, blobs, old uploads.
+    #[command(after_help = CLIENT_ENV)]
     Gc {
         /// Report what would be removed, remove nothing
         #[arg(long)]

@@ -19,15 +19,57 @@ use crate::CliError;
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
 
 fn http() -> Result<reqwest::Client, CliError> {
-    // reqwest is built without a default TLS provider: `main` installs ring's.
-    let mut b = reqwest::Client::builder().user_agent(concat!("wharfage-cli/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = std::env::var_os("WHARFAGE_CA_CERT") {
-        let pem = std::fs::read(&path).map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT {}: {e}", path.to_string_lossy())))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT: {e}")))? {
-            b = b.add_root_certificate(cert);
+    // reqwest is built without a default TLS provider: `main` installs ring's. The TLS
+    // configuration is the upstream client's: platform roots plus WHARFAGE_CA_CERT, whose
+    // self-signed certificates are accepted as their own anchors (`upstream::tls`).
+    let extra = match std::env::var_os("WHARFAGE_CA_CERT") {
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT {}: {e}", path.to_string_lossy())))?;
+            upstream::tls::pem_certificates(&pem)
+                .map_err(|e| CliError::Remote(format!("WHARFAGE_CA_CERT {}: {e}", path.to_string_lossy())))?
         }
+        None => Vec::new(),
+    };
+    let tls = upstream::tls::client_config(extra, false).map_err(|e| CliError::Remote(format!("TLS: {e}")))?;
+    reqwest::Client::builder()
+        .user_agent(concat!("wharfage-cli/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| CliError::Remote(format!("HTTP client: {e}")))
+}
+
+/// Why the server at `url` could not be asked, with the fix: the one place the CLI turns a
+/// transport error into words.
+fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
+    use upstream::tls::Failure;
+    let mut chain = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        chain.push_str(": ");
+        chain.push_str(&c.to_string());
+        cause = c.source();
     }
-    b.build().map_err(|e| CliError::Remote(format!("HTTP client: {e}")))
+    let server = e.url().map(|u| format!("{}://{}", u.scheme(), u.authority())).unwrap_or_else(|| url.to_string());
+    CliError::Remote(match Failure::of(e) {
+        Failure::Refused => format!(
+            "cannot reach {server}: connection refused, nothing listens there. Is `wharfage serve` running? \
+             (the server is --server or WHARFAGE_SERVER)"
+        ),
+        Failure::Untrusted(reason) => format!(
+            "cannot reach {server}: its TLS certificate is not trusted ({reason}). Set WHARFAGE_CA_CERT to a PEM file \
+             of the CA certificate that signed it (or of the certificate itself, when self-signed)"
+        ),
+        Failure::PlainHttp => {
+            let plain = server.replacen("https://", "http://", 1);
+            format!("cannot reach {server}: it answered in plain HTTP, not HTTPS. Use --server {plain} (or WHARFAGE_SERVER)")
+        }
+        Failure::NotHttp => {
+            let tls = server.replacen("http://", "https://", 1);
+            format!("cannot reach {server}: its answer is not HTTP; it probably speaks TLS. Use --server {tls} (or WHARFAGE_SERVER)")
+        }
+        Failure::Timeout => format!("cannot reach {server}: timed out ({chain})"),
+        Failure::Other => format!("cannot reach {server}: {chain}"),
+    })
 }
 
 /// The server's user and password for the management API, from `WHARFAGE_USERNAME` and
@@ -131,7 +173,7 @@ pub(crate) fn stage(args: StageArgs) -> Result<(), CliError> {
             .body(body.as_str().to_string())
             .send()
             .await
-            .map_err(|e| CliError::Remote(format!("cannot reach {}: {e}", args.server)))?;
+            .map_err(|e| unreachable(&args.server, &e))?;
         let status = resp.status().as_u16();
         if status >= 400 {
             return Err(api_error(status, &resp.text().await.unwrap_or_default()));
@@ -351,7 +393,7 @@ fn call<B: Serialize, T: DeserializeOwned>(method: reqwest::Method, url: String,
             let text = serde_json::to_string(b).map_err(|e| CliError::Remote(format!("encoding the request: {e}")))?;
             req = req.header("content-type", "application/json").body(text);
         }
-        let resp = req.send().await.map_err(|e| CliError::Remote(format!("cannot reach {url}: {e}")))?;
+        let resp = req.send().await.map_err(|e| unreachable(&url, &e))?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         if status >= 400 {

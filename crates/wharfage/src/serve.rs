@@ -1,5 +1,7 @@
 //! `wharfage serve`: logging, storage, listener, graceful shutdown.
 
+use std::io::{IsTerminal, Write};
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServeConfig, Storage};
@@ -12,10 +14,12 @@ pub(crate) fn run(cfg: ServeConfig) -> Result<(), CliError> {
     runtime.block_on(serve(cfg))
 }
 
-/// Structured logs on stderr, text or JSON.
+/// Structured logs on stderr, text or JSON; colours only when stderr is a terminal (and
+/// `NO_COLOR` is unset), so files and log collectors get no escape codes.
 pub(crate) fn init_logging(cfg: &ServeConfig) -> Result<(), CliError> {
     let filter = EnvFilter::try_new(&cfg.log).map_err(|e| CliError::Config(format!("log filter {:?}: {e}", cfg.log)))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colours = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     match cfg.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -83,6 +87,8 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     let addr = listener.local_addr()?;
     let upstream = upstream::Client::new(cfg.upstream.clone()).map_err(|e| CliError::Config(e.to_string()))?;
     let mut state = server::AppState::new(store.clone());
+    // /metrics' stored_bytes: measured once now, then after each collection.
+    state.metrics.refresh_usage();
     state.stager = Some(stage::Stager::new(store.clone(), upstream.clone(), cfg.stage_concurrency));
     state.gc = cfg.gc.clone();
     state.completeness = cfg.completeness;
@@ -134,7 +140,23 @@ async fn serve(cfg: ServeConfig) -> Result<(), CliError> {
     reload_on_hangup(state.access.auth.clone(), tls.as_ref().map(|(_, c)| c.clone()))?;
     let app = server::router(state);
     // Announced once everything that can refuse to start (keys, certificates) has loaded.
-    tracing::info!(%addr, storage = store.describe(), "wharfage is serving");
+    let facts = Facts::new(&cfg, addr);
+    tracing::info!(
+        %addr,
+        version = env!("CARGO_PKG_VERSION"),
+        url = %facts.url,
+        console = %facts.console(),
+        access = facts.access,
+        tls = facts.tls,
+        storage = %facts.storage,
+        "wharfage is serving"
+    );
+    if cfg.log_format == LogFormat::Text {
+        // On stdout, apart from the log: what a newcomer needs to start using it.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(facts.banner().as_bytes());
+        let _ = out.flush();
+    }
     server::serve(listener, app, &cfg.connections, tls.map(|(c, _)| c), shutdown).await;
     tracing::info!("stopped");
     Ok(())
@@ -176,4 +198,93 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> 
         }
         tracing::info!("shutting down: finishing in-flight requests");
     })
+}
+
+/// What start-up tells: where to reach the registry, whether anyone may, and where the data
+/// goes (never a credential).
+struct Facts {
+    url: String,
+    /// Listening on every interface (0.0.0.0 or ::): the URL's host is not one to dial.
+    every_interface: bool,
+    access: &'static str,
+    tls: bool,
+    storage: String,
+}
+
+impl Facts {
+    fn new(cfg: &ServeConfig, addr: std::net::SocketAddr) -> Facts {
+        let tls = cfg.access.tls.is_some();
+        let scheme = if tls { "https" } else { "http" };
+        let url = match &cfg.access.public_url {
+            Some(u) => u.clone(),
+            None => format!("{scheme}://{addr}"),
+        };
+        let access = if cfg.access.auth.is_some() { "access-controlled" } else { "open" };
+        let storage = match &cfg.storage {
+            Storage::Fs(root) => format!("folder {}", std::path::absolute(root).unwrap_or_else(|_| root.clone()).display()),
+            Storage::S3 { config, blob_cache, .. } => {
+                let mut s = format!("S3 bucket {} at {}", config.bucket, without_userinfo(&config.endpoint));
+                if let Some(p) = &config.prefix {
+                    s.push_str(&format!(", prefix {p}"));
+                }
+                if let Some(c) = blob_cache {
+                    s.push_str(&format!(", blob cache {}", c.dir.display()));
+                }
+                s
+            }
+        };
+        let every_interface = cfg.access.public_url.is_none() && addr.ip().is_unspecified();
+        Facts { url, every_interface, access, tls, storage }
+    }
+
+    fn console(&self) -> String {
+        format!("{}/ui/", self.url)
+    }
+
+    fn banner(&self) -> String {
+        let host = self.url.split_once("://").map_or(self.url.as_str(), |(_, h)| h);
+        let access = match self.access {
+            "open" => "open: no login, anyone who can connect may pull, push, delete and manage",
+            _ => "access-controlled: clients log in as the users of --htpasswd",
+        };
+        let tls = if self.tls { "TLS (HTTPS)" } else { "plain HTTP, no TLS (--tls-cert and --tls-key turn it on)" };
+        let example = if self.every_interface {
+            "(every interface: clients use this machine's name or address)".to_string()
+        } else {
+            format!("e.g. docker push {host}/NAME:TAG")
+        };
+        format!(
+            "wharfage {} is serving\n  registry  {}   {example}\n  console   {}\n  access    {access}\n  transport {tls}\n  \
+             storage   {}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.url,
+            self.console(),
+            self.storage
+        )
+    }
+}
+
+/// A URL without any `user:password@` in it.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn credentials_in_an_endpoint_url_are_not_shown() {
+        assert_eq!(without_userinfo("https://key:secret@s3.example.com/x@y"), "https://s3.example.com/x@y");
+        assert_eq!(without_userinfo("http://127.0.0.1:8333"), "http://127.0.0.1:8333");
+    }
 }

@@ -141,6 +141,9 @@ pub enum MgmtCode {
     UpstreamTimeout,
     UpstreamContentInvalid,
     UpstreamUnreachable,
+    /// The upstream's TLS does not work for wharfage: an untrusted certificate, or plain HTTP
+    /// where HTTPS was expected. Retrying does not help; the message names the setting.
+    UpstreamTls,
     /// A code this client does not know (a newer server's).
     #[serde(other)]
     Other,
@@ -165,6 +168,7 @@ impl MgmtCode {
             MgmtCode::UpstreamTimeout => "UPSTREAM_TIMEOUT",
             MgmtCode::UpstreamContentInvalid => "UPSTREAM_CONTENT_INVALID",
             MgmtCode::UpstreamUnreachable => "UPSTREAM_UNREACHABLE",
+            MgmtCode::UpstreamTls => "UPSTREAM_TLS",
             MgmtCode::Other => "OTHER",
         }
     }

@@ -75,9 +75,23 @@ impl<T> Merge for Vec<T> {
     }
 }
 
+/// The sections of `serve --help`, one per concern, in the order they are shown.
+mod heading {
+    pub(super) const LISTEN: &str = "Listen and logs";
+    pub(super) const STORAGE: &str = "Storage";
+    pub(super) const S3: &str = "S3 storage (--storage s3)";
+    pub(super) const ACCESS: &str = "Access control";
+    pub(super) const TLS: &str = "TLS";
+    pub(super) const LIMITS: &str = "Limits";
+    pub(super) const GC: &str = "Garbage collection";
+    pub(super) const STAGING: &str = "Staging from upstream registries";
+    pub(super) const MIRROR: &str = "Mirror";
+}
+
 /// Declares every setting once: the field's `arg` attribute makes it a flag and a
 /// `WHARFAGE_*` variable (clap), its name is its TOML key (serde, unknown keys refused),
-/// and its doc comment is its help. Storage settings are also all that `fsck` takes.
+/// its doc comment is its help and its `help_heading` its section of `serve --help`.
+/// Storage settings are also all that `fsck` takes.
 macro_rules! settings {
     (
         storage { $( $(#[$smeta:meta])* $sfield:ident : $sty:ty, )* }
@@ -118,41 +132,41 @@ macro_rules! settings {
 settings! {
     storage {
     /// TOML configuration file; its keys are the long flag names with `_` for `-`
-    #[arg(long, env = "WHARFAGE_CONFIG")]
+    #[arg(long, env = "WHARFAGE_CONFIG", help_heading = heading::LISTEN)]
     #[serde(skip)]
     config: Option<PathBuf>,
     /// Storage root directory for the filesystem backend [default: ./wharfage-data]
-    #[arg(long, env = "WHARFAGE_ROOT")]
+    #[arg(long, env = "WHARFAGE_ROOT", help_heading = heading::STORAGE)]
     root: Option<PathBuf>,
     /// Storage backend [default: fs]
-    #[arg(long, env = "WHARFAGE_STORAGE", value_enum)]
+    #[arg(long, env = "WHARFAGE_STORAGE", value_enum, help_heading = heading::STORAGE)]
     storage: Option<StorageKind>,
     /// S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com (plain http only on loopback)
-    #[arg(long, env = "WHARFAGE_S3_ENDPOINT")]
+    #[arg(long, env = "WHARFAGE_S3_ENDPOINT", help_heading = heading::S3)]
     s3_endpoint: Option<String>,
     /// S3 bucket (must exist)
-    #[arg(long, env = "WHARFAGE_S3_BUCKET")]
+    #[arg(long, env = "WHARFAGE_S3_BUCKET", help_heading = heading::S3)]
     s3_bucket: Option<String>,
     /// S3 region [default: us-east-1]
-    #[arg(long, env = "WHARFAGE_S3_REGION")]
+    #[arg(long, env = "WHARFAGE_S3_REGION", help_heading = heading::S3)]
     s3_region: Option<String>,
     /// Key prefix inside the bucket
-    #[arg(long, env = "WHARFAGE_S3_PREFIX")]
+    #[arg(long, env = "WHARFAGE_S3_PREFIX", help_heading = heading::S3)]
     s3_prefix: Option<String>,
     /// An upload session idle this long expires: refused, then removed by garbage collection
     /// [default: 24h]
-    #[arg(long, env = "WHARFAGE_UPLOAD_EXPIRY")]
+    #[arg(long, env = "WHARFAGE_UPLOAD_EXPIRY", help_heading = heading::LIMITS)]
     upload_expiry: Option<String>,
     /// Answer blob GETs with a redirect to a presigned object-store URL
-    #[arg(long, env = "WHARFAGE_S3_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "WHARFAGE_S3_REDIRECT", num_args = 0..=1, default_missing_value = "true", help_heading = heading::S3)]
     s3_redirect: Option<bool>,
     /// Local directory caching blobs read from S3, so repeated pulls skip the object store
     /// (S3 storage only) [default: off]
-    #[arg(long, env = "WHARFAGE_BLOB_CACHE_DIR")]
+    #[arg(long, env = "WHARFAGE_BLOB_CACHE_DIR", help_heading = heading::S3)]
     blob_cache_dir: Option<PathBuf>,
     /// Most disk space the blob cache uses, e.g. 20GiB; least recently used blobs go first
     /// [default: 10GiB]
-    #[arg(long, env = "WHARFAGE_BLOB_CACHE_SIZE")]
+    #[arg(long, env = "WHARFAGE_BLOB_CACHE_SIZE", help_heading = heading::S3)]
     blob_cache_size: Option<String>,
     /// S3 access key (TOML only; else AWS_ACCESS_KEY_ID)
     #[arg(skip)]
@@ -163,104 +177,104 @@ settings! {
     }
     serve {
     /// Address to listen on [default: 127.0.0.1:5000]
-    #[arg(long, env = "WHARFAGE_LISTEN")]
+    #[arg(long, env = "WHARFAGE_LISTEN", help_heading = heading::LISTEN)]
     listen: Option<String>,
     /// Log format [default: text]
-    #[arg(long, env = "WHARFAGE_LOG_FORMAT", value_enum)]
+    #[arg(long, env = "WHARFAGE_LOG_FORMAT", value_enum, help_heading = heading::LISTEN)]
     log_format: Option<LogFormat>,
     /// Log filter in tracing's syntax, e.g. `info` or `wharfage=debug` [default: info]
-    #[arg(long, env = "WHARFAGE_LOG")]
+    #[arg(long, env = "WHARFAGE_LOG", help_heading = heading::LISTEN)]
     log: Option<String>,
     /// Upstream registry (host:port) to reach over plain HTTP when staging; repeatable
-    #[arg(long = "insecure-registry", env = "WHARFAGE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    #[arg(long = "insecure-registry", env = "WHARFAGE_INSECURE_REGISTRIES", value_delimiter = ',', help_heading = heading::STAGING)]
     #[serde(default)]
     insecure_registries: Vec<String>,
     /// Extra CA certificates (PEM bundle) trusted for upstream registries, besides the system roots
-    #[arg(long, env = "WHARFAGE_UPSTREAM_CA")]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_CA", help_heading = heading::STAGING)]
     upstream_ca: Option<PathBuf>,
     /// A staging fails (504) when an upstream registry sends no byte for this long, on each of
     /// its retries, e.g. 30s, 2m [default: 60s]
-    #[arg(long, env = "WHARFAGE_UPSTREAM_TIMEOUT")]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_TIMEOUT", help_heading = heading::STAGING)]
     upstream_timeout: Option<String>,
     /// Blobs of at least twice this size are staged as concurrent `Range` requests of this
     /// size, e.g. 8MiB; 0 fetches every blob on one connection. At most 64MiB (a staging
     /// buffers at most 64 MiB of ranges) [default: 8MiB]
-    #[arg(long, env = "WHARFAGE_UPSTREAM_RANGE_SIZE")]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_RANGE_SIZE", help_heading = heading::STAGING)]
     upstream_range_size: Option<String>,
     /// Ranges of one blob in flight at once when staging [default: 8]
-    #[arg(long, env = "WHARFAGE_UPSTREAM_RANGE_PARALLEL")]
+    #[arg(long, env = "WHARFAGE_UPSTREAM_RANGE_PARALLEL", help_heading = heading::STAGING)]
     upstream_range_parallel: Option<usize>,
     /// Parallel blob downloads per staging [default: 4]
-    #[arg(long, env = "WHARFAGE_STAGE_CONCURRENCY")]
+    #[arg(long, env = "WHARFAGE_STAGE_CONCURRENCY", help_heading = heading::STAGING)]
     stage_concurrency: Option<usize>,
     /// Objects younger than this are never garbage-collected, e.g. 1h, 30m, 0s [default: 1h]
-    #[arg(long, env = "WHARFAGE_GC_GRACE")]
+    #[arg(long, env = "WHARFAGE_GC_GRACE", help_heading = heading::GC)]
     gc_grace: Option<String>,
     /// Run garbage collection periodically at this interval, e.g. 6h [default: off]
-    #[arg(long, env = "WHARFAGE_GC_INTERVAL")]
+    #[arg(long, env = "WHARFAGE_GC_INTERVAL", help_heading = heading::GC)]
     gc_interval: Option<String>,
     /// What a pushed manifest may name that the repository lacks: `complete` refuses any
     /// absent blob or child manifest, `indexes` accepts sparse indexes (one-platform stagings
     /// pin them), `any` also accepts image manifests whose blobs are pushed later
     /// [default: indexes]
-    #[arg(long, env = "WHARFAGE_MANIFEST_COMPLETENESS", value_enum)]
+    #[arg(long, env = "WHARFAGE_MANIFEST_COMPLETENESS", value_enum, help_heading = heading::STORAGE)]
     manifest_completeness: Option<Completeness>,
     /// The same as `--manifest-completeness complete` (kept for older configurations); an
     /// error together with a different `--manifest-completeness`
-    #[arg(long, env = "WHARFAGE_REQUIRE_COMPLETE_INDEXES", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "WHARFAGE_REQUIRE_COMPLETE_INDEXES", num_args = 0..=1, default_missing_value = "true", help_heading = heading::STORAGE)]
     require_complete_indexes: Option<bool>,
     /// Previous stagings kept per live app, besides the current one [default: 2]
-    #[arg(long, env = "WHARFAGE_RETAIN")]
+    #[arg(long, env = "WHARFAGE_RETAIN", help_heading = heading::GC)]
     retain: Option<usize>,
     /// Longest time a push or staging takes from protecting a digest to committing the
     /// manifest that uses it; garbage collection honours protections this recent [default: 60s]
-    #[arg(long, env = "WHARFAGE_GC_PROTECT_WINDOW")]
+    #[arg(long, env = "WHARFAGE_GC_PROTECT_WINDOW", help_heading = heading::GC)]
     gc_protect_window: Option<String>,
     /// Most open upload sessions this server keeps [default: 10000]
-    #[arg(long, env = "WHARFAGE_MAX_UPLOADS")]
+    #[arg(long, env = "WHARFAGE_MAX_UPLOADS", help_heading = heading::LIMITS)]
     max_uploads: Option<usize>,
     /// Most open upload sessions in one repository [default: 1000]
-    #[arg(long, env = "WHARFAGE_MAX_UPLOADS_PER_REPOSITORY")]
+    #[arg(long, env = "WHARFAGE_MAX_UPLOADS_PER_REPOSITORY", help_heading = heading::LIMITS)]
     max_uploads_per_repository: Option<usize>,
     /// Most client connections served at once; more wait in the listen queue [default: 4096]
-    #[arg(long, env = "WHARFAGE_MAX_CONNECTIONS")]
+    #[arg(long, env = "WHARFAGE_MAX_CONNECTIONS", help_heading = heading::LIMITS)]
     max_connections: Option<usize>,
     /// Length of the listen queue of connections not yet accepted [default: 4096]
-    #[arg(long, env = "WHARFAGE_LISTEN_BACKLOG")]
+    #[arg(long, env = "WHARFAGE_LISTEN_BACKLOG", help_heading = heading::LIMITS)]
     listen_backlog: Option<u32>,
     /// A client must send a request's headers within this time, and a keep-alive connection
     /// idle this long is closed [default: 30s]
-    #[arg(long, env = "WHARFAGE_HEADER_TIMEOUT")]
+    #[arg(long, env = "WHARFAGE_HEADER_TIMEOUT", help_heading = heading::LIMITS)]
     header_timeout: Option<String>,
     /// A request body that sends no byte for this long fails [default: 60s]
-    #[arg(long, env = "WHARFAGE_BODY_TIMEOUT")]
+    #[arg(long, env = "WHARFAGE_BODY_TIMEOUT", help_heading = heading::LIMITS)]
     body_timeout: Option<String>,
     /// Upstream hosts stagings may reach (patterns such as `*.example.com`, `registry:5000`);
     /// repeatable. When set, every other host is refused [default: any public host]
-    #[arg(long = "upstream-allow", env = "WHARFAGE_UPSTREAM_ALLOW", value_delimiter = ',')]
+    #[arg(long = "upstream-allow", env = "WHARFAGE_UPSTREAM_ALLOW", value_delimiter = ',', help_heading = heading::STAGING)]
     #[serde(default)]
     upstream_allow: Vec<String>,
     /// Upstream hosts stagings may not reach (same patterns); repeatable. Link-local and
     /// cloud metadata addresses are refused unless an allow pattern names them
-    #[arg(long = "upstream-deny", env = "WHARFAGE_UPSTREAM_DENY", value_delimiter = ',')]
+    #[arg(long = "upstream-deny", env = "WHARFAGE_UPSTREAM_DENY", value_delimiter = ',', help_heading = heading::STAGING)]
     #[serde(default)]
     upstream_deny: Vec<String>,
     /// TLS certificate chain (PEM); reloaded when the file changes or on SIGHUP
-    #[arg(long, env = "WHARFAGE_TLS_CERT")]
+    #[arg(long, env = "WHARFAGE_TLS_CERT", help_heading = heading::TLS)]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM) of --tls-cert
-    #[arg(long, env = "WHARFAGE_TLS_KEY")]
+    #[arg(long, env = "WHARFAGE_TLS_KEY", help_heading = heading::TLS)]
     tls_key: Option<PathBuf>,
     /// Users (Apache htpasswd, bcrypt entries): turns access control on
-    #[arg(long, env = "WHARFAGE_HTPASSWD")]
+    #[arg(long, env = "WHARFAGE_HTPASSWD", help_heading = heading::ACCESS)]
     htpasswd: Option<PathBuf>,
     /// A user who may do everything, the management API included; repeatable
-    #[arg(long = "admin", env = "WHARFAGE_ADMINS", value_delimiter = ',')]
+    #[arg(long = "admin", env = "WHARFAGE_ADMINS", value_delimiter = ',', help_heading = heading::ACCESS)]
     #[serde(default)]
     admins: Vec<String>,
     /// A user who may stage and manage apps through the management API (not collect
     /// garbage); repeatable
-    #[arg(long = "stager", env = "WHARFAGE_STAGERS", value_delimiter = ',')]
+    #[arg(long = "stager", env = "WHARFAGE_STAGERS", value_delimiter = ',', help_heading = heading::ACCESS)]
     #[serde(default)]
     stagers: Vec<String>,
     /// Repository rules (TOML only): `[[access]]` tables of users, repositories, actions
@@ -270,7 +284,7 @@ settings! {
     /// Mirror a registry for engines that name wharfage as its mirror: REGISTRY=URL, e.g.
     /// docker.io=https://registry-1.docker.io (URL optional); repeatable. `[[mirror]]` tables
     /// in the file take credentials and settings (docs/mirror.md)
-    #[arg(long = "mirror", env = "WHARFAGE_MIRRORS", value_delimiter = ',')]
+    #[arg(long = "mirror", env = "WHARFAGE_MIRRORS", value_delimiter = ',', help_heading = heading::MIRROR)]
     #[serde(default)]
     mirrors: Vec<String>,
     /// Mirrored registries (TOML only): `[[mirror]]` tables (docs/mirror.md)
@@ -278,18 +292,18 @@ settings! {
     #[serde(default)]
     mirror: Vec<mirror::MirrorTable>,
     /// Lifetime of registry tokens [default: 5m]
-    #[arg(long, env = "WHARFAGE_TOKEN_TTL")]
+    #[arg(long, env = "WHARFAGE_TOKEN_TTL", help_heading = heading::ACCESS)]
     token_ttl: Option<String>,
     /// PEM private key (Ed25519 or P-256) to sign tokens with [default: a key kept in the store]
-    #[arg(long, env = "WHARFAGE_TOKEN_KEY")]
+    #[arg(long, env = "WHARFAGE_TOKEN_KEY", help_heading = heading::ACCESS)]
     token_key: Option<PathBuf>,
     /// The URL clients reach this registry at, e.g. https://registry.example.com: the token
     /// realm and the host of pinned image references [default: from each request]
-    #[arg(long, env = "WHARFAGE_PUBLIC_URL")]
+    #[arg(long, env = "WHARFAGE_PUBLIC_URL", help_heading = heading::LISTEN)]
     public_url: Option<String>,
     /// Serve without access control on a non-loopback address: anyone who reaches it may
     /// pull, push, delete and manage
-    #[arg(long, env = "WHARFAGE_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "WHARFAGE_ANONYMOUS", num_args = 0..=1, default_missing_value = "true", help_heading = heading::ACCESS)]
     anonymous: Option<bool>,
     }
 }

@@ -75,10 +75,12 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = serving_addr(&line) {
+                    // Logged before announced, so `log()` holds the serving line once `spawn` returns.
+                    let addr = serving_addr(&line);
+                    log.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
                         let _ = tx.send(addr);
                     }
-                    log.lock().unwrap().push(line);
                 }
             })
         };

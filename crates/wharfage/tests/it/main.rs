@@ -29,6 +29,7 @@ mod harness;
 mod lifecycle;
 mod mirror;
 mod mirror_engines;
+mod newcomer;
 mod platform;
 mod restart;
 mod round_trip;

@@ -172,7 +172,7 @@ fn tls_upstream_with_a_private_ca() {
     // Without the CA the upstream's certificate is not trusted: no staging, a clear 502.
     let untrusting = Wharf::start(&[]);
     let resp = untrusting.stage(&source, "tls-app", json!({})).expect(502, "an untrusted certificate");
-    let message = error_message(&resp, "UPSTREAM_UNREACHABLE");
+    let message = error_message(&resp, "UPSTREAM_TLS");
     assert!(message.contains(&up.host()), "{message}");
     untrusting.app("tls-app").expect(404, "nothing staged");
 }

@@ -9,6 +9,7 @@
 mod auth;
 mod cf;
 mod cli;
+mod connect;
 mod failures;
 pub(crate) mod images;
 mod interrupted;

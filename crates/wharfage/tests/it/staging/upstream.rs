@@ -73,6 +73,17 @@ impl Upstream {
 
     /// The same, with top-level `config.yml` sections added (e.g. `compatibility:`).
     pub(crate) fn start_with(mode: Mode, extra_config: &str) -> Upstream {
+        let tls = matches!(mode, Mode::Tls | Mode::PrivateTls).then(tls_files);
+        Upstream::launch(mode, extra_config, tls)
+    }
+
+    /// An anonymous TLS upstream serving `cert` with `key` (PEM); `ca.pem` is the certificate
+    /// itself (a self-signed one is its own anchor).
+    pub(crate) fn start_tls_with(cert: &str, key: &str) -> Upstream {
+        Upstream::launch(Mode::Tls, "", Some((cert.to_string(), cert.to_string(), key.to_string())))
+    }
+
+    fn launch(mode: Mode, extra_config: &str, tls: Option<(String, String, String)>) -> Upstream {
         let dir = tempfile::Builder::new().prefix("wharfage-e2e-upstream-").tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("storage")).unwrap();
@@ -94,8 +105,7 @@ impl Upstream {
                 )
             }
         };
-        let tls = if matches!(mode, Mode::Tls | Mode::PrivateTls) {
-            let (ca, cert, key) = tls_files();
+        let tls = if let Some((ca, cert, key)) = tls {
             std::fs::write(d.join("ca.pem"), ca).unwrap();
             std::fs::write(d.join("tls.crt"), cert).unwrap();
             std::fs::write(d.join("tls.key"), key).unwrap();
