@@ -147,13 +147,15 @@ async fn authorize_api(state: &AppState, need: RoleNeed, req: Request, next: Nex
     };
     let principal = match &caller.who {
         Who::Open => return next.run(req).await,
-        Who::Anonymous if need != RoleNeed::Anyone => {
-            return MgmtError::unauthorized(format!("log in as {}", need.who())).into_response();
-        }
         Who::Anonymous => auth::Principal::Anonymous,
         Who::Login(p) => p.clone(),
         Who::Token(v) => v.principal.clone(),
     };
+    // An anonymous token (from `/auth/token` without credentials) is no login either: the
+    // same 401 as no `Authorization` at all, so a client learns to log in, whichever it sent.
+    if principal == auth::Principal::Anonymous && need != RoleNeed::Anyone {
+        return MgmtError::unauthorized(format!("log in as {}", need.who())).into_response();
+    }
     if !need.admits(auth.policy().role(&principal)) {
         let path = req.uri().path();
         tracing::info!(target: "wharfage::audit", event = "denied", principal = %principal, path, "management request denied");

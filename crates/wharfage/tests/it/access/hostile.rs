@@ -1,6 +1,7 @@
 //! What a hostile page or client must not get from the management API: a browser that holds
 //! Basic credentials for the registry must not be made to change anything by another site's
-//! form (every state-changing request needs `Content-Type: application/json`).
+//! form (every state-changing request needs `Content-Type: application/json`), and every
+//! route answers a bearer token exactly as it answers the same user's Basic credentials.
 
 use serde_json::json;
 
@@ -116,4 +117,83 @@ fn cross_site_forms_cannot_use_a_browsers_basic_credentials() {
     assert_eq!(h.get("/api/v1/apps/shop", stager).status, 404, "unpinned by the JSON request");
     // Reads need nothing more.
     assert_eq!(h.get("/api/v1/apps", stager).status, 200);
+}
+
+/// Who the role matrix asks as.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    Anonymous,
+    Reader,
+    Stager,
+    Admin,
+}
+
+impl Caller {
+    fn basic(self) -> Cred<'static> {
+        match self {
+            Caller::Anonymous => Cred::None,
+            Caller::Reader => Cred::Basic("reader", pw("reader")),
+            Caller::Stager => Cred::Basic("stager", pw("stager")),
+            Caller::Admin => Cred::Basic("root", pw("root")),
+        }
+    }
+
+    /// The status a route that needs `need` answers this caller with when it refuses it,
+    /// `None` when it lets it through.
+    fn refusal(self, need: Need) -> Option<u16> {
+        match (self, need) {
+            (Caller::Anonymous, _) => Some(401),
+            (Caller::Reader, _) | (Caller::Stager, Need::Admin) => Some(403),
+            (Caller::Stager, Need::Staging) | (Caller::Admin, _) => None,
+        }
+    }
+}
+
+/// The `RoleNeed` of a route, as `crates/server/src/mgmt/mod.rs` declares it.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    Staging,
+    Admin,
+}
+
+/// Every route of the management API's table and `/metrics`, with the role it needs: for
+/// each, anonymous, a pull-only user, a stager and an admin get the status their role
+/// calls for (401, 403, or the handler's answer), and a bearer token from `/auth/token`
+/// gets exactly what the same user's Basic credentials get.
+#[test]
+fn every_api_route_answers_a_token_as_it_answers_basic() {
+    let s = Secured::start(&[]);
+    let h = s.https();
+    let json_ct = "application/json";
+    // Bodies that change nothing: unknown apps, a dry run, an empty live list with no app.
+    let routes: &[(&str, &str, Need, Option<&str>)] = &[
+        ("POST", "/api/v1/stagings", Need::Staging, Some("{}")),
+        ("GET", "/api/v1/apps", Need::Staging, None),
+        ("PUT", "/api/v1/apps/live", Need::Staging, Some(r#"{"apps": [], "force": false}"#)),
+        ("GET", "/api/v1/apps/none", Need::Staging, None),
+        ("DELETE", "/api/v1/apps/none", Need::Staging, Some("")),
+        ("POST", "/api/v1/apps/none/credentials", Need::Staging, Some("")),
+        ("DELETE", "/api/v1/apps/none/credentials", Need::Staging, Some("")),
+        ("POST", "/api/v1/gc", Need::Admin, Some(r#"{"dry_run": true}"#)),
+        ("GET", "/api/v1/mirrors", Need::Staging, None),
+        ("GET", "/metrics", Need::Admin, None),
+    ];
+    let callers = [Caller::Anonymous, Caller::Reader, Caller::Stager, Caller::Admin];
+    let tokens: Vec<String> = callers.iter().map(|c| h.token(c.basic(), &["repository:team/web:pull"])).collect();
+    let mut wrong = Vec::new();
+    for (method, path, need, body) in routes {
+        for (caller, token) in callers.iter().zip(&tokens) {
+            let ask = |cred| h.send(method, path, cred, body.map(|b| (json_ct, b.as_bytes().to_vec()))).status;
+            let (basic, bearer) = (ask(caller.basic()), ask(Cred::Bearer(token)));
+            let allowed = |status| !matches!(status, 401 | 403);
+            let ok = |status| match caller.refusal(*need) {
+                Some(want) => status == want,
+                None => allowed(status),
+            };
+            if basic != bearer || !ok(basic) || !ok(bearer) {
+                wrong.push(format!("{method} {path} as {caller:?} (needs {need:?}): Basic {basic}, Bearer {bearer}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "routes that answer against their role, or a token unlike Basic:\n{}", wrong.join("\n"));
 }
