@@ -7,11 +7,11 @@
 //! - a request body that sends nothing for `body_timeout` fails (the handler sees an error
 //!   and stores nothing);
 //! - at most `max_connections` are served at once. When a connection arrives at the limit,
-//!   the least recently used *idle* connection is closed to make room (one that never sent
-//!   a request at once, a kept-alive one gracefully), so idle or silent clients, however
-//!   many, cannot keep a request waiting. Only when every connection is busy with a request
-//!   do new ones wait in the listen queue, whose length (`backlog`) is set explicitly since
-//!   the default 128 overflows under bursts;
+//!   the least recently used connection idle for at least a quarter second is closed to make
+//!   room (one that never sent a request at once, a kept-alive one gracefully), so idle or
+//!   silent clients, however many, cannot keep a request waiting. Only when every
+//!   connection is busy with a request do new ones wait in the listen queue, whose length
+//!   (`backlog`) is set explicitly since the default 128 overflows under bursts;
 //! - with TLS, the handshake must finish within `header_timeout` too; HTTP/2 is spoken when
 //!   the client offers it by ALPN, HTTP/1.1 otherwise.
 //!
@@ -126,19 +126,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        // At the limit, close the least recently used idle connection and take its slot;
-        // when all are busy, wait for one to end (later arrivals queue in the kernel).
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => {
-                if !pool.close_idlest() {
-                    tracing::debug!(%peer, "every connection is busy: waiting for a free slot");
-                }
-                tokio::select! {
-                    s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => break },
-                    () = &mut shutdown => break,
-                }
-            }
+        let slot = tokio::select! {
+            s = take_slot(&slots, &pool) => match s { Some(s) => s, None => break },
+            () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
         let conn = pool.register();
@@ -265,6 +255,35 @@ impl IdleTimeoutBody {
     }
 }
 
+/// How often a connection waiting for a slot looks again for an idle one to close, while
+/// every connection is busy (one may have finished its request and stayed open).
+const IDLE_RECHECK: Duration = Duration::from_millis(100);
+
+/// How long a connection must have had no request in flight before it may be closed to
+/// make room: a client's request may be in the socket, not yet read, right after it
+/// connected or between two requests it sends back to back.
+const MIN_IDLE: Duration = Duration::from_millis(250);
+
+/// A slot for a new connection. At the limit, the least recently used idle connection is
+/// closed and its slot taken; while all are busy, the newcomer waits (later arrivals queue
+/// in the kernel) and looks again for one that became idle. `None`: the server is stopping.
+async fn take_slot(slots: &Arc<Semaphore>, pool: &Pool) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(s) = slots.clone().try_acquire_owned() {
+        return Some(s);
+    }
+    // The one chosen may have started a request meanwhile (then it finishes it first): until
+    // a slot frees, look again for another.
+    pool.close_idlest();
+    loop {
+        tokio::select! {
+            s = slots.clone().acquire_owned() => return s.ok(),
+            () = tokio::time::sleep(IDLE_RECHECK) => {
+                pool.close_idlest();
+            }
+        }
+    }
+}
+
 /// The connections being served, to choose which idle one to close when the limit is met.
 #[derive(Default)]
 struct Pool {
@@ -328,13 +347,15 @@ impl Pool {
         self.lock().remove(&conn.id);
     }
 
-    /// Asks the least recently used connection without a request in flight to close;
-    /// whether there was one.
+    /// Asks the least recently used connection without a request in flight for at least
+    /// [`MIN_IDLE`] to close; whether there was one.
     fn close_idlest(&self) -> bool {
+        let idle_since = millis_since(self.epoch()).saturating_sub(u64::try_from(MIN_IDLE.as_millis()).unwrap_or(u64::MAX));
         let conns = self.lock();
         let idlest = conns
             .values()
             .filter(|c| c.busy.load(Ordering::Acquire) == 0 && !c.closing.load(Ordering::Relaxed))
+            .filter(|c| c.last.load(Ordering::Relaxed) <= idle_since)
             .min_by_key(|c| c.last.load(Ordering::Relaxed));
         match idlest {
             Some(c) => {

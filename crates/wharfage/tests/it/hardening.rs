@@ -138,9 +138,10 @@ fn http_addr(http: &Http) -> std::net::SocketAddr {
     http.addr()
 }
 
-/// Beyond `--max-connections`, connections wait in the listen queue and are served as soon
-/// as a slot frees, instead of being refused or starving the process of descriptors, when
-/// every slot is busy with a request (here: uploads whose bodies have not all arrived).
+/// Beyond `--max-connections`, connections wait in the listen queue, instead of being
+/// refused or starving the process of descriptors, while every slot is busy with a request
+/// (here: uploads whose bodies have not all arrived), and are served as soon as one of them
+/// is done: its connection, idle now though its client keeps it open, makes room.
 #[test]
 fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let (_server, http, _root, _dir) = serve(&["--max-connections", "2", "--header-timeout", "30s"]);
@@ -148,22 +149,31 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let busy = || {
         let mut c = TcpStream::connect(addr).unwrap();
         let path = format!("/v2/slow/app/blobs/uploads/?digest=sha256:{}", "0".repeat(64));
-        let head = request_head("POST", &path, &addr.to_string(), &[], Some(100));
+        // The interim 100 answers once the handler reads the body: the request is in flight.
+        let head = request_head("POST", &path, &addr.to_string(), &[("expect", "100-continue")], Some(100));
         c.write_all(head.as_bytes()).unwrap();
+        let mut interim = [0u8; 25];
+        c.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
         c.write_all(b"ten bytes.").unwrap();
         c
     };
-    let mut held = vec![busy(), busy()];
+    let mut held = [busy(), busy()];
     // Both slots hold a request in flight: nothing idle to close, so a third one waits.
     let mut third = TcpStream::connect(addr).expect("the listen queue takes the connection");
     third.write_all(request_head("GET", "/v2/", &addr.to_string(), &[("connection", "close")], None).as_bytes()).unwrap();
     third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
     let mut buf = [0u8; 12];
     assert!(third.read_exact(&mut buf).is_err(), "a third connection was served while two requests held the only slots");
-    held.pop();
+    // One upload's body ends (its digest is wrong: 400); its client keeps the connection.
+    held[0].write_all(&[b'.'; 90]).unwrap();
+    held[0].set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    held[0].read_exact(&mut buf).expect("the finished upload is answered");
+    assert_eq!(&buf, b"HTTP/1.1 400");
     third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    third.read_exact(&mut buf).expect("served once a slot freed");
+    third.read_exact(&mut buf).expect("served once a connection had no request in flight");
     assert_eq!(&buf, b"HTTP/1.1 200");
+    assert_eq!(held.len(), 2, "both held connections stay open on this side");
 }
 
 /// Idle connections cannot keep a request waiting: with far more idle connections than
@@ -172,7 +182,7 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
 /// the server closes the least recently used idle connections to make room.
 #[test]
 fn idle_connections_cannot_keep_a_request_waiting() {
-    let (_server, http, _root, _dir) = serve(&["--max-connections", "200", "--header-timeout", "60s"]);
+    let (_server, http, _root, _dir) = serve(&["--max-connections", "500", "--header-timeout", "60s"]);
     let addr = http_addr(&http);
     let mut idle: Vec<TcpStream> = (0..100)
         .map(|_| {
