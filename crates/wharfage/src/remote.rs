@@ -388,10 +388,15 @@ pub(crate) fn mirrors(server: &str, json: bool) -> Result<(), CliError> {
 /// `--json`), or the API's error as a message.
 fn call<B: Serialize, T: DeserializeOwned>(method: reqwest::Method, url: String, body: Option<&B>) -> Result<(String, T), CliError> {
     runtime()?.block_on(async {
+        let changes = method != reqwest::Method::GET;
         let mut req = api_request(method, &url)?;
         if let Some(b) = body {
             let text = serde_json::to_string(b).map_err(|e| CliError::Remote(format!("encoding the request: {e}")))?;
-            req = req.header("content-type", "application/json").body(text);
+            req = req.body(text);
+        }
+        // The server refuses a change without it, body or not: a cross-site form cannot send it.
+        if changes {
+            req = req.header("content-type", "application/json");
         }
         let resp = req.send().await.map_err(|e| unreachable(&url, &e))?;
         let status = resp.status().as_u16();

@@ -90,25 +90,72 @@ impl Routes {
     }
 }
 
-/// Identifies an API caller and lets it through when its role meets the route's need.
+/// Every API request passes here: a state-changing one must not be one a browser sends
+/// cross-site on its own ([`non_simple`]), then the caller must meet the route's need. No
+/// answer is cached: some hold credentials.
 async fn api_guard(State((state, need)): State<(AppState, RoleNeed)>, req: Request, next: Next) -> Response {
+    let mut resp = match non_simple(&req) {
+        Ok(()) => authorize_api(&state, need, req, next).await,
+        Err(e) => {
+            let path = req.uri().path();
+            tracing::info!(target: "wharfage::audit", event = "csrf_refused", path, "management request without a JSON content type");
+            e.into_response()
+        }
+    };
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A browser holding Basic credentials for the registry (a login prompt answered once)
+/// sends them with any request another site's page makes, but another site can only make
+/// *simple* requests without the registry's consent: a form's `application/x-www-form-urlencoded`,
+/// `multipart/form-data` or `text/plain` body. So every request that changes something
+/// (any method but GET and HEAD) must say `Content-Type: application/json`, body or not,
+/// which a cross-site page cannot send without a CORS preflight this server never allows.
+/// The one rule for the whole API, on an open registry too (a loopback registry is reachable
+/// from the browser on the same machine).
+fn non_simple(req: &Request) -> Result<(), MgmtError> {
+    if matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return Ok(());
+    }
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = content_type.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    if essence.as_deref() == Some("application/json") {
+        return Ok(());
+    }
+    let got = content_type.map_or_else(|| "no Content-Type".to_string(), |c| format!("Content-Type {c:?}"));
+    Err(MgmtError::new(
+        http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        crate::mgmt::types::MgmtCode::BadRequest,
+        format!(
+            "a {} to the management API needs Content-Type: application/json, even without a body (got {got}); \
+             this keeps other sites' forms from using a browser's saved login",
+            req.method()
+        ),
+    ))
+}
+
+/// Identifies an API caller and lets it through when its role meets the route's need.
+async fn authorize_api(state: &AppState, need: RoleNeed, req: Request, next: Next) -> Response {
     let Some(auth) = &state.access.auth else {
         return next.run(req).await;
     };
     let client = req.extensions().get::<ClientAddr>().copied();
-    let caller = match identify(&state, req.headers(), client).await {
+    let caller = match identify(state, req.headers(), client).await {
         Ok(c) => c,
         Err(e) => return MgmtError::from(e).into_response(),
     };
     let principal = match &caller.who {
         Who::Open => return next.run(req).await,
-        Who::Anonymous if need != RoleNeed::Anyone => {
-            return MgmtError::unauthorized(format!("log in as {}", need.who())).into_response();
-        }
         Who::Anonymous => auth::Principal::Anonymous,
         Who::Login(p) => p.clone(),
         Who::Token(v) => v.principal.clone(),
     };
+    // An anonymous token (from `/auth/token` without credentials) is no login either: the
+    // same 401 as no `Authorization` at all, so a client learns to log in, whichever it sent.
+    if principal == auth::Principal::Anonymous && need != RoleNeed::Anyone {
+        return MgmtError::unauthorized(format!("log in as {}", need.who())).into_response();
+    }
     if !need.admits(auth.policy().role(&principal)) {
         let path = req.uri().path();
         tracing::info!(target: "wharfage::audit", event = "denied", principal = %principal, path, "management request denied");

@@ -3,14 +3,17 @@
 //! With access control on, a session is a token signed with the registry's token keys
 //! (`auth::Session`: user, random id, random CSRF secret, 8 h expiry), so every replica
 //! accepts it without shared session state; it travels in the `wharfage_session` cookie
-//! (`HttpOnly; SameSite=Strict; Path=/ui`, `Secure` over TLS). Logging out clears the cookie
-//! only: a copied cookie stays valid until it expires (no revocation list).
+//! (`HttpOnly; SameSite=Strict; Path=/ui`; over TLS `__Host-wharfage_session`, `Secure`,
+//! `Path=/`). Logging out clears the cookie only: a copied cookie stays valid until it
+//! expires (no revocation list).
 //!
 //! Every POST must carry a `csrf` form field equal, in constant time, to the session's
 //! secret, or, before login and on an open registry (which has no sessions), to the random
 //! value of the `wharfage_csrf` cookie (double submit: a cross-site page can neither read
-//! that cookie nor make the browser send it, `SameSite=Strict`). The check runs here, in the
-//! middleware every console request passes, so no handler can forget it.
+//! that cookie nor make the browser send it, `SameSite=Strict`). A POST whose `Origin` or
+//! `Sec-Fetch-Site` says it comes from another site is refused too ([`same_origin`]). The
+//! checks run here, in the middleware every console request passes, so no handler can
+//! forget them.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -30,6 +33,7 @@ use super::view::Chrome;
 use crate::access::ClientAddr;
 use crate::AppState;
 
+/// The cookies' names over plain HTTP; over TLS they carry the `__Host-` prefix ([`name`]).
 const SESSION_COOKIE: &str = "wharfage_session";
 const CSRF_COOKIE: &str = "wharfage_csrf";
 /// Largest console form body: a reference, an app id and credentials fit in far less.
@@ -71,10 +75,25 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value for the console (`max_age` 0 clears it).
-fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
-    let secure = if state.access.tls { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/ui; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")).ok()
+/// A console cookie's name. Over TLS it is `__Host-` prefixed: browsers then only accept it
+/// `Secure`, for `Path=/` and without `Domain`, so neither a plain-HTTP page of the same host
+/// nor a sibling host can set or overwrite it (cookie tossing, which would defeat the
+/// double-submit CSRF check). Without TLS the prefix cannot be used (it needs `Secure`).
+fn name(state: &AppState, base: &'static str) -> String {
+    if state.access.tls {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// A `Set-Cookie` value for the console (`max_age` 0 clears it): `HttpOnly` (no script
+/// reads it), `SameSite=Strict` (no other site's page makes the browser send it; the
+/// console has no cross-site entry point worth `Lax`), `Secure` and `__Host-` over TLS.
+fn set_cookie(state: &AppState, base: &'static str, value: &str, max_age: u64) -> Option<HeaderValue> {
+    let (path, secure) = if state.access.tls { ("/", "; Secure") } else { ("/ui", "") };
+    let name = name(state, base);
+    HeaderValue::from_str(&format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")).ok()
 }
 
 /// The `csrf` field of a urlencoded form, without decoding (or copying) any other field: the
@@ -101,7 +120,8 @@ pub(super) async fn guard(State(state): State<AppState>, req: Request, next: Nex
 
 async fn identify_and_check(state: &AppState, req: Request) -> Result<(Request, Option<String>), Response> {
     let path = req.uri().path().to_string();
-    let pre_session = cookie(req.headers(), CSRF_COOKIE).filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let csrf_cookie = name(state, CSRF_COOKIE);
+    let pre_session = cookie(req.headers(), &csrf_cookie).filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()));
     let (pre_session, new_csrf) = match pre_session {
         Some(c) => (c.to_string(), None),
         None => {
@@ -113,7 +133,7 @@ async fn identify_and_check(state: &AppState, req: Request) -> Result<(Request, 
         None => Viewer { user: None, role: Role::Admin, csrf: pre_session },
         Some(_) if path == "/ui/login" => Viewer { user: None, role: Role::None, csrf: pre_session },
         Some(auth) => {
-            let session = match cookie(req.headers(), SESSION_COOKIE) {
+            let session = match cookie(req.headers(), &name(state, SESSION_COOKIE)) {
                 Some(token) => auth.session(token).await.ok(),
                 None => None,
             };
@@ -132,6 +152,12 @@ async fn identify_and_check(state: &AppState, req: Request) -> Result<(Request, 
         }
     };
     let (mut parts, body) = req.into_parts();
+    if parts.method == Method::POST {
+        if let Err(why) = same_origin(state, &parts.headers) {
+            tracing::info!(target: "wharfage::audit", event = "csrf_refused", path, why, "console form from another origin");
+            return Err(UiError::forbidden(format!("this form was sent from {why}, not from this console")).into_response());
+        }
+    }
     let body = if parts.method == Method::POST {
         let bytes = crate::request::collect(body, MAX_FORM)
             .await
@@ -149,17 +175,79 @@ async fn identify_and_check(state: &AppState, req: Request) -> Result<(Request, 
     Ok((Request::from_parts(parts, body), new_csrf))
 }
 
+/// Whether a console POST comes from the console's own pages, by what browsers say of a
+/// request's origin: `Sec-Fetch-Site` (anything but `same-origin`, or `none` for what the
+/// user did, is another site's or a sibling host's page) and `Origin` (it must be this
+/// console's). Defence in depth beside the CSRF token, and the check that refuses a forged
+/// login even if a sibling host tossed a CSRF cookie in. `Origin: null` says nothing: the
+/// console's own forms send it, as its `Referrer-Policy: no-referrer` hides their origin,
+/// and the browsers that do so send `Sec-Fetch-Site`. Clients that send neither (curl, the
+/// tests' raw clients) are judged by the token alone. `Err` names what was seen.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), String> {
+    let text = |h| headers.get(h).map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
+    if let Some(site) = text("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return Err(format!("a {site} page (Sec-Fetch-Site)"));
+        }
+    }
+    let Some(origin) = text(header::ORIGIN.as_str()).filter(|o| o != "null") else { return Ok(()) };
+    let ours = match &state.access.public_url {
+        // With a public URL, or over our own TLS, the console's origin is known; a plain
+        // listener may sit behind a proxy that terminates TLS, so either scheme of the
+        // request's own host is this console.
+        Some(_) => vec![state.access.base_url(headers).to_ascii_lowercase()],
+        None if state.access.tls => vec![state.access.base_url(headers).to_ascii_lowercase()],
+        None => {
+            let host = state.access.registry_host(headers).to_ascii_lowercase();
+            vec![format!("http://{host}"), format!("https://{host}")]
+        }
+    };
+    if ours.contains(&origin) {
+        Ok(())
+    } else {
+        Err(format!("origin {origin:?}"))
+    }
+}
+
 /// Percent-encodes a console path for the `next` parameter (paths are ASCII we routed).
 fn percent(path: &str) -> String {
     percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// Only console paths are followed after login: never another site.
+/// Only console paths are followed after login: never another site, nor a path that leaves
+/// `/ui/`. `next` must be printable ASCII without spaces or backslashes (browsers read `\`
+/// as `/`, and strip tabs and newlines, so `/\evil` or `/<tab>/evil` would be `//evil`:
+/// another host), start with `/ui/`, and, however often it is percent-decoded (a proxy or a
+/// later hop might decode it again), hold no `//`, `\`, control character or `.`/`..`
+/// segment. Anything else is `/ui/`.
 fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/ui/",
+    const HOME: &str = "/ui/";
+    let Some(n) = next else { return HOME };
+    let plain = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if !n.starts_with(HOME) || !plain(n) {
+        return HOME;
     }
+    let mut form = std::borrow::Cow::Borrowed(n);
+    // Each round removes one layer of encoding; a string that still changes after a few
+    // is refused rather than decoded forever.
+    for _ in 0..4 {
+        let path = form.split(['?', '#']).next().unwrap_or("");
+        let dot_segment = path.split('/').any(|seg| seg == "." || seg == "..");
+        if !form.starts_with(HOME)
+            || form.contains("//")
+            || form.contains('\\')
+            || dot_segment
+            || form.bytes().any(|b| b.is_ascii_control())
+        {
+            return HOME;
+        }
+        let decoded = percent_encoding::percent_decode_str(&form).decode_utf8_lossy().into_owned();
+        if decoded == form {
+            return n;
+        }
+        form = std::borrow::Cow::Owned(decoded);
+    }
+    HOME
 }
 
 #[derive(Template)]
@@ -269,5 +357,9 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/ui/");
         assert_eq!(safe_next(Some("//evil.example/ui/")), "/ui/");
         assert_eq!(safe_next(None), "/ui/");
+        assert_eq!(safe_next(Some("/ui/apps/a%20b")), "/ui/apps/a%20b", "an encoded space in a name is fine");
+        for bad in ["/ui/../x", "/ui/./x", "/ui/%2e%2e/x", "/ui/%252e%252e/x", "/ui/%2f/evil", "/ui/%5cevil", "/ui/%0d%0ax", "/ui/a b"] {
+            assert_eq!(safe_next(Some(bad)), "/ui/", "{bad}");
+        }
     }
 }

@@ -138,33 +138,66 @@ fn http_addr(http: &Http) -> std::net::SocketAddr {
     http.addr()
 }
 
-/// Beyond `--max-connections`, connections wait in the listen queue and are served as soon
-/// as a slot frees, instead of being refused or starving the process of descriptors.
+/// Beyond `--max-connections`, connections wait in the listen queue, instead of being
+/// refused or starving the process of descriptors, while every slot is busy with a request
+/// (here: uploads whose bodies have not all arrived), and are served as soon as one of them
+/// is done: its connection, idle now though its client keeps it open, makes room.
 #[test]
 fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let (_server, http, _root, _dir) = serve(&["--max-connections", "2", "--header-timeout", "30s"]);
     let addr = http_addr(&http);
-    let hold = |n: usize| {
-        (0..n)
-            .map(|_| {
-                let mut c = TcpStream::connect(addr).unwrap();
-                c.write_all(request_head("GET", "/v2/", &addr.to_string(), &[], None).as_bytes()).unwrap();
-                let mut status = [0u8; 12];
-                c.read_exact(&mut status).unwrap();
-                c
-            })
-            .collect::<Vec<_>>()
+    let busy = || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let path = format!("/v2/slow/app/blobs/uploads/?digest=sha256:{}", "0".repeat(64));
+        // The interim 100 answers once the handler reads the body: the request is in flight.
+        let head = request_head("POST", &path, &addr.to_string(), &[("expect", "100-continue")], Some(100));
+        c.write_all(head.as_bytes()).unwrap();
+        let mut interim = [0u8; 25];
+        c.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        c.write_all(b"ten bytes.").unwrap();
+        c
     };
-    let mut held = hold(2);
+    let mut held = [busy(), busy()];
+    // Both slots hold a request in flight: nothing idle to close, so a third one waits.
     let mut third = TcpStream::connect(addr).expect("the listen queue takes the connection");
     third.write_all(request_head("GET", "/v2/", &addr.to_string(), &[("connection", "close")], None).as_bytes()).unwrap();
     third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
     let mut buf = [0u8; 12];
-    assert!(third.read_exact(&mut buf).is_err(), "a third connection was served while two held the only slots");
-    held.pop();
+    assert!(third.read_exact(&mut buf).is_err(), "a third connection was served while two requests held the only slots");
+    // One upload's body ends (its digest is wrong: 400); its client keeps the connection.
+    held[0].write_all(&[b'.'; 90]).unwrap();
+    held[0].set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    held[0].read_exact(&mut buf).expect("the finished upload is answered");
+    assert_eq!(&buf, b"HTTP/1.1 400");
     third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    third.read_exact(&mut buf).expect("served once a slot freed");
+    third.read_exact(&mut buf).expect("served once a connection had no request in flight");
     assert_eq!(&buf, b"HTTP/1.1 200");
+    assert_eq!(held.len(), 2, "both held connections stay open on this side");
+}
+
+/// Idle connections cannot keep a request waiting: with far more idle connections than
+/// `--max-connections` (some never sent a byte, some are kept alive after a request), a new
+/// request is answered while every one of them is still open on the client's side, because
+/// the server closes the least recently used idle connections to make room.
+#[test]
+fn idle_connections_cannot_keep_a_request_waiting() {
+    let (_server, http, _root, _dir) = serve(&["--max-connections", "500", "--header-timeout", "60s"]);
+    let addr = http_addr(&http);
+    let mut idle: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(request_head("GET", "/v2/", &addr.to_string(), &[], None).as_bytes()).unwrap();
+            let mut status = [0u8; 12];
+            c.read_exact(&mut status).unwrap();
+            c
+        })
+        .collect();
+    idle.extend((0..2000).map(|_| TcpStream::connect(addr).expect("the listen queue takes the connection")));
+    let patient = http.timeout(Duration::from_secs(10));
+    let answer = patient.try_send("GET", "/v2/", &[], &[]).expect("a request behind 2,100 idle connections is answered");
+    assert_eq!(answer.status, 200);
+    assert_eq!(idle.len(), 2100, "the idle connections stay open on this side until the end");
 }
 
 /// Upload sessions are capped per repository and per server (429 `TOOMANYREQUESTS`), expire

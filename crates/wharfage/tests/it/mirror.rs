@@ -377,7 +377,7 @@ fn retention_collects_what_was_not_pulled_and_keeps_what_was_and_every_pin() {
     wharf.pull(&skopeo, &format!("{mirrored}/library/b:v1"), "again-b");
     std::thread::sleep(Duration::from_millis(3000));
     up.stop();
-    let gc = wharf.http.send("POST", "/api/v1/gc", &[], Vec::new());
+    let gc = wharf.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], Vec::new());
     assert_eq!(gc.status, 200, "{}", gc.text());
 
     let key = up.host().replace(':', "-");
@@ -409,7 +409,7 @@ fn a_size_cap_evicts_the_least_recently_pulled_first() {
     wharf.pull(&skopeo, &format!("{}/docker.io/library/new:v1", wharf.host()), "new");
     std::thread::sleep(Duration::from_millis(300));
     up.stop();
-    assert_eq!(wharf.http.send("POST", "/api/v1/gc", &[], Vec::new()).status, 200);
+    assert_eq!(wharf.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], Vec::new()).status, 200);
     let r = manifest(&wharf, &format!("/v2/docker.io/library/new/manifests/{new}"));
     assert_eq!((r.status, digest_of(&r)), (200, new), "the most recently pulled image fits and stays");
     let r = manifest(&wharf, &format!("/v2/docker.io/library/old/manifests/{old}"));

@@ -104,7 +104,7 @@ async fn sparse_image_manifest_is_accepted_under_any(backend: Backend) {
     assert!(report.problems.is_empty(), "an absent blob of a sparse manifest is not a problem: {:?}", report.problems);
     assert_eq!(report.absent_blobs, 1);
     // Collected with no grace: the tagged manifest keeps its config and present layer.
-    let gc = r.req(Method::POST, "/api/v1/gc").send().await.unwrap();
+    let gc = r.req(Method::POST, "/api/v1/gc").header("content-type", "application/json").send().await.unwrap();
     assert_eq!(gc.status(), 200);
     expect_manifest(&r, "sp", "v1", OCI_MANIFEST, &img.manifest, &d).await;
     assert_eq!(body(r.get(&format!("/v2/sp/blobs/{}", sha256(&img.config))).await).await, img.config);

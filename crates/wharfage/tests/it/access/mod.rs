@@ -6,6 +6,7 @@
 
 mod credentials;
 mod engines;
+mod hostile;
 mod replicas;
 mod rotation;
 mod rules;
@@ -187,7 +188,29 @@ impl Https {
         Https { rt, client: b.build().unwrap(), base: base.to_string() }
     }
 
+    /// A client that answers redirects rather than following them (the console's logins).
+    pub(crate) fn no_redirects(ca_pem: &str, base: &str) -> Https {
+        let mut h = Https::new(ca_pem, base);
+        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        for c in reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap() {
+            b = b.add_root_certificate(c);
+        }
+        h.client = b.build().unwrap();
+        h
+    }
+
+    /// A request with `body` of its content type; a change without a body (`DELETE`, or a
+    /// `POST` of nothing) says `application/json`, as the management API requires of them.
     pub(crate) fn send(&self, method: &str, path: &str, cred: Cred<'_>, body: Option<(&str, Vec<u8>)>) -> Answer {
+        match body {
+            Some((content_type, bytes)) => self.send_raw(method, path, cred, &[("content-type", content_type)], bytes),
+            None if matches!(method, "GET" | "HEAD") => self.send_raw(method, path, cred, &[], Vec::new()),
+            None => self.send_raw(method, path, cred, &[("content-type", "application/json")], Vec::new()),
+        }
+    }
+
+    /// A request with exactly these `headers` besides the credentials.
+    pub(crate) fn send_raw(&self, method: &str, path: &str, cred: Cred<'_>, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         req = match cred {
@@ -195,8 +218,11 @@ impl Https {
             Cred::Basic(u, p) => req.basic_auth(u, Some(p)),
             Cred::Bearer(t) => req.bearer_auth(t),
         };
-        if let Some((content_type, bytes)) = body {
-            req = req.header("content-type", content_type).body(bytes);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if !body.is_empty() {
+            req = req.body(body);
         }
         self.rt.block_on(async {
             let resp = req.send().await.unwrap_or_else(|e| panic!("request to {path}: {e}"));

@@ -222,7 +222,9 @@ fn pushes_and_stagings_survive_collections_looping_with_zero_grace() {
                 let v: StagingView = r.json();
                 assert_eq!(v.record.digest.to_string(), upstream[img].digest, "staged digest");
                 if app.starts_with("churn") {
-                    w.http.send("DELETE", &format!("/api/v1/apps/{app}"), &[], Vec::new()).expect(200, "unpinning a churn app");
+                    w.http
+                        .send("DELETE", &format!("/api/v1/apps/{app}"), &[("content-type", "application/json")], Vec::new())
+                        .expect(200, "unpinning a churn app");
                 } else {
                     staged.lock().unwrap().push(Staged { app, staging_id: v.record.staging_id.to_string(), img });
                 }

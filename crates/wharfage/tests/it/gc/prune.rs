@@ -48,7 +48,7 @@ fn unpinning_one_of_two_apps_frees_exactly_the_blobs_only_it_used() {
     assert!(out.status.success(), "wharfage apps rm: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unpinned 1 staging(s) of app-a"), "{}", String::from_utf8_lossy(&out.stdout));
     w.app("app-a").expect(404, "the unpinned app");
-    w.http.send("DELETE", "/api/v1/apps/app-a", &[], Vec::new()).expect(404, "unpinning an app twice");
+    w.http.send("DELETE", "/api/v1/apps/app-a", &[("content-type", "application/json")], Vec::new()).expect(404, "unpinning an app twice");
 
     // Dry run: the CLI's figures, then the API's; nothing moves.
     let out = w.cli(&["gc", "--dry-run"]);
@@ -169,7 +169,9 @@ fn live_sync_unpins_the_apps_not_listed_and_refuses_to_unpin_most_of_them() {
     assert!(!out.status.success(), "apps sync dropping 4 of 5 apps succeeded: {}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOO_MANY_UNPINS"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(w.apps(), apps);
-    w.http.send("PUT", "/api/v1/apps/live", &[], b"{\"apps\": \"app-0\"}".to_vec()).expect(400, "a malformed live list");
+    w.http
+        .send("PUT", "/api/v1/apps/live", &[("content-type", "application/json")], b"{\"apps\": \"app-0\"}".to_vec())
+        .expect(400, "a malformed live list");
     sync(&["app-0", "Not An App"], false).expect(400, "a live list with an invalid app id");
 
     // 2 of 5 may go without force (CLI).
@@ -227,7 +229,7 @@ fn two_collections_at_once_break_nothing() {
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
-                    let r = w.http.send("POST", "/api/v1/gc", &[], Vec::new());
+                    let r = w.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], Vec::new());
                     r.expect(200, "one of two collections at once").json()
                 })
             })

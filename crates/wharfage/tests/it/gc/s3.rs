@@ -46,7 +46,7 @@ fn s3_unpinned_app_is_swept_and_the_other_stays_pullable() {
     w.stage_ok(&format!("{}/src/a:v1", up.host()), "app-a");
     w.stage_ok(&format!("{}/src/b:v1", up.host()), "app-b");
 
-    w.http.send("DELETE", "/api/v1/apps/app-a", &[], Vec::new()).expect(200, "unpinning app-a");
+    w.http.send("DELETE", "/api/v1/apps/app-a", &[("content-type", "application/json")], Vec::new()).expect(200, "unpinning app-a");
     // S3 object times have whole seconds: let the stagings' protections age past doubt.
     std::thread::sleep(Duration::from_secs(2));
     let dry = w.gc(true);

@@ -257,7 +257,7 @@ fn multi_arch_index_stages_one_platform_or_all() {
     // With only the arm64 staging left, a collection keeps exactly the index and the arm64
     // image, and fsck counts the absent child as absent by design, not as missing data.
     for app in ["multi-all", "multi-amd"] {
-        wharf.http.send("DELETE", &format!("/api/v1/apps/{app}"), &[], Vec::new()).expect(200, "unpin");
+        wharf.http.send("DELETE", &format!("/api/v1/apps/{app}"), &[("content-type", "application/json")], Vec::new()).expect(200, "unpin");
     }
     std::thread::sleep(std::time::Duration::from_millis(1100));
     wharf.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc");

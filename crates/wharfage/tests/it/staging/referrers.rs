@@ -218,7 +218,7 @@ fn signature_tags_live_and_die_with_the_pin() {
     assert!(listed(&wharf, "app", &first.digest).contains_key(&first_sig));
 
     // Unpinned: the tag goes at once, the signatures' bytes at the next collection.
-    wharf.http.send("DELETE", "/api/v1/apps/app", &[], Vec::new()).expect(200, "unpin");
+    wharf.http.send("DELETE", "/api/v1/apps/app", &[("content-type", "application/json")], Vec::new()).expect(200, "unpin");
     wharf.http.get(&format!("/v2/apps/app/manifests/{}", schema_tag(&second, ".sig"))).expect(404, "an unpinned app's tag");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     wharf.http.send("POST", "/api/v1/gc", &[("content-type", "application/json")], b"{}".to_vec()).expect(200, "gc");

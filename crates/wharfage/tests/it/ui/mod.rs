@@ -8,6 +8,7 @@
 
 mod browser;
 mod console;
+mod hostile;
 mod open;
 mod rights;
 
