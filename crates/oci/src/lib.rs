@@ -14,7 +14,7 @@ pub mod media;
 pub mod name;
 
 pub use config::{Port, RunMetadata};
-pub use digest::{Algorithm, Digest, DigestHasher};
+pub use digest::{Algorithm, CompactDigest, Digest, DigestHasher};
 pub use error::{ErrorCode, ParseError};
 pub use image_ref::{is_registry_host, AppId, ImageRef};
 pub use manifest::{Descriptor, Manifest, MAX_MANIFEST_BYTES};

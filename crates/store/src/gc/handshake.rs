@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
-use oci::Digest;
+use oci::{CompactDigest, Digest};
 
 use super::{concurrently, GcOptions, GcReport, DELETING_STALE, SWEEP_CONCURRENCY};
 use crate::age;
@@ -114,17 +114,17 @@ impl Store {
     /// writers ignore stale flags, so a long run must not act on one.
     pub(super) async fn claim_all(
         &self,
-        digests: Vec<Digest>,
-        claimed: &mut BTreeMap<Digest, Claim>,
+        digests: Vec<CompactDigest>,
+        claimed: &mut BTreeMap<CompactDigest, Claim>,
         run: &Run,
         report: &mut GcReport,
     ) -> Result<()> {
-        let todo: BTreeSet<Digest> =
+        let todo: BTreeSet<CompactDigest> =
             digests.into_iter().filter(|d| claimed.get(d).is_none_or(|c| c.ok && c.at.elapsed() >= DELETING_STALE / 2)).collect();
-        let results: Vec<(Digest, Claim)> = futures::stream::iter(todo)
-            .map(|d: Digest| async move {
+        let results: Vec<(CompactDigest, Claim)> = futures::stream::iter(todo)
+            .map(|d: CompactDigest| async move {
                 let at = Instant::now();
-                let c = self.claim(&d, run).await?;
+                let c = self.claim(&d.digest(), run).await?;
                 Ok::<_, StoreError>((d, Claim { ok: c.removable, at, protection: c.old_protection }))
             })
             .buffer_unordered(SWEEP_CONCURRENCY)
@@ -154,13 +154,14 @@ impl Store {
         &self,
         opts: &GcOptions,
         run: &Run,
-        claimed: &BTreeMap<Digest, Claim>,
-        listed_blobs: &HashSet<Digest>,
-        removed_blobs: &[Digest],
+        claimed: &BTreeMap<CompactDigest, Claim>,
+        listed_blobs: &HashSet<CompactDigest>,
+        removed_blobs: &[CompactDigest],
     ) -> Result<()> {
         // Drop the protections of the bytes we removed, under our flags (a writer protecting
         // one of them since our claim saw the flag and gave up), then release our flags.
-        let unprotect: Vec<Digest> = removed_blobs.iter().filter(|d| claimed.get(*d).is_some_and(|c| c.protection)).cloned().collect();
+        let unprotect: Vec<Digest> =
+            removed_blobs.iter().filter(|d| claimed.get(*d).is_some_and(|c| c.protection)).map(CompactDigest::digest).collect();
         concurrently(unprotect, |d: Digest| async move { self.remove(&keys::protect(&d)).await }).await?;
         // Protections of digests with no bytes at all (an upload that failed, bytes
         // another run removed): removed under a claim, and only once older than any
@@ -168,7 +169,8 @@ impl Store {
         let forgotten = DELETING_STALE + opts.protect_window + run.slack;
         for meta in self.list_all(&keys::protections()).await? {
             let Some(d) = keys::parse_protect_key(&meta.location) else { continue };
-            if listed_blobs.contains(&d) || claimed.contains_key(&d) || age(&meta) < forgotten {
+            let compact = CompactDigest::of(&d);
+            if listed_blobs.contains(&compact) || claimed.contains_key(&compact) || age(&meta) < forgotten {
                 continue;
             }
             let old = Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
@@ -177,7 +179,7 @@ impl Store {
                 self.release(&d, &old).await?;
             }
         }
-        let ours: Vec<Digest> = claimed.iter().filter(|(_, c)| c.ok).map(|(d, _)| d.clone()).collect();
+        let ours: Vec<Digest> = claimed.iter().filter(|(_, c)| c.ok).map(|(d, _)| d.digest()).collect();
         concurrently(ours, |d: Digest| async move { self.release(&d, run).await }).await?;
         // Flags of crashed collectors, ignored by writers since they went stale.
         let mut crashed = BTreeSet::new();

@@ -53,7 +53,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use oci::{Digest, RepoName};
+use oci::CompactDigest;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
@@ -61,7 +61,7 @@ use crate::{Result, Store};
 use handshake::{Claim, Run};
 pub use history::GcRun;
 pub(crate) use sweep::retained;
-use sweep::{Inventory, Marks};
+use sweep::{Inventory, Marks, Node};
 
 /// A deletion flag older than this is stale (a collector crashed) and ignored.
 pub(super) const DELETING_STALE: Duration = Duration::from_secs(600);
@@ -163,7 +163,7 @@ pub struct GcReport {
 struct Pass<'a> {
     opts: &'a GcOptions,
     run: &'a Run,
-    claimed: &'a mut BTreeMap<Digest, Claim>,
+    claimed: &'a mut BTreeMap<CompactDigest, Claim>,
     report: &'a mut GcReport,
 }
 
@@ -179,13 +179,13 @@ impl Store {
             slack: self.inner.backend.clock_slack(),
         };
         let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
-        let mut claimed: BTreeMap<Digest, Claim> = BTreeMap::new();
+        let mut claimed: BTreeMap<CompactDigest, Claim> = BTreeMap::new();
         if let Err(e) = self.collect(opts, &run, &mut claimed, &mut report).await {
             // A run that fails midway (a storage error) releases its flags now rather than
             // leave writers refused for those digests until the flags go stale.
             for (d, c) in &claimed {
                 if c.ok && !opts.dry_run {
-                    let _ = self.release(d, &run).await;
+                    let _ = self.release(&d.digest(), &run).await;
                 }
             }
             self.remove_run_folder(&run.id).await;
@@ -215,16 +215,24 @@ impl Store {
     }
 
     /// The collection itself, phase by phase; `claimed` and `report` fill as it goes.
-    async fn collect(&self, opts: &GcOptions, run: &Run, claimed: &mut BTreeMap<Digest, Claim>, report: &mut GcReport) -> Result<()> {
-        // Inventory. Listing happens before marking; anything created after its listing is
-        // either young (kept) or protected by its writer.
+    async fn collect(
+        &self,
+        opts: &GcOptions,
+        run: &Run,
+        claimed: &mut BTreeMap<CompactDigest, Claim>,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        // Inventory, streamed from the listing. Listing happens before marking; anything
+        // created after its listing is either young (kept) or protected by its writer.
         let mut inv = Inventory::default();
-        for meta in self.list_all(&keys::repositories()).await? {
-            inv.add(meta);
+        let mut listing = self.os().list(Some(&keys::repositories()));
+        while let Some(meta) = listing.try_next().await? {
+            inv.add(&meta, opts.grace);
         }
+        drop(listing);
         let (roots, expired_stagings) = self.roots(opts, &inv).await?;
         // Mark.
-        let stored: HashSet<(RepoName, Digest)> = inv.manifests.iter().map(|(r, d, _)| (r.clone(), d.clone())).collect();
+        let stored: HashSet<Node> = inv.manifests.iter().map(|e| (e.repo, e.digest.clone())).collect();
         let mut live = Marks::default();
         self.mark(roots, &stored, &inv, &mut live).await?;
 

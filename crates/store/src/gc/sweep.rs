@@ -1,11 +1,11 @@
 //! Marking from the roots and the sweep's phases, in the order they run.
 
 use std::collections::{HashMap, HashSet};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use object_store::path::Path;
+use futures::TryStreamExt;
 use object_store::ObjectMeta;
-use oci::{AppId, Digest, RepoName, Tag};
+use oci::{AppId, CompactDigest, Digest, RepoName, Tag};
 
 use super::Pass;
 use super::{concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
@@ -13,46 +13,107 @@ use crate::age;
 use crate::keys::{self, RepoKey};
 use crate::{Result, Store, StoreError};
 
-/// Everything under `repositories/`, classified.
+/// Repository names, each held once: the inventory's entries name theirs by index, so a
+/// store of many links does not hold a copy of its repository's name per link.
+#[derive(Default)]
+pub(super) struct Repos {
+    ids: HashMap<RepoName, usize>,
+    names: Vec<RepoName>,
+}
+
+impl Repos {
+    fn intern(&mut self, repo: RepoName) -> usize {
+        if let Some(id) = self.ids.get(&repo) {
+            return *id;
+        }
+        self.names.push(repo.clone());
+        self.ids.insert(repo, self.names.len() - 1);
+        self.names.len() - 1
+    }
+
+    pub(super) fn id(&self, repo: &RepoName) -> Option<usize> {
+        self.ids.get(repo).copied()
+    }
+
+    /// The name of an id this table gave.
+    pub(super) fn name(&self, id: usize) -> &RepoName {
+        &self.names[id]
+    }
+}
+
+/// A manifest link or a layer link: 64 bytes, where the listing's `ObjectMeta` (its key, time,
+/// tag) and parsed names took several hundred.
+pub(super) struct Entry {
+    pub(super) repo: usize,
+    pub(super) digest: CompactDigest,
+    pub(super) size: u64,
+    /// Younger than the grace period when listed: a root, never removed.
+    pub(super) young: bool,
+}
+
+/// Everything under `repositories/`, classified, in compact form (it is held for the whole
+/// collection; see "Memory" in the module docs).
 #[derive(Default)]
 pub(super) struct Inventory {
-    pub(super) manifests: Vec<(RepoName, Digest, ObjectMeta)>,
-    pub(super) layers: Vec<(RepoName, Digest, ObjectMeta)>,
-    pub(super) tags: Vec<(RepoName, Tag, ObjectMeta)>,
+    pub(super) repos: Repos,
+    pub(super) manifests: Vec<Entry>,
+    pub(super) layers: Vec<Entry>,
+    pub(super) tags: Vec<(RepoName, Tag)>,
     /// The tag schema's tags in app repositories (copies of the upstream's signature tags,
     /// see `Store::pin_schema_tags`), by (repo, the `<alg>-<hex>` they name). Not roots: what
     /// they name is marked only while that subject is, so they never keep an unpinned app's
     /// signatures alive, and go with the manifests they name (`delete_manifest`).
-    pub(super) schema_tags: HashMap<(RepoName, String), Vec<Tag>>,
+    pub(super) schema_tags: HashMap<(usize, String), Vec<Tag>>,
     /// (repo, subject) -> referrer digests
-    pub(super) referrers: HashMap<(RepoName, Digest), Vec<(Digest, ObjectMeta)>>,
+    pub(super) referrers: HashMap<(usize, CompactDigest), Vec<CompactDigest>>,
 }
+
+/// A manifest in a repository, as marking and the sweep name it.
+pub(super) type Node = (usize, CompactDigest);
 
 /// What marking reached.
 #[derive(Default)]
 pub(super) struct Marks {
     /// (repository, manifest digest)
-    pub(super) manifests: HashSet<(RepoName, Digest)>,
+    pub(super) manifests: HashSet<Node>,
     /// (repository, blob digest): layer links a live manifest uses.
-    pub(super) links: HashSet<(RepoName, Digest)>,
+    pub(super) links: HashSet<Node>,
     /// Digests whose bytes a live manifest needs (manifests included).
-    pub(super) blobs: HashSet<Digest>,
+    pub(super) blobs: HashSet<CompactDigest>,
 }
 
 impl Inventory {
-    pub(super) fn add(&mut self, meta: ObjectMeta) {
+    pub(super) fn add(&mut self, meta: &ObjectMeta, grace: Duration) {
+        let young = age(meta) < grace;
         match keys::parse_repo_key(&meta.location) {
-            Some(RepoKey::Manifest(repo, d)) => self.manifests.push((repo, d, meta)),
-            Some(RepoKey::Layer(repo, d)) => self.layers.push((repo, d, meta)),
+            Some(RepoKey::Manifest(repo, d)) => {
+                let repo = self.repos.intern(repo);
+                self.manifests.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young })
+            }
+            Some(RepoKey::Layer(repo, d)) => {
+                let repo = self.repos.intern(repo);
+                self.layers.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young })
+            }
             Some(RepoKey::Tag(repo, t)) => match t.schema_subject() {
                 Some(subject) if AppId::of_repository(&repo).is_some() => {
-                    self.schema_tags.entry((repo, subject.to_string())).or_default().push(t)
+                    let subject = subject.to_string();
+                    let repo = self.repos.intern(repo);
+                    self.schema_tags.entry((repo, subject)).or_default().push(t)
                 }
-                _ => self.tags.push((repo, t, meta)),
+                _ => self.tags.push((repo, t)),
             },
-            Some(RepoKey::Referrer(repo, subject, r)) => self.referrers.entry((repo, subject)).or_default().push((r, meta)),
+            Some(RepoKey::Referrer(repo, subject, r)) => {
+                let repo = self.repos.intern(repo);
+                self.referrers.entry((repo, CompactDigest::of(&subject))).or_default().push(CompactDigest::of(&r))
+            }
             None => {}
         }
+    }
+
+    /// A root as marking takes it; `None` when the repository holds no manifest at all
+    /// (marking would skip it anyway: only stored manifests are followed).
+    pub(super) fn node(&self, repo: &RepoName, d: &Digest) -> Option<Node> {
+        Some((self.repos.id(repo)?, CompactDigest::of(d)))
     }
 }
 
@@ -60,15 +121,10 @@ impl Store {
     /// Roots: tags (but an app's schema tags and a mirror's), mirrored manifests pulled within
     /// their mirror's retention, retained stagings, young manifests; and the staging records
     /// beyond retention.
-    pub(super) async fn roots(
-        &self,
-        opts: &GcOptions,
-        inv: &Inventory,
-    ) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, crate::StagingId)>)> {
-        let young = |m: &ObjectMeta| age(m) < opts.grace;
+    pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<Node>, Vec<(AppId, crate::StagingId)>)> {
         let mut roots: Vec<(RepoName, Digest)> = Vec::new();
         let mirror_of = |repo: &RepoName| opts.mirrored.iter().position(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
-        for (repo, tag, _) in &inv.tags {
+        for (repo, tag) in &inv.tags {
             // A mirror's tags are the upstream's names, not a reason to keep anything.
             if mirror_of(repo).is_some() {
                 continue;
@@ -120,13 +176,10 @@ impl Store {
                 }
             }
         }
-        for (repo, d, meta) in &inv.manifests {
-            if young(meta) {
-                roots.push((repo.clone(), d.clone()));
-            }
-        }
+        let mut nodes: Vec<Node> = roots.iter().filter_map(|(repo, d)| inv.node(repo, d)).collect();
+        nodes.extend(inv.manifests.iter().filter(|e| e.young).map(|e| (e.repo, e.digest.clone())));
 
-        Ok((roots, expired_stagings))
+        Ok((nodes, expired_stagings))
     }
 
     /// Unreached manifests and their referrer entries; returns the digests still referenced
@@ -135,34 +188,32 @@ impl Store {
         &self,
         pass: &mut Pass<'_>,
         inv: &Inventory,
-        stored: &HashSet<(RepoName, Digest)>,
+        stored: &HashSet<Node>,
         live: &mut Marks,
-    ) -> Result<HashSet<Digest>> {
+    ) -> Result<HashSet<CompactDigest>> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
-        let young = |m: &ObjectMeta| age(m) < opts.grace;
         // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
         // manifest a writer protected is kept and marked like a root, and what it reaches
         // (children, config, layers, possibly other candidates) is kept with it.
-        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
-            inv.manifests.iter().filter(|(repo, d, meta)| !live.manifests.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
-        self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
-        let protected_roots: Vec<(RepoName, Digest)> =
-            candidates.iter().filter(|(_, d, _)| !claimed[d].ok).map(|(r, d, _)| (r.clone(), d.clone())).collect();
+        let unreached = |e: &&Entry| !e.young && !live.manifests.contains(&(e.repo, e.digest.clone()));
+        let candidates: Vec<&Entry> = inv.manifests.iter().filter(unreached).collect();
+        self.claim_all(candidates.iter().map(|e| e.digest.clone()).collect(), claimed, run, report).await?;
+        let protected_roots: Vec<Node> = candidates.iter().filter(|e| !claimed[&e.digest].ok).map(|e| (e.repo, e.digest.clone())).collect();
         self.mark(protected_roots, stored, inv, live).await?;
-        let mut remaining_refs: HashSet<Digest> = HashSet::new();
-        for (repo, d, meta) in &inv.manifests {
-            if live.manifests.contains(&(repo.clone(), d.clone())) || young(meta) {
-                remaining_refs.insert(d.clone());
-            }
-        }
+        let remaining_refs: HashSet<CompactDigest> = inv
+            .manifests
+            .iter()
+            .filter(|e| e.young || live.manifests.contains(&(e.repo, e.digest.clone())))
+            .map(|e| e.digest.clone())
+            .collect();
         // Owned items from here on: closures over borrowed ones make the collection's future
         // too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
         let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
-        for (repo, d, meta) in candidates {
-            if claimed[d].ok && !live.manifests.contains(&(repo.clone(), d.clone())) {
-                report.manifests.add(meta.size);
-                doomed.push((repo.clone(), d.clone()));
+        for e in candidates {
+            if claimed[&e.digest].ok && !live.manifests.contains(&(e.repo, e.digest.clone())) {
+                report.manifests.add(e.size);
+                doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
             }
         }
         if !opts.dry_run {
@@ -179,26 +230,26 @@ impl Store {
         pass: &mut Pass<'_>,
         inv: &Inventory,
         live: &Marks,
-        remaining_refs: &mut HashSet<Digest>,
+        remaining_refs: &mut HashSet<CompactDigest>,
     ) -> Result<()> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
-        let young = |m: &ObjectMeta| age(m) < opts.grace;
         // Sweep layer links no live manifest uses.
-        let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
-            inv.layers.iter().filter(|(repo, d, meta)| !live.links.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
-        for (repo, d, meta) in &inv.layers {
-            if live.links.contains(&(repo.clone(), d.clone())) || young(meta) {
-                remaining_refs.insert(d.clone());
+        let mut candidates: Vec<&Entry> = Vec::new();
+        for e in &inv.layers {
+            if e.young || live.links.contains(&(e.repo, e.digest.clone())) {
+                remaining_refs.insert(e.digest.clone());
+            } else {
+                candidates.push(e);
             }
         }
-        self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
+        self.claim_all(candidates.iter().map(|e| e.digest.clone()).collect(), claimed, run, report).await?;
         let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
-        for (repo, d, _) in candidates {
-            if claimed[d].ok {
-                doomed.push((repo.clone(), d.clone()));
+        for e in candidates {
+            if claimed[&e.digest].ok {
+                doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
             } else {
-                remaining_refs.insert(d.clone());
+                remaining_refs.insert(e.digest.clone());
             }
         }
         report.layer_links.count += doomed.len() as u64;
@@ -215,41 +266,44 @@ impl Store {
     }
 
     /// Blobs nothing links or uses any more; returns every blob listed and those removed.
+    /// The listing is streamed: only the digests are kept, compact.
     pub(super) async fn sweep_blobs(
         &self,
         pass: &mut Pass<'_>,
         live: &Marks,
-        remaining_refs: &HashSet<Digest>,
-    ) -> Result<(HashSet<Digest>, Vec<Digest>)> {
+        remaining_refs: &HashSet<CompactDigest>,
+    ) -> Result<(HashSet<CompactDigest>, Vec<CompactDigest>)> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
-        let young = |m: &ObjectMeta| age(m) < opts.grace;
         // Sweep blobs nothing links or uses any more.
-        let mut listed_blobs: HashSet<Digest> = HashSet::new();
-        let mut candidates: Vec<(Digest, ObjectMeta)> = Vec::new();
-        for meta in self.list_all(&keys::blobs()).await? {
+        let mut listed_blobs: HashSet<CompactDigest> = HashSet::new();
+        let mut candidates: Vec<(CompactDigest, u64)> = Vec::new();
+        let mut listing = self.os().list(Some(&keys::blobs()));
+        while let Some(meta) = listing.try_next().await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
-            listed_blobs.insert(d.clone());
-            if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta)) {
-                candidates.push((d, meta));
+            let d = CompactDigest::of(&d);
+            if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || age(&meta) < opts.grace) {
+                candidates.push((d.clone(), meta.size));
             }
+            listed_blobs.insert(d);
         }
+        drop(listing);
         self.claim_all(candidates.iter().map(|(d, _)| d.clone()).collect(), claimed, run, report).await?;
-        let doomed: Vec<(Digest, ObjectMeta)> = candidates.into_iter().filter(|(d, _)| claimed[d].ok).collect();
-        for (_, meta) in &doomed {
-            report.blobs.add(meta.size);
+        candidates.retain(|(d, _)| claimed[d].ok);
+        for (_, size) in &candidates {
+            report.blobs.add(*size);
         }
-        let mut removed_blobs: Vec<Digest> = Vec::new();
+        let mut removed_blobs: Vec<CompactDigest> = Vec::new();
         if !opts.dry_run {
-            removed_blobs = doomed.iter().map(|(d, _)| d.clone()).collect();
-            let doomed: Vec<(Digest, Path)> = doomed.into_iter().map(|(d, meta)| (d, meta.location)).collect();
-            concurrently(doomed, |(d, key): (Digest, Path)| async move {
+            removed_blobs = candidates.iter().map(|(d, _)| d.clone()).collect();
+            concurrently(candidates, |(d, _): (CompactDigest, u64)| async move {
+                let d = d.digest();
                 self.cache().blob_sizes.remove(&d);
                 self.cache().manifests.remove(&d);
                 if let Some(c) = self.inner.backend.blob_cache() {
                     c.remove(&d);
                 }
-                self.remove(&key).await
+                self.remove(&keys::blob(&d)).await
             })
             .await?;
         }
@@ -285,24 +339,21 @@ impl Store {
     }
     /// Marks from `roots` (repository, manifest digest) through indexes, manifests,
     /// referrers and an app's schema tags naming a live manifest, adding to `live`. Only manifests the inventory holds are followed.
-    pub(super) async fn mark(
-        &self,
-        mut roots: Vec<(RepoName, Digest)>,
-        stored: &HashSet<(RepoName, Digest)>,
-        inv: &Inventory,
-        live: &mut Marks,
-    ) -> Result<()> {
-        while let Some((repo, d)) = roots.pop() {
-            if !stored.contains(&(repo.clone(), d.clone())) || !live.manifests.insert((repo.clone(), d.clone())) {
+    pub(super) async fn mark(&self, mut roots: Vec<Node>, stored: &HashSet<Node>, inv: &Inventory, live: &mut Marks) -> Result<()> {
+        while let Some(node) = roots.pop() {
+            if !stored.contains(&node) || live.manifests.contains(&node) {
                 continue;
             }
+            live.manifests.insert(node.clone());
+            let (repo, d) = node;
             live.blobs.insert(d.clone());
-            let bytes = match self.cache().manifests.get(&d) {
+            let digest = d.digest();
+            let bytes = match self.cache().manifests.get(&digest) {
                 Some(b) => b,
-                None => match self.read_blob_bytes(&d).await {
+                None => match self.read_blob_bytes(&digest).await {
                     Ok(b) => b,
                     Err(StoreError::BlobUnknown(_)) => {
-                        tracing::warn!(%repo, digest = %d, "live manifest has no bytes; run fsck");
+                        tracing::warn!(repo = %inv.repos.name(repo), %digest, "live manifest has no bytes; run fsck");
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -310,22 +361,21 @@ impl Store {
             };
             if let Ok(m) = oci::Manifest::parse(&bytes, None) {
                 for b in m.config.iter().chain(m.layers.iter()) {
-                    live.blobs.insert(b.digest.clone());
-                    live.links.insert((repo.clone(), b.digest.clone()));
+                    let b = CompactDigest::of(&b.digest);
+                    live.blobs.insert(b.clone());
+                    live.links.insert((repo, b));
                 }
                 for child in &m.manifests {
-                    roots.push((repo.clone(), child.digest.clone()));
+                    roots.push((repo, CompactDigest::of(&child.digest)));
                 }
             }
-            if let Some(refs) = inv.referrers.get(&(repo.clone(), d.clone())) {
-                for (r, _) in refs {
-                    roots.push((repo.clone(), r.clone()));
-                }
+            if let Some(refs) = inv.referrers.get(&(repo, d)) {
+                roots.extend(refs.iter().map(|r| (repo, r.clone())));
             }
-            if let Some(tags) = inv.schema_tags.get(&(repo.clone(), Tag::schema_base(&d))) {
+            if let Some(tags) = inv.schema_tags.get(&(repo, Tag::schema_base(&digest))) {
                 for t in tags {
-                    if let Some(target) = self.resolve_tag(&repo, t).await? {
-                        roots.push((repo.clone(), target));
+                    if let Some(target) = self.resolve_tag(inv.repos.name(repo), t).await? {
+                        roots.push((repo, CompactDigest::of(&target)));
                     }
                 }
             }
