@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -118,20 +119,39 @@ impl Store {
     /// Makes a stored blob readable through `repo`.
     pub async fn link_blob(&self, repo: &RepoName, d: &Digest) -> Result<()> {
         self.protect(std::slice::from_ref(d)).await?;
+        let (epoch, at) = (self.inner.generation.now(), Instant::now());
         self.write_small(&keys::layer_link(repo, d), Bytes::new()).await?;
-        self.cache().layer_links.insert((repo.clone(), d.clone()), ());
+        self.cache().layer_links.insert((repo.clone(), d.clone()), (), epoch, at);
         Ok(())
     }
 
-    /// Whether `repo` links the blob (and so may serve it).
+    /// Whether `repo` links the blob (and so may serve it), as the store says now: for
+    /// decisions (accepting a manifest, a mount, a delete). On a shared store this reads the
+    /// link from the bucket.
     pub async fn blob_linked(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
+        self.linked(repo, d, false).await
+    }
+
+    /// Whether `repo` links the blob, for serving it: on a shared store the answer may be a
+    /// cached "linked" that another replica removed up to the generation check interval ago
+    /// (see `generation.rs`). "Not linked" is always read from the store.
+    pub async fn blob_linked_cached(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
+        self.linked(repo, d, true).await
+    }
+
+    async fn linked(&self, repo: &RepoName, d: &Digest, cached: bool) -> Result<bool> {
         let key = (repo.clone(), d.clone());
-        if self.cache().layer_links.get(&key).is_some() {
-            return Ok(true);
+        if let Some(epoch) = self.usable_epoch(cached).await? {
+            if self.cache().layer_links.get(&key, epoch).is_some() {
+                return Ok(true);
+            }
         }
+        let (epoch, at) = (self.inner.generation.now(), Instant::now());
         let linked = self.exists(&keys::layer_link(repo, d)).await?;
         if linked {
-            self.cache().layer_links.insert(key, ());
+            self.cache().layer_links.insert(key, (), epoch, at);
+        } else {
+            self.cache().layer_links.remove(&key);
         }
         Ok(linked)
     }
@@ -142,6 +162,7 @@ impl Store {
         let existed = self.blob_linked(repo, d).await?;
         self.cache().layer_links.remove(&(repo.clone(), d.clone()));
         self.remove(&keys::layer_link(repo, d)).await?;
+        self.publish_removal().await?;
         Ok(existed)
     }
 }

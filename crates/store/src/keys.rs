@@ -20,6 +20,12 @@ pub fn blobs() -> Path {
     Path::from("blobs")
 }
 
+/// A random value rewritten by every removal of a tag or link on a shared store, which
+/// replicas read to know when their cached pointers may be stale (`generation.rs`).
+pub fn cache_generation() -> Path {
+    Path::from("cache/generation")
+}
+
 /// Folder of every repository.
 pub fn repositories() -> Path {
     Path::from("repositories")

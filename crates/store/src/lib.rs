@@ -5,8 +5,12 @@
 //! hold what differs between them (`backend.rs`); settings are given to [`StoreBuilder`].
 //!
 //! Immutable facts (a manifest's bytes, a blob's size) are cached in memory. Mutable pointers
-//! (tags, links) are cached only when the store is `exclusive`, i.e. one process owns it and
-//! every change goes through this cache, as with a local root directory.
+//! (tags, links) are cached for good when the store is `exclusive`, i.e. one process owns it
+//! and every change goes through this cache, as with a local root directory. On a shared
+//! store (S3) they are cached within bounds: a removal on any replica voids every replica's
+//! entries within a second (`generation.rs`), and a tag is revalidated after its TTL. Reads
+//! that serve pulls may use those entries (`*_cached` methods); reads that decide what to
+//! accept or remove always ask the store.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -19,6 +23,7 @@ mod cache;
 mod error;
 mod fsck;
 mod gc;
+mod generation;
 mod health;
 pub mod keys;
 mod listing;
@@ -65,6 +70,8 @@ struct Inner {
     /// The object store and the fast paths that depend on which one it is.
     backend: backend::Backend,
     cache: cache::Cache,
+    /// The epoch of cached pointers, and on a shared store how it follows other replicas.
+    generation: generation::Generation,
     upload_limits: UploadLimits,
     /// The upload sessions this process opened, counted against `upload_limits`.
     sessions: uploads::OpenSessions,
@@ -87,7 +94,12 @@ pub struct StoreBuilder {
     backend: BackendConfig,
     blob_cache: Option<BlobCacheConfig>,
     upload_limits: UploadLimits,
+    tag_cache_ttl: std::time::Duration,
 }
+
+/// How long a replica on a shared store serves a tag it read without asking the store
+/// again, unless set otherwise.
+pub const DEFAULT_TAG_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl StoreBuilder {
     /// Adds a local disk cache of the blobs read from an object store; see
@@ -103,6 +115,16 @@ impl StoreBuilder {
         self
     }
 
+    /// On a shared store (S3), how long a replica may answer with a tag it read before it
+    /// asks the store again (with one conditional request). Zero reads every tag and link
+    /// from the store on every request. Removals are seen by every replica within this TTL
+    /// or one second, whichever is shorter. Ignored on the filesystem, whose one process sees
+    /// every change.
+    pub fn tag_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.tag_cache_ttl = ttl;
+        self
+    }
+
     /// Opens the store.
     pub fn build(self) -> Result<Store> {
         let mut backend = match &self.backend {
@@ -112,9 +134,11 @@ impl StoreBuilder {
         if let Some(cfg) = &self.blob_cache {
             backend = backend.with_blob_cache(cfg)?;
         }
+        let mode = if backend.exclusive() { cache::Mode::Exclusive } else { cache::Mode::Shared { tag_ttl: self.tag_cache_ttl } };
         Ok(Store {
             inner: Arc::new(Inner {
-                cache: cache::Cache::new(backend.exclusive()),
+                cache: cache::Cache::new(mode),
+                generation: generation::Generation::new(mode),
                 backend,
                 upload_limits: self.upload_limits,
                 sessions: Default::default(),
@@ -126,7 +150,7 @@ impl StoreBuilder {
 impl Store {
     /// Settings for a store on `backend`, opened by [`StoreBuilder::build`].
     pub fn builder(backend: BackendConfig) -> StoreBuilder {
-        StoreBuilder { backend, blob_cache: None, upload_limits: UploadLimits::default() }
+        StoreBuilder { backend, blob_cache: None, upload_limits: UploadLimits::default(), tag_cache_ttl: DEFAULT_TAG_CACHE_TTL }
     }
 
     /// A store on the local filesystem under `root` (created if missing), with the default
@@ -163,7 +187,7 @@ impl Store {
     /// Whether the store is shared by several processes (an object store) rather than owned
     /// by this one.
     pub fn is_shared(&self) -> bool {
-        !self.inner.cache.exclusive
+        !self.inner.cache.exclusive()
     }
 
     /// Checks the backend answers (for readiness probes and start-up).

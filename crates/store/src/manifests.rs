@@ -4,13 +4,15 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
+use object_store::{GetOptions, ObjectStoreExt};
 use oci::{Descriptor, Digest, RepoName, Tag};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::TagEntry;
 use crate::{keys, Result, Store, StoreError};
 
 #[derive(Serialize, Deserialize)]
@@ -81,8 +83,9 @@ impl Store {
         self.cache().manifests.insert(digest.clone(), bytes);
         let link = ManifestLink { media_type: media_type.to_string(), subject: referrer.map(|(s, _)| s.clone()), absent_blobs };
         let json = serde_json::to_vec(&link).map_err(|e| corrupt(&keys::manifest_link(repo, digest), e))?;
+        let (epoch, at) = (self.inner.generation.now(), Instant::now());
         self.write_small(&keys::manifest_link(repo, digest), json.into()).await?;
-        self.cache().manifest_links.insert((repo.clone(), digest.clone()), media_type.into());
+        self.cache().manifest_links.insert((repo.clone(), digest.clone()), media_type.into(), epoch, at);
         if let Some((subject, desc)) = referrer {
             let key = keys::referrer(repo, subject, digest);
             let json = serde_json::to_vec(desc).map_err(|e| corrupt(&key, e))?;
@@ -91,9 +94,21 @@ impl Store {
         Ok(())
     }
 
-    /// A manifest of `repo` by digest; `None` when the repository does not hold it.
+    /// A manifest of `repo` by digest; `None` when the repository does not hold it. As the
+    /// store says now: on a shared store the link is read from the bucket.
     pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
-        let Some(media_type) = self.manifest_media_type(repo, digest).await? else {
+        self.manifest_in(repo, digest, false).await
+    }
+
+    /// A manifest of `repo` by digest, for serving it: on a shared store the answer may come
+    /// from a cached link that another replica removed up to the generation check interval
+    /// ago (see `generation.rs`). An absent link is always read from the store.
+    pub async fn manifest_cached(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
+        self.manifest_in(repo, digest, true).await
+    }
+
+    async fn manifest_in(&self, repo: &RepoName, digest: &Digest, cached: bool) -> Result<Option<StoredManifest>> {
+        let Some(media_type) = self.manifest_media_type(repo, digest, cached).await? else {
             return Ok(None);
         };
         let bytes = match self.cache().manifests.get(digest) {
@@ -118,18 +133,22 @@ impl Store {
         Ok(link.absent_blobs)
     }
 
-    async fn manifest_media_type(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Arc<str>>> {
+    async fn manifest_media_type(&self, repo: &RepoName, digest: &Digest, cached: bool) -> Result<Option<Arc<str>>> {
         let cache_key = (repo.clone(), digest.clone());
-        if let Some(t) = self.cache().manifest_links.get(&cache_key) {
-            return Ok(Some(t));
+        if let Some(epoch) = self.usable_epoch(cached).await? {
+            if let Some(t) = self.cache().manifest_links.get(&cache_key, epoch) {
+                return Ok(Some(t));
+            }
         }
         let key = keys::manifest_link(repo, digest);
+        let (epoch, at) = (self.inner.generation.now(), Instant::now());
         let Some(raw) = self.read_small(&key).await? else {
+            self.cache().manifest_links.remove(&cache_key);
             return Ok(None);
         };
         let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
         let media_type: Arc<str> = link.media_type.into();
-        self.cache().manifest_links.insert(cache_key, media_type.clone());
+        self.cache().manifest_links.insert(cache_key, media_type.clone(), epoch, at);
         Ok(Some(media_type))
     }
 
@@ -143,7 +162,7 @@ impl Store {
         let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
         for tag in self.tags(repo).await?.unwrap_or_default() {
             if self.resolve_tag(repo, &tag).await?.as_ref() == Some(digest) {
-                self.delete_tag(repo, &tag).await?;
+                self.remove_tag(repo, &tag).await?;
             }
         }
         if let Some(subject) = &link.subject {
@@ -153,6 +172,7 @@ impl Store {
         self.remove(&keys::manifest_link(repo, digest)).await?;
         // A mirrored manifest's pull record goes with it (absent for any other: a no-op).
         self.remove(&keys::mirror_pull(repo, digest)).await?;
+        self.publish_removal().await?;
         Ok(true)
     }
 
@@ -173,29 +193,80 @@ impl Store {
 
     /// Points `tag` at `digest` (last writer wins).
     pub async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        let (epoch, at) = (self.inner.generation.now(), Instant::now());
         self.write_small(&keys::tag(repo, tag), Bytes::from(digest.to_string())).await?;
-        self.cache().tags.insert((repo.clone(), tag.clone()), digest.clone());
+        // The ETag is not known here: the first revalidation is a plain read.
+        let entry = TagEntry { digest: digest.clone(), etag: None };
+        self.cache().tags.insert((repo.clone(), tag.clone()), entry, epoch, at);
         Ok(())
     }
 
-    /// The digest a tag points at, if the tag exists.
+    /// The digest a tag points at, if the tag exists, as the store says now: for decisions
+    /// (deletes, garbage collection's roots). On a shared store this reads the bucket.
     pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        self.tag_in(repo, tag, false).await
+    }
+
+    /// The digest a tag points at, for serving a pull: on a shared store, a tag this replica
+    /// read less than the tag cache TTL ago (and in the current epoch, so not removed since
+    /// by a replica that answered more than the generation check interval ago) answers
+    /// without asking the store; an older one is revalidated with one conditional request.
+    /// A tag that does not exist is always read from the store.
+    pub async fn resolve_tag_cached(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        self.tag_in(repo, tag, true).await
+    }
+
+    async fn tag_in(&self, repo: &RepoName, tag: &Tag, cached: bool) -> Result<Option<Digest>> {
         let cache_key = (repo.clone(), tag.clone());
-        if let Some(d) = self.cache().tags.get(&cache_key) {
-            return Ok(Some(d));
+        let held = self.cache().tags.entry(&cache_key);
+        if let (Some(epoch), Some(e)) = (self.usable_epoch(cached).await?, &held) {
+            if e.epoch == epoch && e.read_at.elapsed() < self.cache().tag_ttl() {
+                return Ok(Some(e.value.digest.clone()));
+            }
         }
         let key = keys::tag(repo, tag);
-        let Some(raw) = self.read_small(&key).await? else {
-            return Ok(None);
+        let (epoch, at) = (self.inner.generation.now(), Instant::now());
+        // What we hold, if anything, is asked for only if it changed: the tag object's ETag
+        // names its content, so "not modified" proves the digest held is still the tag's.
+        let held = held.and_then(|e| e.value.etag.is_some().then_some(e.value));
+        let opts = GetOptions { if_none_match: held.as_ref().and_then(|h| h.etag.as_deref().map(str::to_string)), ..Default::default() };
+        let (raw, etag) = match self.os().get_opts(&key, opts).await {
+            Ok(r) => {
+                let etag = r.meta.e_tag.clone();
+                (r.bytes().await?, etag)
+            }
+            Err(object_store::Error::NotModified { .. }) => match held {
+                Some(h) => {
+                    let digest = h.digest.clone();
+                    self.cache().tags.insert(cache_key, h, epoch, at);
+                    return Ok(Some(digest));
+                }
+                // Not asked conditionally: a 304 is the store's error, not an answer.
+                None => return Err(StoreError::Corrupt { key: key.to_string(), reason: "answered 304 to an unconditional read".into() }),
+            },
+            Err(object_store::Error::NotFound { .. }) => {
+                self.cache().tags.remove(&cache_key);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
         };
         let text = std::str::from_utf8(&raw).map_err(|e| corrupt(&key, e))?;
         let digest = Digest::parse(text.trim()).map_err(|e| corrupt(&key, e))?;
-        self.cache().tags.insert(cache_key, digest.clone());
+        let entry = TagEntry { digest: digest.clone(), etag: etag.map(Arc::from) };
+        self.cache().tags.insert(cache_key, entry, epoch, at);
         Ok(Some(digest))
     }
 
     /// Removes a tag; returns whether it existed.
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let existed = self.remove_tag(repo, tag).await?;
+        self.publish_removal().await?;
+        Ok(existed)
+    }
+
+    /// Removes a tag without telling other replicas (the caller does, once, for all it
+    /// removes); returns whether it existed.
+    async fn remove_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let existed = self.resolve_tag(repo, tag).await?.is_some();
         self.cache().tags.remove(&(repo.clone(), tag.clone()));
         self.remove(&keys::tag(repo, tag)).await?;

@@ -1,7 +1,7 @@
 //! The S3-compatible backend (AWS S3, Ceph RGW, MinIO, SeaweedFS, Garage...). Several
 //! stateless replicas may share one bucket, so the store built here is not exclusive: tags and
-//! links are never cached, and nothing relies on conditional writes (some servers ignore them
-//! or do not apply them atomically).
+//! links are cached only within bounds (`generation.rs`), and nothing relies on conditional
+//! writes (some servers ignore them or do not apply them atomically).
 //!
 //! When the object store is down or hung, operations fail within seconds, which the server
 //! answers with 503 (see `health.rs`), and succeed again as soon as it is back: no restart.

@@ -36,7 +36,7 @@ pub(crate) fn open_store(cfg: &ServeConfig) -> Result<store::Store, CliError> {
             store::Store::builder(store::BackendConfig::S3(config.clone())).blob_cache(cache.clone())
         }
     };
-    Ok(builder.upload_limits(cfg.uploads.clone()).build()?)
+    Ok(builder.upload_limits(cfg.uploads.clone()).tag_cache_ttl(cfg.tag_cache_ttl).build()?)
 }
 
 /// Raises the open-file limit to its hard limit: every connection, upload part and blob read

@@ -27,10 +27,11 @@ fn unsatisfiable(e: ApiError, size: u64) -> Response {
     resp
 }
 
-/// GET or HEAD of a blob the repository links.
+/// GET or HEAD of a blob the repository links (on S3 possibly a link this replica cached,
+/// within the bound of `docs/ha.md`).
 pub(crate) async fn get(state: &AppState, repo: &RepoName, d: &Digest, req: &Req) -> ApiResult {
     let store = &state.store;
-    if !store.blob_linked(repo, d).await? {
+    if !store.blob_linked_cached(repo, d).await? {
         return Err(unknown(repo, d));
     }
     let size = store.blob_size(d).await?.ok_or_else(|| unknown(repo, d))?;

@@ -21,17 +21,21 @@ fn unknown(repo: &RepoName, r: &Reference) -> ApiError {
     ApiError::new(ErrorCode::ManifestUnknown, format!("manifest {r} is not in repository {repo}"))
 }
 
+/// A pull's resolution of a tag: on S3 possibly a tag this replica read within the tag cache
+/// TTL (see `store::Store::resolve_tag_cached`).
 async fn resolve(store: &Store, repo: &RepoName, r: &Reference) -> ApiResult<Digest> {
     match r {
         Reference::Digest(d) => Ok(d.clone()),
-        Reference::Tag(t) => store.resolve_tag(repo, t).await?.ok_or_else(|| unknown(repo, r)),
+        Reference::Tag(t) => store.resolve_tag_cached(repo, t).await?.ok_or_else(|| unknown(repo, r)),
     }
 }
 
-/// GET or HEAD: the bytes exactly as pushed, under the pushed media type.
+/// GET or HEAD: the bytes exactly as pushed, under the pushed media type. Served from the
+/// replica's caches within their bounds (`docs/ha.md`): a pull costs at most one store
+/// request on S3.
 pub(crate) async fn get(store: &Store, repo: &RepoName, r: &Reference, req: &Req) -> ApiResult {
     let d = resolve(store, repo, r).await?;
-    let m = store.manifest(repo, &d).await?.ok_or_else(|| unknown(repo, r))?;
+    let m = store.manifest_cached(repo, &d).await?.ok_or_else(|| unknown(repo, r))?;
     let b = Builder::new()
         .status(StatusCode::OK)
         .header("content-type", m.media_type.as_ref())

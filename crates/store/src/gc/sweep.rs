@@ -260,6 +260,8 @@ impl Store {
                 Ok(())
             })
             .await?;
+            // Before the collection answers, every replica's cached links must be voided.
+            self.publish_removal().await?;
         }
 
         Ok(())

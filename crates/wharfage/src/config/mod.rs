@@ -176,6 +176,12 @@ settings! {
     s3_secret_access_key: Option<String>,
     }
     serve {
+    /// S3 storage: how long a replica answers pulls with a tag it read before asking the
+    /// store again (one conditional request), e.g. 1s, 500ms; 0 reads tags and links on every
+    /// request. Deletes reach every replica within this or 1s, whichever is shorter
+    /// [default: 1s]
+    #[arg(long, env = "WHARFAGE_TAG_CACHE_TTL")]
+    tag_cache_ttl: Option<String>,
     /// Address to listen on [default: 127.0.0.1:5000]
     #[arg(long, env = "WHARFAGE_LISTEN", help_heading = heading::LISTEN)]
     listen: Option<String>,
@@ -329,6 +335,8 @@ pub(crate) struct ServeConfig {
     /// What pushed manifests must reference that the repository holds.
     pub completeness: server::ManifestCompleteness,
     pub uploads: store::UploadLimits,
+    /// S3 only: how long a replica serves a tag it read (`store::StoreBuilder::tag_cache_ttl`).
+    pub tag_cache_ttl: std::time::Duration,
     pub connections: server::ConnectionLimits,
     pub access: AccessConfig,
     pub mirrors: Vec<server::mirror::MirrorConfig>,
@@ -396,6 +404,15 @@ impl ServeConfig {
                 }
             }
         };
+        let tag_cache_ttl =
+            match (s.tag_cache_ttl, &storage) {
+                (Some(_), Storage::Fs(_)) => return Err(CliError::Config(
+                    "tag_cache_ttl is for --storage s3 only: on the filesystem one process sees every change, so tags are always current"
+                        .into(),
+                )),
+                (Some(v), Storage::S3 { .. }) => parse_duration("tag_cache_ttl", &v)?,
+                (None, _) => store::DEFAULT_TAG_CACHE_TTL,
+            };
         let insecure = s.insecure_registries;
         let extra_ca_pem = match s.upstream_ca {
             Some(path) => Some(std::fs::read(&path).map_err(|e| CliError::Config(format!("upstream CA bundle {}: {e}", path.display())))?),
@@ -507,6 +524,7 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             uploads,
+            tag_cache_ttl,
             connections,
             upstream,
             stage_concurrency,

@@ -17,18 +17,19 @@ pub(crate) fn at_least_one(key: &str, v: Option<usize>, default: usize) -> Resul
     }
 }
 
-/// Parses `90`, `90s`, `30m`, `6h`, `2d` into a duration; the error names the key.
+/// Parses `90`, `90s`, `500ms`, `30m`, `6h`, `2d` into a duration; the error names the key.
 pub(crate) fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration, CliError> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| CliError::Config(format!("{key} {v:?}: expected a number with s, m, h or d")))?;
+    let n: u64 = num.parse().map_err(|_| CliError::Config(format!("{key} {v:?}: expected a number with ms, s, m, h or d")))?;
     let secs = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(CliError::Config(format!("{key} {v:?}: unknown unit {unit:?} (use s, m, h or d)"))),
+        _ => return Err(CliError::Config(format!("{key} {v:?}: unknown unit {unit:?} (use ms, s, m, h or d)"))),
     };
     Ok(std::time::Duration::from_secs(secs))
 }

@@ -170,6 +170,30 @@ fn blob_cache_settings_are_checked() {
     assert!(!tmp.path().join("c").exists(), "a bad config still created the cache");
 }
 
+#[test]
+fn tag_cache_ttl_settings_are_checked() {
+    let tmp = tempdir();
+    let mut cmd = wharfage(tmp.path());
+    cmd.args(["serve", "--tag-cache-ttl", "5s", "--root"]).arg(tmp.path().join("root"));
+    let stderr = expect_failure(cmd, "a tag cache TTL on the filesystem backend");
+    assert!(stderr.contains("tag_cache_ttl is for --storage s3 only"), "says the TTL is for S3; stderr:\n{stderr}");
+
+    let s3 = ["serve", "--storage", "s3", "--s3-endpoint", "http://127.0.0.1:9", "--s3-bucket", "b"];
+    let mut cmd = wharfage(tmp.path());
+    cmd.args(s3).env("WHARFAGE_TAG_CACHE_TTL", "soon");
+    let stderr = expect_failure(cmd, "a tag cache TTL from the environment that is not a duration");
+    assert!(stderr.contains("tag_cache_ttl \"soon\""), "names the key and the value; stderr:\n{stderr}");
+
+    let file = config_file(
+        tmp.path(),
+        "storage = \"s3\"\ns3_endpoint = \"http://127.0.0.1:9\"\ns3_bucket = \"b\"\ntag_cache_ttl = \"2 fortnights\"\n",
+    );
+    let mut cmd = wharfage(tmp.path());
+    cmd.args(["serve", "--config"]).arg(&file);
+    let stderr = expect_failure(cmd, "a tag cache TTL in the file that is not a duration");
+    assert!(stderr.contains("tag_cache_ttl \"2 fortnights\""), "names the key and the value; stderr:\n{stderr}");
+}
+
 /// `fsck` takes the storage settings only: a serving flag is refused by name, and its help
 /// lists no `--listen` or `--gc-interval`.
 #[test]
