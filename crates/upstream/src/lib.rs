@@ -23,6 +23,8 @@ mod hosts;
 mod ranged;
 mod retry;
 mod session;
+#[cfg(test)]
+mod ssrf_tests;
 
 pub use client::{ByteStream, Client, Fetched};
 pub use config::{UpstreamConfig, DEFAULT_RANGE_PARALLEL, DEFAULT_RANGE_SIZE};
