@@ -3,6 +3,12 @@
 //! manifest under `apps/<app-id>` and record the staging. The platform's scale-ups then pull
 //! the pinned digest from wharfage, whatever happens upstream afterwards.
 //!
+//! Reuse never crosses repositories on the store's word alone: a blob or manifest the store
+//! holds (for any repository, perhaps one the stager may not pull) is reused only once the
+//! staging's upstream has shown it holds the same digest and size (one HEAD); otherwise a
+//! stager could stage a manifest naming another repository's digests from an upstream of
+//! their own and pull them through their app.
+//!
 //! Order of effects, so that a failure leaves nothing half-staged visible: blobs (content
 //! addressed, invisible until linked) -> links -> manifests (children first) -> staging
 //! record -> `current` -> the tag schema's tags of copied signatures (which replace the
@@ -149,7 +155,7 @@ impl Stager {
         let (pinned, images) = self.resolve(&req.source, &req.platform, session).await?;
         let mut manifests = vec![&pinned];
         manifests.extend(images.iter());
-        let mut plan = self.plan(&manifests, progress).await?;
+        let mut plan = self.plan(&manifests, session, progress).await?;
         progress
             .send(Event::Planned { digest: pinned.digest.clone(), download: plan.missing.len() as u64, reuse: plan.blobs_reused })
             .await;
@@ -254,7 +260,7 @@ impl Stager {
         }
         // The indexes have no blobs of their own; planning them protects them.
         let manifests: Vec<&Fetched> = found.referrers.iter().map(|r| &r.fetched).chain(found.indexes.iter()).collect();
-        let mut plan = self.plan(&manifests, progress).await?;
+        let mut plan = self.plan(&manifests, session, progress).await?;
         match self.copy(session, &mut plan, progress).await {
             Ok(downloaded) => {
                 out.downloaded = downloaded;
@@ -307,9 +313,10 @@ impl Stager {
         pinned.manifest.manifests.iter().filter(|d| images.iter().any(|i| i.digest == d.digest)).map(platform::describe).collect()
     }
 
-    /// Plan: every blob the manifests need, minus what the store holds (protected first, so
-    /// a concurrent garbage collection cannot remove what is reused).
-    async fn plan(&self, manifests: &[&Fetched], progress: &Progress) -> Result<Plan, StageError> {
+    /// Plan: every blob the manifests need, minus what the store holds and the upstream
+    /// shows it holds too (protected first, so a concurrent garbage collection cannot remove
+    /// what is reused). The upstream's answers are HEADs, asked concurrently.
+    async fn plan(&self, manifests: &[&Fetched], session: &Session, progress: &Progress) -> Result<Plan, StageError> {
         let store = &self.inner.store;
         let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for m in manifests {
@@ -323,14 +330,23 @@ impl Stager {
         let mut wanted: Vec<Digest> = blobs.keys().cloned().collect();
         wanted.extend(manifests.iter().map(|m| m.digest.clone()));
         store.protect(&wanted).await?;
+        let mut stored = Vec::new();
         for d in blobs.values() {
             if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
-                bytes_reused += d.size;
-                blobs_reused += 1;
-                progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
+                stored.push(d.clone());
             } else {
                 missing.push(d.clone());
             }
+        }
+        let proven: Vec<Descriptor> = futures::stream::iter(stored)
+            .map(|d| async move { upstream_holds(session, &d).await.map(|()| d) })
+            .buffer_unordered(self.inner.concurrency.saturating_mul(2))
+            .try_collect()
+            .await?;
+        for d in proven {
+            bytes_reused += d.size;
+            blobs_reused += 1;
+            progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
         }
         Ok(Plan { blobs, missing, wanted, bytes_reused, blobs_reused })
     }
@@ -369,15 +385,24 @@ impl Stager {
         Ok(downloaded)
     }
 
-    /// A manifest by tag or digest: HEAD first, and when the store already holds that digest
-    /// its stored bytes are used, so re-staging an unchanged image does not GET it again.
+    /// A manifest by tag or digest: HEAD first, and when the store already holds the digest
+    /// the upstream answered with, its stored bytes are used, so re-staging an unchanged
+    /// image does not GET it again. A digest is asked about too (a 404 fails the staging):
+    /// the store's copy may belong to a repository the stager may not read.
     async fn manifest(&self, session: &Session, reference: &Reference) -> Result<Fetched, StageError> {
         let known = match reference {
             Reference::Digest(d) => Some(d.clone()),
             Reference::Tag(_) => session.head_manifest(reference).await?,
         };
         if let Some(d) = known {
-            if self.inner.store.blob_size_fresh(&d).await?.is_some() {
+            let stored = self.inner.store.blob_size_fresh(&d).await?.is_some();
+            // By digest, the upstream has said nothing yet: a HEAD (an answer without a
+            // digest header is the upstream's own; another digest is fetched and checked).
+            let held = match reference {
+                Reference::Digest(_) if stored => session.head_manifest(reference).await?.is_none_or(|said| said == d),
+                _ => true,
+            };
+            if stored && held {
                 let bytes = self.inner.store.read_blob_bytes(&d).await?;
                 if let Ok(manifest) = oci::Manifest::parse(&bytes, None) {
                     return Ok(Fetched { digest: d, media_type: manifest.media_type.clone(), bytes, manifest });
@@ -399,7 +424,7 @@ impl Stager {
             match inflight.get(&d.digest) {
                 Some(f) => (f.clone(), false),
                 None => {
-                    let f = download(self.inner.store.clone(), session, d.clone(), progress.clone()).boxed().shared();
+                    let f = download(self.inner.store.clone(), session.clone(), d.clone(), progress.clone()).boxed().shared();
                     inflight.insert(d.digest.clone(), f.clone());
                     (f, true)
                 }
@@ -413,6 +438,11 @@ impl Stager {
             // A staging that waited on another's download did not download the bytes itself.
             Ok(Some(size)) if owner => Ok(Some(size)),
             Ok(_) => {
+                // Another staging's download, from its own upstream: ours must hold the blob
+                // too. (Our own download that found the blob stored has asked already.)
+                if !owner {
+                    upstream_holds(&session, &d).await?;
+                }
                 progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
                 Ok(None)
             }
@@ -461,6 +491,7 @@ impl Drop for InflightEntry<'_> {
 async fn download(store: Store, session: Session, d: Descriptor, progress: Progress) -> Result<Option<u64>, Arc<StageError>> {
     let run = async {
         if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
+            upstream_holds(&session, &d).await?;
             return Ok(None);
         }
         progress.send(Event::BlobStarted { digest: d.digest.clone(), size: d.size }).await;
@@ -477,6 +508,24 @@ async fn download(store: Store, session: Session, d: Descriptor, progress: Progr
         Ok(Some(size))
     };
     run.await.map_err(Arc::new)
+}
+
+/// Succeeds when the upstream holds the blob with the descriptor's size (a HEAD): what a
+/// staging must see before it reuses the store's copy, which may have come from a repository
+/// the stager may not pull. A 404 fails the staging (the upstream lacks the blob); another
+/// size is corrupt content.
+async fn upstream_holds(session: &Session, d: &Descriptor) -> Result<(), StageError> {
+    match session.blob_size(&d.digest).await? {
+        Some(size) if size == d.size => Ok(()),
+        Some(size) => Err(StageError::Corrupt {
+            what: format!("blob {}", d.digest),
+            detail: format!("the upstream holds {size} bytes, the manifest says {}", d.size),
+        }),
+        None => Err(StageError::Upstream(upstream::UpstreamError::NotFound {
+            registry: session.registry().to_string(),
+            what: format!("blob {} (the manifest names it, the upstream does not hold it)", d.digest),
+        })),
+    }
 }
 
 /// Reports bytes received about every MiB.

@@ -7,6 +7,7 @@
 mod credentials;
 mod engines;
 mod replicas;
+mod reuse;
 mod rotation;
 mod rules;
 

@@ -50,6 +50,9 @@ struct Shared {
     heads: Mutex<Vec<String>>,
     cut_done: AtomicBool,
     blobs_gone: AtomicBool,
+    /// Digests whose blob requests (HEAD and GET) are answered 404: an upstream whose
+    /// manifest names a blob it does not hold.
+    hidden: Mutex<Vec<String>>,
     /// While set, the last byte of every blob body is flipped: a corrupt upstream.
     corrupt: AtomicBool,
     /// Blob GETs in progress, and the most at once.
@@ -85,6 +88,7 @@ impl Proxy {
             heads: Mutex::new(Vec::new()),
             cut_done: AtomicBool::new(false),
             blobs_gone: AtomicBool::new(false),
+            hidden: Mutex::new(Vec::new()),
             corrupt: AtomicBool::new(false),
             blob_gets: AtomicUsize::new(0),
             max_blob_gets: AtomicUsize::new(0),
@@ -131,6 +135,16 @@ impl Proxy {
         self.heads().iter().filter(|h| h.starts_with("GET ") && h.contains("/blobs/sha256:")).count()
     }
 
+    /// From now on, requests for the blob `digest` (HEAD and GET) are answered 404
+    /// `BLOB_UNKNOWN`; `false` ends that.
+    pub(crate) fn hide_blob(&self, digest: &str, hidden: bool) {
+        let mut h = self.shared.hidden.lock().unwrap();
+        h.retain(|d| d != digest);
+        if hidden {
+            h.push(digest.to_string());
+        }
+    }
+
     /// While on, blob GETs are answered 404 `BLOB_UNKNOWN` and blob transfers in progress
     /// are aborted.
     pub(crate) fn blobs_gone(&self, gone: bool) {
@@ -166,7 +180,8 @@ impl Shared {
         let mut client = client;
         let blob_get = lines[0].starts_with("GET ") && lines[0].contains("/blobs/sha256:");
         let _in_progress = blob_get.then(|| InProgress::new(self));
-        if blob_get && self.blobs_gone.load(Ordering::SeqCst) {
+        let hidden = self.hidden.lock().unwrap().iter().any(|d| lines[0].contains(&format!("/blobs/{d}")));
+        if hidden || (blob_get && self.blobs_gone.load(Ordering::SeqCst)) {
             let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
             write!(
                 client,
