@@ -6,6 +6,7 @@
 
 mod credentials;
 mod engines;
+mod hostile;
 mod replicas;
 mod reuse;
 mod rotation;
