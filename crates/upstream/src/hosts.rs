@@ -5,8 +5,9 @@
 //! - Link-local addresses (169.254.0.0/16, fe80::/10) and the AWS IPv6 metadata address
 //!   (fd00:ec2::254) are refused, whether written literally, reached by a redirect or
 //!   resolved from a name, unless an allow pattern names the host.
-//! - `--upstream-deny` patterns refuse hosts; `--upstream-allow` patterns, when any are
-//!   given, refuse every host that matches none.
+//! - `--upstream-deny` patterns refuse hosts, also as token realms and redirect targets;
+//!   `--upstream-allow` patterns, when any are given, refuse every registry host that
+//!   matches none (not the token services and storage hosts registries send clients to).
 //!
 //! A pattern is `host[:port]` where the host may start with `*.` (any subdomain). Without a
 //! port it matches every port.
