@@ -338,12 +338,15 @@ impl Stager {
                 missing.push(d.clone());
             }
         }
-        let proven: Vec<Descriptor> = futures::stream::iter(stored)
-            .map(|d| async move { upstream_holds(session, &d).await.map(|()| d) })
+        let checked: Vec<(Descriptor, bool)> = futures::stream::iter(stored)
+            .map(|d| async move { upstream_holds(store, session, &d).await.map(|held| (d, held)) })
             .buffer_unordered(self.inner.concurrency.saturating_mul(2))
             .try_collect()
             .await?;
-        for d in proven {
+        // An upstream that cannot show a piece of the blob (it ignores `Range`) shows all of it.
+        let (proven, unproven): (Vec<_>, Vec<_>) = checked.into_iter().partition(|(_, held)| *held);
+        missing.extend(unproven.into_iter().map(|(d, _)| d));
+        for (d, _) in proven {
             bytes_reused += d.size;
             blobs_reused += 1;
             progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
@@ -440,8 +443,8 @@ impl Stager {
             Ok(_) => {
                 // Another staging's download, from its own upstream: ours must hold the blob
                 // too. (Our own download that found the blob stored has asked already.)
-                if !owner {
-                    upstream_holds(&session, &d).await?;
+                if !owner && !upstream_holds(&self.inner.store, &session, &d).await? {
+                    return download(self.inner.store.clone(), session, d.clone(), progress).await.map_err(StageError::Shared);
                 }
                 progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
                 Ok(None)
@@ -490,8 +493,7 @@ impl Drop for InflightEntry<'_> {
 /// a concurrent staging may have stored the blob since.
 async fn download(store: Store, session: Session, d: Descriptor, progress: Progress) -> Result<Option<u64>, Arc<StageError>> {
     let run = async {
-        if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
-            upstream_holds(&session, &d).await?;
+        if store.blob_size_fresh(&d.digest).await? == Some(d.size) && upstream_holds(&store, &session, &d).await? {
             return Ok(None);
         }
         progress.send(Event::BlobStarted { digest: d.digest.clone(), size: d.size }).await;
@@ -510,13 +512,39 @@ async fn download(store: Store, session: Session, d: Descriptor, progress: Progr
     run.await.map_err(Arc::new)
 }
 
-/// Succeeds when the upstream holds the blob with the descriptor's size (a HEAD): what a
-/// staging must see before it reuses the store's copy, which may have come from a repository
-/// the stager may not pull. A 404 fails the staging (the upstream lacks the blob); another
-/// size is corrupt content.
-async fn upstream_holds(session: &Session, d: &Descriptor) -> Result<(), StageError> {
+/// Bytes of a stored blob the upstream must show before the store's copy is reused.
+const PROBE_BYTES: u64 = 32;
+
+/// Whether the upstream shows it holds the blob the store has: what a staging must see before
+/// it reuses the store's copy, which may have come from a repository the stager may not pull.
+/// A HEAD with the descriptor's size, then [`PROBE_BYTES`] at a random offset that must equal
+/// the store's: an upstream the stager controls could answer any HEAD, but not bytes it
+/// never had. `false` when the upstream ignores `Range` (then the blob is downloaded, which
+/// proves it too). A 404 fails the staging (the upstream lacks the blob); another size or
+/// other bytes are corrupt content.
+async fn upstream_holds(store: &Store, session: &Session, d: &Descriptor) -> Result<bool, StageError> {
     match session.blob_size(&d.digest).await? {
-        Some(size) if size == d.size => Ok(()),
+        Some(size) if size == d.size => {
+            if d.size == 0 {
+                return Ok(true);
+            }
+            let len = PROBE_BYTES.min(d.size);
+            let start = (uuid::Uuid::new_v4().as_u128() % u128::from(d.size - len + 1)) as u64;
+            let Some(theirs) = session.blob_range(&d.digest, start, len).await? else { return Ok(false) };
+            let body = store.read_blob(&d.digest, Some(start..start + len)).await?;
+            let ours: Vec<bytes::Bytes> = body
+                .stream
+                .try_collect()
+                .await
+                .map_err(|source| StageError::Store(store::StoreError::Io { what: format!("read blob {}", d.digest), source }))?;
+            if ours.concat() != theirs.as_ref() {
+                return Err(StageError::Corrupt {
+                    what: format!("blob {}", d.digest),
+                    detail: format!("the upstream's bytes {start}..{} are not the digest's content", start + len),
+                });
+            }
+            Ok(true)
+        }
         Some(size) => Err(StageError::Corrupt {
             what: format!("blob {}", d.digest),
             detail: format!("the upstream holds {size} bytes, the manifest says {}", d.size),

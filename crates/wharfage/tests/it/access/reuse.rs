@@ -59,16 +59,27 @@ fn a_stored_blob_is_reused_only_when_the_upstream_holds_it() {
     assert_eq!(a.status, 404, "not linked into the app even for the admin: {}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.code(), "BLOB_UNKNOWN");
 
+    // An upstream that claims the blob on HEAD (right size) but cannot show its bytes: the
+    // piece asked for at a random offset is not there, and the staging fails.
+    proxy.claim_blob(&secret.digest, secret_bytes.len());
+    let a = https.send("POST", "/api/v1/stagings", stager, Some(("application/json", body.clone())));
+    assert_eq!(a.status, 404, "a lying HEAD is not enough: {}", String::from_utf8_lossy(&a.body));
+    assert_eq!(https.get("/api/v1/apps/evil", root).status, 404);
+    assert_eq!(https.get(&format!("/v2/apps/evil/blobs/{}", secret.digest), root).status, 404);
+
     // The control: once the upstream holds the blob, the stored copy is reused, not
-    // downloaded again (one HEAD, no GET).
+    // downloaded again (a HEAD and 32 bytes of it).
     proxy.hide_blob(&secret.digest, false);
+    let asked_before = proxy.heads().len();
     let a = https.send("POST", "/api/v1/stagings", stager, Some(("application/json", body)));
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     let v = a.json();
     assert_eq!(v["blobs_reused"], 1, "{v}");
     assert_eq!(v["blobs_downloaded"], 2, "config and base: {v}");
-    let gets = proxy.heads().iter().filter(|h| h.starts_with("GET ") && h.contains(&secret.digest)).count();
-    assert_eq!(gets, 0, "the stored secret layer was not downloaded");
+    let gets: Vec<String> =
+        proxy.heads().into_iter().skip(asked_before).filter(|h| h.starts_with("GET ") && h.contains(&secret.digest)).collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert!(gets[0].to_ascii_lowercase().contains("range: bytes="), "only a piece of the stored layer was asked for: {gets:?}");
     let creds = v["pull_credentials"].clone();
     let pulled = https.get(
         &format!("/v2/apps/evil/blobs/{}", secret.digest),
