@@ -3,11 +3,13 @@
 //! manifest under `apps/<app-id>` and record the staging. The platform's scale-ups then pull
 //! the pinned digest from wharfage, whatever happens upstream afterwards.
 //!
-//! Reuse never crosses repositories on the store's word alone: a blob or manifest the store
-//! holds (for any repository, perhaps one the stager may not pull) is reused only once the
-//! staging's upstream has shown it holds the same digest and size (one HEAD); otherwise a
-//! stager could stage a manifest naming another repository's digests from an upstream of
-//! their own and pull them through their app.
+//! Reuse never crosses repositories on the store's word alone: a blob the store holds (for
+//! any repository, perhaps one the stager may not pull) is reused only once the staging's
+//! upstream has shown it holds it: a HEAD with the same size, and 32 bytes at a random offset
+//! equal to the store's (a HEAD alone, an upstream the stager controls could fake). A stored
+//! manifest is reused after the upstream's HEAD names its digest. Otherwise a stager could
+//! stage a manifest naming another repository's digests from an upstream of their own and
+//! pull them through their app.
 //!
 //! Order of effects, so that a failure leaves nothing half-staged visible: blobs (content
 //! addressed, invisible until linked) -> links -> manifests (children first) -> staging
