@@ -19,9 +19,10 @@ mod scope;
 mod session;
 mod token;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use oci::AppId;
@@ -48,6 +49,13 @@ const CREDENTIAL_MEMORY: Duration = Duration::from_secs(5);
 /// Refresh tokens (what `docker login` keeps as an identity token) last this long; each
 /// use re-checks the credential behind it.
 const REFRESH_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Clock skew tolerated when judging a token's lifetime (as for its expiry).
+const LIFETIME_LEEWAY: u64 = 30;
+/// Scopes one token request may ask for. Clients ask for one to a few (a cross-repository
+/// mount: two); thousands would make every token, and the cache of verified ones, huge.
+pub const MAX_SCOPES: usize = 100;
+/// Bytes the verified-token cache may hold (estimated); each entry weighs what its grants do.
+pub const TOKEN_CACHE_BYTES: u64 = 16 << 20;
 
 /// Access control settings.
 #[derive(Debug, Clone)]
@@ -109,7 +117,12 @@ pub struct Auth {
     limiter: limiter::FailedLogins,
     salt: [u8; 32],
     logins: Cache<[u8; 32], (Principal, Instant)>,
-    tokens: Cache<[u8; 32], Arc<Verified>>,
+    /// Concurrent logins with the same user and password wait for the first one's answer,
+    /// so a client opening many connections at once takes one slot of the limiter.
+    gates: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// bcrypt checks at once, at most one per core: a flood of logins cannot take every core.
+    bcrypt: tokio::sync::Semaphore,
+    tokens: Cache<[u8; 32], Arc<Verified>, TokenWeight>,
     credentials: Cache<(AppId, CredentialId), (bool, Instant)>,
 }
 
@@ -137,7 +150,9 @@ impl Auth {
             limiter: limiter::FailedLogins::new(cfg.failed_logins_per_minute.max(1)),
             salt,
             logins: Cache::new(10_000),
-            tokens: Cache::new(10_000),
+            gates: Mutex::new(HashMap::new()),
+            bcrypt: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            tokens: Cache::with_weighter(10_000, TOKEN_CACHE_BYTES, TokenWeight),
             credentials: Cache::new(10_000),
         })
     }
@@ -175,17 +190,57 @@ impl Auth {
         h.finalize().into()
     }
 
+    /// Estimated bytes the verified-token cache holds (at most [`TOKEN_CACHE_BYTES`]).
+    pub fn token_cache_bytes(&self) -> u64 {
+        self.tokens.weight()
+    }
+
+    /// bcrypt checks done so far (unknown users included).
+    pub fn password_checks(&self) -> u64 {
+        self.users().verifications()
+    }
+
+    /// A remembered successful login.
+    async fn remembered(&self, key: &[u8; 32]) -> Result<Option<Principal>, AuthError> {
+        if let Some((p, at)) = self.logins.get(key) {
+            if at.elapsed() < LOGIN_MEMORY && self.still_valid(&p).await? {
+                return Ok(Some(p));
+            }
+            self.logins.remove(key);
+        }
+        Ok(None)
+    }
+
     /// Checks a user name and password (an htpasswd user or a pull credential) from
-    /// `client`. Failures count towards the client's limit.
+    /// `client`. Each attempt takes a slot of the limiter before it is checked (`limiter.rs`);
+    /// a success gives it back.
     pub async fn login(&self, user: &str, password: &str, client: IpAddr) -> Result<Principal, AuthError> {
         let key = self.salted(&[user.as_bytes(), password.as_bytes()]);
-        if let Some((p, at)) = self.logins.get(&key) {
-            if at.elapsed() < LOGIN_MEMORY && self.still_valid(&p).await? {
+        if let Some(p) = self.remembered(&key).await? {
+            return Ok(p);
+        }
+        let gate = {
+            let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+            gates.entry(key).or_default().clone()
+        };
+        let result = async {
+            let _turn = gate.lock().await;
+            if let Some(p) = self.remembered(&key).await? {
                 return Ok(p);
             }
-            self.logins.remove(&key);
+            self.check_login(user, password, client, &key).await
         }
-        self.limiter.check(client)?;
+        .await;
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's reference and ours: nobody else waits at this gate.
+        if gates.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate) && Arc::strong_count(g) <= 2) {
+            gates.remove(&key);
+        }
+        result
+    }
+
+    async fn check_login(&self, user: &str, password: &str, client: IpAddr, key: &[u8; 32]) -> Result<Principal, AuthError> {
+        let attempt = self.limiter.begin(user, client)?;
         let found = match Principal::parse_app_user(user) {
             Some((app, id)) => match self.store.pull_credential(&app, &id).await? {
                 Some(rec) if credentials::secret_matches(&rec, password) && self.credential_valid(&app, &id).await? => {
@@ -195,17 +250,20 @@ impl Auth {
             },
             None => {
                 let (users, u, pw) = (self.users(), user.to_string(), zeroize::Zeroizing::new(password.to_string()));
+                // The semaphore is never closed; without a permit the check still runs.
+                let _permit = self.bcrypt.acquire().await.ok();
                 let ok = tokio::task::spawn_blocking(move || users.verify(&u, &pw)).await.unwrap_or(false);
                 ok.then(|| Principal::User(user.to_string()))
             }
         };
         match found {
             Some(p) => {
-                self.logins.insert(key, (p.clone(), Instant::now()));
+                attempt.succeeded();
+                self.logins.insert(*key, (p.clone(), Instant::now()));
                 Ok(p)
             }
             None => {
-                self.limiter.failed(client);
+                drop(attempt);
                 tracing::warn!(target: "wharfage::audit", event = "login_failed", user, %client, "login refused");
                 Err(AuthError::BadCredentials)
             }
@@ -252,6 +310,7 @@ impl Auth {
             Some(v) if v.exp > now => v,
             _ => {
                 let claims: Claims = self.keys.verify(token, &self.service).await?;
+                check_lifetime(&claims, self.token_ttl.as_secs().max(1), now)?;
                 let v = Arc::new(Verified { principal: Principal::from_subject(&claims.sub), access: claims.access, exp: claims.exp });
                 self.tokens.insert(key, v.clone());
                 v
@@ -288,7 +347,9 @@ impl Auth {
     }
 
     /// Issues an access token (and with `offline`, a refresh token) for a principal.
+    /// More than [`MAX_SCOPES`] requested scopes are refused (`BadRequest`, naming the limit).
     pub fn issue(&self, p: &Principal, requested: &[Grant], offline: bool) -> Result<TokenAnswer, AuthError> {
+        check_scopes(requested)?;
         let now = now_secs();
         let ttl = self.token_ttl.as_secs().max(1);
         let claims = Claims {
@@ -332,7 +393,9 @@ impl Auth {
     /// The OAuth2 refresh-token grant: a new access token for the principal a refresh token
     /// names, if its credential still holds (same password, credential not revoked).
     pub async fn refresh(&self, refresh_token: &str, requested: &[Grant]) -> Result<TokenAnswer, AuthError> {
+        check_scopes(requested)?;
         let claims: Claims = self.keys.verify(refresh_token, &self.refresh_audience()).await?;
+        check_lifetime(&claims, REFRESH_TTL.as_secs(), now_secs())?;
         let p = Principal::from_subject(&claims.sub);
         let holds = match &p {
             Principal::Anonymous => false,
@@ -346,5 +409,39 @@ impl Auth {
         let mut answer = self.issue(&p, requested, false)?;
         answer.refresh_token = Some(refresh_token.to_string());
         Ok(answer)
+    }
+}
+
+/// Refuses a token request for more than [`MAX_SCOPES`] scopes.
+pub fn check_scopes(requested: &[Grant]) -> Result<(), AuthError> {
+    if requested.len() > MAX_SCOPES {
+        return Err(AuthError::BadRequest(format!(
+            "a token request may ask for at most {MAX_SCOPES} scopes; this one asks for {}",
+            requested.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a token that claims to live longer than we issue tokens for (`max` seconds): one
+/// signed with a leaked or misused key, or by a replica configured otherwise, must not stay
+/// valid for days.
+fn check_lifetime(claims: &Claims, max: u64, now: u64) -> Result<(), AuthError> {
+    let limit = max.saturating_add(LIFETIME_LEEWAY);
+    if claims.exp.saturating_sub(claims.iat) > limit || claims.exp.saturating_sub(now) > limit {
+        return Err(AuthError::InvalidToken(format!("its lifetime exceeds the {max} s this registry issues tokens for")));
+    }
+    Ok(())
+}
+
+/// What a verified token costs the cache, in estimated bytes: its grants dominate.
+#[derive(Debug, Clone, Copy)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<[u8; 32], Arc<Verified>> for TokenWeight {
+    fn weight(&self, _key: &[u8; 32], v: &Arc<Verified>) -> u64 {
+        let grants: usize =
+            v.access.iter().map(|g| 64 + g.kind.len() + g.name.len() + g.actions.iter().map(|a| 24 + a.len()).sum::<usize>()).sum();
+        (128 + grants) as u64
     }
 }

@@ -93,6 +93,7 @@ impl KeyRing {
     pub(crate) fn from_file(path: &Path) -> Result<KeyRing, AuthError> {
         use rustls_pki_types::pem::PemObject;
         let bad = |e: String| AuthError::Config(format!("token key {}: {e}", path.display()));
+        check_private(path)?;
         let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(path).map_err(|e| bad(e.to_string()))?;
         let (alg, kid, key, verify) = parse_pkcs8(der.secret_pkcs8_der()).map_err(bad)?;
         let verifiers = RwLock::new(HashMap::from([(kid.clone(), (alg, Arc::new(verify)))]));
@@ -189,6 +190,28 @@ impl KeyRing {
     pub(crate) fn describe(&self) -> String {
         format!("{} key {}", alg_name(self.signer.alg), self.signer.kid)
     }
+}
+
+/// Refuses a key file other users can read or change: whoever reads it can sign any token.
+/// Checked before the key is read, so a refusal leaves the secret untouched.
+#[cfg(unix)]
+pub(crate) fn check_private(path: &Path) -> Result<(), AuthError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| AuthError::Config(format!("token key {}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(AuthError::Config(format!(
+            "token key {} is readable or writable by group or others (mode {mode:o}): run `chmod 600 {}` (owned by the user wharfage runs as)",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn check_private(_path: &Path) -> Result<(), AuthError> {
+    Ok(())
 }
 
 fn decode_record(rec: &SigningKeyRecord) -> Result<(Algorithm, String, EncodingKey, DecodingKey), AuthError> {

@@ -3,6 +3,14 @@
 //! manifest under `apps/<app-id>` and record the staging. The platform's scale-ups then pull
 //! the pinned digest from wharfage, whatever happens upstream afterwards.
 //!
+//! Reuse never crosses repositories on the store's word alone: a blob the store holds (for
+//! any repository, perhaps one the stager may not pull) is reused only once the staging's
+//! upstream has shown it holds it: a HEAD with the same size, and 32 bytes at a random offset
+//! equal to the store's (a HEAD alone, an upstream the stager controls could fake). A stored
+//! manifest is reused after the upstream's HEAD names its digest. Otherwise a stager could
+//! stage a manifest naming another repository's digests from an upstream of their own and
+//! pull them through their app.
+//!
 //! Order of effects, so that a failure leaves nothing half-staged visible: blobs (content
 //! addressed, invisible until linked) -> links -> manifests (children first) -> staging
 //! record -> `current` -> the tag schema's tags of copied signatures (which replace the
@@ -149,7 +157,7 @@ impl Stager {
         let (pinned, images) = self.resolve(&req.source, &req.platform, session).await?;
         let mut manifests = vec![&pinned];
         manifests.extend(images.iter());
-        let mut plan = self.plan(&manifests, progress).await?;
+        let mut plan = self.plan(&manifests, session, progress).await?;
         progress
             .send(Event::Planned { digest: pinned.digest.clone(), download: plan.missing.len() as u64, reuse: plan.blobs_reused })
             .await;
@@ -254,7 +262,7 @@ impl Stager {
         }
         // The indexes have no blobs of their own; planning them protects them.
         let manifests: Vec<&Fetched> = found.referrers.iter().map(|r| &r.fetched).chain(found.indexes.iter()).collect();
-        let mut plan = self.plan(&manifests, progress).await?;
+        let mut plan = self.plan(&manifests, session, progress).await?;
         match self.copy(session, &mut plan, progress).await {
             Ok(downloaded) => {
                 out.downloaded = downloaded;
@@ -307,9 +315,10 @@ impl Stager {
         pinned.manifest.manifests.iter().filter(|d| images.iter().any(|i| i.digest == d.digest)).map(platform::describe).collect()
     }
 
-    /// Plan: every blob the manifests need, minus what the store holds (protected first, so
-    /// a concurrent garbage collection cannot remove what is reused).
-    async fn plan(&self, manifests: &[&Fetched], progress: &Progress) -> Result<Plan, StageError> {
+    /// Plan: every blob the manifests need, minus what the store holds and the upstream
+    /// shows it holds too (protected first, so a concurrent garbage collection cannot remove
+    /// what is reused). The upstream's answers are HEADs, asked concurrently.
+    async fn plan(&self, manifests: &[&Fetched], session: &Session, progress: &Progress) -> Result<Plan, StageError> {
         let store = &self.inner.store;
         let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for m in manifests {
@@ -323,14 +332,26 @@ impl Stager {
         let mut wanted: Vec<Digest> = blobs.keys().cloned().collect();
         wanted.extend(manifests.iter().map(|m| m.digest.clone()));
         store.protect(&wanted).await?;
+        let mut stored = Vec::new();
         for d in blobs.values() {
             if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
-                bytes_reused += d.size;
-                blobs_reused += 1;
-                progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
+                stored.push(d.clone());
             } else {
                 missing.push(d.clone());
             }
+        }
+        let checked: Vec<(Descriptor, bool)> = futures::stream::iter(stored)
+            .map(|d| async move { upstream_holds(store, session, &d).await.map(|held| (d, held)) })
+            .buffer_unordered(self.inner.concurrency.saturating_mul(2))
+            .try_collect()
+            .await?;
+        // An upstream that cannot show a piece of the blob (it ignores `Range`) shows all of it.
+        let (proven, unproven): (Vec<_>, Vec<_>) = checked.into_iter().partition(|(_, held)| *held);
+        missing.extend(unproven.into_iter().map(|(d, _)| d));
+        for (d, _) in proven {
+            bytes_reused += d.size;
+            blobs_reused += 1;
+            progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
         }
         Ok(Plan { blobs, missing, wanted, bytes_reused, blobs_reused })
     }
@@ -369,15 +390,24 @@ impl Stager {
         Ok(downloaded)
     }
 
-    /// A manifest by tag or digest: HEAD first, and when the store already holds that digest
-    /// its stored bytes are used, so re-staging an unchanged image does not GET it again.
+    /// A manifest by tag or digest: HEAD first, and when the store already holds the digest
+    /// the upstream answered with, its stored bytes are used, so re-staging an unchanged
+    /// image does not GET it again. A digest is asked about too (a 404 fails the staging):
+    /// the store's copy may belong to a repository the stager may not read.
     async fn manifest(&self, session: &Session, reference: &Reference) -> Result<Fetched, StageError> {
         let known = match reference {
             Reference::Digest(d) => Some(d.clone()),
             Reference::Tag(_) => session.head_manifest(reference).await?,
         };
         if let Some(d) = known {
-            if self.inner.store.blob_size_fresh(&d).await?.is_some() {
+            let stored = self.inner.store.blob_size_fresh(&d).await?.is_some();
+            // By digest, the upstream has said nothing yet: a HEAD (an answer without a
+            // digest header is the upstream's own; another digest is fetched and checked).
+            let held = match reference {
+                Reference::Digest(_) if stored => session.head_manifest(reference).await?.is_none_or(|said| said == d),
+                _ => true,
+            };
+            if stored && held {
                 let bytes = self.inner.store.read_blob_bytes(&d).await?;
                 if let Ok(manifest) = oci::Manifest::parse(&bytes, None) {
                     return Ok(Fetched { digest: d, media_type: manifest.media_type.clone(), bytes, manifest });
@@ -399,7 +429,7 @@ impl Stager {
             match inflight.get(&d.digest) {
                 Some(f) => (f.clone(), false),
                 None => {
-                    let f = download(self.inner.store.clone(), session, d.clone(), progress.clone()).boxed().shared();
+                    let f = download(self.inner.store.clone(), session.clone(), d.clone(), progress.clone()).boxed().shared();
                     inflight.insert(d.digest.clone(), f.clone());
                     (f, true)
                 }
@@ -413,6 +443,11 @@ impl Stager {
             // A staging that waited on another's download did not download the bytes itself.
             Ok(Some(size)) if owner => Ok(Some(size)),
             Ok(_) => {
+                // Another staging's download, from its own upstream: ours must hold the blob
+                // too. (Our own download that found the blob stored has asked already.)
+                if !owner && !upstream_holds(&self.inner.store, &session, &d).await? {
+                    return download(self.inner.store.clone(), session, d.clone(), progress).await.map_err(StageError::Shared);
+                }
                 progress.send(Event::BlobReused { digest: d.digest.clone(), size: d.size }).await;
                 Ok(None)
             }
@@ -460,7 +495,7 @@ impl Drop for InflightEntry<'_> {
 /// a concurrent staging may have stored the blob since.
 async fn download(store: Store, session: Session, d: Descriptor, progress: Progress) -> Result<Option<u64>, Arc<StageError>> {
     let run = async {
-        if store.blob_size_fresh(&d.digest).await? == Some(d.size) {
+        if store.blob_size_fresh(&d.digest).await? == Some(d.size) && upstream_holds(&store, &session, &d).await? {
             return Ok(None);
         }
         progress.send(Event::BlobStarted { digest: d.digest.clone(), size: d.size }).await;
@@ -477,6 +512,50 @@ async fn download(store: Store, session: Session, d: Descriptor, progress: Progr
         Ok(Some(size))
     };
     run.await.map_err(Arc::new)
+}
+
+/// Bytes of a stored blob the upstream must show before the store's copy is reused.
+const PROBE_BYTES: u64 = 32;
+
+/// Whether the upstream shows it holds the blob the store has: what a staging must see before
+/// it reuses the store's copy, which may have come from a repository the stager may not pull.
+/// A HEAD with the descriptor's size, then [`PROBE_BYTES`] at a random offset that must equal
+/// the store's: an upstream the stager controls could answer any HEAD, but not bytes it
+/// never had. `false` when the upstream ignores `Range` (then the blob is downloaded, which
+/// proves it too). A 404 fails the staging (the upstream lacks the blob); another size or
+/// other bytes are corrupt content.
+async fn upstream_holds(store: &Store, session: &Session, d: &Descriptor) -> Result<bool, StageError> {
+    match session.blob_size(&d.digest).await? {
+        Some(size) if size == d.size => {
+            if d.size == 0 {
+                return Ok(true);
+            }
+            let len = PROBE_BYTES.min(d.size);
+            let start = (uuid::Uuid::new_v4().as_u128() % u128::from(d.size - len + 1)) as u64;
+            let Some(theirs) = session.blob_range(&d.digest, start, len).await? else { return Ok(false) };
+            let body = store.read_blob(&d.digest, Some(start..start + len)).await?;
+            let ours: Vec<bytes::Bytes> = body
+                .stream
+                .try_collect()
+                .await
+                .map_err(|source| StageError::Store(store::StoreError::Io { what: format!("read blob {}", d.digest), source }))?;
+            if ours.concat() != theirs.as_ref() {
+                return Err(StageError::Corrupt {
+                    what: format!("blob {}", d.digest),
+                    detail: format!("the upstream's bytes {start}..{} are not the digest's content", start + len),
+                });
+            }
+            Ok(true)
+        }
+        Some(size) => Err(StageError::Corrupt {
+            what: format!("blob {}", d.digest),
+            detail: format!("the upstream holds {size} bytes, the manifest says {}", d.size),
+        }),
+        None => Err(StageError::Upstream(upstream::UpstreamError::NotFound {
+            registry: session.registry().to_string(),
+            what: format!("blob {} (the manifest names it, the upstream does not hold it)", d.digest),
+        })),
+    }
 }
 
 /// Reports bytes received about every MiB.

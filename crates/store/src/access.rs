@@ -136,18 +136,23 @@ impl Store {
         Ok(crate::gc::retained(&stagings, current.as_deref(), retain).contains(staging.as_str()))
     }
 
-    /// Stores a token signing key.
+    /// Stores a token signing key, readable by the owner only on the filesystem: whoever
+    /// reads it can sign any token.
     pub async fn put_signing_key(&self, rec: &SigningKeyRecord) -> Result<()> {
         let key = keys::signing_key(&rec.kid);
         let json = serde_json::to_vec(rec).map_err(|e| corrupt(&key, e))?;
-        self.write_small(&key, Bytes::from(json)).await
+        self.write_private(&key, Bytes::from(json)).await
     }
 
-    /// Every stored token signing key, oldest first.
+    /// Every stored token signing key, oldest first. Keys that an older version stored
+    /// readable by others are made owner-only on the way.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         let metas: Vec<_> = self.os().list(Some(&keys::signing_keys())).try_collect().await?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
+            if self.inner.backend.make_private(&m.location).await? {
+                tracing::warn!(target: "wharfage::audit", key = %m.location, "a stored token signing key was readable by others; made it owner-only (0600)");
+            }
             let Some(raw) = self.read_small(&m.location).await? else { continue };
             out.push(serde_json::from_slice::<SigningKeyRecord>(&raw).map_err(|e| corrupt(&m.location, e))?);
         }

@@ -129,6 +129,23 @@ impl Backend {
         }
     }
 
+    /// Writes a secret whole: as [`Backend::write_small`], and on the filesystem readable by
+    /// the owner only (S3 objects have no mode; the bucket's policy guards them).
+    pub(crate) async fn write_private(&self, key: &Key, bytes: Bytes) -> Result<()> {
+        match &self.kind {
+            Kind::Filesystem { root } => local::write_file(root, key, bytes, Durability::Private).await,
+            Kind::S3 { .. } => self.write_small(key, bytes).await,
+        }
+    }
+
+    /// Makes a stored secret readable by its owner only, if it was not; says whether it had to.
+    pub(crate) async fn make_private(&self, key: &Key) -> Result<bool> {
+        match &self.kind {
+            Kind::Filesystem { root } => local::make_private(root, key).await,
+            Kind::S3 { .. } => Ok(false),
+        }
+    }
+
     /// Writes an empty marker that needs no durability (see `local::Durability::Volatile`).
     pub(crate) async fn write_marker(&self, key: &Key) -> Result<()> {
         match &self.kind {

@@ -238,6 +238,11 @@ impl Store {
         self.inner.backend.write_small(key, bytes).await
     }
 
+    /// Writes a secret (a token signing key): owner-only on the filesystem.
+    async fn write_private(&self, key: &object_store::path::Path, bytes: Bytes) -> Result<()> {
+        self.inner.backend.write_private(key, bytes).await
+    }
+
     /// Writes a marker that needs no durability (see `local::Durability::Volatile`).
     async fn write_marker(&self, key: &object_store::path::Path) -> Result<()> {
         self.inner.backend.write_marker(key).await

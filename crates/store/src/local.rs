@@ -123,10 +123,35 @@ impl Drop for TempFile {
 pub(crate) enum Durability {
     /// Fsynced, file and directory, before the write returns.
     Synced,
+    /// As `Synced`, and readable by the owner only (0600): secrets, such as token signing keys.
+    Private,
     /// Atomic but not fsynced: for markers that matter only while the process that wrote them
     /// runs (garbage collection's handshake), since a crash ends both the writer and the
     /// collector that could have seen them.
     Volatile,
+}
+
+/// Makes a stored secret readable by its owner only (one written before secrets were), and
+/// says whether it had to.
+#[cfg(unix)]
+pub(crate) async fn make_private(root: &Path, key: &Key) -> Result<bool> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = path_of(root, key);
+    blocking(move || {
+        let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?;
+        if meta.permissions().mode() & 0o077 == 0 {
+            return Ok(false);
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::io(format!("chmod 600 {}", path.display()), e))?;
+        Ok(true)
+    })
+    .await
+}
+
+#[cfg(not(unix))]
+pub(crate) async fn make_private(_root: &Path, _key: &Key) -> Result<bool> {
+    Ok(false)
 }
 
 /// Writes a small object whole, in one blocking call: temporary file, (fsync,) rename,
@@ -138,17 +163,24 @@ pub(crate) async fn write_file(root: &Path, key: &Key, bytes: Bytes, durability:
         let dir = root.join(TMP_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(format!("create {}", dir.display()), e))?;
         let tmp = dir.join(uuid::Uuid::new_v4().simple().to_string());
-        let written = File::create(&tmp)
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        if durability == Durability::Private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        }
+        let written = open
+            .open(&tmp)
             .and_then(|mut f| {
                 f.write_all(&bytes)?;
-                if durability == Durability::Synced {
+                if durability != Durability::Volatile {
                     f.sync_all()?;
                 }
                 Ok(())
             })
             .map_err(|e| StoreError::io(format!("write {}", tmp.display()), e));
         let result = written.and_then(|()| match durability {
-            Durability::Synced => rename_durably(&root, &tmp, &to),
+            Durability::Synced | Durability::Private => rename_durably(&root, &tmp, &to),
             Durability::Volatile => {
                 let parent = to.parent().unwrap_or(&root);
                 std::fs::create_dir_all(parent).map_err(|e| StoreError::io(format!("create {}", parent.display()), e))?;

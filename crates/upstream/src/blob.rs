@@ -29,6 +29,40 @@ impl Session {
         Ok(BlobDownload::stream(self.clone(), url, what, size, resp))
     }
 
+    /// `len` bytes of a blob from byte `start` (one `Range` request): what the registry holds
+    /// there, to compare with a copy stored for someone else. `None` when the registry
+    /// ignores the range (answers 200 with the whole blob, which is not read).
+    pub async fn blob_range(&self, digest: &Digest, start: u64, len: u64) -> Result<Option<Bytes>, UpstreamError> {
+        let what = format!("blob {digest} of {}", self.repository);
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{}", start + len.max(1) - 1)) {
+            h.insert(RANGE, v);
+        }
+        let resp = self.send(Method::GET, &format!("{}/blobs/{digest}", self.base), h, &what).await?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok(None);
+        }
+        let first = resp.headers().get("content-range").and_then(|v| v.to_str().ok()).and_then(parse_content_range).map(|(f, _, _)| f);
+        if first != Some(start) {
+            return Err(UpstreamError::Protocol {
+                registry: self.registry.clone(),
+                what,
+                detail: format!("asked for bytes from {start}, got Content-Range starting at {first:?}"),
+            });
+        }
+        let mut out = bytes::BytesMut::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.unreachable_error(&e))?;
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 >= len {
+                break;
+            }
+        }
+        out.truncate(len as usize);
+        Ok(Some(out.freeze()))
+    }
+
     /// The size of a blob as the registry states it (HEAD): `None` when it does not hold
     /// the blob. A mirror asks before fetching (to know the length it answers with) and
     /// before reusing a copy stored for someone else (the upstream must hold it too).

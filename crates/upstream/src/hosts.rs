@@ -5,8 +5,9 @@
 //! - Link-local addresses (169.254.0.0/16, fe80::/10) and the AWS IPv6 metadata address
 //!   (fd00:ec2::254) are refused, whether written literally, reached by a redirect or
 //!   resolved from a name, unless an allow pattern names the host.
-//! - `--upstream-deny` patterns refuse hosts; `--upstream-allow` patterns, when any are
-//!   given, refuse every host that matches none.
+//! - `--upstream-deny` patterns refuse hosts, also as token realms and redirect targets;
+//!   `--upstream-allow` patterns, when any are given, refuse every registry host that
+//!   matches none (not the token services and storage hosts registries send clients to).
 //!
 //! A pattern is `host[:port]` where the host may start with `*.` (any subdomain). Without a
 //! port it matches every port.
@@ -83,6 +84,10 @@ impl Pattern {
 pub struct HostPolicy {
     allow: Vec<Pattern>,
     deny: Vec<Pattern>,
+    /// Names answered from this table instead of DNS (tests: a name that resolves to a
+    /// link-local address without touching the machine's resolver).
+    #[cfg(test)]
+    pub(crate) fixed: Vec<(String, IpAddr)>,
 }
 
 impl HostPolicy {
@@ -91,6 +96,8 @@ impl HostPolicy {
         Ok(HostPolicy {
             allow: allow.iter().map(|p| Pattern::parse(p)).collect::<Result<_, _>>()?,
             deny: deny.iter().map(|p| Pattern::parse(p)).collect::<Result<_, _>>()?,
+            #[cfg(test)]
+            fixed: Vec::new(),
         })
     }
 
@@ -122,15 +129,20 @@ impl HostPolicy {
     /// Checks the host of a parsed URL the client is about to send a request to (the first
     /// request, a token realm, or a redirect): an address is judged as the URL parser read it,
     /// so no spelling of a refused address gets through; a name is judged address by address
-    /// when it is resolved ([`FilteringResolver`]). Allow and deny lists apply to the
-    /// registries named in stagings ([`HostPolicy::check`]), not to the storage hosts they
-    /// redirect blob downloads to, so only internal addresses are refused here.
+    /// when it is resolved ([`FilteringResolver`]). The deny list applies here too: a host
+    /// the operator refused is not reached through a realm or a redirect either. The allow
+    /// list applies only to the registries named in stagings ([`HostPolicy::check`]), not to
+    /// the token services and storage hosts they send clients to.
     pub fn check_target(&self, url: &Url) -> Result<(), UpstreamError> {
         self.target(url).map_err(|r| UpstreamError::Refused { registry: url.host_str().unwrap_or("").to_string(), reason: r.0 })
     }
 
     /// [`HostPolicy::check_target`], with the error reqwest's hooks carry.
     pub(crate) fn target(&self, url: &Url) -> Result<(), TargetRefused> {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        if self.deny.iter().any(|p| p.matches(&host, url.port_or_known_default())) {
+            return Err(TargetRefused(format!("{host} is on the registry's --upstream-deny list")));
+        }
         let ip = match url.host() {
             Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -207,7 +219,12 @@ impl reqwest::dns::Resolve for FilteringResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_ascii_lowercase();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            #[cfg(test)]
+            let fixed: Vec<SocketAddr> = policy.fixed.iter().filter(|(n, _)| *n == host).map(|(_, ip)| SocketAddr::new(*ip, 0)).collect();
+            #[cfg(not(test))]
+            let fixed: Vec<SocketAddr> = Vec::new();
+            let addrs: Vec<SocketAddr> =
+                if fixed.is_empty() { tokio::net::lookup_host((host.as_str(), 0)).await?.collect() } else { fixed };
             let allowed = policy.explicitly_allowed(&host);
             let usable: Vec<SocketAddr> = addrs.iter().copied().filter(|a| allowed || !is_internal(a.ip())).collect();
             if usable.is_empty() && !addrs.is_empty() {

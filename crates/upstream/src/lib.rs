@@ -23,6 +23,8 @@ mod hosts;
 mod ranged;
 mod retry;
 mod session;
+#[cfg(test)]
+mod ssrf_tests;
 pub mod tls;
 
 pub use client::{ByteStream, Client, Fetched};

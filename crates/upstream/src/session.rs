@@ -91,6 +91,11 @@ impl Session {
         }
     }
 
+    /// [`Session::unreachable`], for the other modules of the crate.
+    pub(crate) fn unreachable_error(&self, e: &reqwest::Error) -> UpstreamError {
+        self.unreachable(e)
+    }
+
     fn target_refused(&self, refused: &TargetRefused) -> UpstreamError {
         UpstreamError::Refused { registry: self.registry.clone(), reason: refused.to_string() }
     }

@@ -7,7 +7,9 @@
 mod credentials;
 mod engines;
 mod hostile;
+mod hostile_tokens;
 mod replicas;
+mod reuse;
 mod rotation;
 mod rules;
 

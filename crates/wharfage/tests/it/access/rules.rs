@@ -118,18 +118,19 @@ fn challenges_tokens_and_roles_on_the_wire() {
     assert_eq!(h.get("/api/v1/apps", Cred::Bearer(&root_token)).status, 200, "bearer tokens work on /api/v1 too");
     assert_eq!(h.get("/healthz", Cred::None).status, 200, "probes stay open");
 
-    // Guessing passwords is slowed: after 10 failures a minute, 429 with Retry-After (last:
-    // it locks this client out for a minute). Two failures
+    // Guessing passwords is slowed: after 10 failures a minute of one user from one address,
+    // 429 with Retry-After (last: it locks ci out at this address for a minute). Two failures
     // happened above (a wrong password for a token, on GET and on POST).
     for _ in 0..8 {
         assert_eq!(h.get("/v2/", Cred::Basic("ci", "guess")).status, 401);
     }
     assert_eq!(h.get("/v2/", Cred::Basic("ci", "guess")).status, 429);
-    // A password not checked before waits too; one checked a moment ago (a client already
-    // pulling) goes on.
-    let a = h.get("/v2/", Cred::Basic("late", pw("late")));
+    // Another password for ci waits too; one checked a moment ago (a client already pulling)
+    // goes on; and another user at the same address (an office NAT) is not locked out.
+    let a = h.get("/v2/", Cred::Basic("ci", "another-guess"));
     assert_eq!((a.status, a.code().as_str()), (429, "TOOMANYREQUESTS"));
     assert_eq!(h.get("/v2/", Cred::Basic("ci", pw("ci"))).status, 200);
+    assert_eq!(h.get("/v2/", Cred::Basic("late", pw("late"))).status, 200, "late's logins are counted apart from ci's");
     assert!(a.header("retry-after").parse::<u64>().is_ok_and(|s| (1..=60).contains(&s)));
 }
 

@@ -50,6 +50,12 @@ struct Shared {
     heads: Mutex<Vec<String>>,
     cut_done: AtomicBool,
     blobs_gone: AtomicBool,
+    /// Digests whose blob requests (HEAD and GET) are answered 404: an upstream whose
+    /// manifest names a blob it does not hold.
+    hidden: Mutex<Vec<String>>,
+    /// Digests whose HEAD is answered 200 with this size although their GET is 404: an
+    /// upstream that lies about holding a blob.
+    claimed: Mutex<Vec<(String, usize)>>,
     /// While set, the last byte of every blob body is flipped: a corrupt upstream.
     corrupt: AtomicBool,
     /// Blob GETs in progress, and the most at once.
@@ -85,6 +91,8 @@ impl Proxy {
             heads: Mutex::new(Vec::new()),
             cut_done: AtomicBool::new(false),
             blobs_gone: AtomicBool::new(false),
+            hidden: Mutex::new(Vec::new()),
+            claimed: Mutex::new(Vec::new()),
             corrupt: AtomicBool::new(false),
             blob_gets: AtomicUsize::new(0),
             max_blob_gets: AtomicUsize::new(0),
@@ -131,6 +139,25 @@ impl Proxy {
         self.heads().iter().filter(|h| h.starts_with("GET ") && h.contains("/blobs/sha256:")).count()
     }
 
+    /// From now on, requests for the blob `digest` (HEAD and GET) are answered 404
+    /// `BLOB_UNKNOWN`; `false` ends that (and a [`Proxy::claim_blob`]).
+    pub(crate) fn hide_blob(&self, digest: &str, hidden: bool) {
+        let mut h = self.shared.hidden.lock().unwrap();
+        h.retain(|d| d != digest);
+        if hidden {
+            h.push(digest.to_string());
+        } else {
+            self.shared.claimed.lock().unwrap().retain(|(d, _)| d != digest);
+        }
+    }
+
+    /// From now on, a HEAD of the blob `digest` answers 200 with `size` bytes, and a GET 404:
+    /// an upstream that claims a blob it never had.
+    pub(crate) fn claim_blob(&self, digest: &str, size: usize) {
+        self.hide_blob(digest, true);
+        self.shared.claimed.lock().unwrap().push((digest.to_string(), size));
+    }
+
     /// While on, blob GETs are answered 404 `BLOB_UNKNOWN` and blob transfers in progress
     /// are aborted.
     pub(crate) fn blobs_gone(&self, gone: bool) {
@@ -166,7 +193,17 @@ impl Shared {
         let mut client = client;
         let blob_get = lines[0].starts_with("GET ") && lines[0].contains("/blobs/sha256:");
         let _in_progress = blob_get.then(|| InProgress::new(self));
-        if blob_get && self.blobs_gone.load(Ordering::SeqCst) {
+        let claimed = self.claimed.lock().unwrap().iter().find(|(d, _)| lines[0].contains(&format!("/blobs/{d}"))).map(|(_, n)| *n);
+        if let Some(size) = claimed.filter(|_| lines[0].starts_with("HEAD ")) {
+            let d = lines[0].split("/blobs/").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ndocker-content-digest: {d}\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
+        let hidden = self.hidden.lock().unwrap().iter().any(|d| lines[0].contains(&format!("/blobs/{d}")));
+        if hidden || (blob_get && self.blobs_gone.load(Ordering::SeqCst)) {
             let body = r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
             write!(
                 client,

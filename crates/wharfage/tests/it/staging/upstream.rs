@@ -54,6 +54,16 @@ pub(super) struct Logged {
     pub uri: String,
     pub status: u16,
     pub user_agent: String,
+    /// Body bytes the registry sent.
+    pub written: u64,
+}
+
+impl Logged {
+    /// A staging's proof that the upstream holds a blob the store has: a range answer of at
+    /// most 32 bytes, not a download.
+    pub(super) fn is_probe(&self) -> bool {
+        self.method == "GET" && self.status == 206 && self.written <= 32
+    }
 }
 
 /// A running `docker-registry`; killed when dropped.
@@ -196,6 +206,7 @@ impl Upstream {
                 uri: v["http.request.uri"].as_str().unwrap_or("").to_string(),
                 status: v["http.response.status"].as_u64().unwrap_or(0) as u16,
                 user_agent: v["http.request.useragent"].as_str().unwrap_or("").to_string(),
+                written: v["http.response.written"].as_u64().unwrap_or(0),
             })
             .collect()
     }
@@ -205,10 +216,14 @@ impl Upstream {
         self.requests().into_iter().filter(|r| r.user_agent.starts_with("wharfage/")).collect()
     }
 
-    /// How many successful GETs of blob `digest` wharfage made (any repository).
+    /// How many successful GETs of blob `digest` wharfage made (any repository), the 32-byte
+    /// probes of a stored copy's reuse left out.
     pub(crate) fn blob_gets(&self, digest: &str) -> usize {
         let suffix = format!("/blobs/{digest}");
-        self.wharfage_requests().iter().filter(|r| r.method == "GET" && r.uri.ends_with(&suffix) && (200..300).contains(&r.status)).count()
+        self.wharfage_requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.uri.ends_with(&suffix) && (200..300).contains(&r.status) && !r.is_probe())
+            .count()
     }
 
     /// Where the registry keeps a blob's bytes.
