@@ -156,10 +156,7 @@ pub(crate) fn stage_request(mut req: StagingRequest) -> Result<StageRequest> {
     Ok(StageRequest {
         source: ImageRef::parse(&req.source)?,
         app: AppId::parse(&req.app)?,
-        platform: match req.platform.as_deref() {
-            Some(p) => Platform::parse(p).map_err(ServiceError::BadRequest)?,
-            None => Platform::default(),
-        },
+        platform: req.platform.as_deref().map(Platform::parse).transpose().map_err(ServiceError::BadRequest)?,
         referrers: req.referrers.unwrap_or_default(),
         credentials,
     })
