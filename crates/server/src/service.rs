@@ -86,6 +86,12 @@ pub(crate) async fn mirrors(state: &AppState) -> Result<Vec<crate::mgmt::types::
 
 /// Unpins every staging of an app; returns how many ([`ServiceError::NoStaging`] for none).
 pub(crate) async fn unpin(state: &AppState, app: &AppId) -> Result<u64> {
+    unpin_by(state, app, "request").await
+}
+
+/// [`unpin`], with what asked for it in the audit line (`request`: an unpin of that app;
+/// `live_sync`: the app was missing from a live list).
+async fn unpin_by(state: &AppState, app: &AppId, via: &'static str) -> Result<u64> {
     // Unpinning counts the records it removes: none means the app had no staging (reading
     // every record first only to see whether there is one would list and parse them twice).
     let unpinned_stagings = state.store.unpin_app(app).await?;
@@ -93,18 +99,24 @@ pub(crate) async fn unpin(state: &AppState, app: &AppId) -> Result<u64> {
     if unpinned_stagings == 0 {
         return Err(ServiceError::NoStaging(app.clone()));
     }
-    tracing::info!(target: "wharfage::audit", event = "app_unpinned", app = %app, unpinned_stagings, "app unpinned; its pull credentials are revoked");
+    tracing::info!(target: "wharfage::audit", event = "app_unpinned", app = %app, unpinned_stagings, via, "app unpinned; its pull credentials are revoked");
     Ok(unpinned_stagings)
 }
 
 /// Unpins every app not in `live` (the store refuses more than half without `force`).
 pub(crate) async fn sync_live(state: &AppState, live: &[String], force: bool) -> Result<LiveSyncAnswer> {
     let live = live.iter().map(|a| AppId::parse(a)).collect::<std::result::Result<HashSet<_>, _>>()?;
-    let done = state.store.sync_live(&live, force).await?;
-    for app in &done.unpinned {
-        forget(state, app);
+    let plan = state.store.live_sync_plan(&live, force).await?;
+    let mut unpinned = Vec::with_capacity(plan.unpinned.len());
+    for app in plan.unpinned {
+        match unpin_by(state, &app, "live_sync").await {
+            Ok(_) => unpinned.push(app),
+            // Unpinned meanwhile by another request, which logged it.
+            Err(ServiceError::NoStaging(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(LiveSyncAnswer { unpinned: done.unpinned, kept: done.kept })
+    Ok(LiveSyncAnswer { unpinned, kept: plan.kept })
 }
 
 /// Drops what this replica remembers of an app's credentials, so a revocation holds at once.

@@ -199,6 +199,38 @@ fn live_sync_unpins_the_apps_not_listed_and_refuses_to_unpin_most_of_them() {
     for (i, img) in images.iter().enumerate().skip(1) {
         w.http.get_manifest(&format!("apps/app-{i}"), &img.digest).expect(404, &format!("unpinned app-{i}"));
     }
+
+    // Every app a live sync unpinned has the audit line a manual unpin writes (one staging
+    // each), saying it came from a live sync; the refused syncs wrote none.
+    let want: Vec<(String, u64, String)> = (1..5).map(|i| (format!("app-{i}"), 1, "live_sync".to_string())).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = audit_unpins(&w.server.log());
+        if got == want || std::time::Instant::now() > deadline {
+            assert_eq!(got, want, "the audit lines of the unpins");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// (app, unpinned stagings, via) of every `app_unpinned` audit line of a JSON log, sorted.
+fn audit_unpins(log: &[String]) -> Vec<(String, u64, String)> {
+    let mut v: Vec<(String, u64, String)> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "wharfage::audit" && l["fields"]["event"] == "app_unpinned")
+        .map(|l| {
+            let f = &l["fields"];
+            (
+                f["app"].as_str().unwrap_or("").to_string(),
+                f["unpinned_stagings"].as_u64().unwrap_or(0),
+                f["via"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
