@@ -40,7 +40,7 @@ pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind};
-pub use gc::{GcOptions, GcReport, GcRun, MirrorRetention, Removed};
+pub use gc::{utc_text, GcOptions, GcReport, GcRun, Kept, KeptBy, MirrorRetention, Removed};
 pub use listing::{Page, Usage};
 pub use manifests::StoredManifest;
 pub use s3::S3Config;

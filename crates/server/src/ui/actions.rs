@@ -91,22 +91,45 @@ fn kinds(r: &GcReport) -> Vec<KindRow> {
     ]
 }
 
+/// What a collection kept for one reason, as a row.
+struct KeptRow {
+    why: String,
+    manifests: u64,
+    blobs: u64,
+    bytes: Size,
+    /// When it may be collected; empty for reasons that do not expire.
+    when: String,
+}
+
 #[derive(Template)]
 #[template(path = "ui/gc.html")]
 struct GcPage {
     chrome: Chrome,
     /// The dry run or run this request made.
     report: Option<(bool, Vec<KindRow>, Size, String)>,
+    /// What it kept, and why.
+    kept: Vec<KeptRow>,
     history: Vec<GcRow>,
 }
 
 async fn gc_answer(state: &AppState, viewer: &Viewer, report: Option<GcReport>) -> Result<Response, UiError> {
     let history = state.store.gc_history(20).await?.iter().map(GcRow::new).collect();
+    let kept = report
+        .iter()
+        .flat_map(|r| &r.kept)
+        .map(|k| KeptRow {
+            why: k.why.clone(),
+            manifests: k.manifests,
+            blobs: k.blobs,
+            bytes: Size(k.bytes),
+            when: k.when().unwrap_or_default(),
+        })
+        .collect();
     let report = report.map(|r| {
         let total = Size(r.blobs.bytes + r.uploads.bytes + r.temp_files.bytes);
         (r.dry_run, kinds(&r), total, format!("{:.1} s", r.seconds))
     });
-    render(&GcPage { chrome: Chrome::new(viewer, "Garbage collection", "gc"), report, history })
+    render(&GcPage { chrome: Chrome::new(viewer, "Garbage collection", "gc"), report, kept, history })
 }
 
 /// GET `/ui/gc`: the history and the dry-run button.

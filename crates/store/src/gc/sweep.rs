@@ -7,8 +7,8 @@ use object_store::path::Path;
 use object_store::ObjectMeta;
 use oci::{AppId, Digest, RepoName, Tag};
 
-use super::Pass;
-use super::{concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
+use super::{concurrently, GcOptions, GcReport, KeptTally, Why, TEMP_FILE_AGE};
+use super::{KeptBy, Pass};
 use crate::age;
 use crate::keys::{self, RepoKey};
 use crate::{Result, Store, StoreError};
@@ -37,6 +37,8 @@ pub(super) struct Marks {
     pub(super) links: HashSet<(RepoName, Digest)>,
     /// Digests whose bytes a live manifest needs (manifests included).
     pub(super) blobs: HashSet<Digest>,
+    /// Why each of `blobs` is kept: the strongest root that reached it.
+    pub(super) why: HashMap<Digest, Why>,
 }
 
 impl Inventory {
@@ -64,9 +66,9 @@ impl Store {
         &self,
         opts: &GcOptions,
         inv: &Inventory,
-    ) -> Result<(Vec<(RepoName, Digest)>, Vec<(AppId, crate::StagingId)>)> {
+    ) -> Result<(Vec<(RepoName, Digest, Why)>, Vec<(AppId, crate::StagingId)>)> {
         let young = |m: &ObjectMeta| age(m) < opts.grace;
-        let mut roots: Vec<(RepoName, Digest)> = Vec::new();
+        let mut roots: Vec<(RepoName, Digest, Why)> = Vec::new();
         let mirror_of = |repo: &RepoName| opts.mirrored.iter().position(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
         for (repo, tag, _) in &inv.tags {
             // A mirror's tags are the upstream's names, not a reason to keep anything.
@@ -74,7 +76,7 @@ impl Store {
                 continue;
             }
             if let Some(d) = self.resolve_tag(repo, tag).await? {
-                roots.push((repo.clone(), d));
+                roots.push((repo.clone(), d, Why::TAG));
             }
         }
         if !opts.mirrored.is_empty() {
@@ -87,11 +89,13 @@ impl Store {
                     pulled[i].push((repo, d, age(&meta)));
                 }
             }
+            let now = super::now_ms();
             for (m, mut images) in opts.mirrored.iter().zip(pulled) {
                 if let Some(cap) = m.max_size {
                     images = self.newest_within(images, cap).await?;
                 }
-                roots.extend(images.into_iter().map(|(repo, d, _)| (repo, d)));
+                let until = |age: std::time::Duration| Some(now.saturating_sub(age.as_millis() as u64) + m.retention.as_millis() as u64);
+                roots.extend(images.into_iter().map(|(repo, d, age)| (repo, d, Why { by: KeptBy::Mirror, until_ms: until(age) })));
             }
         }
         let mut expired_stagings = Vec::new();
@@ -109,12 +113,13 @@ impl Store {
                     .saturating_sub(s.created_ms)
                     < opts.grace.as_millis() as u64;
                 if keep.contains(s.staging_id.as_str()) || fresh {
+                    let why = if keep.contains(s.staging_id.as_str()) { Why::APP } else { Why::grace(s.created_ms, opts.grace) };
                     // An app staged from a mirrored registry keeps the mirror's copy of its
                     // image too, whenever it was last pulled through the mirror.
                     if let Some(mirrored) = mirrored_copy(opts, &s.source) {
-                        roots.push((mirrored, s.digest.clone()));
+                        roots.push((mirrored, s.digest.clone(), why));
                     }
-                    roots.push((repo, s.digest.clone()));
+                    roots.push((repo, s.digest.clone(), why));
                 } else {
                     expired_stagings.push((app.clone(), s.staging_id.clone()));
                 }
@@ -122,7 +127,7 @@ impl Store {
         }
         for (repo, d, meta) in &inv.manifests {
             if young(meta) {
-                roots.push((repo.clone(), d.clone()));
+                roots.push((repo.clone(), d.clone(), Why::young(meta, opts.grace)));
             }
         }
 
@@ -137,7 +142,7 @@ impl Store {
         inv: &Inventory,
         stored: &HashSet<(RepoName, Digest)>,
         live: &mut Marks,
-    ) -> Result<HashSet<Digest>> {
+    ) -> Result<HashMap<Digest, Why>> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         let young = |m: &ObjectMeta| age(m) < opts.grace;
@@ -147,13 +152,17 @@ impl Store {
         let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
             inv.manifests.iter().filter(|(repo, d, meta)| !live.manifests.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
         self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
-        let protected_roots: Vec<(RepoName, Digest)> =
-            candidates.iter().filter(|(_, d, _)| !claimed[d].ok).map(|(r, d, _)| (r.clone(), d.clone())).collect();
+        let protected = Why::protected(opts.protect_window);
+        let protected_roots: Vec<(RepoName, Digest, Why)> =
+            candidates.iter().filter(|(_, d, _)| !claimed[d].ok).map(|(r, d, _)| (r.clone(), d.clone(), protected)).collect();
         self.mark(protected_roots, stored, inv, live).await?;
-        let mut remaining_refs: HashSet<Digest> = HashSet::new();
+        let mut remaining_refs: HashMap<Digest, Why> = HashMap::new();
         for (repo, d, meta) in &inv.manifests {
-            if live.manifests.contains(&(repo.clone(), d.clone())) || young(meta) {
-                remaining_refs.insert(d.clone());
+            if live.manifests.contains(&(repo.clone(), d.clone())) {
+                let why = live.why.get(d).copied().unwrap_or(protected);
+                remaining_refs.entry(d.clone()).or_insert(why);
+            } else if young(meta) {
+                remaining_refs.entry(d.clone()).or_insert(Why::young(meta, opts.grace));
             }
         }
         // Owned items from here on: closures over borrowed ones make the collection's future
@@ -169,6 +178,11 @@ impl Store {
             concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) }).await?;
         }
         report.live_manifests = live.manifests.len() as u64;
+        let mut kept = KeptTally::default();
+        for (_, d) in &live.manifests {
+            kept.manifest(live.why.get(d).copied().unwrap_or(protected), opts);
+        }
+        *pass.kept = kept;
 
         Ok(remaining_refs)
     }
@@ -179,7 +193,7 @@ impl Store {
         pass: &mut Pass<'_>,
         inv: &Inventory,
         live: &Marks,
-        remaining_refs: &mut HashSet<Digest>,
+        remaining_refs: &mut HashMap<Digest, Why>,
     ) -> Result<()> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
@@ -188,8 +202,11 @@ impl Store {
         let candidates: Vec<&(RepoName, Digest, ObjectMeta)> =
             inv.layers.iter().filter(|(repo, d, meta)| !live.links.contains(&(repo.clone(), d.clone())) && !young(meta)).collect();
         for (repo, d, meta) in &inv.layers {
-            if live.links.contains(&(repo.clone(), d.clone())) || young(meta) {
-                remaining_refs.insert(d.clone());
+            if live.links.contains(&(repo.clone(), d.clone())) {
+                let why = live.why.get(d).copied().unwrap_or(Why::protected(opts.protect_window));
+                remaining_refs.entry(d.clone()).or_insert(why);
+            } else if young(meta) {
+                remaining_refs.entry(d.clone()).or_insert(Why::young(meta, opts.grace));
             }
         }
         self.claim_all(candidates.iter().map(|(_, d, _)| d.clone()).collect(), claimed, run, report).await?;
@@ -198,7 +215,7 @@ impl Store {
             if claimed[d].ok {
                 doomed.push((repo.clone(), d.clone()));
             } else {
-                remaining_refs.insert(d.clone());
+                remaining_refs.entry(d.clone()).or_insert(Why::protected(opts.protect_window));
             }
         }
         report.layer_links.count += doomed.len() as u64;
@@ -219,7 +236,7 @@ impl Store {
         &self,
         pass: &mut Pass<'_>,
         live: &Marks,
-        remaining_refs: &HashSet<Digest>,
+        remaining_refs: &HashMap<Digest, Why>,
     ) -> Result<(HashSet<Digest>, Vec<Digest>)> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
@@ -227,14 +244,28 @@ impl Store {
         // Sweep blobs nothing links or uses any more.
         let mut listed_blobs: HashSet<Digest> = HashSet::new();
         let mut candidates: Vec<(Digest, ObjectMeta)> = Vec::new();
+        let kept = &mut *pass.kept;
         for meta in self.list_all(&keys::blobs()).await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
             listed_blobs.insert(d.clone());
-            if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || young(&meta)) {
-                candidates.push((d, meta));
+            // Why it stays, if it does: the strongest root that reached it, else what still
+            // references it, else its own age.
+            let why = live
+                .why
+                .get(&d)
+                .or_else(|| remaining_refs.get(&d))
+                .copied()
+                .or_else(|| young(&meta).then(|| Why::young(&meta, opts.grace)));
+            match why {
+                Some(why) => kept.blob(why, meta.size, opts),
+                None => candidates.push((d, meta)),
             }
         }
         self.claim_all(candidates.iter().map(|(d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let protected = Why::protected(opts.protect_window);
+        for (_, meta) in candidates.iter().filter(|(d, _)| !claimed[d].ok) {
+            kept.blob(protected, meta.size, opts);
+        }
         let doomed: Vec<(Digest, ObjectMeta)> = candidates.into_iter().filter(|(d, _)| claimed[d].ok).collect();
         for (_, meta) in &doomed {
             report.blobs.add(meta.size);
@@ -285,18 +316,25 @@ impl Store {
     }
     /// Marks from `roots` (repository, manifest digest) through indexes, manifests,
     /// referrers and an app's schema tags naming a live manifest, adding to `live`. Only manifests the inventory holds are followed.
+    ///
+    /// Each root carries why it is one, and what it reaches is kept for the same reason: the
+    /// strongest reasons are followed first (and, among grace roots, the one that expires last),
+    /// so an object reached several ways counts under the strongest.
     pub(super) async fn mark(
         &self,
-        mut roots: Vec<(RepoName, Digest)>,
+        mut roots: Vec<(RepoName, Digest, Why)>,
         stored: &HashSet<(RepoName, Digest)>,
         inv: &Inventory,
         live: &mut Marks,
     ) -> Result<()> {
-        while let Some((repo, d)) = roots.pop() {
+        // A stack: the last root is followed first.
+        roots.sort_by_key(|(_, _, w)| (std::cmp::Reverse(w.by), w.until_ms));
+        while let Some((repo, d, why)) = roots.pop() {
             if !stored.contains(&(repo.clone(), d.clone())) || !live.manifests.insert((repo.clone(), d.clone())) {
                 continue;
             }
             live.blobs.insert(d.clone());
+            live.why.entry(d.clone()).or_insert(why);
             let bytes = match self.cache().manifests.get(&d) {
                 Some(b) => b,
                 None => match self.read_blob_bytes(&d).await {
@@ -311,21 +349,22 @@ impl Store {
             if let Ok(m) = oci::Manifest::parse(&bytes, None) {
                 for b in m.config.iter().chain(m.layers.iter()) {
                     live.blobs.insert(b.digest.clone());
+                    live.why.entry(b.digest.clone()).or_insert(why);
                     live.links.insert((repo.clone(), b.digest.clone()));
                 }
                 for child in &m.manifests {
-                    roots.push((repo.clone(), child.digest.clone()));
+                    roots.push((repo.clone(), child.digest.clone(), why));
                 }
             }
             if let Some(refs) = inv.referrers.get(&(repo.clone(), d.clone())) {
                 for (r, _) in refs {
-                    roots.push((repo.clone(), r.clone()));
+                    roots.push((repo.clone(), r.clone(), why));
                 }
             }
             if let Some(tags) = inv.schema_tags.get(&(repo.clone(), Tag::schema_base(&d))) {
                 for t in tags {
                     if let Some(target) = self.resolve_tag(&repo, t).await? {
-                        roots.push((repo.clone(), target));
+                        roots.push((repo.clone(), target, why));
                     }
                 }
             }

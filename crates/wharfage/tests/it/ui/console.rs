@@ -104,6 +104,9 @@ fn operator_console_in_a_browser() {
         let dry = b.text("#dry-run").await;
         assert!(dry.contains("Blobs 4") || dry.contains("Blobs\t4"), "web's manifest, config and two layers would go: {dry}");
         assert_ne!(b.text("#freed").await, "0 B");
+        // What stays, and why: api's image, pinned.
+        let kept = b.text("#gc-kept").await;
+        assert!(kept.contains("referenced by a live app") && kept.contains("while referenced"), "{kept}");
         b.shoot("gc-dry-run").await;
         b.click("#gc-run").await;
         b.find("#gc-result").await;
