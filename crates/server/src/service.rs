@@ -134,7 +134,12 @@ pub(crate) async fn mint(state: &AppState, app: &AppId) -> Result<auth::PullCred
 
 /// Revokes every pull credential of the app; returns how many there were.
 pub(crate) async fn revoke(state: &AppState, app: &AppId) -> Result<u64> {
-    let revoked_credentials = state.store.revoke_pull_credentials(app).await?;
+    revoke_except(state, app, None).await
+}
+
+/// Revokes every pull credential of the app but `keep` (a rotation's new one).
+pub(crate) async fn revoke_except(state: &AppState, app: &AppId, keep: Option<&store::CredentialId>) -> Result<u64> {
+    let revoked_credentials = state.store.revoke_pull_credentials_except(app, keep).await?;
     forget(state, app);
     tracing::info!(target: "wharfage::audit", event = "credentials_revoked", app = %app, revoked_credentials, "pull credentials revoked");
     Ok(revoked_credentials)

@@ -50,10 +50,19 @@ pub(super) async fn unpin(State(state): State<AppState>, Path(app): Path<String>
 #[derive(Deserialize)]
 struct CredentialsForm {
     action: String,
+    /// `yes` on the confirmation form; without it a revocation only asks.
+    #[serde(default)]
+    confirm: Option<String>,
+    /// The credential a rotation minted, which "revoke the old ones" keeps (its user name).
+    #[serde(default)]
+    keep: Option<String>,
 }
 
-/// POST `/ui/apps/{app}/credentials` (`action=rotate|revoke`): rotating revokes every pull
-/// credential of the app and mints one, shown once on the page that answers.
+/// POST `/ui/apps/{app}/credentials`. Nothing is revoked without a second, confirming POST:
+/// - `action=rotate` mints a new credential and shows it once, with a form to revoke the old
+///   ones: the order docs/auth.md recommends (give the platform the new one first);
+/// - `action=revoke` answers with a confirmation form; `action=revoke&confirm=yes` revokes
+///   every credential (but `keep`, a rotation's new one, when given).
 pub(super) async fn credentials(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -63,13 +72,41 @@ pub(super) async fn credentials(
 ) -> Result<Response, UiError> {
     let app = AppId::parse(&app)?;
     let form: CredentialsForm = serde_urlencoded::from_bytes(&body).map_err(|e| UiError::bad_request(format!("invalid form: {e}")))?;
-    let revoked = service::revoke(&state, &app).await?;
-    let (minted, notice) = match form.action.as_str() {
-        "rotate" => (Some(service::mint(&state, &app).await?), format!("Revoked {revoked} pull credentials and minted a new one.")),
-        "revoke" => (None, format!("Revoked {revoked} pull credentials.")),
-        other => return Err(UiError::bad_request(format!("unknown action {other:?}"))),
+    let keep = match form.keep.as_deref().filter(|k| !k.is_empty()) {
+        None => None,
+        Some(user) => {
+            let id = user
+                .strip_prefix(&format!("{app}+"))
+                .ok_or_else(|| UiError::bad_request(format!("{user:?} is no pull credential of {app}")))?;
+            Some(store::CredentialId::parse(id).map_err(UiError::bad_request)?)
+        }
     };
-    render(&app_page(&state, &viewer, &headers, &app, minted, Some(notice)).await?)
+    let confirmed = form.confirm.as_deref() == Some("yes");
+    match form.action.as_str() {
+        "rotate" => {
+            let minted = service::mint(&state, &app).await?;
+            let notice =
+                "Minted a new pull credential. The old ones still work: give the platform the new one, then revoke them.".to_string();
+            let keep = minted.username.clone();
+            let mut page = app_page(&state, &viewer, &headers, &app, Some(minted), Some(notice)).await?;
+            page.confirm_revoke = Some(keep);
+            render(&page)
+        }
+        "revoke" if confirmed => {
+            let revoked = service::revoke_except(&state, &app, keep.as_ref()).await?;
+            let notice = match keep {
+                Some(_) => format!("Revoked {revoked} old pull credentials; the new one stays."),
+                None => format!("Revoked {revoked} pull credentials."),
+            };
+            render(&app_page(&state, &viewer, &headers, &app, None, Some(notice)).await?)
+        }
+        "revoke" => {
+            let mut page = app_page(&state, &viewer, &headers, &app, None, None).await?;
+            page.confirm_revoke = Some(form.keep.unwrap_or_default());
+            render(&page)
+        }
+        other => Err(UiError::bad_request(format!("unknown action {other:?}"))),
+    }
 }
 
 /// One kind of object a collection removes, as a row.

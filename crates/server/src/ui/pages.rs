@@ -201,6 +201,9 @@ pub(super) struct AppPage {
     pub minted: Option<auth::PullCredentials>,
     /// What the last action did.
     pub notice: Option<String>,
+    /// A revocation to confirm: the credential to keep (a rotation's new one), or empty to
+    /// revoke them all.
+    pub confirm_revoke: Option<String>,
 }
 
 /// The page of an app, with what an action on it did.
@@ -226,6 +229,7 @@ pub(super) async fn app_page(
         current: StagingRow::new(current, true),
         minted,
         notice,
+        confirm_revoke: None,
     })
 }
 
