@@ -179,6 +179,21 @@ pub(crate) fn stage_request(mut req: StagingRequest) -> Result<StageRequest> {
     })
 }
 
+/// What notes a staging's failure for the console's overview (a failed staging leaves no
+/// record in the store), passing the result on.
+fn failure_note(
+    state: &AppState,
+    req: &StageRequest,
+) -> impl FnOnce(std::result::Result<StagingRecord, StageError>) -> std::result::Result<StagingRecord, StageError> {
+    let (console, app, source) = (state.console.clone(), req.app.to_string(), req.source.to_string());
+    move |r| {
+        if let Err(e) = &r {
+            console.staging_failed(app, source, e.to_string());
+        }
+        r
+    }
+}
+
 /// A staging running in its own task.
 pub(crate) type Running = tokio::task::JoinHandle<std::result::Result<StagingRecord, StageError>>;
 
@@ -190,13 +205,15 @@ pub(crate) type Outcome = std::result::Result<std::result::Result<StagingRecord,
 pub(crate) fn start(state: &AppState, req: StageRequest) -> Result<(mpsc::Receiver<Event>, Running)> {
     let stager = state.stager.clone().ok_or(ServiceError::StagingDisabled)?;
     let (tx, rx) = mpsc::channel::<Event>(64);
-    Ok((rx, tokio::spawn(async move { stager.stage(req, Some(tx)).await })))
+    let failed = failure_note(state, &req);
+    Ok((rx, tokio::spawn(async move { failed(stager.stage(req, Some(tx)).await) })))
 }
 
 /// Runs a staging to its end in its own task, without progress events.
 pub(crate) async fn stage(state: &AppState, req: StageRequest) -> Result<Outcome> {
     let stager = state.stager.clone().ok_or(ServiceError::StagingDisabled)?;
-    Ok(tokio::spawn(async move { stager.stage(req, None).await }).await)
+    let failed = failure_note(state, &req);
+    Ok(tokio::spawn(async move { failed(stager.stage(req, None).await) }).await)
 }
 
 /// How a staging ended, counted in the metrics: its view with a fresh pull credential, or

@@ -150,7 +150,13 @@ fn operator_console_in_a_browser() {
         b.find("#gc-result").await;
         assert!(b.text("#gc-history").await.contains("3.02 MB"), "the history shows what the run freed");
         b.shoot("gc-run").await;
+        // A failed staging shows in the overview's status column, with why.
+        wharf
+            .stage_with(&format!("{}/shop/web:no-such-tag", up.host()), "broken", json!({}), &[("authorization", &basic)])
+            .expect(404, "staging a missing tag");
         b.goto("/ui/").await;
+        let recent = b.text("#recent").await;
+        assert!(recent.contains("broken") && recent.contains("failed") && recent.contains("no-such-tag"), "{recent}");
         assert_eq!(b.text("#health").await, "ready");
         assert!(b.text("main").await.contains("freed 3.02 MB"), "the overview shows the last collection");
         b.shoot("overview").await;
