@@ -433,9 +433,10 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the store answers too (a replica whose store is down answers 503 with why).
+/// Readiness: the store answers and takes writes (a replica whose store is down or refuses
+/// writes answers 503 with why; the write is checked at most every few seconds).
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    match state.store.ready().await {
         Ok(()) => "ok\n".into_response(),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &format!("{}: {e}", state.store.describe()), None),
     }

@@ -86,6 +86,12 @@ pub(crate) async fn mirrors(state: &AppState) -> Result<Vec<crate::mgmt::types::
 
 /// Unpins every staging of an app; returns how many ([`ServiceError::NoStaging`] for none).
 pub(crate) async fn unpin(state: &AppState, app: &AppId) -> Result<u64> {
+    unpin_by(state, app, "request").await
+}
+
+/// [`unpin`], with what asked for it in the audit line (`request`: an unpin of that app;
+/// `live_sync`: the app was missing from a live list).
+async fn unpin_by(state: &AppState, app: &AppId, via: &'static str) -> Result<u64> {
     // Unpinning counts the records it removes: none means the app had no staging (reading
     // every record first only to see whether there is one would list and parse them twice).
     let unpinned_stagings = state.store.unpin_app(app).await?;
@@ -93,18 +99,24 @@ pub(crate) async fn unpin(state: &AppState, app: &AppId) -> Result<u64> {
     if unpinned_stagings == 0 {
         return Err(ServiceError::NoStaging(app.clone()));
     }
-    tracing::info!(target: "wharfage::audit", event = "app_unpinned", app = %app, unpinned_stagings, "app unpinned; its pull credentials are revoked");
+    tracing::info!(target: "wharfage::audit", event = "app_unpinned", app = %app, unpinned_stagings, via, "app unpinned; its pull credentials are revoked");
     Ok(unpinned_stagings)
 }
 
 /// Unpins every app not in `live` (the store refuses more than half without `force`).
 pub(crate) async fn sync_live(state: &AppState, live: &[String], force: bool) -> Result<LiveSyncAnswer> {
     let live = live.iter().map(|a| AppId::parse(a)).collect::<std::result::Result<HashSet<_>, _>>()?;
-    let done = state.store.sync_live(&live, force).await?;
-    for app in &done.unpinned {
-        forget(state, app);
+    let plan = state.store.live_sync_plan(&live, force).await?;
+    let mut unpinned = Vec::with_capacity(plan.unpinned.len());
+    for app in plan.unpinned {
+        match unpin_by(state, &app, "live_sync").await {
+            Ok(_) => unpinned.push(app),
+            // Unpinned meanwhile by another request, which logged it.
+            Err(ServiceError::NoStaging(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(LiveSyncAnswer { unpinned: done.unpinned, kept: done.kept })
+    Ok(LiveSyncAnswer { unpinned, kept: plan.kept })
 }
 
 /// Drops what this replica remembers of an app's credentials, so a revocation holds at once.
@@ -122,7 +134,12 @@ pub(crate) async fn mint(state: &AppState, app: &AppId) -> Result<auth::PullCred
 
 /// Revokes every pull credential of the app; returns how many there were.
 pub(crate) async fn revoke(state: &AppState, app: &AppId) -> Result<u64> {
-    let revoked_credentials = state.store.revoke_pull_credentials(app).await?;
+    revoke_except(state, app, None).await
+}
+
+/// Revokes every pull credential of the app but `keep` (a rotation's new one).
+pub(crate) async fn revoke_except(state: &AppState, app: &AppId, keep: Option<&store::CredentialId>) -> Result<u64> {
+    let revoked_credentials = state.store.revoke_pull_credentials_except(app, keep).await?;
     forget(state, app);
     tracing::info!(target: "wharfage::audit", event = "credentials_revoked", app = %app, revoked_credentials, "pull credentials revoked");
     Ok(revoked_credentials)
@@ -156,13 +173,25 @@ pub(crate) fn stage_request(mut req: StagingRequest) -> Result<StageRequest> {
     Ok(StageRequest {
         source: ImageRef::parse(&req.source)?,
         app: AppId::parse(&req.app)?,
-        platform: match req.platform.as_deref() {
-            Some(p) => Platform::parse(p).map_err(ServiceError::BadRequest)?,
-            None => Platform::default(),
-        },
+        platform: req.platform.as_deref().map(Platform::parse).transpose().map_err(ServiceError::BadRequest)?,
         referrers: req.referrers.unwrap_or_default(),
         credentials,
     })
+}
+
+/// What notes a staging's failure for the console's overview (a failed staging leaves no
+/// record in the store), passing the result on.
+fn failure_note(
+    state: &AppState,
+    req: &StageRequest,
+) -> impl FnOnce(std::result::Result<StagingRecord, StageError>) -> std::result::Result<StagingRecord, StageError> {
+    let (console, app, source) = (state.console.clone(), req.app.to_string(), req.source.to_string());
+    move |r| {
+        if let Err(e) = &r {
+            console.staging_failed(app, source, e.to_string());
+        }
+        r
+    }
 }
 
 /// A staging running in its own task.
@@ -176,13 +205,15 @@ pub(crate) type Outcome = std::result::Result<std::result::Result<StagingRecord,
 pub(crate) fn start(state: &AppState, req: StageRequest) -> Result<(mpsc::Receiver<Event>, Running)> {
     let stager = state.stager.clone().ok_or(ServiceError::StagingDisabled)?;
     let (tx, rx) = mpsc::channel::<Event>(64);
-    Ok((rx, tokio::spawn(async move { stager.stage(req, Some(tx)).await })))
+    let failed = failure_note(state, &req);
+    Ok((rx, tokio::spawn(async move { failed(stager.stage(req, Some(tx)).await) })))
 }
 
 /// Runs a staging to its end in its own task, without progress events.
 pub(crate) async fn stage(state: &AppState, req: StageRequest) -> Result<Outcome> {
     let stager = state.stager.clone().ok_or(ServiceError::StagingDisabled)?;
-    Ok(tokio::spawn(async move { stager.stage(req, None).await }).await)
+    let failed = failure_note(state, &req);
+    Ok(tokio::spawn(async move { failed(stager.stage(req, None).await) }).await)
 }
 
 /// How a staging ended, counted in the metrics: its view with a fresh pull credential, or

@@ -45,7 +45,10 @@ pub use referrers::ReferrersPolicy;
 pub struct StageRequest {
     pub source: ImageRef,
     pub app: AppId,
-    pub platform: Platform,
+    /// `None`: the default (linux/amd64 of an index; a single image whatever its platform).
+    /// A platform asked for explicitly must be the image's: a single image of another
+    /// platform is refused rather than pinned without a word.
+    pub platform: Option<Platform>,
     /// Whether signatures, SBOMs and attestations of the pinned image come along.
     pub referrers: ReferrersPolicy,
     /// Used for this staging only, then dropped (and zeroised).
@@ -154,7 +157,7 @@ impl Stager {
     ) -> Result<StagingRecord, StageError> {
         let source = req.source.to_string();
         let store = &self.inner.store;
-        let (pinned, images) = self.resolve(&req.source, &req.platform, session).await?;
+        let (pinned, images) = self.resolve(&req.source, req.platform.as_ref(), session).await?;
         let mut manifests = vec![&pinned];
         manifests.extend(images.iter());
         let mut plan = self.plan(&manifests, session, progress).await?;
@@ -287,10 +290,23 @@ impl Stager {
     /// one platform, the index itself, stored unchanged with only that platform's image
     /// beside it (a *sparse* index; the other children are absent by design). So the pinned
     /// digest is the one the user deployed, signed and scanned.
-    async fn resolve(&self, image: &ImageRef, platform: &Platform, session: &Session) -> Result<(Fetched, Vec<Fetched>), StageError> {
+    ///
+    /// A single image (no index) is its own platform: when `asked` names a platform and the
+    /// image's config states another, the staging is refused, naming the platform it has.
+    async fn resolve(&self, image: &ImageRef, asked: Option<&Platform>, session: &Session) -> Result<(Fetched, Vec<Fetched>), StageError> {
         let source = image.to_string();
+        let default = Platform::default();
+        let platform = asked.unwrap_or(&default);
         let top = self.manifest(session, &image.reference).await?;
         if !top.manifest.is_index() {
+            if let (Some(wanted @ Platform::One { .. }), Some(config)) = (asked, &top.manifest.config) {
+                if let Some(has) = self.config_platform(session, config).await? {
+                    if !wanted.matches_platform(&has) {
+                        let available = format!("{} (a single-platform image, not a multi-platform index)", platform::describe_value(&has));
+                        return Err(StageError::NoPlatform { image: source, wanted: wanted.to_string(), available });
+                    }
+                }
+            }
             return Ok((top.clone(), vec![top]));
         }
         let chosen: Vec<&Descriptor> = top.manifest.manifests.iter().filter(|d| platform.matches(d)).collect();
@@ -307,6 +323,33 @@ impl Stager {
             images.push(child);
         }
         Ok((top, images))
+    }
+
+    /// The platform an image config states (`os`, `architecture`, `variant`), read from the
+    /// store when it holds the config, else from the upstream (a config is small; one over
+    /// 1 MiB, or one that states no platform, is not checked: `None`).
+    async fn config_platform(&self, session: &Session, config: &Descriptor) -> Result<Option<serde_json::Value>, StageError> {
+        const MAX_CONFIG: u64 = 1 << 20;
+        if config.size > MAX_CONFIG {
+            return Ok(None);
+        }
+        let bytes = if self.inner.store.blob_size_fresh(&config.digest).await? == Some(config.size) {
+            self.inner.store.read_blob_bytes(&config.digest).await?.to_vec()
+        } else {
+            let mut stream = session.blob(&config.digest, config.size).await?;
+            let mut bytes = Vec::with_capacity(config.size as usize);
+            while let Some(chunk) =
+                futures::TryStreamExt::try_next(&mut stream).await.map_err(|e| StageError::from(store::StoreError::Body(e)))?
+            {
+                bytes.extend_from_slice(&chunk);
+            }
+            bytes
+        };
+        // Not verified here: the copy that follows stores the config only if it hashes right;
+        // a config that does not parse is left for the metadata step to refuse.
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+        let has = |k: &str| v.get(k).and_then(|x| x.as_str()).is_some_and(|s| !s.is_empty());
+        Ok((has("os") && has("architecture")).then_some(v))
     }
 
     /// The platforms of an index whose images a staging copies (`os/arch[/variant]`); empty

@@ -39,8 +39,16 @@ impl Platform {
 
     /// Whether an index entry matches. Without a requested variant, any variant matches.
     pub fn matches(&self, d: &Descriptor) -> bool {
+        match &d.platform {
+            Some(p) => self.matches_platform(p),
+            None => matches!(self, Platform::All),
+        }
+    }
+
+    /// Whether a platform object (an index entry's `platform`, or an image config, which
+    /// states `os`, `architecture` and `variant` the same way) is this one.
+    pub fn matches_platform(&self, p: &serde_json::Value) -> bool {
         let Platform::One { os, arch, variant } = self else { return true };
-        let Some(p) = &d.platform else { return false };
         let field = |k: &str| p.get(k).and_then(|v| v.as_str());
         field("os") == Some(os.as_str())
             && field("architecture") == Some(arch.as_str())
@@ -60,7 +68,14 @@ impl std::fmt::Display for Platform {
 
 /// `os/arch[/variant]` of an index entry, for messages.
 pub(crate) fn describe(d: &Descriptor) -> String {
-    let Some(p) = &d.platform else { return "unknown".into() };
+    match &d.platform {
+        Some(p) => describe_value(p),
+        None => "unknown".into(),
+    }
+}
+
+/// `os/arch[/variant]` of a platform object (an index entry's, or an image config).
+pub(crate) fn describe_value(p: &serde_json::Value) -> String {
     let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("");
     match field("variant") {
         "" => format!("{}/{}", field("os"), field("architecture")),

@@ -101,11 +101,20 @@ impl Store {
 
     /// Removes every pull credential of an app; returns how many there were.
     pub async fn revoke_pull_credentials(&self, app: &AppId) -> Result<u64> {
+        self.revoke_pull_credentials_except(app, None).await
+    }
+
+    /// Removes every pull credential of an app but `keep` (the one a rotation just minted,
+    /// so the old ones go only once the platform has the new one); returns how many it removed.
+    pub async fn revoke_pull_credentials_except(&self, app: &AppId, keep: Option<&CredentialId>) -> Result<u64> {
         let metas: Vec<_> = self.os().list(Some(&keys::pull_credentials(app))).try_collect().await?;
-        for m in &metas {
+        let kept = keep.map(|id| keys::pull_credential(app, id));
+        let mut removed = 0;
+        for m in metas.iter().filter(|m| Some(&m.location) != kept.as_ref()) {
             self.remove(&m.location).await?;
+            removed += 1;
         }
-        Ok(metas.len() as u64)
+        Ok(removed)
     }
 
     /// Removes the pull credential records of these stagings (garbage collection of

@@ -190,17 +190,16 @@ impl Store {
         Ok(Some(AppStagings { current, history }))
     }
 
-    /// Unpins every app not in `live`. Refused with [`StoreError::TooManyUnpins`] when that
-    /// would unpin more than half of the apps and `force` is not set: an empty or truncated
-    /// list from a confused platform must not unpin everything.
-    pub async fn sync_live(&self, live: &std::collections::HashSet<AppId>, force: bool) -> Result<LiveSync> {
+    /// The apps a live sync unpins: every app not in `live`. Refused with
+    /// [`StoreError::TooManyUnpins`] when that would unpin more than half of the apps and
+    /// `force` is not set: an empty or truncated list from a confused platform must not unpin
+    /// everything. Unpins nothing itself: the caller unpins each app as a manual unpin does
+    /// (with the same audit line).
+    pub async fn live_sync_plan(&self, live: &std::collections::HashSet<AppId>, force: bool) -> Result<LiveSync> {
         let existing = self.apps().await?;
         let doomed: Vec<AppId> = existing.iter().filter(|a| !live.contains(*a)).cloned().collect();
         if doomed.len() * 2 > existing.len() && !force {
             return Err(StoreError::TooManyUnpins { unpin: doomed.len(), of: existing.len() });
-        }
-        for app in &doomed {
-            self.unpin_app(app).await?;
         }
         Ok(LiveSync { kept: existing.len() - doomed.len(), unpinned: doomed })
     }
@@ -222,7 +221,7 @@ impl AppStagings {
     }
 }
 
-/// What a live sync did.
+/// What a live sync unpins and keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveSync {
     pub unpinned: Vec<AppId>,

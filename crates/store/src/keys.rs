@@ -36,6 +36,13 @@ pub fn ping() -> Path {
     Path::from("wharfage-ping")
 }
 
+/// What a readiness check writes and removes again: in `blobs/`, where pushes and stagings
+/// write, so a folder that cannot be written there fails the check. No digest parses from
+/// it, so listings of blobs (garbage collection, fsck) skip it.
+pub fn write_probe() -> Path {
+    Path::from("blobs/ready-probe")
+}
+
 /// Everything stored for one repository.
 pub fn repo(r: &RepoName) -> Path {
     Path::from(format!("repositories/{r}"))

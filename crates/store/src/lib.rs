@@ -45,7 +45,7 @@ pub use blob_cache::{BlobCacheConfig, BlobCacheStats};
 pub use blobs::BlobBody;
 pub use error::{Result, StoreError};
 pub use fsck::{FsckReport, Problem, ProblemKind};
-pub use gc::{GcOptions, GcReport, GcRun, MirrorRetention, Removed};
+pub use gc::{utc_text, GcOptions, GcReport, GcRun, Kept, KeptBy, MirrorRetention, Removed};
 pub use listing::{Page, Usage};
 pub use manifests::StoredManifest;
 pub use s3::S3Config;
@@ -75,7 +75,13 @@ struct Inner {
     upload_limits: UploadLimits,
     /// The upload sessions this process opened, counted against `upload_limits`.
     sessions: uploads::OpenSessions,
+    /// The last write check of [`Store::ready`]: when, and its failure if it failed.
+    write_check: tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>,
 }
+
+/// How long [`Store::ready`] trusts its last write check: probes come every few seconds from
+/// every load balancer and kubelet, a disk that fills or turns read-only is rarer.
+pub const WRITE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where the store keeps its objects.
 #[derive(Debug, Clone)]
@@ -142,6 +148,7 @@ impl StoreBuilder {
                 backend,
                 upload_limits: self.upload_limits,
                 sessions: Default::default(),
+                write_check: Default::default(),
             }),
         })
     }
@@ -195,6 +202,34 @@ impl Store {
         match self.os().head(&keys::ping()).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Readiness: the backend answers ([`Store::ping`]) and takes a write into `blobs/` (a
+    /// small object written as every object is, then removed). The write is checked at most
+    /// every [`WRITE_CHECK_EVERY`]; in between the last result stands. A store that answers
+    /// reads but refuses writes (a full disk, a read-only mount, a bucket policy) is not ready:
+    /// every push and staging would fail on it.
+    pub async fn ready(&self) -> Result<()> {
+        self.ping().await?;
+        // Held across the write: concurrent probes wait for one check instead of each writing.
+        let mut last = self.inner.write_check.lock().await;
+        let failure = match &*last {
+            Some((at, failure)) if at.elapsed() < WRITE_CHECK_EVERY => failure.clone(),
+            _ => {
+                let key = keys::write_probe();
+                let written = match self.write_small(&key, Bytes::from_static(b"ready\n")).await {
+                    Ok(()) => self.remove(&key).await,
+                    Err(e) => Err(e),
+                };
+                let failure = written.err().map(|e| e.to_string());
+                *last = Some((std::time::Instant::now(), failure.clone()));
+                failure
+            }
+        };
+        match failure {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Io { what: "writing into blobs/".into(), source: std::io::Error::other(reason) }),
         }
     }
 

@@ -17,6 +17,17 @@ pub(crate) fn run(args: StorageArgs, repair: bool, strict: bool, json: bool) -> 
     if let crate::config::Storage::S3 { blob_cache, .. } = &mut cfg.storage {
         *blob_cache = None;
     }
+    // Opening a filesystem store creates its root (what `serve` wants on a first start); a
+    // check of a root that does not exist would check an empty store made for it and call a
+    // mistyped path clean.
+    if let crate::config::Storage::Fs(root) = &cfg.storage {
+        if !root.is_dir() {
+            return Err(CliError::Config(format!(
+                "storage root {} does not exist or is not a folder: fsck checks an existing store (check --root)",
+                root.display()
+            )));
+        }
+    }
     let store = crate::serve::open_store(&cfg)?;
     let bar = ProgressBar::with_draw_target(
         Some(0),

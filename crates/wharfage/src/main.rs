@@ -10,6 +10,9 @@ mod serve;
 
 use std::process::ExitCode;
 
+#[cfg(test)]
+mod doc_commands;
+
 use clap::{Parser, Subcommand};
 
 /// wharfage: a container image registry with a staging cache.

@@ -455,5 +455,10 @@ pub(crate) fn gc(server: &str, dry_run: bool) -> Result<(), CliError> {
         let _ = writeln!(out, "{verb} {:>8} {kind:<12} {:>14} bytes", removed.count, removed.bytes);
     }
     let _ = writeln!(out, "live: {} manifests, {} blobs; {:.2} s", r.live_manifests, r.live_blobs, r.seconds);
+    // What stayed and why: an unpin frees nothing until the grace period has passed.
+    for k in &r.kept {
+        let when = k.when().map(|w| format!("; {w}")).unwrap_or_default();
+        let _ = writeln!(out, "kept {:>10} blobs {:>14} bytes, {} manifests: {}{when}", k.blobs, k.bytes, k.manifests, k.why);
+    }
     Ok(())
 }

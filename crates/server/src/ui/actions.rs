@@ -50,10 +50,19 @@ pub(super) async fn unpin(State(state): State<AppState>, Path(app): Path<String>
 #[derive(Deserialize)]
 struct CredentialsForm {
     action: String,
+    /// `yes` on the confirmation form; without it a revocation only asks.
+    #[serde(default)]
+    confirm: Option<String>,
+    /// The credential a rotation minted, which "revoke the old ones" keeps (its user name).
+    #[serde(default)]
+    keep: Option<String>,
 }
 
-/// POST `/ui/apps/{app}/credentials` (`action=rotate|revoke`): rotating revokes every pull
-/// credential of the app and mints one, shown once on the page that answers.
+/// POST `/ui/apps/{app}/credentials`. Nothing is revoked without a second, confirming POST:
+/// - `action=rotate` mints a new credential and shows it once, with a form to revoke the old
+///   ones: the order docs/auth.md recommends (give the platform the new one first);
+/// - `action=revoke` answers with a confirmation form; `action=revoke&confirm=yes` revokes
+///   every credential (but `keep`, a rotation's new one, when given).
 pub(super) async fn credentials(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -63,13 +72,41 @@ pub(super) async fn credentials(
 ) -> Result<Response, UiError> {
     let app = AppId::parse(&app)?;
     let form: CredentialsForm = serde_urlencoded::from_bytes(&body).map_err(|e| UiError::bad_request(format!("invalid form: {e}")))?;
-    let revoked = service::revoke(&state, &app).await?;
-    let (minted, notice) = match form.action.as_str() {
-        "rotate" => (Some(service::mint(&state, &app).await?), format!("Revoked {revoked} pull credentials and minted a new one.")),
-        "revoke" => (None, format!("Revoked {revoked} pull credentials.")),
-        other => return Err(UiError::bad_request(format!("unknown action {other:?}"))),
+    let keep = match form.keep.as_deref().filter(|k| !k.is_empty()) {
+        None => None,
+        Some(user) => {
+            let id = user
+                .strip_prefix(&format!("{app}+"))
+                .ok_or_else(|| UiError::bad_request(format!("{user:?} is no pull credential of {app}")))?;
+            Some(store::CredentialId::parse(id).map_err(UiError::bad_request)?)
+        }
     };
-    render(&app_page(&state, &viewer, &headers, &app, minted, Some(notice)).await?)
+    let confirmed = form.confirm.as_deref() == Some("yes");
+    match form.action.as_str() {
+        "rotate" => {
+            let minted = service::mint(&state, &app).await?;
+            let notice =
+                "Minted a new pull credential. The old ones still work: give the platform the new one, then revoke them.".to_string();
+            let keep = minted.username.clone();
+            let mut page = app_page(&state, &viewer, &headers, &app, Some(minted), Some(notice)).await?;
+            page.confirm_revoke = Some(keep);
+            render(&page)
+        }
+        "revoke" if confirmed => {
+            let revoked = service::revoke_except(&state, &app, keep.as_ref()).await?;
+            let notice = match keep {
+                Some(_) => format!("Revoked {revoked} old pull credentials; the new one stays."),
+                None => format!("Revoked {revoked} pull credentials."),
+            };
+            render(&app_page(&state, &viewer, &headers, &app, None, Some(notice)).await?)
+        }
+        "revoke" => {
+            let mut page = app_page(&state, &viewer, &headers, &app, None, None).await?;
+            page.confirm_revoke = Some(form.keep.unwrap_or_default());
+            render(&page)
+        }
+        other => Err(UiError::bad_request(format!("unknown action {other:?}"))),
+    }
 }
 
 /// One kind of object a collection removes, as a row.
@@ -91,22 +128,45 @@ fn kinds(r: &GcReport) -> Vec<KindRow> {
     ]
 }
 
+/// What a collection kept for one reason, as a row.
+struct KeptRow {
+    why: String,
+    manifests: u64,
+    blobs: u64,
+    bytes: Size,
+    /// When it may be collected; empty for reasons that do not expire.
+    when: String,
+}
+
 #[derive(Template)]
 #[template(path = "ui/gc.html")]
 struct GcPage {
     chrome: Chrome,
     /// The dry run or run this request made.
     report: Option<(bool, Vec<KindRow>, Size, String)>,
+    /// What it kept, and why.
+    kept: Vec<KeptRow>,
     history: Vec<GcRow>,
 }
 
 async fn gc_answer(state: &AppState, viewer: &Viewer, report: Option<GcReport>) -> Result<Response, UiError> {
     let history = state.store.gc_history(20).await?.iter().map(GcRow::new).collect();
+    let kept = report
+        .iter()
+        .flat_map(|r| &r.kept)
+        .map(|k| KeptRow {
+            why: k.why.clone(),
+            manifests: k.manifests,
+            blobs: k.blobs,
+            bytes: Size(k.bytes),
+            when: k.when().unwrap_or_default(),
+        })
+        .collect();
     let report = report.map(|r| {
         let total = Size(r.blobs.bytes + r.uploads.bytes + r.temp_files.bytes);
         (r.dry_run, kinds(&r), total, format!("{:.1} s", r.seconds))
     });
-    render(&GcPage { chrome: Chrome::new(viewer, "Garbage collection", "gc"), report, history })
+    render(&GcPage { chrome: Chrome::new(viewer, "Garbage collection", "gc"), report, kept, history })
 }
 
 /// GET `/ui/gc`: the history and the dry-run button.

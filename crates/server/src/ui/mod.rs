@@ -47,9 +47,33 @@ const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-
 pub struct Console {
     usage: Arc<Mutex<Option<(SystemTime, Instant, Usage)>>>,
     refreshing: Arc<AtomicBool>,
+    /// The latest failed stagings of this replica (app, source, why, when), newest last: a
+    /// failure leaves no record in the store, and the overview must still show it.
+    failures: Arc<Mutex<std::collections::VecDeque<FailedStaging>>>,
 }
 
+/// A failed staging: app, source, why, when.
+pub(crate) type FailedStaging = (String, String, String, SystemTime);
+
+/// Failed stagings the overview remembers.
+const FAILURES_KEPT: usize = 10;
+
 impl Console {
+    /// Remembers a failed staging for the overview.
+    pub(crate) fn staging_failed(&self, app: String, source: String, why: String) {
+        // A poisoned lock only means a panic elsewhere held it; the list stays consistent.
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.push_back((app, source, why, SystemTime::now()));
+        while f.len() > FAILURES_KEPT {
+            f.pop_front();
+        }
+    }
+
+    /// The remembered failed stagings, newest first.
+    pub(crate) fn failed_stagings(&self) -> Vec<FailedStaging> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().cloned().collect()
+    }
+
     /// The cached figures and when they were computed; starts a refresh when they are
     /// missing or stale, and waits a little for it when there are none yet.
     async fn usage(&self, store: &store::Store, mirrored: Vec<String>) -> Option<(SystemTime, Usage)> {

@@ -107,6 +107,8 @@ struct Overview {
     saved: Size,
     mirrored: Option<Size>,
     recent: Vec<StagingRow>,
+    /// Failed stagings of this replica, newest first: app, source, why, when.
+    failed: Vec<(String, String, String, When)>,
     last_gc: Option<GcRow>,
     health: Result<(), String>,
     store: String,
@@ -116,7 +118,8 @@ struct Overview {
 pub(super) async fn overview(State(state): State<AppState>, Extension(viewer): Extension<Viewer>) -> Result<Response, UiError> {
     let mirrored = state.mirrors.as_deref().map(|m| m.keys()).unwrap_or_default();
     let usage = state.console.usage(&state.store, mirrored).await;
-    let health = state.store.ping().await.map_err(|e| e.to_string());
+    let health = state.store.ready().await.map_err(|e| e.to_string());
+    let failed = state.console.failed_stagings().into_iter().map(|(a, s, w, t)| (a, s, w, When::from_system(t))).collect();
     let last_gc = state.store.gc_history(1).await.ok().and_then(|h| h.first().map(GcRow::new));
     let (stored, logical, saved) =
         usage.as_ref().map_or_else(Default::default, |(_, u)| (Size(u.stored_bytes), Size(u.logical_bytes), Size(u.saved_bytes())));
@@ -130,6 +133,7 @@ pub(super) async fn overview(State(state): State<AppState>, Extension(viewer): E
         saved,
         mirrored: state.mirrors.as_ref().and(usage_mirrored),
         recent,
+        failed,
         last_gc,
         health,
         store: state.store.describe().to_string(),
@@ -201,6 +205,9 @@ pub(super) struct AppPage {
     pub minted: Option<auth::PullCredentials>,
     /// What the last action did.
     pub notice: Option<String>,
+    /// A revocation to confirm: the credential to keep (a rotation's new one), or empty to
+    /// revoke them all.
+    pub confirm_revoke: Option<String>,
 }
 
 /// The page of an app, with what an action on it did.
@@ -226,6 +233,7 @@ pub(super) async fn app_page(
         current: StagingRow::new(current, true),
         minted,
         notice,
+        confirm_revoke: None,
     })
 }
 

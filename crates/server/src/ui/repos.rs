@@ -115,6 +115,9 @@ struct RepoPage {
     more_tags: usize,
     /// For `apps/<app>`: the app.
     app: Option<String>,
+    /// For `apps/<app>`: its pinned images (its stagings, newest first): digest, source,
+    /// whether current. Staged images are pinned by digest, so the tags alone show none.
+    pins: Vec<(ShortDigest, String, bool)>,
 }
 
 async fn tags(state: &AppState, viewer: &Viewer, repo: &RepoName) -> Result<Response, UiError> {
@@ -123,7 +126,16 @@ async fn tags(state: &AppState, viewer: &Viewer, repo: &RepoName) -> Result<Resp
     for t in all.iter().take(TAGS_SHOWN) {
         tags.push((t.clone(), state.store.resolve_tag(repo, t).await?.map(|d| ShortDigest::new(&d))));
     }
+    let mut pins = Vec::new();
+    if let Some(app) = AppId::of_repository(repo) {
+        if let Some(s) = state.store.app_stagings(&app).await? {
+            for (i, r) in s.history.iter().enumerate() {
+                pins.push((ShortDigest::new(&r.digest), r.source.clone(), i == s.current));
+            }
+        }
+    }
     render(&RepoPage {
+        pins,
         chrome: Chrome::new(viewer, repo.to_string(), "repositories"),
         name: repo.to_string(),
         more_tags: all.len().saturating_sub(TAGS_SHOWN),

@@ -51,3 +51,36 @@ async fn health_and_readiness() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "ok\n");
 }
+
+/// `/readyz` checks that the store takes writes into `blobs/`, not only that it answers: with
+/// `blobs/` replaced by a file (writes under it fail, even for root, unlike a `chmod`) it
+/// answers 503 naming what failed, while `/healthz` stays ok; once `blobs/` is a folder again
+/// it is ready within the check's period, and the probe leaves nothing behind.
+#[tokio::test]
+async fn readiness_fails_while_blobs_cannot_be_written() {
+    let r = Registry::start(Backend::Fs).await;
+    let blobs = r.root.join("blobs");
+    if blobs.exists() {
+        std::fs::remove_dir_all(&blobs).unwrap();
+    }
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    let resp = r.get("/readyz").await;
+    assert_eq!(resp.status(), 503);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("UNAVAILABLE") && text.contains("blobs/"), "{text}");
+    assert_eq!(r.get("/healthz").await.status(), 200, "the process itself is alive");
+
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::create_dir(&blobs).unwrap();
+    // The failure stands for at most the check's period, then a fresh write passes.
+    let deadline = std::time::Instant::now() + store::WRITE_CHECK_EVERY * 3;
+    loop {
+        let status = r.get("/readyz").await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz still {status} with blobs/ writable again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0, "the write probe left a file in blobs/");
+}

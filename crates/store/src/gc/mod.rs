@@ -139,6 +139,175 @@ impl Removed {
     }
 }
 
+/// Why a collection kept something, strongest first: what a tag reaches is counted as kept
+/// by the tag even when it is young too.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptBy {
+    /// Reached from a tag (not a mirror's).
+    Tag,
+    /// Reached from a pinned app's retained staging (its current one and the `retain` before).
+    App,
+    /// A mirrored image pulled within its mirror's retention.
+    Mirror,
+    /// Younger than the grace period (a manifest link, a layer link, a blob, a staging
+    /// record beyond retention), or reached from such a manifest.
+    Grace,
+    /// A writer (a push, an upload, a staging) protected it during this collection.
+    Protected,
+}
+
+/// What a collection kept for one reason: counts, bytes, and when the first and the last of
+/// it may be collected (for reasons that expire: the grace period, a protection, a mirror's
+/// retention). Unpinning an app and collecting at once frees nothing for the grace period;
+/// this is what says so, and until when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Kept {
+    pub by: KeptBy,
+    /// The reason in words, as the CLI and the console show it.
+    pub why: String,
+    /// Manifests kept (per repository).
+    pub manifests: u64,
+    /// Blobs kept (manifests' bytes included), and their bytes.
+    pub blobs: u64,
+    pub bytes: u64,
+    /// When the first of them may be collected (unix ms), when that is known.
+    pub collectable_from_ms: Option<u64>,
+    /// When the last of them may be collected (unix ms).
+    pub collectable_by_ms: Option<u64>,
+}
+
+impl Kept {
+    /// `collectable from 2026-12-04 12:43 UTC (all by 12:44 UTC)`, rounded up to the minute
+    /// (collecting at the minute shown frees them); `None` for reasons that do not expire.
+    pub fn when(&self) -> Option<String> {
+        let up = |ms: u64| utc_text(ms.div_ceil(60_000) * 60_000);
+        let (from, by) = (self.collectable_from_ms?, self.collectable_by_ms.unwrap_or(0));
+        Some(if by.div_ceil(60_000) > from.div_ceil(60_000) {
+            format!("collectable from {} (all by {})", up(from), up(by))
+        } else {
+            format!("collectable from {}", up(from))
+        })
+    }
+}
+
+/// Why one object is kept, and until when (unix ms) if the reason expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Why {
+    pub(super) by: KeptBy,
+    pub(super) until_ms: Option<u64>,
+}
+
+impl Why {
+    pub(super) const TAG: Why = Why { by: KeptBy::Tag, until_ms: None };
+    pub(super) const APP: Why = Why { by: KeptBy::App, until_ms: None };
+
+    /// Kept by the grace period, since `since_ms` (unix ms).
+    pub(super) fn grace(since_ms: u64, grace: Duration) -> Why {
+        Why { by: KeptBy::Grace, until_ms: Some(since_ms.saturating_add(grace.as_millis() as u64)) }
+    }
+
+    /// Kept by the grace period until `until_ms` (unix ms).
+    pub(super) fn grace_until(until_ms: u64) -> Why {
+        Why { by: KeptBy::Grace, until_ms: Some(until_ms) }
+    }
+
+    /// Kept by an object's age (its last modification).
+    pub(super) fn young(meta: &object_store::ObjectMeta, grace: Duration) -> Why {
+        Why::grace(meta.last_modified.timestamp_millis().max(0) as u64, grace)
+    }
+
+    /// Protected by a writer: collectable once the protect window has passed.
+    pub(super) fn protected(window: Duration) -> Why {
+        Why { by: KeptBy::Protected, until_ms: Some(now_ms().saturating_add(window.as_millis() as u64)) }
+    }
+}
+
+/// Now, in unix milliseconds.
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// `1h`, `90s`, `2m`: a duration as the flags take it.
+fn short(d: Duration) -> String {
+    match d.as_secs() {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl KeptBy {
+    /// The reason in words, with the setting that decides it.
+    fn why(self, opts: &GcOptions) -> String {
+        match self {
+            KeptBy::Tag => "referenced by a tag".into(),
+            KeptBy::App => format!("referenced by a live app (its current staging or one of the {} before it)", opts.retain),
+            KeptBy::Mirror => "pulled through a mirror within its retention".into(),
+            KeptBy::Grace => format!("younger than the grace period ({}, --gc-grace)", short(opts.grace)),
+            KeptBy::Protected => format!(
+                "protected by an upload or staging in progress (kept for the protect window, {}, --gc-protect-window)",
+                short(opts.protect_window)
+            ),
+        }
+    }
+}
+
+/// Tallies what is kept, reason by reason.
+#[derive(Default)]
+pub(super) struct KeptTally(BTreeMap<KeptBy, Kept>);
+
+impl KeptTally {
+    fn entry(&mut self, why: Why, opts: &GcOptions) -> &mut Kept {
+        let k = self.0.entry(why.by).or_insert_with(|| Kept {
+            by: why.by,
+            why: why.by.why(opts),
+            manifests: 0,
+            blobs: 0,
+            bytes: 0,
+            collectable_from_ms: None,
+            collectable_by_ms: None,
+        });
+        if let Some(t) = why.until_ms {
+            k.collectable_from_ms = Some(k.collectable_from_ms.map_or(t, |f| f.min(t)));
+            k.collectable_by_ms = Some(k.collectable_by_ms.map_or(t, |b| b.max(t)));
+        }
+        k
+    }
+
+    pub(super) fn manifest(&mut self, why: Why, opts: &GcOptions) {
+        self.entry(why, opts).manifests += 1;
+    }
+
+    pub(super) fn blob(&mut self, why: Why, bytes: u64, opts: &GcOptions) {
+        let k = self.entry(why, opts);
+        k.blobs += 1;
+        k.bytes += bytes;
+    }
+
+    pub(super) fn into_vec(self) -> Vec<Kept> {
+        self.0.into_values().collect()
+    }
+}
+
+/// `2026-11-30 16:04 UTC` from unix milliseconds (the civil-from-days algorithm; no date
+/// crate for one format), for the reports' times in the CLI and the console.
+pub fn utc_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
 /// What a collection removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GcReport {
@@ -156,6 +325,9 @@ pub struct GcReport {
     pub live_manifests: u64,
     pub live_blobs: u64,
     pub seconds: f64,
+    /// What was kept, by reason (the strongest reason of each object), strongest first.
+    #[serde(default)]
+    pub kept: Vec<Kept>,
 }
 
 /// What every sweep phase works with: the options, this run's identity in the handshake,
@@ -165,6 +337,7 @@ struct Pass<'a> {
     run: &'a Run,
     claimed: &'a mut BTreeMap<CompactDigest, Claim>,
     report: &'a mut GcReport,
+    kept: &'a mut KeptTally,
 }
 
 impl Store {
@@ -248,10 +421,12 @@ impl Store {
             self.remove_credentials_of(&expired_stagings).await?;
         }
 
-        let mut pass = Pass { opts, run, claimed, report };
+        let mut kept = KeptTally::default();
+        let mut pass = Pass { opts, run, claimed, report, kept: &mut kept };
         let mut remaining_refs = self.sweep_manifests(&mut pass, &inv, &stored, &mut live).await?;
         self.sweep_layer_links(&mut pass, &inv, &live, &mut remaining_refs).await?;
         let (listed_blobs, removed_blobs) = self.sweep_blobs(&mut pass, &live, &remaining_refs).await?;
+        report.kept = kept.into_vec();
         self.sweep_leftovers(opts, report).await?;
         if !opts.dry_run {
             self.release_all(opts, run, claimed, &listed_blobs, &removed_blobs).await?;

@@ -7,8 +7,8 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use oci::{AppId, CompactDigest, Digest, RepoName, Tag};
 
-use super::Pass;
-use super::{concurrently, GcOptions, GcReport, TEMP_FILE_AGE};
+use super::{concurrently, GcOptions, GcReport, KeptTally, Why, TEMP_FILE_AGE};
+use super::{KeptBy, Pass};
 use crate::age;
 use crate::keys::{self, RepoKey};
 use crate::{Result, Store, StoreError};
@@ -41,14 +41,15 @@ impl Repos {
     }
 }
 
-/// A manifest link or a layer link: 64 bytes, where the listing's `ObjectMeta` (its key, time,
+/// A manifest link or a layer link: 72 bytes, where the listing's `ObjectMeta` (its key, time,
 /// tag) and parsed names took several hundred.
 pub(super) struct Entry {
     pub(super) repo: usize,
     pub(super) digest: CompactDigest,
     pub(super) size: u64,
-    /// Younger than the grace period when listed: a root, never removed.
-    pub(super) young: bool,
+    /// When it was written, if that is within the grace period: a root, never removed
+    /// until then (unix ms).
+    pub(super) young_until: Option<u64>,
 }
 
 /// Everything under `repositories/`, classified, in compact form (it is held for the whole
@@ -78,21 +79,22 @@ pub(super) struct Marks {
     pub(super) manifests: HashSet<Node>,
     /// (repository, blob digest): layer links a live manifest uses.
     pub(super) links: HashSet<Node>,
-    /// Digests whose bytes a live manifest needs (manifests included).
-    pub(super) blobs: HashSet<CompactDigest>,
+    /// Digests whose bytes a live manifest needs (manifests included), each with why it is
+    /// kept: the strongest root that reached it.
+    pub(super) blobs: HashMap<CompactDigest, Why>,
 }
 
 impl Inventory {
     pub(super) fn add(&mut self, meta: &ObjectMeta, grace: Duration) {
-        let young = age(meta) < grace;
+        let young_until = (age(meta) < grace).then(|| Why::young(meta, grace).until_ms).flatten();
         match keys::parse_repo_key(&meta.location) {
             Some(RepoKey::Manifest(repo, d)) => {
                 let repo = self.repos.intern(repo);
-                self.manifests.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young })
+                self.manifests.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young_until })
             }
             Some(RepoKey::Layer(repo, d)) => {
                 let repo = self.repos.intern(repo);
-                self.layers.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young })
+                self.layers.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young_until })
             }
             Some(RepoKey::Tag(repo, t)) => match t.schema_subject() {
                 Some(subject) if AppId::of_repository(&repo).is_some() => {
@@ -121,8 +123,8 @@ impl Store {
     /// Roots: tags (but an app's schema tags and a mirror's), mirrored manifests pulled within
     /// their mirror's retention, retained stagings, young manifests; and the staging records
     /// beyond retention.
-    pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<Node>, Vec<(AppId, crate::StagingId)>)> {
-        let mut roots: Vec<(RepoName, Digest)> = Vec::new();
+    pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<(Node, Why)>, Vec<(AppId, crate::StagingId)>)> {
+        let mut roots: Vec<(RepoName, Digest, Why)> = Vec::new();
         let mirror_of = |repo: &RepoName| opts.mirrored.iter().position(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
         for (repo, tag) in &inv.tags {
             // A mirror's tags are the upstream's names, not a reason to keep anything.
@@ -130,7 +132,7 @@ impl Store {
                 continue;
             }
             if let Some(d) = self.resolve_tag(repo, tag).await? {
-                roots.push((repo.clone(), d));
+                roots.push((repo.clone(), d, Why::TAG));
             }
         }
         if !opts.mirrored.is_empty() {
@@ -143,11 +145,13 @@ impl Store {
                     pulled[i].push((repo, d, age(&meta)));
                 }
             }
+            let now = super::now_ms();
             for (m, mut images) in opts.mirrored.iter().zip(pulled) {
                 if let Some(cap) = m.max_size {
                     images = self.newest_within(images, cap).await?;
                 }
-                roots.extend(images.into_iter().map(|(repo, d, _)| (repo, d)));
+                let until = |age: std::time::Duration| Some(now.saturating_sub(age.as_millis() as u64) + m.retention.as_millis() as u64);
+                roots.extend(images.into_iter().map(|(repo, d, age)| (repo, d, Why { by: KeptBy::Mirror, until_ms: until(age) })));
             }
         }
         let mut expired_stagings = Vec::new();
@@ -165,19 +169,20 @@ impl Store {
                     .saturating_sub(s.created_ms)
                     < opts.grace.as_millis() as u64;
                 if keep.contains(s.staging_id.as_str()) || fresh {
+                    let why = if keep.contains(s.staging_id.as_str()) { Why::APP } else { Why::grace(s.created_ms, opts.grace) };
                     // An app staged from a mirrored registry keeps the mirror's copy of its
                     // image too, whenever it was last pulled through the mirror.
                     if let Some(mirrored) = mirrored_copy(opts, &s.source) {
-                        roots.push((mirrored, s.digest.clone()));
+                        roots.push((mirrored, s.digest.clone(), why));
                     }
-                    roots.push((repo, s.digest.clone()));
+                    roots.push((repo, s.digest.clone(), why));
                 } else {
                     expired_stagings.push((app.clone(), s.staging_id.clone()));
                 }
             }
         }
-        let mut nodes: Vec<Node> = roots.iter().filter_map(|(repo, d)| inv.node(repo, d)).collect();
-        nodes.extend(inv.manifests.iter().filter(|e| e.young).map(|e| (e.repo, e.digest.clone())));
+        let mut nodes: Vec<(Node, Why)> = roots.iter().filter_map(|(repo, d, why)| Some((inv.node(repo, d)?, *why))).collect();
+        nodes.extend(inv.manifests.iter().filter_map(|e| Some(((e.repo, e.digest.clone()), Why::grace_until(e.young_until?)))));
 
         Ok((nodes, expired_stagings))
     }
@@ -190,23 +195,28 @@ impl Store {
         inv: &Inventory,
         stored: &HashSet<Node>,
         live: &mut Marks,
-    ) -> Result<HashSet<CompactDigest>> {
+    ) -> Result<HashMap<CompactDigest, Why>> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
         // manifest a writer protected is kept and marked like a root, and what it reaches
         // (children, config, layers, possibly other candidates) is kept with it.
-        let unreached = |e: &&Entry| !e.young && !live.manifests.contains(&(e.repo, e.digest.clone()));
+        let unreached = |e: &&Entry| e.young_until.is_none() && !live.manifests.contains(&(e.repo, e.digest.clone()));
         let candidates: Vec<&Entry> = inv.manifests.iter().filter(unreached).collect();
         self.claim_all(candidates.iter().map(|e| e.digest.clone()).collect(), claimed, run, report).await?;
-        let protected_roots: Vec<Node> = candidates.iter().filter(|e| !claimed[&e.digest].ok).map(|e| (e.repo, e.digest.clone())).collect();
+        let protected = Why::protected(opts.protect_window);
+        let protected_roots: Vec<(Node, Why)> =
+            candidates.iter().filter(|e| !claimed[&e.digest].ok).map(|e| ((e.repo, e.digest.clone()), protected)).collect();
         self.mark(protected_roots, stored, inv, live).await?;
-        let remaining_refs: HashSet<CompactDigest> = inv
-            .manifests
-            .iter()
-            .filter(|e| e.young || live.manifests.contains(&(e.repo, e.digest.clone())))
-            .map(|e| e.digest.clone())
-            .collect();
+        let mut remaining_refs: HashMap<CompactDigest, Why> = HashMap::new();
+        for e in &inv.manifests {
+            if live.manifests.contains(&(e.repo, e.digest.clone())) {
+                let why = live.blobs.get(&e.digest).copied().unwrap_or(protected);
+                remaining_refs.entry(e.digest.clone()).or_insert(why);
+            } else if let Some(until) = e.young_until {
+                remaining_refs.entry(e.digest.clone()).or_insert(Why::grace_until(until));
+            }
+        }
         // Owned items from here on: closures over borrowed ones make the collection's future
         // too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
         let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
@@ -220,6 +230,11 @@ impl Store {
             concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) }).await?;
         }
         report.live_manifests = live.manifests.len() as u64;
+        let mut kept = KeptTally::default();
+        for (_, d) in &live.manifests {
+            kept.manifest(live.blobs.get(d).copied().unwrap_or(protected), opts);
+        }
+        *pass.kept = kept;
 
         Ok(remaining_refs)
     }
@@ -230,15 +245,18 @@ impl Store {
         pass: &mut Pass<'_>,
         inv: &Inventory,
         live: &Marks,
-        remaining_refs: &mut HashSet<CompactDigest>,
+        remaining_refs: &mut HashMap<CompactDigest, Why>,
     ) -> Result<()> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         // Sweep layer links no live manifest uses.
         let mut candidates: Vec<&Entry> = Vec::new();
         for e in &inv.layers {
-            if e.young || live.links.contains(&(e.repo, e.digest.clone())) {
-                remaining_refs.insert(e.digest.clone());
+            if live.links.contains(&(e.repo, e.digest.clone())) {
+                let why = live.blobs.get(&e.digest).copied().unwrap_or(Why::protected(opts.protect_window));
+                remaining_refs.entry(e.digest.clone()).or_insert(why);
+            } else if let Some(until) = e.young_until {
+                remaining_refs.entry(e.digest.clone()).or_insert(Why::grace_until(until));
             } else {
                 candidates.push(e);
             }
@@ -249,7 +267,7 @@ impl Store {
             if claimed[&e.digest].ok {
                 doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
             } else {
-                remaining_refs.insert(e.digest.clone());
+                remaining_refs.entry(e.digest.clone()).or_insert(Why::protected(opts.protect_window));
             }
         }
         report.layer_links.count += doomed.len() as u64;
@@ -273,24 +291,38 @@ impl Store {
         &self,
         pass: &mut Pass<'_>,
         live: &Marks,
-        remaining_refs: &HashSet<CompactDigest>,
+        remaining_refs: &HashMap<CompactDigest, Why>,
     ) -> Result<(HashSet<CompactDigest>, Vec<CompactDigest>)> {
         let (opts, run) = (pass.opts, pass.run);
         let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
         // Sweep blobs nothing links or uses any more.
         let mut listed_blobs: HashSet<CompactDigest> = HashSet::new();
         let mut candidates: Vec<(CompactDigest, u64)> = Vec::new();
+        let kept = &mut *pass.kept;
         let mut listing = self.os().list(Some(&keys::blobs()));
         while let Some(meta) = listing.try_next().await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
             let d = CompactDigest::of(&d);
-            if !(live.blobs.contains(&d) || remaining_refs.contains(&d) || age(&meta) < opts.grace) {
-                candidates.push((d.clone(), meta.size));
+            // Why it stays, if it does: the strongest root that reached it, else what still
+            // references it, else its own age.
+            let why = live
+                .blobs
+                .get(&d)
+                .or_else(|| remaining_refs.get(&d))
+                .copied()
+                .or_else(|| (age(&meta) < opts.grace).then(|| Why::young(&meta, opts.grace)));
+            match why {
+                Some(why) => kept.blob(why, meta.size, opts),
+                None => candidates.push((d.clone(), meta.size)),
             }
             listed_blobs.insert(d);
         }
         drop(listing);
         self.claim_all(candidates.iter().map(|(d, _)| d.clone()).collect(), claimed, run, report).await?;
+        let protected = Why::protected(opts.protect_window);
+        for (_, size) in candidates.iter().filter(|(d, _)| !claimed[d].ok) {
+            kept.blob(protected, *size, opts);
+        }
         candidates.retain(|(d, _)| claimed[d].ok);
         for (_, size) in &candidates {
             report.blobs.add(*size);
@@ -341,14 +373,20 @@ impl Store {
     }
     /// Marks from `roots` (repository, manifest digest) through indexes, manifests,
     /// referrers and an app's schema tags naming a live manifest, adding to `live`. Only manifests the inventory holds are followed.
-    pub(super) async fn mark(&self, mut roots: Vec<Node>, stored: &HashSet<Node>, inv: &Inventory, live: &mut Marks) -> Result<()> {
-        while let Some(node) = roots.pop() {
+    ///
+    /// Each root carries why it is one, and what it reaches is kept for the same reason: the
+    /// strongest reasons are followed first (and, among grace roots, the one that expires last),
+    /// so an object reached several ways counts under the strongest.
+    pub(super) async fn mark(&self, mut roots: Vec<(Node, Why)>, stored: &HashSet<Node>, inv: &Inventory, live: &mut Marks) -> Result<()> {
+        // A stack: the last root is followed first.
+        roots.sort_by_key(|(_, w)| (std::cmp::Reverse(w.by), w.until_ms));
+        while let Some((node, why)) = roots.pop() {
             if !stored.contains(&node) || live.manifests.contains(&node) {
                 continue;
             }
             live.manifests.insert(node.clone());
             let (repo, d) = node;
-            live.blobs.insert(d.clone());
+            live.blobs.entry(d.clone()).or_insert(why);
             let digest = d.digest();
             let bytes = match self.cache().manifests.get(&digest) {
                 Some(b) => b,
@@ -364,20 +402,20 @@ impl Store {
             if let Ok(m) = oci::Manifest::parse(&bytes, None) {
                 for b in m.config.iter().chain(m.layers.iter()) {
                     let b = CompactDigest::of(&b.digest);
-                    live.blobs.insert(b.clone());
+                    live.blobs.entry(b.clone()).or_insert(why);
                     live.links.insert((repo, b));
                 }
                 for child in &m.manifests {
-                    roots.push((repo, CompactDigest::of(&child.digest)));
+                    roots.push(((repo, CompactDigest::of(&child.digest)), why));
                 }
             }
             if let Some(refs) = inv.referrers.get(&(repo, d)) {
-                roots.extend(refs.iter().map(|r| (repo, r.clone())));
+                roots.extend(refs.iter().map(|r| ((repo, r.clone()), why)));
             }
             if let Some(tags) = inv.schema_tags.get(&(repo, Tag::schema_base(&digest))) {
                 for t in tags {
                     if let Some(target) = self.resolve_tag(inv.repos.name(repo), t).await? {
-                        roots.push((repo, CompactDigest::of(&target)));
+                        roots.push(((repo, CompactDigest::of(&target)), why));
                     }
                 }
             }

@@ -196,3 +196,4 @@ fn every_api_route_answers_a_token_as_it_answers_basic() {
         }
     }
     assert!(wrong.is_empty(), "routes that answer against their role, or a token unlike Basic:\n{}", wrong.join("\n"));
+}

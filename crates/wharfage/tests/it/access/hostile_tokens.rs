@@ -96,3 +96,4 @@ fn a_token_living_longer_than_the_registry_issues_is_refused() {
         let a = https.get("/v2/team/web/tags/list", Cred::Bearer(&forged));
         assert_eq!(a.status, 401, "{what}: {}", String::from_utf8_lossy(&a.body));
     }
+}

@@ -123,3 +123,37 @@ fn fsck_reports_a_flipped_byte_a_deleted_blob_and_an_orphan_and_repair_quarantin
     assert_eq!(code, 0, "{text}");
     assert!(text.starts_with("checked 7 blobs"), "{text}");
 }
+
+/// `fsck --root` of a folder that does not exist (a typo) is refused, naming the path, and
+/// creates nothing; `serve` with no storage flag still creates its default data folder on a
+/// first start, and `fsck` with no flag then checks that folder.
+#[test]
+fn fsck_refuses_a_missing_root_and_serve_still_creates_its_default_one() {
+    let dir = crate::harness::tempdir();
+    let typo = dir.path().join("wharfage-dta");
+    let mut cmd = super::command(dir.path());
+    cmd.args(["fsck", "--root"]).arg(&typo);
+    let out = crate::harness::run(cmd, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "fsck of a missing root succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains(&typo.display().to_string()) && stderr.contains("does not exist"), "{stderr}");
+    assert!(!typo.exists(), "fsck created the root it was asked to check");
+    // With no flag at all, the default root (./wharfage-data) does not exist yet either.
+    let mut cmd = super::command(dir.path());
+    cmd.arg("fsck");
+    let out = crate::harness::run(cmd, std::time::Duration::from_secs(60));
+    assert_ne!(out.status.code(), Some(0), "fsck of a missing default root succeeded");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wharfage-data"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut cmd = super::command(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+    let server = crate::harness::Server::spawn(cmd);
+    assert!(dir.path().join("wharfage-data").is_dir(), "serve with no storage flag made no ./wharfage-data");
+    server.stop();
+    let mut cmd = super::command(dir.path());
+    cmd.args(["fsck", "--json"]);
+    let out = crate::harness::run(cmd, std::time::Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "fsck of the default root serve made: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"], json!([]), "{report}");
+}

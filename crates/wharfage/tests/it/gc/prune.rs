@@ -201,6 +201,38 @@ fn live_sync_unpins_the_apps_not_listed_and_refuses_to_unpin_most_of_them() {
     for (i, img) in images.iter().enumerate().skip(1) {
         w.http.get_manifest(&format!("apps/app-{i}"), &img.digest).expect(404, &format!("unpinned app-{i}"));
     }
+
+    // Every app a live sync unpinned has the audit line a manual unpin writes (one staging
+    // each), saying it came from a live sync; the refused syncs wrote none.
+    let want: Vec<(String, u64, String)> = (1..5).map(|i| (format!("app-{i}"), 1, "live_sync".to_string())).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = audit_unpins(&w.server.log());
+        if got == want || std::time::Instant::now() > deadline {
+            assert_eq!(got, want, "the audit lines of the unpins");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// (app, unpinned stagings, via) of every `app_unpinned` audit line of a JSON log, sorted.
+fn audit_unpins(log: &[String]) -> Vec<(String, u64, String)> {
+    let mut v: Vec<(String, u64, String)> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "wharfage::audit" && l["fields"]["event"] == "app_unpinned")
+        .map(|l| {
+            let f = &l["fields"];
+            (
+                f["app"].as_str().unwrap_or("").to_string(),
+                f["unpinned_stagings"].as_u64().unwrap_or(0),
+                f["via"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -250,4 +282,50 @@ fn two_collections_at_once_break_nothing() {
     assert_eq!(report["problems"], json!([]), "fsck after two collections at once: {report}");
     let flags = super::deletion_flags(&dir.path().join("root"));
     assert!(flags.is_empty(), "deletion flags or run folders left behind: {flags:?}");
+}
+
+/// Unpinning an app and collecting at once frees nothing for the grace period (1 h by
+/// default): the report, `wharfage gc` and its dry run say what was kept, why ("younger than
+/// the grace period (1h"), and from when it is collectable (staging time + 1 h).
+#[test]
+fn a_collection_right_after_an_unpin_says_what_it_kept_why_and_until_when() {
+    let img = Img::new("kept app", &[&layer(70, 24 << 10), &layer(71, 8 << 10)]);
+    let up = Reg::fs(&[]);
+    push(&up.http, "src/kept", "v1", &img, Via::Post).unwrap();
+    let w = Reg::fs(&["--insecure-registry".to_string(), up.host()]);
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let before = now_ms();
+    w.stage_ok(&format!("{}/src/kept:v1", up.host()), "kept-app");
+    let after = now_ms();
+    w.http.send("DELETE", "/api/v1/apps/kept-app", &[], Vec::new()).expect(200, "unpin");
+    let files = w.blob_files();
+
+    let report = w.gc(false);
+    assert_eq!(removed(&report.blobs), (0, 0), "the grace period keeps the unpinned app: {report:?}");
+    assert_eq!(w.blob_files(), files);
+    let grace: Vec<&store::Kept> = report.kept.iter().filter(|k| k.by == store::KeptBy::Grace).collect();
+    assert_eq!(grace.len(), 1, "{report:?}");
+    let k = grace[0];
+    assert_eq!((k.manifests, k.blobs), (1, 2 + img.layers.len() as u64), "manifest, config and layers: {k:?}");
+    assert_eq!(k.bytes, files.values().sum::<u64>(), "every byte stored is the app's: {k:?}");
+    assert!(k.why.contains("younger than the grace period (1h"), "{k:?}");
+    let (from, by) = (k.collectable_from_ms.unwrap(), k.collectable_by_ms.unwrap());
+    let hour = 3_600_000;
+    assert!(
+        before - 2_000 + hour <= from && from <= by && by <= after + 2_000 + hour,
+        "collectable {from}..{by}, staged {before}..{after}"
+    );
+    assert!(report.kept.iter().all(|k| k.by == store::KeptBy::Grace), "nothing else holds anything: {report:?}");
+
+    // The CLI says the same, dry run or not, with the time.
+    let when = k.when().unwrap();
+    assert!(when.starts_with("collectable from 20"), "{when}");
+    for args in [&["gc", "--dry-run"][..], &["gc"][..]] {
+        let out = w.cli(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "wharfage {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let line = text.lines().find(|l| l.starts_with("kept") && l.contains("younger than the grace period (1h"));
+        let line = line.unwrap_or_else(|| panic!("wharfage {args:?} names no reason:\n{text}"));
+        assert!(line.contains(&format!("{} blobs", k.blobs)) && line.contains("collectable from 20"), "{line}");
+    }
 }

@@ -403,3 +403,37 @@ fn restaging_records_history_and_downloads_nothing_already_stored() {
     assert_eq!(value("wharfage_staged_bytes_total{source=\"upstream\"}"), downloaded, "{text}");
     assert_eq!(value("wharfage_staged_bytes_total{source=\"store\"}"), reused, "{text}");
 }
+
+/// A platform asked for explicitly must be the image's own when the image is a single
+/// manifest, not an index: `linux/arm64` of an amd64-only image is refused (404, naming the
+/// platform the image has) before any layer is downloaded, and no app appears. The platform
+/// it has, `all`, or no platform at all still stage it.
+#[test]
+fn a_platform_a_single_image_lacks_is_refused_naming_the_one_it_has() {
+    let skopeo = Skopeo::new();
+    let up = Upstream::start(Mode::Anonymous);
+    let wharf = Wharf::for_hosts(&[up.host()]);
+    let mut l = layout(&wharf.scratch("src"));
+    let mut rng = Rng::new(331);
+    let base = layer(&mut l, &mut rng, "usr/lib/base.bin", 200_000);
+    let img = image(&mut l, "amd64", &[&base]);
+    l.tag("v1", OCI_MANIFEST, &img.digest);
+    up.push(&skopeo, &l, "v1", "team/amd-only");
+    let source = format!("{}/team/amd-only:v1", up.host());
+
+    for wanted in ["linux/arm64", "linux/arm64/v8", "windows/amd64"] {
+        let app = format!("arm-{}", wanted.replace('/', "-"));
+        let r = wharf.stage(&source, &app, json!({ "platform": wanted })).expect(404, &format!("platform {wanted} of an amd64 image"));
+        let message = error_message(&r, "NOT_FOUND");
+        assert!(message.contains(wanted) && message.contains("linux/amd64") && message.contains("single-platform"), "{message}");
+        wharf.app(&app).expect(404, "no app after a refused platform");
+    }
+    assert_eq!(up.blob_gets(&base.digest), 0, "a layer was downloaded for a refused platform");
+
+    let r = wharf.stage_ok(&source, "amd-explicit", json!({ "platform": "linux/amd64" }));
+    assert_eq!(r.record.digest.to_string(), img.digest);
+    for (app, extra) in [("amd-all", json!({ "platform": "all" })), ("amd-default", json!({}))] {
+        let r = wharf.stage_ok(&source, app, extra);
+        assert_eq!(r.record.digest.to_string(), img.digest, "{app}");
+    }
+}

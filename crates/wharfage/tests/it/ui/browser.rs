@@ -96,6 +96,11 @@ impl Browser {
         self.find(css).await.text().await.unwrap()
     }
 
+    /// An attribute of an element (empty when it has none).
+    pub(crate) async fn attr(&self, css: &str, name: &str) -> String {
+        self.find(css).await.attr(name).await.unwrap().unwrap_or_default()
+    }
+
     /// Whether an element is on the page now.
     pub(crate) async fn has(&self, css: &str) -> bool {
         self.client.find(Locator::Css(css)).await.is_ok()

@@ -25,7 +25,19 @@ fn operator_console_in_a_browser() {
     let web = push_image(&wharf, &up, "shop/web", 1301);
     let api = push_image(&wharf, &up, "shop/api", 1302);
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("root:{}", pw("root"))));
-    wharf.stage_with(&format!("{}/shop/web:v1", up.host()), "web", json!({}), &[("authorization", &basic)]).expect(201, "stage web");
+    let staged: server::mgmt::types::StagingView = wharf
+        .stage_with(&format!("{}/shop/web:v1", up.host()), "web", json!({}), &[("authorization", &basic)])
+        .expect(201, "stage web")
+        .json();
+    let first = staged.pull_credentials.expect("a staging returns a pull credential");
+    // Whether a pull credential (user, password) still pulls web's image, on the wire.
+    let pulls = |user: &str, password: &str| {
+        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        let r = wharf.http.send("GET", &format!("/v2/apps/web/manifests/{web}"), &[("authorization", &auth)], Vec::new());
+        assert!(r.status == 200 || r.status == 401, "a pull with a pull credential answered {}", r.status);
+        r.status == 200
+    };
+    assert!(pulls(&first.username, &first.password), "the staging's credential pulls");
     let base = format!("http://{}", wharf.host());
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -60,14 +72,40 @@ fn operator_console_in_a_browser() {
         }
         assert!(b.text("main").await.contains(&format!("docker pull {}/apps/web@{web}", wharf.host())));
         b.shoot("app").await;
+        // Rotate mints a new credential and revokes nothing until the old ones are revoked,
+        // confirmed, once the platform has the new one.
         b.click("#rotate").await;
-        assert!(b.text("#minted").await.contains("web+"), "a rotated credential is shown once");
+        let minted = b.text("#minted").await;
+        assert!(minted.contains("web+"), "a rotated credential is shown once: {minted}");
+        let new_user = b.attr("#revoke-confirm input[name='keep']", "value").await;
+        assert!(new_user.starts_with("web+") && new_user != first.username, "{new_user}");
+        let new_password = b.text("#minted dd:nth-of-type(2) code").await;
+        assert!(pulls(&first.username, &first.password), "rotating revoked the old credential before it was confirmed");
+        assert!(pulls(&new_user, &new_password), "the rotated credential pulls");
+        b.shoot("rotate").await;
+        b.click("#confirm-revoke").await;
+        assert!(b.text("#notice").await.contains("Revoked 1 old pull credentials"), "{}", b.text("#notice").await);
+        assert!(!pulls(&first.username, &first.password), "the old credential still pulls after the confirmed revocation");
+        assert!(pulls(&new_user, &new_password), "revoking the old ones revoked the new one");
+        // Revoke asks first; only the confirmation revokes.
+        b.click("#revoke").await;
+        assert!(b.text("#revoke-confirm").await.contains("Revoke every pull credential"), "revoke asks for confirmation");
+        assert!(pulls(&new_user, &new_password), "one click on Revoke revoked");
+        b.shoot("revoke-confirm").await;
+        b.click("#confirm-revoke").await;
+        assert!(b.text("#notice").await.contains("Revoked 1 pull credentials"));
+        assert!(!pulls(&new_user, &new_password), "the confirmed revocation left a credential working");
 
         // The pinned manifest, from the repository pages.
         b.goto("/ui/repositories").await;
         assert!(b.text("#repositories").await.contains("apps/web"));
         b.shoot("repositories").await;
         b.goto("/ui/repositories/apps/web").await;
+        let pins = b.text("#pins").await;
+        assert!(
+            pins.contains(&web[..19]) && pins.contains("shop/web:v1") && pins.contains("current"),
+            "the app repository lists its pins: {pins}"
+        );
         b.shoot("repository").await;
         b.goto(&format!("/ui/repositories/apps/web/manifests/{web}")).await;
         assert!(b.text("#media-type").await.contains("application/vnd.oci.image.manifest.v1+json"));
@@ -104,12 +142,21 @@ fn operator_console_in_a_browser() {
         let dry = b.text("#dry-run").await;
         assert!(dry.contains("Blobs 4") || dry.contains("Blobs\t4"), "web's manifest, config and two layers would go: {dry}");
         assert_ne!(b.text("#freed").await, "0 B");
+        // What stays, and why: api's image, pinned.
+        let kept = b.text("#gc-kept").await;
+        assert!(kept.contains("referenced by a live app") && kept.contains("while referenced"), "{kept}");
         b.shoot("gc-dry-run").await;
         b.click("#gc-run").await;
         b.find("#gc-result").await;
         assert!(b.text("#gc-history").await.contains("3.02 MB"), "the history shows what the run freed");
         b.shoot("gc-run").await;
+        // A failed staging shows in the overview's status column, with why.
+        wharf
+            .stage_with(&format!("{}/shop/web:no-such-tag", up.host()), "broken", json!({}), &[("authorization", &basic)])
+            .expect(404, "staging a missing tag");
         b.goto("/ui/").await;
+        let recent = b.text("#recent").await;
+        assert!(recent.contains("broken") && recent.contains("failed") && recent.contains("no-such-tag"), "{recent}");
         assert_eq!(b.text("#health").await, "ready");
         assert!(b.text("main").await.contains("freed 3.02 MB"), "the overview shows the last collection");
         b.shoot("overview").await;
