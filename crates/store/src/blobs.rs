@@ -10,13 +10,14 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt};
 use oci::{Digest, RepoName};
 
+use crate::blob_cache::Miss;
 use crate::{keys, ByteStream, Result, Store, StoreError};
 
 /// How much of a local blob file one response frame maps: large enough that mapping costs
 /// nothing beside the transfer, small enough that mapped pages barely show in the RSS of
 /// many parallel pulls (each is unmapped once the connection has written it). Measured on
 /// 8 parallel pulls: 4 MiB chunks were no faster and peaked at 52 MiB RSS, 1 MiB at 21.
-const FILE_CHUNK: u64 = 1 << 20;
+pub(crate) const FILE_CHUNK: u64 = 1 << 20;
 
 /// A blob (or a range of it) ready to stream to a client.
 pub struct BlobBody {
@@ -66,15 +67,29 @@ impl Store {
     /// Opens a blob for streaming, whole or a byte range of it (already checked against its size).
     pub async fn read_blob(&self, d: &Digest, range: Option<Range<u64>>) -> Result<BlobBody> {
         let cache = self.inner.backend.blob_cache();
-        if let Some((file, total)) = cache.and_then(|c| c.open_blob(d)) {
-            let range = range.unwrap_or(0..total);
-            return Ok(BlobBody { total, range: range.clone(), stream: file_stream(file, range) });
-        }
+        let mut starter = None;
         if let Some(c) = cache {
-            c.count_miss();
+            if let Some((file, total)) = c.open_blob(d) {
+                let range = range.unwrap_or(0..total);
+                return Ok(BlobBody { total, range: range.clone(), stream: file_stream(file, range) });
+            }
+            // Only a whole read starts a fill: it needs the size up front to know whether the
+            // blob fits (a cached fact almost always, the handler has just asked for it).
+            let size = match range {
+                None => Some(self.blob_size(d).await?.ok_or_else(|| StoreError::BlobUnknown(d.clone()))?),
+                Some(_) => None,
+            };
+            match c.on_miss(d, size) {
+                Miss::Follow(fill) => {
+                    let (range, stream) = fill.follow(range);
+                    return Ok(BlobBody { total: fill.size, range, stream });
+                }
+                Miss::Start(s) => starter = Some(s),
+                Miss::Store => {}
+            }
         }
-        let whole = range.is_none();
         let opts = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
+        // A failure here drops the starter, which fails the fill for whoever joined it.
         let got = match self.os().get_opts(&keys::blob(d), opts).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => {
@@ -87,15 +102,19 @@ impl Store {
         let range = got.range.clone();
         let stream: ByteStream = match got.payload {
             GetResultPayload::File(file, _) => file_stream(file, range.clone()),
-            GetResultPayload::Stream(s) => {
-                let s = s.map_err(std::io::Error::other).boxed();
-                match cache {
-                    Some(c) if whole => c.fill_while_streaming(d, total, s),
-                    _ => s,
-                }
-            }
+            GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
         };
-        Ok(BlobBody { total, range, stream })
+        match starter {
+            Some(s) if total == s.fill.size => {
+                let fill = s.fill.clone();
+                s.run(stream);
+                let (range, stream) = fill.follow(None);
+                Ok(BlobBody { total, range, stream })
+            }
+            // The store holds another size than it said a moment ago: serve what it holds now
+            // and cache nothing (dropping the starter fails the fill).
+            _ => Ok(BlobBody { total, range, stream }),
+        }
     }
 
     /// Reads a small blob (a manifest or config) whole.
@@ -169,7 +188,7 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
 
 /// Maps `len` bytes of `file` from `offset`, and asks the kernel to read the next chunk ahead.
 #[allow(unsafe_code)]
-fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+pub(crate) fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     // A mapping past the end of the file faults (SIGBUS) when read: refuse it instead.
     let size = file.metadata()?.len();
     if offset + len > size {
@@ -182,6 +201,8 @@ fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Byt
     // resized in place: every write goes to a temporary file renamed into place
     // (`local.rs`, the blob cache's fills), and removal is an unlink, which leaves an open
     // mapping valid. So the mapped bytes stay the verified bytes for as long as they are held.
+    // A file still being filled (`growing.rs`) is only appended to, and only the part already
+    // written (checked just above) is mapped, so those bytes never change either.
     let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len as usize).populate().map(file)? };
     let next = offset + len;
     if next < size {

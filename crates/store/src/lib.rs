@@ -19,6 +19,7 @@ mod cache;
 mod error;
 mod fsck;
 mod gc;
+pub mod growing;
 mod health;
 pub mod keys;
 mod listing;
