@@ -409,7 +409,8 @@ impl Job {
         let mut file = &self.file;
         let mut hasher = DigestHasher::new(self.digest.algorithm());
         let mut written = 0u64;
-        while let Some(chunk) = rx.blocking_recv() {
+        let mut next = rx.blocking_recv();
+        while let Some(chunk) = next {
             let chunk = match chunk {
                 Chunk::Data(b) => b,
                 Chunk::Failed(why) => return Err(why),
@@ -420,9 +421,19 @@ impl Job {
             }
             hasher.update(&chunk);
             file.write_all(&chunk).map_err(|e| format!("blob cache {}: cannot write: {e}", self.tmp.display()))?;
-            // Written (to the page cache) before announced: followers map what is announced.
-            self.progress.send_replace(Progress::Running(written));
+            // Announced once per batch of what is queued, not per chunk of a few KiB: every
+            // announcement wakes every follower.
+            next = match rx.try_recv() {
+                Ok(more) => Some(more),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Written (to the page cache) before announced: followers map what is announced.
+                    self.progress.send_replace(Progress::Running(written));
+                    rx.blocking_recv()
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
         }
+        self.progress.send_replace(Progress::Running(written));
         if written != self.size {
             return Err(format!("the object store sent {written} of the {} bytes of blob {}", self.size, self.digest));
         }

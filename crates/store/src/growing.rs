@@ -18,6 +18,9 @@ use tokio::sync::watch;
 use crate::blobs::{map_chunk, FILE_CHUNK};
 use crate::ByteStream;
 
+/// Bytes a reader waits for before sending, unless the blob's end comes first.
+const MIN_CHUNK: u64 = 256 << 10;
+
 /// How far the writer of a growing file has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -49,7 +52,11 @@ pub fn follow(file: Arc<std::fs::File>, range: Range<u64>, progress: watch::Rece
                 match state {
                     Progress::Done => break end,
                     Progress::Failed(why) => return Err(std::io::Error::other(why)),
-                    Progress::Running(n) if n.min(end - 1) > pos => break n.min(end - 1),
+                    // A batch at a time (or all but the last byte): a chunk per few KiB
+                    // that the writer adds would cost a mapping and a wake-up each.
+                    Progress::Running(n) if n.min(end - 1) >= (pos + MIN_CHUNK).min(end - 1) && n.min(end - 1) > pos => {
+                        break n.min(end - 1)
+                    }
                     Progress::Running(_) => {}
                 }
                 if progress.changed().await.is_err() {
