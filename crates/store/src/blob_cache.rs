@@ -35,9 +35,11 @@ use tokio::sync::{mpsc, watch};
 use crate::growing::{self, Progress};
 use crate::{ByteStream, Result, StoreError};
 
-/// Chunks a fill may have queued for its writer (chunks from the store are at most a few
-/// hundred KiB, so this bounds a fill's memory to a few MiB).
-const FILL_QUEUE: usize = 32;
+/// Batches a fill may have queued for its writer: with [`BATCH`], at most 4 MiB per fill.
+const FILL_QUEUE: usize = 16;
+
+/// Bytes of the store's stream handed to a fill's writer at once.
+const BATCH: usize = 256 << 10;
 
 /// Fills running at once; a blob read while this many run is streamed without filling (a
 /// later read fills it), which bounds the threads and memory that filling takes. Enough for
@@ -371,14 +373,34 @@ impl FillStarter {
             job.finish(outcome);
         });
         tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let chunk = match item {
-                    Ok(b) => Chunk::Data(b),
-                    Err(e) => Chunk::Failed(format!("reading the blob from the object store failed: {e}")),
+            // Handed over in batches: the store's stream yields a few KiB at a time, and a
+            // hand-over to an idle writer thread is a wake-up (two context switches) each.
+            let mut batch = Vec::new();
+            let mut batched = 0usize;
+            loop {
+                let item = stream.next().await;
+                let end = item.is_none();
+                let failed = match item {
+                    Some(Ok(b)) => {
+                        batched += b.len();
+                        batch.push(b);
+                        if batched < BATCH {
+                            continue;
+                        }
+                        None
+                    }
+                    Some(Err(e)) => Some(format!("reading the blob from the object store failed: {e}")),
+                    None => None,
                 };
-                let failed = matches!(chunk, Chunk::Failed(_));
-                // The writer stops early only when the fill has failed already.
-                if tx.send(chunk).await.is_err() || failed {
+                let end = end || failed.is_some();
+                if !batch.is_empty() && tx.send(Chunk::Data(std::mem::take(&mut batch))).await.is_err() {
+                    break; // the writer stops early only when the fill has failed already
+                }
+                batched = 0;
+                if let Some(why) = failed {
+                    let _ = tx.send(Chunk::Failed(why)).await;
+                }
+                if end {
                     break;
                 }
             }
@@ -388,7 +410,7 @@ impl FillStarter {
 
 /// What a fill's writer receives; its channel closing means the store's stream ended.
 enum Chunk {
-    Data(Bytes),
+    Data(Vec<Bytes>),
     Failed(String),
 }
 
@@ -411,16 +433,18 @@ impl Job {
         let mut written = 0u64;
         let mut next = rx.blocking_recv();
         while let Some(chunk) = next {
-            let chunk = match chunk {
+            let chunks = match chunk {
                 Chunk::Data(b) => b,
                 Chunk::Failed(why) => return Err(why),
             };
-            written += chunk.len() as u64;
-            if written > self.size {
-                return Err(format!("the object store sent more than the {} bytes of blob {}", self.size, self.digest));
+            for chunk in chunks {
+                written += chunk.len() as u64;
+                if written > self.size {
+                    return Err(format!("the object store sent more than the {} bytes of blob {}", self.size, self.digest));
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).map_err(|e| format!("blob cache {}: cannot write: {e}", self.tmp.display()))?;
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).map_err(|e| format!("blob cache {}: cannot write: {e}", self.tmp.display()))?;
             // Announced once per batch of what is queued, not per chunk of a few KiB: every
             // announcement wakes every follower.
             next = match rx.try_recv() {
