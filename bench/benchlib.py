@@ -29,6 +29,14 @@ For bench/stage.sh:
   benchlib.py stage-report RESULTS.tsv [JSON_OUT]
                                            print the staging table (and write JSON)
 
+For bench/storm.sh:
+  benchlib.py storm-image DIR TOTAL_MIB LAYERS
+                                           write an image of LAYERS random layers of about
+                                           TOTAL_MIB MiB in all as DIR/<hex> blobs, and
+                                           DIR/image.tsv: "kind digest size" per blob
+  benchlib.py storm-report RESULTS.tsv IMAGE_BYTES [JSON_OUT]
+                                           print the storm table and its summary line
+
 For bench/mirror.sh:
   benchlib.py mirror-report RESULTS.tsv [JSON_OUT]
                                            print the mirror table and its summary line
@@ -598,6 +606,91 @@ def distribution_token(key_pem, cert_pem, issuer, service, repos, ttl=3600):
     return signing_input + "." + _b64url(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
 
 
+# ---------------------------------------------------------------- storm.sh
+
+
+def storm_image(out_dir, total_mib, layers):
+    """Random layers (engines do not look inside while pulling), a config and a manifest, as
+    blobs named by their hex digest; image.tsv lists them, the manifest last."""
+    os.makedirs(out_dir, exist_ok=True)
+    layers = int(layers)
+    each = int(float(total_mib) * 1048576) // layers
+    descs = []
+    for i in range(layers):
+        h = hashlib.sha256()
+        tmp = os.path.join(out_dir, f".partial-{i}")
+        with open(tmp, "wb") as f:
+            left = each + i * 4099  # sizes differ a little, as real layers do
+            while left:
+                chunk = os.urandom(min(left, 1 << 20))
+                h.update(chunk)
+                f.write(chunk)
+                left -= len(chunk)
+        os.rename(tmp, os.path.join(out_dir, h.hexdigest()))
+        descs.append(({"mediaType": LAYER_GZIP_TYPE, "digest": f"sha256:{h.hexdigest()}", "size": os.path.getsize(os.path.join(out_dir, h.hexdigest()))}, f"sha256:{h.hexdigest()}"))
+    manifest, config = _image(out_dir, "storm", descs)
+    with open(os.path.join(out_dir, "image.tsv"), "w") as f:
+        for d, _ in descs:
+            f.write(f"layer\t{d['digest']}\t{d['size']}\n")
+        f.write(f"config\t{config['digest']}\t{config['size']}\n")
+        f.write(f"manifest\t{manifest['digest']}\t{manifest['size']}\n")
+
+
+def storm_report(results_path, image_bytes, json_out=None):
+    """Rows of RESULTS.tsv are "TARGET KEY VALUE"; targets are wharfage (3 replicas behind
+    nginx), distribution1 (one instance) and distribution3 (three behind nginx)."""
+    image_bytes = int(image_bytes)
+    res = {}
+    for line in open(results_path):
+        t, k, v = line.rstrip("\n").split("\t")
+        res.setdefault(t, {})[k] = float(v)
+    targets = [t for t in ("wharfage", "distribution1", "distribution3") if t in res]
+    rows = []
+    mib = 1048576
+
+    def cell(t, k, scale=1.0, digits=2):
+        v = res[t].get(k)
+        return "-" if v is None else f"{v / scale:.{digits}f}"
+
+    for key, label, scale, digits in [
+        ("p50", "time to a complete pull, p50 (s)", 1, 2),
+        ("p95", "p95 (s)", 1, 2),
+        ("p99", "p99 (s)", 1, 2),
+        ("max", "max (s)", 1, 2),
+        ("wall", "whole storm, first start to last end (s)", 1, 2),
+        ("errors", "pulls that failed", 1, 0),
+        ("bucket_bytes", "bytes read from the bucket, total (MiB)", mib, 1),
+        ("bucket_bytes_r0", "  replica 1 (MiB)", mib, 1),
+        ("bucket_bytes_r1", "  replica 2 (MiB)", mib, 1),
+        ("bucket_bytes_r2", "  replica 3 (MiB)", mib, 1),
+        ("rss_peak_r0", "peak RSS, replica 1 (MiB)", mib, 1),
+        ("rss_peak_r1", "peak RSS, replica 2 (MiB)", mib, 1),
+        ("rss_peak_r2", "peak RSS, replica 3 (MiB)", mib, 1),
+        ("cpu_r0", "CPU during the storm, replica 1 (s)", 1, 1),
+        ("cpu_r1", "CPU during the storm, replica 2 (s)", 1, 1),
+        ("cpu_r2", "CPU during the storm, replica 3 (s)", 1, 1),
+        ("cpu_nginx", "CPU during the storm, nginx (s)", 1, 1),
+    ]:
+        rows.append([label] + [cell(t, key, scale, digits) for t in targets])
+    w = res.get("wharfage", {})
+    d3 = res.get("distribution3", res.get("distribution1", {}))
+    p99_ratio = w["p99"] / d3["p99"] if w.get("p99") and d3.get("p99") else float("nan")
+    replicas = sum(1 for k in w if k.startswith("bucket_bytes_r"))
+    d1 = res.get("distribution1", {})
+    p99_ratio1 = w["p99"] / d1["p99"] if w.get("p99") and d1.get("p99") else float("nan")
+    bucket_ratio = w.get("bucket_bytes", float("nan")) / (image_bytes * max(replicas, 1))
+    errors = int(sum(r.get("errors", 0) for r in res.values()))
+    nodes = int(w.get("nodes", d3.get("nodes", 0)))
+    notes = [
+        f"image: {image_bytes / mib:.1f} MiB (manifest, config, layers); {nodes} nodes, each pulling it once",
+        "p99_ratio: wharfage's p99 over distribution's with three replicas behind the same nginx (goal <= 0.5)"
+        + (f"; over one distribution instance behind nginx: {p99_ratio1:.2f}" if d1 else ""),
+        f"bucket_bytes_ratio: wharfage's bucket bytes over image size x {replicas} replicas (goal <= 1.1)",
+    ]
+    print_table(["", *targets], rows, notes, {0}, json_out, {"results": res, "p99_ratio": p99_ratio, "bucket_bytes_ratio": bucket_ratio})
+    print(f"storm: nodes={nodes} p99_ratio={p99_ratio:.2f} bucket_bytes_ratio={bucket_ratio:.2f} errors={errors}")
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -634,6 +727,10 @@ def main(argv):
         access_gets(*args[:3])
     elif cmd == "stage-report":
         stage_report(args[0], args[1] if len(args) > 1 else None)
+    elif cmd == "storm-image":
+        storm_image(*args[:3])
+    elif cmd == "storm-report":
+        storm_report(args[0], args[1], args[2] if len(args) > 2 else None)
     elif cmd == "mirror-report":
         mirror_report(args[0], args[1] if len(args) > 1 else None)
     else:

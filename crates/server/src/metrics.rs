@@ -309,8 +309,9 @@ impl Collector for BlobCacheCollector {
         let counters = [
             ("blob_cache_hits", "Blob reads answered from the local blob cache", s.hits),
             ("blob_cache_misses", "Blob reads that went to the object store", s.misses),
+            ("blob_cache_fill_joins", "Blob reads that followed a cache fill in progress instead of the object store", s.fill_joins),
             ("blob_cache_fills", "Blobs written into the local blob cache", s.fills),
-            ("blob_cache_fills_dropped", "Blob cache fills given up (client gone, bytes not verified, disk error)", s.fills_dropped),
+            ("blob_cache_fills_dropped", "Blob cache fills given up (store read failed, bytes not verified, disk error)", s.fills_dropped),
         ];
         for (name, help, v) in counters {
             let c = ConstCounter::new(v);

@@ -8,36 +8,44 @@
 //! which garbage collection removes before the blob, so a copy outliving its blob on another
 //! replica is never reachable through a repository that no longer links it.
 //!
-//! Filling: a whole-blob read streamed from the store is also written, off the request path, to
-//! a temporary file by a blocking task that hashes as it writes; the file is renamed into place
-//! only when its size and digest match. A client that disconnects drops its fill. Only one
-//! fill per digest runs at a time.
+//! Filling: a whole-blob read of a blob not cached starts a fill, a task of its own that
+//! writes the store's stream to a temporary file, hashing as it goes; the file is renamed into
+//! place only when its size and digest match. The read that started it, and every read of the
+//! blob (whole or a range) while it runs, stream from that file as it grows (`growing.rs`), so
+//! a storm of pulls reads each blob from the store once per replica. The last byte of each
+//! read waits until the digest matched: if it does not, every read ends in an error instead.
+//! A fill runs to its end even if its readers go away (they should not fail each other).
 //!
 //! Layout: `<dir>/<algorithm>/<hex>` for entries and `<dir>/tmp/` for fills in progress, which
 //! are deleted at start-up. Eviction is least recently used, by bytes, to stay within the
 //! configured size.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use oci::{Algorithm, Digest, DigestHasher};
-use tokio_util::sync::PollSender;
+use tokio::sync::{mpsc, watch};
 
+use crate::growing::{self, Progress};
 use crate::{ByteStream, Result, StoreError};
 
-/// Chunks a fill may have queued for its writer (chunks from the store are at most a few
-/// hundred KiB, so this bounds a fill's memory to a few MiB).
-const FILL_QUEUE: usize = 64;
+/// Batches a fill may have queued for its writer: with [`BATCH`], at most 4 MiB per fill.
+const FILL_QUEUE: usize = 16;
+
+/// Bytes of the store's stream handed to a fill's writer at once.
+const BATCH: usize = 256 << 10;
 
 /// Fills running at once; a blob read while this many run is streamed without filling (a
-/// later read fills it), which bounds the threads and memory that filling takes.
-const MAX_FILLS: usize = 4;
+/// later read fills it), which bounds the threads and memory that filling takes. Enough for
+/// every layer of a few images pulled at once: a storm of nodes pulling one image must find
+/// a fill for each of its layers, or each node reads the store.
+const MAX_FILLS: usize = 16;
 
 /// Where the cache lives and how big it may grow.
 #[derive(Debug, Clone)]
@@ -65,6 +73,7 @@ struct Counters {
     misses: AtomicU64,
     fills: AtomicU64,
     dropped: AtomicU64,
+    joins: AtomicU64,
 }
 
 /// What the cache holds and has done since start-up (see `Store::blob_cache_stats`).
@@ -77,9 +86,11 @@ pub struct BlobCacheStats {
     pub hits: u64,
     /// Reads that went to the store.
     pub misses: u64,
+    /// Reads that followed a fill in progress instead of going to the store.
+    pub fill_joins: u64,
     /// Blobs written into the cache.
     pub fills: u64,
-    /// Fills given up: the client went away, the store's bytes did not verify, or the disk failed.
+    /// Fills given up: the store's read failed, its bytes did not verify, or the disk failed.
     pub fills_dropped: u64,
 }
 
@@ -91,7 +102,8 @@ struct State {
     by_use: BTreeMap<u64, Digest>,
     used: u64,
     clock: u64,
-    filling: HashSet<Digest>,
+    /// Fills in progress, followed by every read of their blob.
+    filling: HashMap<Digest, Arc<Fill>>,
 }
 
 impl State {
@@ -232,14 +244,10 @@ impl BlobCache {
             max_bytes: self.max_bytes,
             hits: c.hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
+            fill_joins: c.joins.load(Ordering::Relaxed),
             fills: c.fills.load(Ordering::Relaxed),
             fills_dropped: c.dropped.load(Ordering::Relaxed),
         }
-    }
-
-    /// Counts a read that had to go to the store.
-    pub(crate) fn count_miss(&self) {
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Size of a cached blob.
@@ -279,160 +287,228 @@ impl BlobCache {
         }
     }
 
-    /// Wraps the store's stream of a whole blob so that it also fills the cache, when the blob
-    /// is not cached, fits, and no other fill of it runs.
-    pub(crate) fn fill_while_streaming(self: &Arc<Self>, d: &Digest, size: u64, stream: ByteStream) -> ByteStream {
-        {
-            let mut state = self.lock();
-            if size > self.max_bytes / 4
-                || state.entries.contains_key(d)
-                || state.filling.len() >= MAX_FILLS
-                || !state.filling.insert(d.clone())
-            {
-                return stream;
-            }
+    /// What a read of a blob that is not cached does: follow the fill of it in progress, or
+    /// (a whole read, `size` known) start one when the blob fits and fewer than
+    /// [`MAX_FILLS`] run, or else read the store without filling. Counts the read.
+    pub(crate) fn on_miss(self: &Arc<Self>, d: &Digest, size: Option<u64>) -> Miss {
+        let mut state = self.lock();
+        if let Some(fill) = state.filling.get(d) {
+            self.counters.joins.fetch_add(1, Ordering::Relaxed);
+            return Miss::Follow(fill.clone());
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Fill>(FILL_QUEUE);
-        let writer = Writer { cache: self.clone(), digest: d.clone(), size };
-        tokio::task::spawn_blocking(move || writer.run(rx));
-        Filling { inner: stream, feed: Some(PollSender::new(tx)), left: size }.boxed()
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let Some(size) = size else { return Miss::Store };
+        if size > self.max_bytes / 4 || state.entries.contains_key(d) || state.filling.len() >= MAX_FILLS {
+            return Miss::Store;
+        }
+        let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        let opened = std::fs::File::create(&tmp).and_then(|w| Ok((w, std::fs::File::open(&tmp)?)));
+        let (writer, reader) = match opened {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(path = %tmp.display(), error = %e, "blob cache: cannot start a fill");
+                let _ = std::fs::remove_file(&tmp);
+                return Miss::Store;
+            }
+        };
+        let (tx, rx) = watch::channel(Progress::Running(0));
+        let fill = Arc::new(Fill { size, file: Arc::new(reader), progress: rx });
+        state.filling.insert(d.clone(), fill.clone());
+        let job = Job { cache: self.clone(), digest: d.clone(), size, tmp, file: writer, progress: tx };
+        Miss::Start(FillStarter { job: Some(job), fill })
     }
 }
 
-/// What a fill's writer receives. Its channel closing without `End` means: discard.
-enum Fill {
-    Data(Bytes),
-    End,
+/// See [`BlobCache::on_miss`].
+pub(crate) enum Miss {
+    Follow(Arc<Fill>),
+    /// This read fills the cache: it opens the store's stream of the whole blob and hands
+    /// it to [`FillStarter::run`], then follows the fill like every other reader.
+    Start(FillStarter),
+    Store,
 }
 
-/// The store's stream, passing each chunk on to the fill's writer as it goes by. It waits
-/// for room in the writer's queue before taking the next chunk from the store, so a fill is
-/// never dropped for speed: the one pull that fills runs at the pace of the disk and hashing
-/// if that is slower than the client.
-struct Filling {
-    inner: ByteStream,
-    feed: Option<PollSender<Fill>>,
-    /// Bytes still to come. The fill ends with the last of them, not with the end of the
-    /// stream: an HTTP server stops polling a body once its Content-Length has been sent.
-    left: u64,
+/// A fill in progress: its temporary file, readable while it grows, and how far it is.
+pub(crate) struct Fill {
+    pub(crate) size: u64,
+    file: Arc<std::fs::File>,
+    progress: watch::Receiver<Progress>,
 }
 
-impl futures::Stream for Filling {
-    type Item = std::io::Result<Bytes>;
-
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if let Some(feed) = &mut this.feed {
-            match feed.poll_reserve(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) => {}
-                // The writer gave up (a disk error): stream on without it.
-                Poll::Ready(Err(_)) => this.feed = None,
-            }
-        }
-        let polled = this.inner.poll_next_unpin(cx);
-        if let (Poll::Ready(item), Some(feed)) = (&polled, &mut this.feed) {
-            let keep = match item {
-                Some(Ok(chunk)) if (chunk.len() as u64) < this.left => {
-                    this.left -= chunk.len() as u64;
-                    feed.send_item(Fill::Data(chunk.clone())).is_ok()
-                }
-                Some(Ok(chunk)) => {
-                    // The last chunk (or more than the blob's size, which the writer refuses).
-                    let _ = feed.send_item(Fill::Data(chunk.clone()));
-                    finish(feed);
-                    false
-                }
-                Some(Err(_)) => false,
-                // Ended short: the writer finds the size wrong and publishes nothing.
-                None => {
-                    finish(feed);
-                    false
-                }
-            };
-            if !keep {
-                this.feed = None;
-            }
-        }
-        polled
+impl Fill {
+    /// `range` of the blob (the whole of it by default) as the fill writes it, the last byte
+    /// only once the digest matched; an error ends the stream if the fill fails.
+    pub(crate) fn follow(&self, range: Option<Range<u64>>) -> (Range<u64>, ByteStream) {
+        let range = range.unwrap_or(0..self.size);
+        (range.clone(), growing::follow(self.file.clone(), range, self.progress.clone()))
     }
 }
 
-/// Sends `End` after the item just sent, waiting for room on a thread of its own if the queue
-/// is full (this is the end of the stream: nobody polls it again).
-fn finish(feed: &mut PollSender<Fill>) {
-    if let Some(tx) = feed.get_ref().cloned() {
-        if let Err(tokio::sync::mpsc::error::TrySendError::Full(end)) = tx.try_send(Fill::End) {
-            tokio::spawn(async move { tx.send(end).await });
+/// A fill registered but not yet fed. Dropped without [`FillStarter::run`] (the store's
+/// read failed, or the request went away while opening it), it ends the fill as failed, so
+/// that its followers see an error and the next read starts afresh.
+pub(crate) struct FillStarter {
+    job: Option<Job>,
+    pub(crate) fill: Arc<Fill>,
+}
+
+impl Drop for FillStarter {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            job.finish(Err("the object store's read of the blob did not start".into()));
         }
     }
 }
 
-/// Writes one fill to a temporary file, hashing as it goes, and publishes it if it verifies.
-struct Writer {
+impl FillStarter {
+    /// Copies the store's stream of the whole blob into the fill, on a task of its own: the
+    /// fill runs to its end at the store's pace whoever follows it, so that a reader going
+    /// away (the first one included) never fails the others, and the blob is read from the
+    /// store once however many ask for it while it fills.
+    pub(crate) fn run(mut self, mut stream: ByteStream) {
+        let Some(job) = self.job.take() else { return };
+        let (tx, rx) = mpsc::channel::<Chunk>(FILL_QUEUE);
+        tokio::task::spawn_blocking(move || {
+            let outcome = job.write(rx);
+            job.finish(outcome);
+        });
+        tokio::spawn(async move {
+            // Handed over in batches: the store's stream yields a few KiB at a time, and a
+            // hand-over to an idle writer thread is a wake-up (two context switches) each.
+            let mut batch = Vec::new();
+            let mut batched = 0usize;
+            loop {
+                let item = stream.next().await;
+                let end = item.is_none();
+                let failed = match item {
+                    Some(Ok(b)) => {
+                        batched += b.len();
+                        batch.push(b);
+                        if batched < BATCH {
+                            continue;
+                        }
+                        None
+                    }
+                    Some(Err(e)) => Some(format!("reading the blob from the object store failed: {e}")),
+                    None => None,
+                };
+                let end = end || failed.is_some();
+                if !batch.is_empty() && tx.send(Chunk::Data(std::mem::take(&mut batch))).await.is_err() {
+                    break; // the writer stops early only when the fill has failed already
+                }
+                batched = 0;
+                if let Some(why) = failed {
+                    let _ = tx.send(Chunk::Failed(why)).await;
+                }
+                if end {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// What a fill's writer receives; its channel closing means the store's stream ended.
+enum Chunk {
+    Data(Vec<Bytes>),
+    Failed(String),
+}
+
+/// One fill: writes the store's bytes to a temporary file, hashing as it goes, announces
+/// them to the followers, and publishes the file if it verifies.
+struct Job {
     cache: Arc<BlobCache>,
     digest: Digest,
     size: u64,
+    tmp: PathBuf,
+    file: std::fs::File,
+    progress: watch::Sender<Progress>,
 }
 
-impl Writer {
-    fn run(self, rx: tokio::sync::mpsc::Receiver<Fill>) {
-        let tmp = self.cache.dir.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let outcome = self.write(&tmp, rx);
-        let mut state = self.cache.lock();
-        state.filling.remove(&self.digest);
-        match outcome {
-            Ok(true) => {
-                let evicted = state.evict_for(self.size, self.cache.max_bytes);
-                match std::fs::rename(&tmp, self.cache.path(&self.digest)) {
-                    Ok(()) => {
-                        state.insert(self.digest.clone(), self.size);
-                        self.cache.counters.fills.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::warn!(digest = %self.digest, error = %e, "blob cache: cannot publish a fill");
-                        self.cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                drop(state);
-                self.cache.delete_files(&evicted);
-                tracing::debug!(digest = %self.digest, size = self.size, evicted = evicted.len(), "blob cache: filled");
-            }
-            Ok(false) => {
-                self.cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(digest = %self.digest, error = %e, "blob cache: fill failed");
-                self.cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let _ = std::fs::remove_file(&tmp);
-    }
-
-    /// Whether a complete, verified copy is in `tmp`.
-    fn write(&self, tmp: &Path, mut rx: tokio::sync::mpsc::Receiver<Fill>) -> std::io::Result<bool> {
-        std::fs::create_dir_all(self.cache.path(&self.digest).parent().unwrap_or(&self.cache.dir))?;
-        let mut file = std::fs::File::create(tmp)?;
+impl Job {
+    /// Runs on a blocking thread; `Ok` when the file holds the verified blob.
+    fn write(&self, mut rx: mpsc::Receiver<Chunk>) -> std::result::Result<(), String> {
+        let mut file = &self.file;
         let mut hasher = DigestHasher::new(self.digest.algorithm());
         let mut written = 0u64;
-        loop {
-            match rx.blocking_recv() {
-                Some(Fill::Data(chunk)) => {
-                    hasher.update(&chunk);
-                    file.write_all(&chunk)?;
-                    written += chunk.len() as u64;
+        let mut next = rx.blocking_recv();
+        while let Some(chunk) = next {
+            let chunks = match chunk {
+                Chunk::Data(b) => b,
+                Chunk::Failed(why) => return Err(why),
+            };
+            for chunk in chunks {
+                written += chunk.len() as u64;
+                if written > self.size {
+                    return Err(format!("the object store sent more than the {} bytes of blob {}", self.size, self.digest));
                 }
-                Some(Fill::End) => break,
-                // The client went away or the store's stream failed: nothing to publish.
-                None => return Ok(false),
+                hasher.update(&chunk);
+                file.write_all(&chunk).map_err(|e| format!("blob cache {}: cannot write: {e}", self.tmp.display()))?;
+            }
+            // Announced once per batch of what is queued, not per chunk of a few KiB: every
+            // announcement wakes every follower.
+            next = match rx.try_recv() {
+                Ok(more) => Some(more),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Written (to the page cache) before announced: followers map what is announced.
+                    self.progress.send_replace(Progress::Running(written));
+                    rx.blocking_recv()
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+        self.progress.send_replace(Progress::Running(written));
+        if written != self.size {
+            return Err(format!("the object store sent {written} of the {} bytes of blob {}", self.size, self.digest));
+        }
+        if hasher.finish() != self.digest {
+            return Err(format!("the object store sent other bytes than blob {}", self.digest));
+        }
+        Ok(())
+    }
+
+    /// Ends the fill: on success the followers get their last byte at once, then the file
+    /// is made durable and renamed into place; on failure they get the error and the file
+    /// goes. Either way the fill leaves the table in the same step as the entry arrives,
+    /// so a read never finds neither.
+    fn finish(self, outcome: std::result::Result<(), String>) {
+        let cache = &self.cache;
+        let published = outcome.and_then(|()| {
+            self.progress.send_replace(Progress::Done);
+            // Durable before it is visible: after a crash, an entry is whole or absent.
+            self.file.sync_data().map_err(|e| format!("blob cache {}: cannot sync: {e}", self.tmp.display()))
+        });
+        let mut state = cache.lock();
+        state.filling.remove(&self.digest);
+        let outcome = published.and_then(|()| {
+            let evicted = state.evict_for(self.size, cache.max_bytes);
+            let path = cache.path(&self.digest);
+            let renamed = std::fs::create_dir_all(path.parent().unwrap_or(&cache.dir)).and_then(|()| std::fs::rename(&self.tmp, &path));
+            if renamed.is_ok() {
+                state.insert(self.digest.clone(), self.size);
+            }
+            drop(state);
+            cache.delete_files(&evicted);
+            renamed.map_err(|e| format!("blob cache: cannot publish a fill: {e}"))
+        });
+        match outcome {
+            Ok(()) => {
+                cache.counters.fills.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(digest = %self.digest, size = self.size, "blob cache: filled");
+            }
+            Err(why) => {
+                cache.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(digest = %self.digest, error = %why, "blob cache: fill failed; nothing cached");
+                // Followers that were sent Done already have every verified byte.
+                self.progress.send_if_modified(|p| {
+                    if *p == Progress::Done {
+                        return false;
+                    }
+                    *p = Progress::Failed(why);
+                    true
+                });
+                let _ = std::fs::remove_file(&self.tmp);
             }
         }
-        if written != self.size || hasher.finish() != self.digest {
-            tracing::warn!(digest = %self.digest, written, size = self.size, "blob cache: the store sent other bytes than the digest; not cached");
-            return Ok(false);
-        }
-        // Durable before it is visible: after a crash, an entry is whole or absent.
-        file.sync_data()?;
-        Ok(true)
     }
 }

@@ -24,6 +24,7 @@ mod error;
 mod fsck;
 mod gc;
 mod generation;
+pub mod growing;
 mod health;
 pub mod keys;
 mod listing;

@@ -9,11 +9,13 @@
 pub mod backends;
 pub mod http;
 mod process;
+pub mod proxy;
 mod seaweed;
 
 pub use backends::Backend;
 pub use http::{http_put, http_status, wait_http};
 pub use process::{signal, spawn, ChildGuard};
+pub use proxy::CountingProxy;
 pub use seaweed::SeaweedFs;
 
 use std::net::TcpListener;

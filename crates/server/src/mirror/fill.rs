@@ -19,20 +19,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use oci::{ByteStream, Digest, RepoName};
+use store::growing::{self, Progress};
 use store::Store;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
-
-/// How far a fetch has come.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Progress {
-    /// This many bytes are in the spool file.
-    Running(u64),
-    /// Every byte is in the spool file and the store holds the verified blob.
-    Done,
-    /// The fetch or the verification failed; nothing was stored.
-    Failed(String),
-}
 
 /// A fetch in progress, shared by every client of one digest.
 pub(crate) struct Fill {
@@ -46,9 +36,6 @@ pub(crate) struct Fill {
 pub(crate) struct Fills {
     running: Mutex<HashMap<Digest, Arc<Fill>>>,
 }
-
-/// Bytes read from the spool file per chunk sent to a client.
-const CHUNK: usize = 256 << 10;
 
 impl Fills {
     /// The fetch of `digest` in progress, or a new one, whose task calls `open` for the
@@ -161,41 +148,11 @@ async fn run(
 impl Fill {
     /// The blob's bytes for one client: what the spool holds, as it grows, the last byte
     /// only once the store has verified the digest; an error ends the stream if the fetch
-    /// fails. `None` when the fetch has already ended and removed its spool (the blob is
-    /// then stored, or the fetch failed): the caller looks at the store again.
+    /// fails (`store::growing`, which the blob cache's fills share). `None` when the fetch
+    /// has already ended and removed its spool (the blob is then stored, or the fetch
+    /// failed): the caller looks at the store again.
     pub(crate) fn open(&self) -> Option<BoxStream<'static, std::io::Result<Bytes>>> {
-        let file = tokio::fs::File::from_std(std::fs::File::open(&self.spool).ok()?);
-        let (size, progress) = (self.size, self.progress.clone());
-        let stream = futures::stream::unfold((file, 0u64, progress, false), move |(mut file, sent, mut progress, over)| async move {
-            if over || sent >= size {
-                return None;
-            }
-            // Wait until there is something to send: bytes short of the last one, or the
-            // last one once verified.
-            let limit = loop {
-                let state = progress.borrow_and_update().clone();
-                match state {
-                    Progress::Done => break size,
-                    Progress::Failed(why) => return Some((Err(std::io::Error::other(why)), (file, sent, progress, true))),
-                    Progress::Running(n) if n.min(size.saturating_sub(1)) > sent => break n.min(size - 1),
-                    Progress::Running(_) => {}
-                }
-                if progress.changed().await.is_err() {
-                    let e = std::io::Error::other("the upstream fetch ended without a result");
-                    return Some((Err(e), (file, sent, progress, true)));
-                }
-            };
-            let want = (limit - sent).min(CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            let read = async {
-                file.seek(std::io::SeekFrom::Start(sent)).await?;
-                file.read_exact(&mut buf).await
-            };
-            match read.await {
-                Ok(_) => Some((Ok(Bytes::from(buf)), (file, sent + want as u64, progress, false))),
-                Err(e) => Some((Err(e), (file, sent, progress, true))),
-            }
-        });
-        Some(stream.boxed())
+        let file = std::fs::File::open(&self.spool).ok()?;
+        Some(growing::follow(Arc::new(file), 0..self.size, self.progress.clone()))
     }
 }

@@ -26,8 +26,13 @@ impl Case {
 
     /// The store's settings, and its cache's with `max_bytes`.
     fn config(&self, max_bytes: u64) -> (S3Config, BlobCacheConfig) {
+        self.config_at(max_bytes, &self.s3.endpoint)
+    }
+
+    /// The same, reaching S3 at `endpoint` (a proxy in front of it).
+    fn config_at(&self, max_bytes: u64, endpoint: &str) -> (S3Config, BlobCacheConfig) {
         let cfg = S3Config {
-            endpoint: self.s3.endpoint.clone(),
+            endpoint: endpoint.to_string(),
             bucket: "cache".into(),
             region: "us-east-1".into(),
             prefix: Some(self.prefix.clone()),
@@ -38,7 +43,11 @@ impl Case {
     }
 
     fn open(&self, max_bytes: u64) -> Store {
-        let (cfg, cache) = self.config(max_bytes);
+        self.open_at(max_bytes, &self.s3.endpoint)
+    }
+
+    fn open_at(&self, max_bytes: u64, endpoint: &str) -> Store {
+        let (cfg, cache) = self.config_at(max_bytes, endpoint);
         // A fill's writer lets go of the cache (and its folder lock) just after publishing:
         // a reopen right after dropping a store may have to wait a moment for it.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -63,6 +72,14 @@ impl Case {
         let key = format!("/cache/{}/blobs/{}/{}/{}", self.prefix, d.algorithm().as_str(), &d.hex()[..2], d.hex());
         let status = testkit::http_status(self.s3.addr().port(), "DELETE", &key).unwrap();
         assert_eq!(status, 204, "DELETE {key}");
+    }
+
+    /// Replaces the blob's bytes in the bucket behind the store's back with others of the
+    /// same size, as a damaged object store would serve them.
+    fn corrupt_in_bucket(&self, d: &Digest, len: usize) {
+        let key = format!("/cache/{}/blobs/{}/{}/{}", self.prefix, d.algorithm().as_str(), &d.hex()[..2], d.hex());
+        let status = testkit::http_put(self.s3.addr().port(), &key, &random(len, 999)).unwrap();
+        assert_eq!(status, 200, "PUT {key}");
     }
 
     fn temp_files(&self) -> usize {
@@ -126,19 +143,101 @@ async fn a_copy_changed_on_disk_is_never_served() {
     assert_eq!(std::fs::read(case.cached(&d)).unwrap(), data);
 }
 
-async fn abandoned_read_caches_nothing() {
+async fn a_fill_outlives_the_reader_that_started_it() {
     let case = Case::new();
     let store = case.open(64 << 20);
     let (d, data) = put(&store, 4 << 20, 2).await;
     let mut b = store.read_blob(&d, None).await.unwrap();
     b.stream.next().await.unwrap().unwrap();
     drop(b); // the client went away after its first chunk
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!case.cached(&d).exists(), "half a blob was cached");
-    assert_eq!(case.temp_files(), 0, "the abandoned fill left its temporary file");
-    // The next whole read fills it.
-    assert_eq!(read_all(&store, &d, None).await, data);
+             // Others may be following the same fill: it runs to its end and is published.
     wait_for(&case.cached(&d));
+    assert_eq!(std::fs::read(case.cached(&d)).unwrap(), data, "the cached copy is the blob");
+    assert_eq!(case.temp_files(), 0, "a finished fill leaves no temporary file");
+}
+
+/// Reads a body to its end: the bytes, and the error that ended it early if one did.
+async fn drain(mut stream: store::ByteStream) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+    (out, None)
+}
+
+async fn concurrent_reads_of_a_filling_blob_read_the_bucket_once() {
+    let case = Case::new();
+    let proxy = testkit::CountingProxy::start(case.s3.addr());
+    let store = case.open_at(64 << 20, &format!("http://{}", proxy.addr));
+    let size = 8 << 20;
+    let (d, data) = put(&store, size, 40).await;
+    let stats = store.blob_cache_stats().unwrap();
+    let before = proxy.bytes_down();
+
+    // The bucket's answers are held after their first 3 MiB, so the fill cannot complete.
+    proxy.hold_after(3 << 20);
+    let first = store.read_blob(&d, None).await.unwrap();
+    let mut first_stream = first.stream;
+    let head = first_stream.next().await.unwrap().unwrap();
+    assert!(!head.is_empty() && (head.len() as u64) < (3 << 20), "the first bytes come while the blob is filling");
+    assert!(!case.cached(&d).exists(), "the fill cannot have completed");
+    // Every read while it fills follows it, whole reads and ranges alike.
+    let mut others = Vec::new();
+    for _ in 0..5 {
+        others.push((0..size as u64, store.read_blob(&d, None).await.unwrap()));
+    }
+    for r in [1000..2000u64, (7 << 20)..(8 << 20)] {
+        others.push((r.clone(), store.read_blob(&d, Some(r)).await.unwrap()));
+    }
+    let now = store.blob_cache_stats().unwrap();
+    assert_eq!(now.misses - stats.misses, 1, "one read went to the bucket: {now:?}");
+    assert_eq!(now.fill_joins - stats.fill_joins, 7, "the others followed its fill: {now:?}");
+
+    proxy.release();
+    let (rest, err) = drain(first_stream).await;
+    assert_eq!(err, None);
+    assert!([&head[..], &rest[..]].concat() == data, "the first reader got other bytes than the blob");
+    for (range, body) in others {
+        assert_eq!((body.total, body.range.clone()), (size as u64, range.clone()));
+        let (got, err) = drain(body.stream).await;
+        assert_eq!(err, None, "range {range:?}");
+        assert!(got == data[range.start as usize..range.end as usize], "range {range:?}: other bytes than the blob's");
+    }
+    let read = proxy.bytes_down() - before;
+    assert!(read >= size as u64 && read < size as u64 + (64 << 10), "{read} bytes read from the bucket for one {size}-byte blob");
+    wait_for(&case.cached(&d));
+    assert_eq!(std::fs::read(case.cached(&d)).unwrap(), data);
+}
+
+async fn a_fill_that_does_not_verify_fails_every_reader() {
+    let case = Case::new();
+    let proxy = testkit::CountingProxy::start(case.s3.addr());
+    let store = case.open_at(64 << 20, &format!("http://{}", proxy.addr));
+    let size = 2 << 20;
+    let (d, _) = put(&store, size, 41).await;
+    case.corrupt_in_bucket(&d, size);
+    let stats = store.blob_cache_stats().unwrap();
+
+    proxy.hold_after(64 << 10);
+    let first = store.read_blob(&d, None).await.unwrap();
+    let second = store.read_blob(&d, None).await.unwrap();
+    let range = store.read_blob(&d, Some(0..1000)).await.unwrap();
+    assert_eq!(store.blob_cache_stats().unwrap().fill_joins - stats.fill_joins, 2, "both followed the fill");
+    proxy.release();
+    for (body, len) in [(first, size), (second, size), (range, 1000)] {
+        let (got, err) = drain(body.stream).await;
+        let err = err.expect("a reader of bytes that do not match the digest got no error");
+        assert!(err.contains("other bytes than blob"), "{err}");
+        // At most every byte but the last, which waits for the digest.
+        assert!(got.len() < len, "a reader got all {len} bytes that do not match the digest");
+    }
+    let now = store.blob_cache_stats().unwrap();
+    assert_eq!(now.fills_dropped - stats.fills_dropped, 1, "{now:?}");
+    assert!(!case.cached(&d).exists(), "bytes that do not match the digest were cached");
+    assert_eq!(case.temp_files(), 0, "the failed fill left its temporary file");
 }
 
 async fn size_limit_evicts_least_recently_used() {
@@ -220,7 +319,9 @@ async fn one_folder_serves_one_process() {
 async fn blob_cache_on_s3() {
     whole_read_fills_and_later_reads_need_no_bucket().await;
     a_copy_changed_on_disk_is_never_served().await;
-    abandoned_read_caches_nothing().await;
+    a_fill_outlives_the_reader_that_started_it().await;
+    concurrent_reads_of_a_filling_blob_read_the_bucket_once().await;
+    a_fill_that_does_not_verify_fails_every_reader().await;
     size_limit_evicts_least_recently_used().await;
     restart_keeps_entries_and_clears_unfinished_fills().await;
     garbage_collection_drops_the_cached_copy().await;
