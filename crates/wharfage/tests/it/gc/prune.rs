@@ -297,7 +297,7 @@ fn a_collection_right_after_an_unpin_says_what_it_kept_why_and_until_when() {
     let before = now_ms();
     w.stage_ok(&format!("{}/src/kept:v1", up.host()), "kept-app");
     let after = now_ms();
-    w.http.send("DELETE", "/api/v1/apps/kept-app", &[], Vec::new()).expect(200, "unpin");
+    w.http.send("DELETE", "/api/v1/apps/kept-app", &[("content-type", "application/json")], Vec::new()).expect(200, "unpin");
     let files = w.blob_files();
 
     let report = w.gc(false);
