@@ -237,6 +237,11 @@ async fn a_fill_that_does_not_verify_fails_every_reader() {
     let now = store.blob_cache_stats().unwrap();
     assert_eq!(now.fills_dropped - stats.fills_dropped, 1, "{now:?}");
     assert!(!case.cached(&d).exists(), "bytes that do not match the digest were cached");
+    // The fill's task removes its file after it has failed the readers: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while case.temp_files() != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(case.temp_files(), 0, "the failed fill left its temporary file");
 }
 
