@@ -117,18 +117,7 @@ async fn signed_tokens_with_wrong_claims_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = store::Store::filesystem(&dir.path().join("data")).unwrap();
     let (path, key, kid) = key_file(&dir);
-    std::fs::write(dir.path().join("htpasswd"), "").unwrap();
-    let cfg = AuthConfig {
-        htpasswd: dir.path().join("htpasswd"),
-        admins: vec![],
-        stagers: vec![],
-        rules: vec![],
-        token_ttl: Duration::from_secs(300),
-        token_key: Some(path),
-        service: "wharfage-test".into(),
-        retain: 1,
-        failed_logins_per_minute: 10,
-    };
+    let cfg = key_config(&dir, path);
     let a = Auth::new(cfg, store).await.unwrap();
     let now = auth::now_secs();
     let good = serde_json::json!({
