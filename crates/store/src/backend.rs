@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -26,6 +27,10 @@ pub(crate) struct Backend {
     describe: String,
     kind: Kind,
 }
+
+/// Requests in flight at once in a batch operation on S3 ([`Backend::write_markers`],
+/// [`Backend::ages`]): each is a round trip of a few milliseconds.
+const BATCH_CONCURRENCY: usize = 32;
 
 enum Kind {
     /// Owned by this process; `root` is the directory under which keys are paths.
@@ -151,6 +156,54 @@ impl Backend {
         match &self.kind {
             Kind::Filesystem { root } => local::write_file(root, key, Bytes::new(), Durability::Volatile).await,
             Kind::S3 { .. } => self.write_small(key, Bytes::new()).await,
+        }
+    }
+
+    /// Writes empty markers (see [`Self::write_marker`]) at every key, several at once.
+    pub(crate) async fn write_markers(&self, keys: &[Key]) -> Result<()> {
+        match &self.kind {
+            Kind::Filesystem { root } => local::each_path(root, keys, local::touch).await.map(drop),
+            Kind::S3 { .. } => {
+                // Owned keys: a stream of borrowed ones makes the collection's future too
+                // lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
+                let puts = futures::stream::iter(keys.to_vec()).map(|k: Key| async move { self.write_small(&k, Bytes::new()).await });
+                puts.buffer_unordered(BATCH_CONCURRENCY).try_collect::<()>().await
+            }
+        }
+    }
+
+    /// How long ago each object was written, in the keys' order (`None`: absent).
+    pub(crate) async fn ages(&self, keys: &[Key]) -> Result<Vec<Option<Duration>>> {
+        match &self.kind {
+            Kind::Filesystem { root } => local::each_path(root, keys, local::age_of).await,
+            Kind::S3 { .. } => {
+                let heads = futures::stream::iter(keys.to_vec()).map(|k: Key| async move {
+                    match self.os.head(&k).await {
+                        Ok(meta) => Ok(Some(crate::age(&meta))),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(StoreError::from(e)),
+                    }
+                });
+                heads.buffered(BATCH_CONCURRENCY).try_collect().await
+            }
+        }
+    }
+
+    /// Removes the objects at `keys`; absent ones are fine. S3 takes a thousand per request.
+    pub(crate) async fn remove_many(&self, keys: &[Key]) -> Result<()> {
+        match &self.kind {
+            Kind::Filesystem { root } => local::each_path(root, keys, local::remove_path).await.map(drop),
+            Kind::S3 { .. } => {
+                let keys: Vec<object_store::Result<Key>> = keys.iter().cloned().map(Ok).collect();
+                let mut removed = self.os.delete_stream(futures::stream::iter(keys).boxed());
+                while let Some(r) = removed.next().await {
+                    match r {
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(())
+            }
         }
     }
 

@@ -1,14 +1,15 @@
 //! The two-flag handshake between writers and collectors (see the module docs of `gc`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use oci::{CompactDigest, Digest};
 
-use super::{concurrently, GcOptions, GcReport, DELETING_STALE, SWEEP_CONCURRENCY};
+use super::marks::Fingerprints;
+use super::{GcOptions, DELETING_STALE};
 use crate::age;
 use crate::keys;
 use crate::{Result, Store, StoreError};
@@ -35,15 +36,6 @@ impl Run {
     pub(super) fn max_age(&self) -> Duration {
         self.started.elapsed() + self.protect_window + self.slack
     }
-}
-
-/// A digest this run claimed: whether it may be removed, when the flag was written, and
-/// whether an (old) protection exists, to remove with the bytes.
-#[derive(Clone, Copy)]
-pub(super) struct Claim {
-    pub(super) ok: bool,
-    pub(super) at: Instant,
-    pub(super) protection: bool,
 }
 
 /// What a claim found: whether the digest may be removed, and whether a protection exists
@@ -109,34 +101,44 @@ impl Store {
         self.remove(&keys::deleting(&run.id, d)).await
     }
 
-    /// Claims digests for deletion, each once per run (links and bytes of one digest share
-    /// a claim), several at a time. A claim older than half the staleness limit is renewed:
-    /// writers ignore stale flags, so a long run must not act on one.
-    pub(super) async fn claim_all(
-        &self,
-        digests: Vec<CompactDigest>,
-        claimed: &mut BTreeMap<CompactDigest, Claim>,
-        run: &Run,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        let todo: BTreeSet<CompactDigest> =
-            digests.into_iter().filter(|d| claimed.get(d).is_none_or(|c| c.ok && c.at.elapsed() >= DELETING_STALE / 2)).collect();
-        let results: Vec<(CompactDigest, Claim)> = futures::stream::iter(todo)
-            .map(|d: CompactDigest| async move {
-                let at = Instant::now();
-                let c = self.claim(&d.digest(), run).await?;
-                Ok::<_, StoreError>((d, Claim { ok: c.removable, at, protection: c.old_protection }))
-            })
-            .buffer_unordered(SWEEP_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (d, c) in results {
-            if !c.ok {
-                report.protected += 1;
+    /// Claims a batch of distinct digests for deletion: writes this run's flag of every one
+    /// (a dry run writes none), and only then looks for their protections, so that of a
+    /// writer and this run, whichever wrote second sees the other's flag, as with [`Self::claim`].
+    /// A digest a writer protected recently is kept, and its flag removed at once; the others
+    /// stay flagged until [`Self::release_batch`].
+    pub(super) async fn claim_batch(&self, digests: &[Digest], run: &Run) -> Result<Vec<Claimed>> {
+        let flags: Vec<Path> = digests.iter().map(|d| keys::deleting(&run.id, d)).collect();
+        if !run.dry_run {
+            if let Err(e) = self.inner.backend.write_markers(&flags).await {
+                let _ = self.inner.backend.remove_many(&flags).await;
+                return Err(e);
             }
-            claimed.insert(d, c);
         }
-        Ok(())
+        let protections: Vec<Path> = digests.iter().map(keys::protect).collect();
+        let ages = match self.inner.backend.ages(&protections).await {
+            Ok(ages) => ages,
+            Err(e) => {
+                let _ = self.release_batch(digests, run).await;
+                return Err(e);
+            }
+        };
+        let max_age = run.max_age();
+        let claims: Vec<Claimed> =
+            ages.iter().map(|a| Claimed { removable: a.is_none_or(|a| a > max_age), old_protection: a.is_some() }).collect();
+        if !run.dry_run {
+            let kept: Vec<Path> = flags.into_iter().zip(&claims).filter(|(_, c)| !c.removable).map(|(f, _)| f).collect();
+            self.inner.backend.remove_many(&kept).await?;
+        }
+        Ok(claims)
+    }
+
+    /// Removes this run's flags of `digests`, once what was removed under them is gone.
+    pub(super) async fn release_batch(&self, digests: &[Digest], run: &Run) -> Result<()> {
+        if run.dry_run {
+            return Ok(());
+        }
+        let flags: Vec<Path> = digests.iter().map(|d| keys::deleting(&run.id, d)).collect();
+        self.inner.backend.remove_many(&flags).await
     }
 
     /// On the filesystem, which keeps empty directories (see `Backend::filesystem`), removes
@@ -147,40 +149,32 @@ impl Store {
         self.inner.backend.remove_empty_folders(&keys::deleting_run(run)).await;
     }
 
-    /// After a sweep: drops the protections of the bytes removed (under our flags, so a
-    /// writer protecting one since our claim saw the flag and gave up), forgets protections of
-    /// digests with no bytes, releases our flags and clears crashed collectors' flags.
-    pub(super) async fn release_all(
-        &self,
-        opts: &GcOptions,
-        run: &Run,
-        claimed: &BTreeMap<CompactDigest, Claim>,
-        listed_blobs: &HashSet<CompactDigest>,
-        removed_blobs: &[CompactDigest],
-    ) -> Result<()> {
-        // Drop the protections of the bytes we removed, under our flags (a writer protecting
-        // one of them since our claim saw the flag and gave up), then release our flags.
-        let unprotect: Vec<Digest> =
-            removed_blobs.iter().filter(|d| claimed.get(*d).is_some_and(|c| c.protection)).map(CompactDigest::digest).collect();
-        concurrently(unprotect, |d: Digest| async move { self.remove(&keys::protect(&d)).await }).await?;
-        // Protections of digests with no bytes at all (an upload that failed, bytes
-        // another run removed): removed under a claim, and only once older than any
-        // run may last, since a long run started earlier may still be counting on them.
+    /// After a sweep: forgets the protections of digests with no bytes (an upload that
+    /// failed, bytes another run removed) and clears crashed collectors' flags. The
+    /// protections of the bytes this run removed went with them, batch by batch.
+    /// `listed` holds the fingerprints of every blob the sweep listed: a protection whose
+    /// digest shares one with a listed blob is kept (at worst a marker outlives its bytes
+    /// until a later run).
+    pub(super) async fn forget_protections(&self, opts: &GcOptions, run: &Run, listed: &Fingerprints) -> Result<()> {
+        // Removed under a claim, and only once older than any run may last, since a long
+        // run started earlier may still be counting on them.
         let forgotten = DELETING_STALE + opts.protect_window + run.slack;
-        for meta in self.list_all(&keys::protections()).await? {
+        let mut orphans = Vec::new();
+        let mut protections = self.os().list(Some(&keys::protections()));
+        while let Some(meta) = protections.try_next().await? {
             let Some(d) = keys::parse_protect_key(&meta.location) else { continue };
-            let compact = CompactDigest::of(&d);
-            if listed_blobs.contains(&compact) || claimed.contains_key(&compact) || age(&meta) < forgotten {
-                continue;
+            if !listed.contains(&CompactDigest::of(&d)) && age(&meta) >= forgotten {
+                orphans.push(d);
             }
+        }
+        drop(protections);
+        for d in orphans {
             let old = Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
             if self.claim(&d, &old).await?.removable {
                 self.remove(&keys::protect(&d)).await?;
                 self.release(&d, &old).await?;
             }
         }
-        let ours: Vec<Digest> = claimed.iter().filter(|(_, c)| c.ok).map(|(d, _)| d.digest()).collect();
-        concurrently(ours, |d: Digest| async move { self.release(&d, run).await }).await?;
         // Flags of crashed collectors, ignored by writers since they went stale.
         let mut crashed = BTreeSet::new();
         for meta in self.list_all(&keys::deleting_runs()).await? {

@@ -42,32 +42,35 @@
 //! The filesystem backend (one process) and the S3 backend (any number of replicas) run the
 //! same code; on S3 object times have whole seconds, so a protection counts one second longer.
 //!
-//! **Memory.** A collection holds the inventory of `repositories/` and its marks for its whole
-//! run, so their size per object is what bounds the stores it can collect: entries are 72
-//! bytes (an interned repository's index, an `oci::CompactDigest` of 40 bytes, size, and
-//! until when it is young), marks and claims are keyed by compact digests, and both listings
-//! are streamed rather than collected. `bench/gc.sh` measures the peak.
+//! **Memory.** A collection holds what marking needs and its marks for its whole run, so
+//! their size per object is what bounds the stores it can collect. It holds per manifest
+//! (not per blob) a 72-byte entry: an interned repository's index, an `oci::CompactDigest`,
+//! size, and until when it is young. Per live blob it holds 16 bytes (a fingerprint of the
+//! digest and why it is kept) and 8 per live layer link, per listed blob 8 (`marks.rs`).
+//! Layer links and blobs are streamed from listings of their own, and what they remove is
+//! claimed, removed and released a batch ([`BATCH`]) at a time, so nothing the size of the
+//! garbage is held either. `bench/gc.sh` measures the peak at 100,000 and 1,000,000 blobs.
 //!
 //! The writer/collector handshake is in `handshake.rs`; marking and the sweep's phases in
 //! `sweep.rs`.
 
 mod handshake;
 mod history;
+mod marks;
 mod sweep;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use oci::CompactDigest;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
 use crate::{Result, Store};
-use handshake::{Claim, Run};
+use handshake::Run;
 pub use history::GcRun;
 pub(crate) use sweep::retained;
-use sweep::{Inventory, Marks, Node};
+use sweep::{Inventory, Marks};
 
 /// A deletion flag older than this is stale (a collector crashed) and ignored.
 pub(super) const DELETING_STALE: Duration = Duration::from_secs(600);
@@ -77,6 +80,10 @@ pub(super) const TEMP_FILE_AGE: Duration = Duration::from_secs(3600);
 /// Claims and removals in flight at once: a sweep is a long list of small independent
 /// operations, bound by syscalls on the filesystem and by round trips on S3.
 pub(super) const SWEEP_CONCURRENCY: usize = 16;
+/// Digests a sweep claims and removes at once: what it holds of the objects it removes is
+/// bounded by this, however many there are, while a batch amortises the round trips
+/// (S3 removes a thousand objects per request).
+pub(super) const BATCH: usize = 4096;
 
 /// Runs `op` on every item, [`SWEEP_CONCURRENCY`] at a time; the first error ends it.
 pub(super) async fn concurrently<I, F, Fut>(items: I, op: F) -> Result<()>
@@ -337,11 +344,10 @@ pub struct GcReport {
 }
 
 /// What every sweep phase works with: the options, this run's identity in the handshake,
-/// the digests it has claimed so far, and the report it fills.
+/// and the report it fills.
 struct Pass<'a> {
     opts: &'a GcOptions,
     run: &'a Run,
-    claimed: &'a mut BTreeMap<CompactDigest, Claim>,
     report: &'a mut GcReport,
     kept: &'a mut KeptTally,
 }
@@ -358,15 +364,9 @@ impl Store {
             slack: self.inner.backend.clock_slack(),
         };
         let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
-        let mut claimed: BTreeMap<CompactDigest, Claim> = BTreeMap::new();
-        if let Err(e) = self.collect(opts, &run, &mut claimed, &mut report).await {
-            // A run that fails midway (a storage error) releases its flags now rather than
-            // leave writers refused for those digests until the flags go stale.
-            for (d, c) in &claimed {
-                if c.ok && !opts.dry_run {
-                    let _ = self.release(&d.digest(), &run).await;
-                }
-            }
+        // A run that fails midway (a storage error) has released its flags batch by batch
+        // rather than leave writers refused for those digests until the flags go stale.
+        if let Err(e) = self.collect(opts, &run, &mut report).await {
             self.remove_run_folder(&run.id).await;
             return Err(e);
         }
@@ -393,14 +393,8 @@ impl Store {
         Ok(report)
     }
 
-    /// The collection itself, phase by phase; `claimed` and `report` fill as it goes.
-    async fn collect(
-        &self,
-        opts: &GcOptions,
-        run: &Run,
-        claimed: &mut BTreeMap<CompactDigest, Claim>,
-        report: &mut GcReport,
-    ) -> Result<()> {
+    /// The collection itself, phase by phase; `report` fills as it goes.
+    async fn collect(&self, opts: &GcOptions, run: &Run, report: &mut GcReport) -> Result<()> {
         // Inventory, streamed from the listing. Listing happens before marking; anything
         // created after its listing is either young (kept) or protected by its writer.
         let mut inv = Inventory::default();
@@ -409,11 +403,12 @@ impl Store {
             inv.add(&meta, opts.grace);
         }
         drop(listing);
+        inv.seal();
         let (roots, expired_stagings) = self.roots(opts, &inv).await?;
         // Mark.
-        let stored: HashSet<Node> = inv.manifests.iter().map(|e| (e.repo, e.digest.clone())).collect();
         let mut live = Marks::default();
-        self.mark(roots, &stored, &inv, &mut live).await?;
+        self.mark(roots, &inv, &mut live).await?;
+        live.seal();
 
         // Sweep staging records beyond retention, and the pull credentials minted for them
         // (they stopped working with their staging; this only reclaims the records).
@@ -428,14 +423,15 @@ impl Store {
         }
 
         let mut kept = KeptTally::default();
-        let mut pass = Pass { opts, run, claimed, report, kept: &mut kept };
-        let mut remaining_refs = self.sweep_manifests(&mut pass, &inv, &stored, &mut live).await?;
-        self.sweep_layer_links(&mut pass, &inv, &live, &mut remaining_refs).await?;
-        let (listed_blobs, removed_blobs) = self.sweep_blobs(&mut pass, &live, &remaining_refs).await?;
+        let mut pass = Pass { opts, run, report, kept: &mut kept };
+        let mut refs = self.sweep_manifests(&mut pass, &inv, &mut live).await?;
+        self.sweep_layer_links(&mut pass, &inv, &live, &mut refs).await?;
+        refs.seal();
+        let listed = self.sweep_blobs(&mut pass, &live, &refs).await?;
         report.kept = kept.into_vec();
         self.sweep_leftovers(opts, report).await?;
         if !opts.dry_run {
-            self.release_all(opts, run, claimed, &listed_blobs, &removed_blobs).await?;
+            self.forget_protections(opts, run, &listed).await?;
         }
         Ok(())
     }

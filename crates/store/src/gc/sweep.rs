@@ -7,7 +7,8 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use oci::{AppId, CompactDigest, Digest, RepoName, Tag};
 
-use super::{concurrently, GcOptions, GcReport, KeptTally, Why, TEMP_FILE_AGE};
+use super::marks::{fingerprint, link_fingerprint, Fingerprints, WhyMap};
+use super::{concurrently, GcOptions, GcReport, KeptTally, Why, BATCH, TEMP_FILE_AGE};
 use super::{KeptBy, Pass};
 use crate::age;
 use crate::keys::{self, RepoKey};
@@ -52,13 +53,14 @@ pub(super) struct Entry {
     pub(super) young_until: Option<u64>,
 }
 
-/// Everything under `repositories/`, classified, in compact form (it is held for the whole
-/// collection; see "Memory" in the module docs).
+/// What marking needs of `repositories/`, in compact form (it is held for the whole
+/// collection; see "Memory" in the module docs). Layer links, as many as blobs, are not held:
+/// the link sweep lists them again.
 #[derive(Default)]
 pub(super) struct Inventory {
     pub(super) repos: Repos,
+    /// Sorted by (repository, digest) once listed ([`Inventory::seal`]).
     pub(super) manifests: Vec<Entry>,
-    pub(super) layers: Vec<Entry>,
     pub(super) tags: Vec<(RepoName, Tag)>,
     /// The tag schema's tags in app repositories (copies of the upstream's signature tags,
     /// see `Store::pin_schema_tags`), by (repo, the `<alg>-<hex>` they name). Not roots: what
@@ -77,11 +79,19 @@ pub(super) type Node = (usize, CompactDigest);
 pub(super) struct Marks {
     /// (repository, manifest digest)
     pub(super) manifests: HashSet<Node>,
-    /// (repository, blob digest): layer links a live manifest uses.
-    pub(super) links: HashSet<Node>,
+    /// Fingerprints of (repository, blob digest): layer links a live manifest uses.
+    pub(super) links: Fingerprints,
     /// Digests whose bytes a live manifest needs (manifests included), each with why it is
     /// kept: the strongest root that reached it.
-    pub(super) blobs: HashMap<CompactDigest, Why>,
+    pub(super) blobs: WhyMap,
+}
+
+impl Marks {
+    /// Readies the marks for lookups, after (each) marking.
+    pub(super) fn seal(&mut self) {
+        self.links.seal();
+        self.blobs.seal();
+    }
 }
 
 impl Inventory {
@@ -92,10 +102,7 @@ impl Inventory {
                 let repo = self.repos.intern(repo);
                 self.manifests.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young_until })
             }
-            Some(RepoKey::Layer(repo, d)) => {
-                let repo = self.repos.intern(repo);
-                self.layers.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young_until })
-            }
+            Some(RepoKey::Layer(..)) => {}
             Some(RepoKey::Tag(repo, t)) => match t.schema_subject() {
                 Some(subject) if AppId::of_repository(&repo).is_some() => {
                     let subject = subject.to_string();
@@ -110,6 +117,17 @@ impl Inventory {
             }
             None => {}
         }
+    }
+
+    /// Sorts the manifests for [`Self::stored`], once listed.
+    pub(super) fn seal(&mut self) {
+        self.manifests.sort_unstable_by(|a, b| (a.repo, &a.digest).cmp(&(b.repo, &b.digest)));
+        self.manifests.shrink_to_fit();
+    }
+
+    /// Whether the listing found this manifest.
+    pub(super) fn stored(&self, (repo, d): &Node) -> bool {
+        self.manifests.binary_search_by(|e| (e.repo, &e.digest).cmp(&(*repo, d))).is_ok()
     }
 
     /// A root as marking takes it; `None` when the repository holds no manifest at all
@@ -187,163 +205,212 @@ impl Store {
         Ok((nodes, expired_stagings))
     }
 
-    /// Unreached manifests and their referrer entries; returns the digests still referenced
-    /// by a remaining manifest.
-    pub(super) async fn sweep_manifests(
-        &self,
-        pass: &mut Pass<'_>,
-        inv: &Inventory,
-        stored: &HashSet<Node>,
-        live: &mut Marks,
-    ) -> Result<HashMap<CompactDigest, Why>> {
+    /// Unreached manifests and their referrer entries; returns why the digests that young
+    /// manifests reference are kept (live ones are in `live.blobs`).
+    pub(super) async fn sweep_manifests(&self, pass: &mut Pass<'_>, inv: &Inventory, live: &mut Marks) -> Result<WhyMap> {
         let (opts, run) = (pass.opts, pass.run);
-        let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
-        // Sweep unreached manifests and their referrer entries. Claimed first, all of them: a
-        // manifest a writer protected is kept and marked like a root, and what it reaches
-        // (children, config, layers, possibly other candidates) is kept with it.
-        let unreached = |e: &&Entry| e.young_until.is_none() && !live.manifests.contains(&(e.repo, e.digest.clone()));
-        let candidates: Vec<&Entry> = inv.manifests.iter().filter(unreached).collect();
-        self.claim_all(candidates.iter().map(|e| e.digest.clone()).collect(), claimed, run, report).await?;
-        let protected = Why::protected(opts.protect_window);
-        let protected_roots: Vec<(Node, Why)> =
-            candidates.iter().filter(|e| !claimed[&e.digest].ok).map(|e| ((e.repo, e.digest.clone()), protected)).collect();
-        self.mark(protected_roots, stored, inv, live).await?;
-        let mut remaining_refs: HashMap<CompactDigest, Why> = HashMap::new();
-        for e in &inv.manifests {
-            if live.manifests.contains(&(e.repo, e.digest.clone())) {
-                let why = live.blobs.get(&e.digest).copied().unwrap_or(protected);
-                remaining_refs.entry(e.digest.clone()).or_insert(why);
-            } else if let Some(until) = e.young_until {
-                remaining_refs.entry(e.digest.clone()).or_insert(Why::grace_until(until));
+        // Claimed first, all of them: a manifest a writer protected is kept and marked like a
+        // root, and what it reaches (children, config, layers, possibly other candidates) is
+        // kept with it.
+        let candidates: Vec<&Entry> =
+            inv.manifests.iter().filter(|e| e.young_until.is_none() && !live.manifests.contains(&(e.repo, e.digest.clone()))).collect();
+        let mut digests: Vec<CompactDigest> = candidates.iter().map(|e| e.digest.clone()).collect();
+        digests.sort_unstable();
+        digests.dedup();
+        let full: Vec<Digest> = digests.iter().map(CompactDigest::digest).collect();
+        let mut claims = Vec::with_capacity(full.len());
+        for batch in full.chunks(BATCH) {
+            claims.extend(self.claim_batch(batch, run).await?);
+        }
+        // Per candidate, whether its digest was claimed.
+        let removable: Vec<bool> = candidates.iter().map(|e| digests.binary_search(&e.digest).is_ok_and(|i| claims[i].removable)).collect();
+        let outcome = async {
+            let protected = Why::protected(opts.protect_window);
+            pass.report.protected += claims.iter().filter(|c| !c.removable).count() as u64;
+            let protected_roots: Vec<(Node, Why)> =
+                candidates.iter().zip(&removable).filter(|(_, r)| !**r).map(|(e, _)| ((e.repo, e.digest.clone()), protected)).collect();
+            self.mark(protected_roots, inv, live).await?;
+            live.seal();
+            let mut refs = WhyMap::default();
+            for e in &inv.manifests {
+                if let Some(until) = e.young_until.filter(|_| !live.manifests.contains(&(e.repo, e.digest.clone()))) {
+                    refs.add(&e.digest, Why::grace_until(until));
+                }
             }
-        }
-        // Owned items from here on: closures over borrowed ones make the collection's future
-        // too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
-        let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
-        for e in candidates {
-            if claimed[&e.digest].ok && !live.manifests.contains(&(e.repo, e.digest.clone())) {
-                report.manifests.add(e.size);
-                doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
+            // Owned items from here on: closures over borrowed ones make the collection's
+            // future too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send`
+            // limitation).
+            let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
+            for (e, _) in candidates.iter().zip(&removable).filter(|(_, r)| **r) {
+                if !live.manifests.contains(&(e.repo, e.digest.clone())) {
+                    pass.report.manifests.add(e.size);
+                    doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
+                }
             }
+            if !opts.dry_run {
+                concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) })
+                    .await?;
+            }
+            pass.report.live_manifests = live.manifests.len() as u64;
+            let mut kept = KeptTally::default();
+            for (_, d) in &live.manifests {
+                kept.manifest(live.blobs.get(d).unwrap_or(protected), opts);
+            }
+            *pass.kept = kept;
+            Ok::<_, StoreError>(refs)
         }
-        if !opts.dry_run {
-            concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) }).await?;
-        }
-        report.live_manifests = live.manifests.len() as u64;
-        let mut kept = KeptTally::default();
-        for (_, d) in &live.manifests {
-            kept.manifest(live.blobs.get(d).copied().unwrap_or(protected), opts);
-        }
-        *pass.kept = kept;
-
-        Ok(remaining_refs)
+        .await;
+        // The bytes of removed manifests are claimed again by the blob sweep.
+        let flagged: Vec<Digest> = full.into_iter().zip(&claims).filter(|(_, c)| c.removable).map(|(d, _)| d).collect();
+        let released = self.release_batch(&flagged, run).await;
+        let refs = outcome?;
+        released?;
+        Ok(refs)
     }
 
-    /// Layer links no live manifest uses.
-    pub(super) async fn sweep_layer_links(
-        &self,
-        pass: &mut Pass<'_>,
-        inv: &Inventory,
-        live: &Marks,
-        remaining_refs: &mut HashMap<CompactDigest, Why>,
-    ) -> Result<()> {
-        let (opts, run) = (pass.opts, pass.run);
-        let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
-        // Sweep layer links no live manifest uses.
-        let mut candidates: Vec<&Entry> = Vec::new();
-        for e in &inv.layers {
-            if live.links.contains(&(e.repo, e.digest.clone())) {
-                let why = live.blobs.get(&e.digest).copied().unwrap_or(Why::protected(opts.protect_window));
-                remaining_refs.entry(e.digest.clone()).or_insert(why);
-            } else if let Some(until) = e.young_until {
-                remaining_refs.entry(e.digest.clone()).or_insert(Why::grace_until(until));
-            } else {
-                candidates.push(e);
+    /// Layer links no live manifest uses, from a listing of their own, a batch at a time.
+    pub(super) async fn sweep_layer_links(&self, pass: &mut Pass<'_>, inv: &Inventory, live: &Marks, refs: &mut WhyMap) -> Result<()> {
+        let mut batch: Vec<(RepoName, CompactDigest)> = Vec::new();
+        let mut listing = self.os().list(Some(&keys::repositories()));
+        while let Some(meta) = listing.try_next().await? {
+            let Some(RepoKey::Layer(repo, d)) = keys::parse_repo_key(&meta.location) else { continue };
+            let d = CompactDigest::of(&d);
+            // A repository the first listing did not see is younger than this collection.
+            if inv.repos.id(&repo).is_some_and(|r| live.links.has(link_fingerprint(r, &d))) {
+                continue; // its blob is in `live.blobs`
+            }
+            if age(&meta) < pass.opts.grace {
+                refs.add(&d, Why::young(&meta, pass.opts.grace));
+                continue;
+            }
+            batch.push((repo, d));
+            if batch.len() >= BATCH {
+                self.unlink_batch(pass, std::mem::take(&mut batch), refs).await?;
             }
         }
-        self.claim_all(candidates.iter().map(|e| e.digest.clone()).collect(), claimed, run, report).await?;
-        let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
-        for e in candidates {
-            if claimed[&e.digest].ok {
-                doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
-            } else {
-                remaining_refs.entry(e.digest.clone()).or_insert(Why::protected(opts.protect_window));
-            }
-        }
-        report.layer_links.count += doomed.len() as u64;
-        if !opts.dry_run {
-            concurrently(doomed, |(repo, d): (RepoName, Digest)| async move {
-                self.remove(&keys::layer_link(&repo, &d)).await?;
-                self.cache().layer_links.remove(&(repo, d));
-                Ok(())
-            })
-            .await?;
+        drop(listing);
+        self.unlink_batch(pass, batch, refs).await?;
+        if !pass.opts.dry_run {
             // Before the collection answers, every replica's cached links must be voided.
             self.publish_removal().await?;
         }
-
         Ok(())
     }
 
-    /// Blobs nothing links or uses any more; returns every blob listed and those removed.
-    /// The listing is streamed: only the digests are kept, compact.
-    pub(super) async fn sweep_blobs(
-        &self,
-        pass: &mut Pass<'_>,
-        live: &Marks,
-        remaining_refs: &HashMap<CompactDigest, Why>,
-    ) -> Result<(HashSet<CompactDigest>, Vec<CompactDigest>)> {
+    /// Claims the digests of unused layer links and removes the links of those claimed.
+    async fn unlink_batch(&self, pass: &mut Pass<'_>, batch: Vec<(RepoName, CompactDigest)>, refs: &mut WhyMap) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let (opts, run) = (pass.opts, pass.run);
-        let (claimed, report) = (&mut *pass.claimed, &mut *pass.report);
-        // Sweep blobs nothing links or uses any more.
-        let mut listed_blobs: HashSet<CompactDigest> = HashSet::new();
-        let mut candidates: Vec<(CompactDigest, u64)> = Vec::new();
-        let kept = &mut *pass.kept;
+        let mut digests: Vec<CompactDigest> = batch.iter().map(|(_, d)| d.clone()).collect();
+        digests.sort_unstable();
+        digests.dedup();
+        let full: Vec<Digest> = digests.iter().map(CompactDigest::digest).collect();
+        let claims = self.claim_batch(&full, run).await?;
+        pass.report.protected += claims.iter().filter(|c| !c.removable).count() as u64;
+        let mut doomed = Vec::new();
+        for (repo, d) in batch {
+            let i = digests
+                .binary_search(&d)
+                .map_err(|_| StoreError::Corrupt { key: repo.to_string(), reason: "a link's digest left its batch".into() })?;
+            if claims[i].removable {
+                doomed.push((repo, full[i].clone()));
+            } else {
+                refs.add(&d, Why::protected(opts.protect_window));
+            }
+        }
+        pass.report.layer_links.count += doomed.len() as u64;
+        let removed = async {
+            if !opts.dry_run {
+                let keys: Vec<_> = doomed.iter().map(|(repo, d)| keys::layer_link(repo, d)).collect();
+                self.inner.backend.remove_many(&keys).await?;
+                for link in doomed {
+                    self.cache().layer_links.remove(&link);
+                }
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let flagged: Vec<Digest> = full.into_iter().zip(&claims).filter(|(_, c)| c.removable).map(|(d, _)| d).collect();
+        let released = self.release_batch(&flagged, run).await;
+        removed?;
+        released
+    }
+
+    /// Blobs nothing links or uses any more, from a streamed listing, a batch at a time;
+    /// returns the fingerprints of every blob listed.
+    pub(super) async fn sweep_blobs(&self, pass: &mut Pass<'_>, live: &Marks, refs: &WhyMap) -> Result<Fingerprints> {
+        let mut listed = Fingerprints::default();
+        let mut batch: Vec<(Digest, u64)> = Vec::new();
         let mut listing = self.os().list(Some(&keys::blobs()));
         while let Some(meta) = listing.try_next().await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
-            let d = CompactDigest::of(&d);
+            let compact = CompactDigest::of(&d);
+            listed.add(fingerprint(&compact));
             // Why it stays, if it does: the strongest root that reached it, else what still
             // references it, else its own age.
             let why = live
                 .blobs
-                .get(&d)
-                .or_else(|| remaining_refs.get(&d))
-                .copied()
-                .or_else(|| (age(&meta) < opts.grace).then(|| Why::young(&meta, opts.grace)));
+                .get(&compact)
+                .or_else(|| refs.get(&compact))
+                .or_else(|| (age(&meta) < pass.opts.grace).then(|| Why::young(&meta, pass.opts.grace)));
             match why {
-                Some(why) => kept.blob(why, meta.size, opts),
-                None => candidates.push((d.clone(), meta.size)),
+                Some(why) => pass.kept.blob(why, meta.size, pass.opts),
+                None => batch.push((d, meta.size)),
             }
-            listed_blobs.insert(d);
+            if batch.len() >= BATCH {
+                self.remove_blob_batch(pass, std::mem::take(&mut batch)).await?;
+            }
         }
         drop(listing);
-        self.claim_all(candidates.iter().map(|(d, _)| d.clone()).collect(), claimed, run, report).await?;
-        let protected = Why::protected(opts.protect_window);
-        for (_, size) in candidates.iter().filter(|(d, _)| !claimed[d].ok) {
-            kept.blob(protected, *size, opts);
-        }
-        candidates.retain(|(d, _)| claimed[d].ok);
-        for (_, size) in &candidates {
-            report.blobs.add(*size);
-        }
-        let mut removed_blobs: Vec<CompactDigest> = Vec::new();
-        if !opts.dry_run {
-            removed_blobs = candidates.iter().map(|(d, _)| d.clone()).collect();
-            concurrently(candidates, |(d, _): (CompactDigest, u64)| async move {
-                let d = d.digest();
-                self.cache().blob_sizes.remove(&d);
-                self.cache().manifests.remove(&d);
-                if let Some(c) = self.inner.backend.blob_cache() {
-                    c.remove(&d);
-                }
-                self.remove(&keys::blob(&d)).await
-            })
-            .await?;
-        }
-        report.live_blobs = live.blobs.len() as u64;
+        self.remove_blob_batch(pass, batch).await?;
+        listed.seal();
+        pass.report.live_blobs = live.blobs.len() as u64;
+        Ok(listed)
+    }
 
-        Ok((listed_blobs, removed_blobs))
+    /// Claims unused blobs and removes those claimed, with the old protections of their
+    /// digests (under the claim: a writer protecting one since saw the flag and gave up).
+    async fn remove_blob_batch(&self, pass: &mut Pass<'_>, batch: Vec<(Digest, u64)>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (opts, run) = (pass.opts, pass.run);
+        let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+        let claims = self.claim_batch(&digests, run).await?;
+        let protected = Why::protected(opts.protect_window);
+        let mut doomed = Vec::new();
+        for ((d, size), c) in batch.into_iter().zip(&claims) {
+            if c.removable {
+                pass.report.blobs.add(size);
+                doomed.push((d, c.old_protection));
+            } else {
+                pass.report.protected += 1;
+                pass.kept.blob(protected, size, opts);
+            }
+        }
+        let removed = async {
+            if !opts.dry_run {
+                for (d, _) in &doomed {
+                    self.cache().blob_sizes.remove(d);
+                    self.cache().manifests.remove(d);
+                    if let Some(c) = self.inner.backend.blob_cache() {
+                        c.remove(d);
+                    }
+                }
+                let blobs: Vec<_> = doomed.iter().map(|(d, _)| keys::blob(d)).collect();
+                self.inner.backend.remove_many(&blobs).await?;
+                let protections: Vec<_> = doomed.iter().filter(|(_, p)| *p).map(|(d, _)| keys::protect(d)).collect();
+                self.inner.backend.remove_many(&protections).await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let flagged: Vec<Digest> = doomed.into_iter().map(|(d, _)| d).collect();
+        let released = self.release_batch(&flagged, run).await;
+        removed?;
+        released
     }
 
     /// What interrupted or abandoned writes left: expired upload sessions, and old
@@ -377,16 +444,16 @@ impl Store {
     /// Each root carries why it is one, and what it reaches is kept for the same reason: the
     /// strongest reasons are followed first (and, among grace roots, the one that expires last),
     /// so an object reached several ways counts under the strongest.
-    pub(super) async fn mark(&self, mut roots: Vec<(Node, Why)>, stored: &HashSet<Node>, inv: &Inventory, live: &mut Marks) -> Result<()> {
+    pub(super) async fn mark(&self, mut roots: Vec<(Node, Why)>, inv: &Inventory, live: &mut Marks) -> Result<()> {
         // A stack: the last root is followed first.
         roots.sort_by_key(|(_, w)| (std::cmp::Reverse(w.by), w.until_ms));
         while let Some((node, why)) = roots.pop() {
-            if !stored.contains(&node) || live.manifests.contains(&node) {
+            if !inv.stored(&node) || live.manifests.contains(&node) {
                 continue;
             }
             live.manifests.insert(node.clone());
             let (repo, d) = node;
-            live.blobs.entry(d.clone()).or_insert(why);
+            live.blobs.add(&d, why);
             let digest = d.digest();
             let bytes = match self.cache().manifests.get(&digest) {
                 Some(b) => b,
@@ -402,8 +469,8 @@ impl Store {
             if let Ok(m) = oci::Manifest::parse(&bytes, None) {
                 for b in m.config.iter().chain(m.layers.iter()) {
                     let b = CompactDigest::of(&b.digest);
-                    live.blobs.entry(b.clone()).or_insert(why);
-                    live.links.insert((repo, b));
+                    live.blobs.add(&b, why);
+                    live.links.add(link_fingerprint(repo, &b));
                 }
                 for child in &m.manifests {
                     roots.push(((repo, CompactDigest::of(&child.digest)), why));

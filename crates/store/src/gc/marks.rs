@@ -1,0 +1,179 @@
+//! What a collection remembers per blob, in as few bytes as it can: the marks of what is
+//! live and the fingerprints of what was listed.
+//!
+//! Why: a collection holds these for its whole run, so their size per blob is what bounds
+//! the stores it can collect. A blob's mark is its digest's *fingerprint* (8 bytes) and why
+//! it is kept (8 bytes), in a sorted vector; a live layer link is the fingerprint of its
+//! repository and digest (8 bytes). Two digests sharing a fingerprint (for sha256, the first
+//! 64 bits of two random hashes: about one chance in 10^8 for a store of a million blobs)
+//! only make a collection keep an unreferenced blob or link it would otherwise remove; a
+//! fingerprint never makes it remove anything, because removal needs the exact digest,
+//! which only the listings give.
+
+use std::hash::{Hash, Hasher};
+
+use oci::CompactDigest;
+
+use super::{KeptBy, Why};
+
+/// A digest's fingerprint: for sha256 its first 64 bits (already uniformly random), for
+/// other algorithms a hash of the digest.
+pub(super) fn fingerprint(d: &CompactDigest) -> u64 {
+    match d {
+        CompactDigest::Sha256(raw) => {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&raw[..8]);
+            u64::from_le_bytes(first)
+        }
+        CompactDigest::Other(d) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            d.to_string().hash(&mut h);
+            h.finish()
+        }
+    }
+}
+
+/// A layer link's fingerprint: its digest's, mixed with its repository's index.
+pub(super) fn link_fingerprint(repo: usize, d: &CompactDigest) -> u64 {
+    fingerprint(d) ^ (repo as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// [`Why`] in 8 bytes: the reason in the low 3 bits, `until_ms + 1` (0: none) above.
+fn pack(why: Why) -> u64 {
+    let by = match why.by {
+        KeptBy::Tag => 0,
+        KeptBy::App => 1,
+        KeptBy::Mirror => 2,
+        KeptBy::Grace => 3,
+        KeptBy::Protected => 4,
+    };
+    why.until_ms.map_or(0, |t| t.saturating_add(1).min(u64::MAX >> 3)) << 3 | by
+}
+
+fn unpack(packed: u64) -> Why {
+    let by = match packed & 7 {
+        0 => KeptBy::Tag,
+        1 => KeptBy::App,
+        2 => KeptBy::Mirror,
+        3 => KeptBy::Grace,
+        _ => KeptBy::Protected,
+    };
+    Why { by, until_ms: (packed >> 3).checked_sub(1) }
+}
+
+/// Digests, each with why it is kept: the first reason given for a digest stays (marking
+/// follows the strongest roots first). Collected unsorted, then [`Self::seal`]ed for lookups.
+#[derive(Default)]
+pub(super) struct WhyMap {
+    entries: Vec<(u64, u64)>,
+    /// Entries before this index are sorted and distinct.
+    sealed: usize,
+}
+
+impl WhyMap {
+    pub(super) fn add(&mut self, d: &CompactDigest, why: Why) {
+        self.entries.push((fingerprint(d), pack(why)));
+    }
+
+    /// Sorts and keeps each digest's first reason; call before [`Self::get`].
+    pub(super) fn seal(&mut self) {
+        // Stable: of equal fingerprints the earliest added comes first, and stays.
+        self.entries.sort_by_key(|(fp, _)| *fp);
+        self.entries.dedup_by_key(|(fp, _)| *fp);
+        self.entries.shrink_to_fit();
+        self.sealed = self.entries.len();
+    }
+
+    /// Why `d` is kept, if it is (as of the last [`Self::seal`]).
+    pub(super) fn get(&self, d: &CompactDigest) -> Option<Why> {
+        let fp = fingerprint(d);
+        let sealed = &self.entries[..self.sealed];
+        sealed.binary_search_by_key(&fp, |(f, _)| *f).ok().map(|i| unpack(sealed[i].1))
+    }
+
+    /// Distinct digests (as of the last [`Self::seal`]).
+    pub(super) fn len(&self) -> usize {
+        self.sealed
+    }
+}
+
+/// A set of fingerprints: collected unsorted, then [`Self::seal`]ed for lookups.
+#[derive(Default)]
+pub(super) struct Fingerprints(Vec<u64>);
+
+impl Fingerprints {
+    pub(super) fn add(&mut self, fp: u64) {
+        self.0.push(fp);
+    }
+
+    pub(super) fn seal(&mut self) {
+        self.0.sort_unstable();
+        self.0.dedup();
+        self.0.shrink_to_fit();
+    }
+
+    /// Whether `fp` was added (once sealed).
+    pub(super) fn has(&self, fp: u64) -> bool {
+        self.0.binary_search(&fp).is_ok()
+    }
+
+    /// Whether a digest's fingerprint was added (once sealed).
+    pub(super) fn contains(&self, d: &CompactDigest) -> bool {
+        self.has(fingerprint(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci::{Algorithm, Digest};
+
+    fn digest(s: &str) -> CompactDigest {
+        CompactDigest::of(&Digest::of(Algorithm::Sha256, s.as_bytes()))
+    }
+
+    #[test]
+    fn reasons_survive_packing() {
+        for by in [KeptBy::Tag, KeptBy::App, KeptBy::Mirror, KeptBy::Grace, KeptBy::Protected] {
+            for until_ms in [None, Some(0), Some(1_764_800_000_000)] {
+                assert_eq!(unpack(pack(Why { by, until_ms })), Why { by, until_ms });
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_reason_given_stays() {
+        let mut m = WhyMap::default();
+        m.add(&digest("a"), Why::TAG);
+        m.add(&digest("b"), Why::grace_until(5));
+        m.add(&digest("a"), Why::grace_until(7));
+        m.seal();
+        assert_eq!(m.get(&digest("a")), Some(Why::TAG));
+        assert_eq!(m.get(&digest("b")), Some(Why::grace_until(5)));
+        assert_eq!(m.get(&digest("c")), None);
+        assert_eq!(m.len(), 2);
+        // Added after a seal: seen after the next one, behind what was there.
+        m.add(&digest("b"), Why::APP);
+        m.add(&digest("c"), Why::APP);
+        assert_eq!(m.get(&digest("c")), None);
+        m.seal();
+        assert_eq!(m.get(&digest("b")), Some(Why::grace_until(5)));
+        assert_eq!(m.get(&digest("c")), Some(Why::APP));
+    }
+
+    #[test]
+    fn links_of_one_digest_in_two_repositories_differ() {
+        let (a, b) = (digest("a"), digest("b"));
+        let mut links = Fingerprints::default();
+        links.add(link_fingerprint(0, &a));
+        links.seal();
+        assert!(links.has(link_fingerprint(0, &a)));
+        assert!(!links.has(link_fingerprint(1, &a)));
+        assert!(!links.has(link_fingerprint(0, &b)));
+        let other = CompactDigest::of(&Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap());
+        let mut listed = Fingerprints::default();
+        listed.add(fingerprint(&other));
+        listed.seal();
+        assert!(listed.contains(&other) && !listed.contains(&a));
+    }
+}
