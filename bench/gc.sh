@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Garbage collection benchmark: a full mark and sweep over a filesystem store of 10,000
-# manifests and 100,000 blobs, target under 60 s. See bench/README.md.
+# manifests and 100,000 blobs (targets: under 10 s, server peak RSS at most 64 MiB), or of
+# 100,000 manifests and 1,000,000 blobs with --manifests 100000. See bench/README.md.
 #
 # The store is fabricated directly in the storage layout by bench/gcstore.py (half of the
 # images tagged, the rest untagged garbage, every object two hours old so the default 1 h
@@ -11,6 +12,9 @@
 # Usage: bench/gc.sh [options]
 #   --no-build          do not run `cargo build --release -p wharfage`
 #   --manifests N       images (manifests) to fabricate (default 10000; 10 blobs each)
+#   --store DIR         fabricate the store once into DIR and reuse it on later runs: each
+#                       run collects a hard-linked copy (the 1,000,000-blob store takes
+#                       minutes to fabricate and about 15 GiB)
 #   --no-fsck           skip timing `wharfage fsck` on the collected store
 #   --keep              keep the work dir (the store, the server log, the reports)
 #   --json FILE         also write the figures as JSON
@@ -28,6 +32,7 @@ store=(python3 "$repo/bench/gcstore.py")
 
 build=1
 manifests=10000
+store_dir=""
 fsck=1
 keep=0
 json_out=""
@@ -35,6 +40,7 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
         --manifests) manifests=$2; shift ;;
+        --store) store_dir=$2; shift ;;
         --no-fsck) fsck=0 ;;
         --keep) keep=1 ;;
         --json) json_out=$2; shift ;;
@@ -57,9 +63,22 @@ times=$work/times.tsv
 record() { printf '%s\t%s\n' "$1" "$2" >>"$times"; } # KEY VALUE
 
 # ---------------------------------------------------------------- the store
-log "fabricating $manifests manifests ($((manifests * 10)) blobs) in $work/root"
-"${store[@]}" fabricate "$work/root" --manifests "$manifests" >"$work/fabricated.json"
-log "fabricated: $(cat "$work/fabricated.json")"
+if [ -n "$store_dir" ]; then
+    if [ ! -f "$store_dir/fabricated.json" ] || [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"])' "$store_dir/fabricated.json")" != "$manifests" ]; then
+        log "fabricating $manifests manifests ($((manifests * 10)) blobs) once in $store_dir/root"
+        rm -rf "$store_dir"
+        mkdir -p "$store_dir"
+        "${store[@]}" fabricate "$store_dir/root" --manifests "$manifests" >"$store_dir/fabricated.json.part"
+        mv "$store_dir/fabricated.json.part" "$store_dir/fabricated.json"
+    fi
+    log "hard-linking the fabricated store of $store_dir into $work/root"
+    cp -al "$store_dir/root" "$work/root"
+    cp "$store_dir/fabricated.json" "$work/fabricated.json"
+else
+    log "fabricating $manifests manifests ($((manifests * 10)) blobs) in $work/root"
+    "${store[@]}" fabricate "$work/root" --manifests "$manifests" >"$work/fabricated.json"
+fi
+log "fabricated: $(head -c 600 "$work/fabricated.json")"
 sample() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sample"][sys.argv[2]] or "")' "$work/fabricated.json" "$1"; }
 
 # ---------------------------------------------------------------- the server
@@ -68,6 +87,7 @@ base=http://127.0.0.1:$port
 # Default GC settings (1 h grace, 60 s protect window, retention 2), no periodic run.
 start_wharfage wharfage "$work" "$port" --log-format json
 pid=${pid_of[wharfage]}
+record rss_idle_mib "$("${lib[@]}" kib-to-mib "$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")")"
 
 gc() { # NAME DRY_RUN: POST /api/v1/gc, report in NAME.json, wall seconds in times.tsv
     local name=$1 dry=$2 started ended code

@@ -28,8 +28,8 @@ pub(crate) struct Backend {
     kind: Kind,
 }
 
-/// Requests in flight at once in a batch operation on S3 ([`Backend::write_markers`],
-/// [`Backend::ages`]): each is a round trip of a few milliseconds.
+/// Requests in flight at once in [`Backend::ages`] on S3: each is a round trip of a few
+/// milliseconds.
 const BATCH_CONCURRENCY: usize = 32;
 
 enum Kind {
@@ -153,22 +153,15 @@ impl Backend {
 
     /// Writes an empty marker that needs no durability (see `local::Durability::Volatile`).
     pub(crate) async fn write_marker(&self, key: &Key) -> Result<()> {
-        match &self.kind {
-            Kind::Filesystem { root } => local::write_file(root, key, Bytes::new(), Durability::Volatile).await,
-            Kind::S3 { .. } => self.write_small(key, Bytes::new()).await,
-        }
+        self.write_volatile(key, Bytes::new()).await
     }
 
-    /// Writes empty markers (see [`Self::write_marker`]) at every key, several at once.
-    pub(crate) async fn write_markers(&self, keys: &[Key]) -> Result<()> {
+    /// Writes a small object whole that needs no durability: it only matters while the
+    /// process that wrote it runs (on S3, every write is durable anyway).
+    pub(crate) async fn write_volatile(&self, key: &Key, bytes: Bytes) -> Result<()> {
         match &self.kind {
-            Kind::Filesystem { root } => local::each_path(root, keys, local::touch).await.map(drop),
-            Kind::S3 { .. } => {
-                // Owned keys: a stream of borrowed ones makes the collection's future too
-                // lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send` limitation).
-                let puts = futures::stream::iter(keys.to_vec()).map(|k: Key| async move { self.write_small(&k, Bytes::new()).await });
-                puts.buffer_unordered(BATCH_CONCURRENCY).try_collect::<()>().await
-            }
+            Kind::Filesystem { root } => local::write_file(root, key, bytes, Durability::Volatile).await,
+            Kind::S3 { .. } => self.write_small(key, bytes).await,
         }
     }
 

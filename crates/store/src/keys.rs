@@ -174,9 +174,10 @@ pub fn deleting_run(run: &str) -> Path {
     Path::from(format!("gc/deleting/{run}"))
 }
 
-/// A collection run's flag: it is removing the digest.
-pub fn deleting(run: &str, d: &Digest) -> Path {
-    Path::from(format!("gc/deleting/{run}/{}/{}", d.algorithm().as_str(), d.hex()))
+/// A batch of a collection run's deletion flags: a file naming the digests (one per line)
+/// the run is removing.
+pub fn deleting(run: &str, batch: u64) -> Path {
+    Path::from(format!("gc/deleting/{run}/{batch:08}"))
 }
 
 /// Folder of the reports of past collections.
@@ -437,8 +438,8 @@ mod tests {
         let (d, s) = digests();
         assert_eq!(parse_protect_key(&protect(&d)), Some(d.clone()));
         assert_eq!(parse_protect_key(&protect(&s)), Some(s.clone()));
-        assert_eq!(deleting_run_of_key(&deleting("run1", &s)), Some("run1"));
-        assert_eq!(deleting_run_of_key(&deleting("run2", &d)), Some("run2"));
+        assert_eq!(deleting_run_of_key(&deleting("run1", 0)), Some("run1"));
+        assert_eq!(deleting_run_of_key(&deleting("run2", 12)), Some("run2"));
         assert_eq!(deleting_run_of_key(&deleting_run("run1")), Some("run1"));
         for key in ["gc/protect/sha256", "gc/protect/sha256/zz", "gc/deleting/run1/sha256/00", "blobs/sha256/aa/00"] {
             assert_eq!(parse_protect_key(&Path::from(key)), None, "{key}");

@@ -313,22 +313,6 @@ pub(crate) async fn each_path<T: Send + 'static>(root: &Path, keys: &[Key], op: 
     Ok(done.into_iter().flatten().collect())
 }
 
-/// Creates an empty marker file, or renews the time of an existing one. Not durable, on
-/// purpose: markers only matter while the process that wrote them runs (see
-/// `Durability::Volatile`).
-pub(crate) fn touch(path: &Path) -> Result<()> {
-    let open = || std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path);
-    let file = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = path.parent().unwrap_or(path);
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::io(format!("create {}", parent.display()), e))?;
-            open()
-        }
-        opened => opened,
-    };
-    file.and_then(|f| f.set_modified(std::time::SystemTime::now())).map_err(|e| StoreError::io(format!("write {}", path.display()), e))
-}
-
 /// How long ago a file was last written, or `None` when there is none.
 pub(crate) fn age_of(path: &Path) -> Result<Option<std::time::Duration>> {
     match std::fs::metadata(path).and_then(|m| m.modified()) {

@@ -1,11 +1,14 @@
 //! The two-flag handshake between writers and collectors (see the module docs of `gc`).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use object_store::ObjectMeta;
 use oci::{CompactDigest, Digest};
 
 use super::marks::Fingerprints;
@@ -20,7 +23,10 @@ use crate::{Result, Store, StoreError};
 // cost a directory creation and removal per digest on the filesystem).
 
 /// One run's parameters for the handshake.
+#[derive(Clone)]
 pub(super) struct Run {
+    /// Numbers this run's batches of flags.
+    pub(super) batches: Arc<AtomicU64>,
     /// Names this run's deletion flags.
     pub(super) id: String,
     pub(super) dry_run: bool,
@@ -38,6 +44,23 @@ impl Run {
     }
 }
 
+/// A batch of this run's deletion flags, held until released.
+#[must_use = "flags stay (and writers are refused) until released"]
+pub(super) struct Flags {
+    /// `None` in a dry run.
+    key: Option<Path>,
+}
+
+/// The text of a batch of flags: one digest per line.
+fn flag_lines<'a>(digests: impl Iterator<Item = &'a Digest>) -> Bytes {
+    let mut text = String::new();
+    for d in digests {
+        text.push_str(&d.to_string());
+        text.push('\n');
+    }
+    Bytes::from(text)
+}
+
 /// What a claim found: whether the digest may be removed, and whether a protection exists
 /// that is too old to count (removed together with the bytes).
 pub(super) struct Claimed {
@@ -52,65 +75,40 @@ impl Store {
         for d in digests {
             self.write_marker(&keys::protect(d)).await?;
         }
-        // Runs flag digests in folders of their own: list the runs, then look for each
-        // digest in each. A run that starts after this listing writes its flags after our
-        // protections, so it sees them.
-        let runs = self.os().list_with_delimiter(Some(&keys::deleting_runs())).await?.common_prefixes;
-        for run in runs.iter().filter_map(keys::deleting_run_of_key) {
-            for d in digests {
-                if let Some(meta) = self.head_meta(&keys::deleting(run, d)).await? {
-                    if age(&meta) < DELETING_STALE {
-                        return Err(StoreError::BeingCollected(d.clone()));
-                    }
-                }
+        // Running collections name what they are removing in batch files: list them, then
+        // look for our digests in each. A run that writes a batch after this listing checks
+        // the protections after writing it, so it sees ours.
+        for meta in self.list_all(&keys::deleting_runs()).await? {
+            if age(&meta) >= DELETING_STALE {
+                continue;
+            }
+            // Released since listed: the run is done with it, and what it removed is gone
+            // before our caller checks that the digests exist.
+            let Some(batch) = self.read_small(&meta.location).await? else { continue };
+            let batch = String::from_utf8_lossy(&batch);
+            if let Some(d) = digests.iter().find(|d| batch.lines().any(|l| l == d.to_string())) {
+                return Err(StoreError::BeingCollected(d.clone()));
             }
         }
         Ok(())
-    }
-
-    pub(super) async fn head_meta(&self, key: &Path) -> Result<Option<ObjectMeta>> {
-        match self.os().head(key).await {
-            Ok(m) => Ok(Some(m)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 
     pub(super) async fn list_all(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
         Ok(self.os().list(Some(prefix)).try_collect().await?)
     }
 
-    /// The collector's side of the handshake: flags `d` for deletion unless a writer
-    /// protects it (the flag stays until [`Self::release`]).
-    pub(super) async fn claim(&self, d: &Digest, run: &Run) -> Result<Claimed> {
-        let max_age = run.max_age();
-        if run.dry_run {
-            let protection = self.head_meta(&keys::protect(d)).await?;
-            return Ok(Claimed { removable: protection.as_ref().is_none_or(|m| age(m) > max_age), old_protection: protection.is_some() });
-        }
-        self.write_marker(&keys::deleting(&run.id, d)).await?;
-        let protection = self.head_meta(&keys::protect(d)).await?;
-        let protected = protection.as_ref().is_some_and(|m| age(m) <= max_age);
-        if protected {
-            self.remove(&keys::deleting(&run.id, d)).await?;
-        }
-        Ok(Claimed { removable: !protected, old_protection: protection.is_some() })
-    }
-
-    pub(super) async fn release(&self, d: &Digest, run: &Run) -> Result<()> {
-        self.remove(&keys::deleting(&run.id, d)).await
-    }
-
-    /// Claims a batch of distinct digests for deletion: writes this run's flag of every one
-    /// (a dry run writes none), and only then looks for their protections, so that of a
-    /// writer and this run, whichever wrote second sees the other's flag, as with [`Self::claim`].
-    /// A digest a writer protected recently is kept, and its flag removed at once; the others
-    /// stay flagged until [`Self::release_batch`].
-    pub(super) async fn claim_batch(&self, digests: &[Digest], run: &Run) -> Result<Vec<Claimed>> {
-        let flags: Vec<Path> = digests.iter().map(|d| keys::deleting(&run.id, d)).collect();
-        if !run.dry_run {
-            if let Err(e) = self.inner.backend.write_markers(&flags).await {
-                let _ = self.inner.backend.remove_many(&flags).await;
+    /// The collector's side of the handshake: claims a batch of distinct digests for
+    /// deletion. It writes a file of this run's flags naming every one (a dry run writes
+    /// none), and only then looks for their protections: of a writer and this run,
+    /// whichever writes second sees the other's. A digest a writer protected recently is
+    /// kept, and dropped from the file at once; the others stay flagged until
+    /// [`Self::release`]. One file per batch, not per digest: a collection removes hundreds
+    /// of thousands of objects, and S3 bills, and a filesystem pays for, every object.
+    pub(super) async fn claim(&self, digests: &[Digest], run: &Run) -> Result<(Flags, Vec<Claimed>)> {
+        let flags = Flags { key: (!run.dry_run).then(|| keys::deleting(&run.id, run.batches.fetch_add(1, Ordering::Relaxed))) };
+        if let Some(key) = &flags.key {
+            if let Err(e) = self.inner.backend.write_volatile(key, flag_lines(digests.iter())).await {
+                let _ = self.release(flags).await;
                 return Err(e);
             }
         }
@@ -118,27 +116,26 @@ impl Store {
         let ages = match self.inner.backend.ages(&protections).await {
             Ok(ages) => ages,
             Err(e) => {
-                let _ = self.release_batch(digests, run).await;
+                let _ = self.release(flags).await;
                 return Err(e);
             }
         };
         let max_age = run.max_age();
         let claims: Vec<Claimed> =
             ages.iter().map(|a| Claimed { removable: a.is_none_or(|a| a > max_age), old_protection: a.is_some() }).collect();
-        if !run.dry_run {
-            let kept: Vec<Path> = flags.into_iter().zip(&claims).filter(|(_, c)| !c.removable).map(|(f, _)| f).collect();
-            self.inner.backend.remove_many(&kept).await?;
+        if let Some(key) = flags.key.as_ref().filter(|_| claims.iter().any(|c| !c.removable)) {
+            let removable = digests.iter().zip(&claims).filter(|(_, c)| c.removable).map(|(d, _)| d);
+            self.inner.backend.write_volatile(key, flag_lines(removable)).await?;
         }
-        Ok(claims)
+        Ok((flags, claims))
     }
 
-    /// Removes this run's flags of `digests`, once what was removed under them is gone.
-    pub(super) async fn release_batch(&self, digests: &[Digest], run: &Run) -> Result<()> {
-        if run.dry_run {
-            return Ok(());
+    /// Removes a batch of this run's flags, once what was removed under them is gone.
+    pub(super) async fn release(&self, flags: Flags) -> Result<()> {
+        match flags.key {
+            Some(key) => self.remove(&key).await,
+            None => Ok(()),
         }
-        let flags: Vec<Path> = digests.iter().map(|d| keys::deleting(&run.id, d)).collect();
-        self.inner.backend.remove_many(&flags).await
     }
 
     /// On the filesystem, which keeps empty directories (see `Backend::filesystem`), removes
@@ -169,11 +166,14 @@ impl Store {
         }
         drop(protections);
         for d in orphans {
-            let old = Run { id: run.id.clone(), dry_run: false, started: Instant::now(), protect_window: forgotten, slack: Duration::ZERO };
-            if self.claim(&d, &old).await?.removable {
-                self.remove(&keys::protect(&d)).await?;
-                self.release(&d, &old).await?;
-            }
+            let old = Run { protect_window: forgotten, slack: Duration::ZERO, started: Instant::now(), dry_run: false, ..run.clone() };
+            let (flags, claims) = self.claim(std::slice::from_ref(&d), &old).await?;
+            let removed = match claims.first() {
+                Some(c) if c.removable => self.remove(&keys::protect(&d)).await,
+                _ => Ok(()),
+            };
+            self.release(flags).await?;
+            removed?;
         }
         // Flags of crashed collectors, ignored by writers since they went stale.
         let mut crashed = BTreeSet::new();

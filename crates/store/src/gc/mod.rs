@@ -16,12 +16,12 @@
 //! **Races.** Writers and the collector use a two-flag handshake per digest, so correctness
 //! holds with a zero grace period and across replicas (S3 is read-after-write consistent):
 //! - a writer that is about to rely on digest `d` (accept a manifest naming it, report a blob
-//!   as stored, mount it, reuse it for a staging) first writes `gc/protect/<d>`, then looks
-//!   for `gc/deleting/<run>/<d>` of every run; if one is there (and recent) it treats `d` as
-//!   gone;
-//! - the collector, before removing anything of `d` (links to it, its bytes), writes its own
-//!   flag `gc/deleting/<run>/<d>`, then looks for a recent `gc/protect/<d>`; if present it
-//!   keeps `d`.
+//!   as stored, mount it, reuse it for a staging) first writes `gc/protect/<d>`, then reads
+//!   every run's recent flag batches `gc/deleting/<run>/<batch>`; if one names `d` it treats
+//!   `d` as gone;
+//! - the collector, before removing anything of `d` (links to it, its bytes), writes a flag
+//!   batch naming `d` (and up to [`BATCH`] others), then looks for a recent
+//!   `gc/protect/<d>` of each; if present it keeps `d` and drops it from the batch.
 //!
 //! Whichever writes second sees the other's flag, so a digest is never both relied upon and
 //! removed. A writer commits what it protected (writes the manifest link, the layer link, the
@@ -34,7 +34,9 @@
 //!
 //! **Several collectors** (two replicas, or two requests to one) need no election: every
 //! step is idempotent, and each run flags digests under its own run id, so one run releasing
-//! its flags never unflags a digest another run is still removing. A protection is removed
+//! its flags never unflags a digest another run is still removing. A batch is released once
+//! what was removed under it is gone; a later phase claims a digest again for its own
+//! removals (a writer that protected it meanwhile keeps it). A protection is removed
 //! only together with the bytes it protected, by the run that removed them (under its flag),
 //! or, for digests with no bytes, under a claim once it is older than any run may last: a
 //! protection written again while a cleanup listed it is never lost.
@@ -81,9 +83,10 @@ pub(super) const TEMP_FILE_AGE: Duration = Duration::from_secs(3600);
 /// operations, bound by syscalls on the filesystem and by round trips on S3.
 pub(super) const SWEEP_CONCURRENCY: usize = 16;
 /// Digests a sweep claims and removes at once: what it holds of the objects it removes is
-/// bounded by this, however many there are, while a batch amortises the round trips
-/// (S3 removes a thousand objects per request).
-pub(super) const BATCH: usize = 4096;
+/// bounded by this, however many there are, while a batch amortises the round trips (one
+/// flag file per batch; S3 removes a thousand objects per request). A batch's flag file
+/// (72 bytes a digest) is what writers read while it lasts.
+pub(super) const BATCH: usize = 1000;
 
 /// Runs `op` on every item, [`SWEEP_CONCURRENCY`] at a time; the first error ends it.
 pub(super) async fn concurrently<I, F, Fut>(items: I, op: F) -> Result<()>
@@ -357,6 +360,7 @@ impl Store {
     pub async fn collect_garbage(&self, opts: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
         let run = Run {
+            batches: Default::default(),
             id: uuid::Uuid::new_v4().simple().to_string(),
             dry_run: opts.dry_run,
             started,

@@ -218,9 +218,20 @@ impl Store {
         digests.sort_unstable();
         digests.dedup();
         let full: Vec<Digest> = digests.iter().map(CompactDigest::digest).collect();
-        let mut claims = Vec::with_capacity(full.len());
+        let (mut claims, mut flags) = (Vec::with_capacity(full.len()), Vec::new());
         for batch in full.chunks(BATCH) {
-            claims.extend(self.claim_batch(batch, run).await?);
+            match self.claim(batch, run).await {
+                Ok((f, c)) => {
+                    flags.push(f);
+                    claims.extend(c);
+                }
+                Err(e) => {
+                    for f in flags {
+                        let _ = self.release(f).await;
+                    }
+                    return Err(e);
+                }
+            }
         }
         // Per candidate, whether its digest was claimed.
         let removable: Vec<bool> = candidates.iter().map(|e| digests.binary_search(&e.digest).is_ok_and(|i| claims[i].removable)).collect();
@@ -261,8 +272,10 @@ impl Store {
         }
         .await;
         // The bytes of removed manifests are claimed again by the blob sweep.
-        let flagged: Vec<Digest> = full.into_iter().zip(&claims).filter(|(_, c)| c.removable).map(|(d, _)| d).collect();
-        let released = self.release_batch(&flagged, run).await;
+        let mut released = Ok(());
+        for f in flags {
+            released = released.and(self.release(f).await);
+        }
         let refs = outcome?;
         released?;
         Ok(refs)
@@ -307,7 +320,7 @@ impl Store {
         digests.sort_unstable();
         digests.dedup();
         let full: Vec<Digest> = digests.iter().map(CompactDigest::digest).collect();
-        let claims = self.claim_batch(&full, run).await?;
+        let (flags, claims) = self.claim(&full, run).await?;
         pass.report.protected += claims.iter().filter(|c| !c.removable).count() as u64;
         let mut doomed = Vec::new();
         for (repo, d) in batch {
@@ -332,8 +345,7 @@ impl Store {
             Ok::<_, StoreError>(())
         }
         .await;
-        let flagged: Vec<Digest> = full.into_iter().zip(&claims).filter(|(_, c)| c.removable).map(|(d, _)| d).collect();
-        let released = self.release_batch(&flagged, run).await;
+        let released = self.release(flags).await;
         removed?;
         released
     }
@@ -378,7 +390,7 @@ impl Store {
         }
         let (opts, run) = (pass.opts, pass.run);
         let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
-        let claims = self.claim_batch(&digests, run).await?;
+        let (flags, claims) = self.claim(&digests, run).await?;
         let protected = Why::protected(opts.protect_window);
         let mut doomed = Vec::new();
         for ((d, size), c) in batch.into_iter().zip(&claims) {
@@ -407,8 +419,7 @@ impl Store {
             Ok::<_, StoreError>(())
         }
         .await;
-        let flagged: Vec<Digest> = doomed.into_iter().map(|(d, _)| d).collect();
-        let released = self.release_batch(&flagged, run).await;
+        let released = self.release(flags).await;
         removed?;
         released
     }

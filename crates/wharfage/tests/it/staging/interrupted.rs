@@ -135,10 +135,10 @@ fn a_shared_download_that_loses_a_gc_race_is_retried() {
         assert!(Instant::now() < deadline, "the layer download never started: {:#?}", proxy.heads());
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (alg, hex) = layer_digest.split_once(':').unwrap();
-    let flag = wharf.root.join("gc/deleting/test-run").join(alg).join(hex);
+    // A batch of a run's flags: a file naming the digests it removes, one per line.
+    let flag = wharf.root.join("gc/deleting/test-run/00000000");
     std::fs::create_dir_all(flag.parent().unwrap()).unwrap();
-    std::fs::write(&flag, b"").unwrap();
+    std::fs::write(&flag, format!("sha256:{}\n{layer_digest}\n", "0".repeat(64))).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     std::fs::remove_file(&flag).unwrap();
 
