@@ -87,25 +87,41 @@ base=http://127.0.0.1:$port
 # Default GC settings (1 h grace, 60 s protect window, retention 2), no periodic run.
 start_wharfage wharfage "$work" "$port" --log-format json
 pid=${pid_of[wharfage]}
-record rss_idle_mib "$("${lib[@]}" kib-to-mib "$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")")"
+# The store's size for /metrics is measured by a walk at start-up and after each real
+# collection; collections are timed and measured apart from it.
+stored_blobs() { curl -s "$base/metrics" | awk '/^wharfage_stored_blobs / { print $2 }'; }
+settle() { # VALUE: wait until the walk has measured something other than VALUE
+    local i
+    for ((i = 0; i < 9000; i++)); do
+        [ "$(stored_blobs)" != "$1" ] && return 0
+        sleep 0.1
+    done
+    die "the store's size was not measured within 15 minutes"
+}
+settle ""
+settle 0
+rss_of() { "${lib[@]}" kib-to-mib "$(awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status")"; }
+record rss_idle_mib "$(rss_of VmRSS)"
 
-gc() { # NAME DRY_RUN: POST /api/v1/gc, report in NAME.json, wall seconds in times.tsv
+gc() { # NAME DRY_RUN: POST /api/v1/gc, report in NAME.json, wall seconds and RSS in times.tsv
     local name=$1 dry=$2 started ended code
     log "POST /api/v1/gc {\"dry_run\": $dry}"
+    record "rss_${name}_before_mib" "$(rss_of VmRSS)"
+    echo 5 >"/proc/$pid/clear_refs" # VmHWM from here: the collection's own peak
     started=$(date +%s.%N)
-    code=$(curl -s -o "$work/$name.json" -w '%{http_code}' --max-time 600 -X POST \
+    code=$(curl -s -o "$work/$name.json" -w '%{http_code}' --max-time 1800 -X POST \
         -H 'content-type: application/json' -d "{\"dry_run\": $dry}" "$base/api/v1/gc")
     ended=$(date +%s.%N)
     [ "$code" = 200 ] || die "POST /api/v1/gc answered $code: $(cat "$work/$name.json")"
     record "$name" "$(python3 -c "print(round($ended - $started, 3))")"
+    record "rss_${name}_peak_mib" "$(rss_of VmHWM)"
 }
 status_of() { curl -s -o /dev/null -w '%{http_code}' -H 'accept: application/vnd.oci.image.manifest.v1+json' "$base$1"; }
 
 gc dry true
 gc real false
+settle "$(stored_blobs)"
 gc again false
-hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
-record rss_peak_mib "$("${lib[@]}" kib-to-mib "$hwm")"
 
 # Spot checks: a tagged image is whole, an untagged one is gone.
 live=/v2/$(sample live_repo)/manifests/$(sample live_tag)

@@ -155,12 +155,23 @@ impl Store {
     /// Deletes a manifest from `repo`, with the tags pointing at it and its referrer entry.
     /// Returns false when the repository did not hold it.
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        self.delete_manifest_among(repo, digest, None).await
+    }
+
+    /// [`Self::delete_manifest`], where only `tags` (when given) may point at the manifest:
+    /// garbage collection knows which, and a repository of many tags would otherwise cost a
+    /// read of every tag per manifest removed.
+    pub(crate) async fn delete_manifest_among(&self, repo: &RepoName, digest: &Digest, tags: Option<Vec<Tag>>) -> Result<bool> {
         let key = keys::manifest_link(repo, digest);
         let Some(raw) = self.read_small(&key).await? else {
             return Ok(false);
         };
         let link: ManifestLink = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
-        for tag in self.tags(repo).await?.unwrap_or_default() {
+        let tags = match tags {
+            Some(tags) => tags,
+            None => self.tags(repo).await?.unwrap_or_default(),
+        };
+        for tag in tags {
             if self.resolve_tag(repo, &tag).await?.as_ref() == Some(digest) {
                 self.remove_tag(repo, &tag).await?;
             }

@@ -251,16 +251,27 @@ impl Store {
             // Owned items from here on: closures over borrowed ones make the collection's
             // future too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send`
             // limitation).
-            let mut doomed: Vec<(RepoName, Digest)> = Vec::new();
+            // The tags that may point at an unreached manifest: every tag is a root but a
+            // mirror's and an app's schema tags, so elsewhere only the latter need a look.
+            let mut schema_tags: HashMap<usize, Vec<Tag>> = HashMap::new();
+            for ((repo, _), tags) in &inv.schema_tags {
+                schema_tags.entry(*repo).or_default().extend(tags.iter().cloned());
+            }
+            let mut doomed: Vec<(RepoName, Digest, Option<Vec<Tag>>)> = Vec::new();
             for (e, _) in candidates.iter().zip(&removable).filter(|(_, r)| **r) {
                 if !live.manifests.contains(&(e.repo, e.digest.clone())) {
                     pass.report.manifests.add(e.size);
-                    doomed.push((inv.repos.name(e.repo).clone(), e.digest.digest()));
+                    let repo = inv.repos.name(e.repo).clone();
+                    let mirrored = opts.mirrored.iter().any(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
+                    let tags = (!mirrored).then(|| schema_tags.get(&e.repo).cloned().unwrap_or_default());
+                    doomed.push((repo, e.digest.digest(), tags));
                 }
             }
             if !opts.dry_run {
-                concurrently(doomed, |(repo, d): (RepoName, Digest)| async move { self.delete_manifest(&repo, &d).await.map(|_| ()) })
-                    .await?;
+                concurrently(doomed, |(repo, d, tags): (RepoName, Digest, Option<Vec<Tag>>)| async move {
+                    self.delete_manifest_among(&repo, &d, tags).await.map(|_| ())
+                })
+                .await?;
             }
             pass.report.live_manifests = live.manifests.len() as u64;
             let mut kept = KeptTally::default();
