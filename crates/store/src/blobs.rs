@@ -24,9 +24,9 @@ pub(crate) const FILE_CHUNK: u64 = 1 << 20;
 /// over the number of such streams open (between [`MIN_FILE_CHUNK`] and [`FILE_CHUNK`]).
 /// Why: a mapped chunk counts in the RSS while its connection writes it, and a storm opens
 /// hundreds of them per replica (measured: 200 nodes, about 200 connections per replica,
-/// peaked at 154-167 MiB with 1 MiB chunks each; 83-94 MiB with this budget at 24 MiB, but
-/// with twice the CPU for the smaller chunks). A few pulls still get 1 MiB chunks.
-const MAPPED_BUDGET: u64 = 32 << 20;
+/// peaked at 154-167 MiB with 1 MiB chunks each, 118-124 MiB with 32 MiB shared, at the
+/// cost of about 60% more CPU for the smaller chunks). A few pulls still get 1 MiB chunks.
+const MAPPED_BUDGET: u64 = 24 << 20;
 
 /// Smallest chunk mapped (unless the range ends first): below this, mapping and waking a
 /// blocking thread per chunk costs more CPU than the memory is worth.
@@ -70,7 +70,7 @@ const FILL_PARTS: usize = 4;
 /// one of these (otherwise it streams in its turn, its bytes waiting in the socket). So
 /// fills hold at most this many parts beside their streams however many run at once (a
 /// storm fills every layer of an image at once on every replica).
-const FILL_BUFFERS: usize = 3;
+const FILL_BUFFERS: usize = 2;
 
 /// See [`FILL_BUFFERS`].
 static FILL_BUFFER_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(FILL_BUFFERS);

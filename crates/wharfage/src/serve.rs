@@ -22,7 +22,8 @@ pub(crate) fn run(cfg: ServeConfig) -> Result<(), CliError> {
 /// received landed on a page just faulted in and zeroed (measured: page faults cost a blob
 /// cache fill as much CPU as hashing the blob). The bounds keep the memory held, and so
 /// the RSS, close to what is in use (measured in a 200-node storm: without the arena bound,
-/// 46-63 MiB of anonymous memory per replica at the peak, against about 30 by default).
+/// 46-63 MiB of anonymous memory per replica at the peak, against about 30 by default;
+/// 43-50 with 4 heaps).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_allocator() {
@@ -32,7 +33,7 @@ fn tune_allocator() {
     const TRIM_THRESHOLD: libc::c_int = 8 << 20;
     /// Heaps (glibc's default is 8 per core): each keeps up to the trim threshold of free
     /// memory, and the blocking threads that map blob chunks number in the dozens in a storm.
-    const ARENA_MAX: libc::c_int = 4;
+    const ARENA_MAX: libc::c_int = 2;
     // SAFETY: mallopt(3) takes integers only and is safe to call at any time.
     let ok = unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
