@@ -81,6 +81,15 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// may be flushing its last answer) before it is closed outright, when no request started.
 const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
+/// An HTTP/1 connection's buffer bound (hyper's `max_buf_size`; its default is about 400
+/// KB). On the way out it is how much of the response body a connection holds before it
+/// asks for the next chunk: a blob's chunks are mapped file pages that count in the RSS
+/// while held, so with hundreds of connections the default held 1-2 chunks of 1 MiB each
+/// (a 200-node storm peaked at 154-167 MiB per replica). Bytes queued in the socket keep
+/// the connection busy while the next chunk is mapped. On the way in it bounds a read (64
+/// KiB per system call for a push) and a request's headers.
+const HTTP1_BUF: usize = 64 << 10;
+
 /// Serves `app` on `listener` (over TLS when `tls` is set) until `shutdown` completes, then
 /// lets in-flight requests finish.
 pub async fn serve(
@@ -101,7 +110,7 @@ pub async fn serve(
     let pool = Arc::new(Pool::default());
     let (stop, stopped) = watch::channel(false);
     let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    http1.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true).max_buf_size(HTTP1_BUF);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // A blob body arrives in 256 KiB chunks: a stream's send buffer holds a few of them, so
     // the connection is not idle while the next chunk is read (the default is 400 KB).

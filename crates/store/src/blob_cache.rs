@@ -35,11 +35,21 @@ use tokio::sync::{mpsc, watch};
 use crate::growing::{self, Progress};
 use crate::{ByteStream, Result, StoreError};
 
-/// Batches a fill may have queued for its writer: with [`BATCH`], at most 4 MiB per fill.
-const FILL_QUEUE: usize = 16;
+/// Batches a fill may have queued for its writer: with [`BATCH`], at most 2 MiB per fill.
+const FILL_QUEUE: usize = 8;
 
 /// Bytes of the store's stream handed to a fill's writer at once.
 const BATCH: usize = 256 << 10;
+
+/// Batches the reader that started a fill may fall behind the store before it reads from
+/// the file instead (see [`FillStarter::run`]). The batches are shared with the writer's
+/// queue, so this costs memory only while that reader is slower than the writer.
+const DIRECT_QUEUE: usize = 8;
+
+/// Bytes a fill's writer writes between two announcements to its followers, at most: when
+/// it falls behind the store, its queue is never empty, and followers must not wait for it
+/// to drain (nor for the whole blob) before they send anything.
+const ANNOUNCE_EVERY: u64 = 1 << 20;
 
 /// Fills running at once; a blob read while this many run is streamed without filling (a
 /// later read fills it), which bounds the threads and memory that filling takes. Enough for
@@ -365,14 +375,24 @@ impl FillStarter {
     /// fill runs to its end at the store's pace whoever follows it, so that a reader going
     /// away (the first one included) never fails the others, and the blob is read from the
     /// store once however many ask for it while it fills.
-    pub(crate) fn run(mut self, mut stream: ByteStream) {
-        let Some(job) = self.job.take() else { return };
+    ///
+    /// Returns the stream of the reader that started the fill. It gets the store's bytes as
+    /// they arrive, while the writer writes them, instead of reading them back from the file
+    /// once written and announced: the fill's first pull then costs one copy fewer and does
+    /// not wait for the writer. If it lags [`DIRECT_QUEUE`] batches behind the store, it is
+    /// cut loose and reads the rest from the file like every other follower, so a slow first
+    /// client never slows the fill. Its last byte still waits for the digest to match.
+    pub(crate) fn run(mut self, mut stream: ByteStream) -> ByteStream {
+        let fill = self.fill.clone();
+        let Some(job) = self.job.take() else { return fill.follow(None).1 };
         let (tx, rx) = mpsc::channel::<Chunk>(FILL_QUEUE);
+        let (direct_tx, direct_rx) = mpsc::channel::<Vec<Bytes>>(DIRECT_QUEUE);
         tokio::task::spawn_blocking(move || {
             let outcome = job.write(rx);
             job.finish(outcome);
         });
         tokio::spawn(async move {
+            let mut direct = Some(direct_tx);
             // Handed over in batches: the store's stream yields a few KiB at a time, and a
             // hand-over to an idle writer thread is a wake-up (two context switches) each.
             let mut batch = Vec::new();
@@ -393,8 +413,18 @@ impl FillStarter {
                     None => None,
                 };
                 let end = end || failed.is_some();
-                if !batch.is_empty() && tx.send(Chunk::Data(std::mem::take(&mut batch))).await.is_err() {
-                    break; // the writer stops early only when the fill has failed already
+                if failed.is_some() {
+                    // The first reader learns of the failure from the fill, like the others.
+                    direct = None;
+                }
+                if !batch.is_empty() {
+                    // Shares the buffers (reference counts), copies no bytes.
+                    if direct.as_ref().is_some_and(|d| d.try_send(batch.clone()).is_err()) {
+                        direct = None; // lagging or gone: it follows the file from here
+                    }
+                    if tx.send(Chunk::Data(std::mem::take(&mut batch))).await.is_err() {
+                        break; // the writer stops early only when the fill has failed already
+                    }
                 }
                 batched = 0;
                 if let Some(why) = failed {
@@ -405,7 +435,84 @@ impl FillStarter {
                 }
             }
         });
+        direct_stream(fill, direct_rx)
     }
+}
+
+/// The first reader's stream (see [`FillStarter::run`]): the batches handed to it while it
+/// keeps up, then the rest of the blob from the file; the last byte always from the file,
+/// once the fill has verified the digest.
+fn direct_stream(fill: Arc<Fill>, rx: mpsc::Receiver<Vec<Bytes>>) -> ByteStream {
+    struct State {
+        fill: Arc<Fill>,
+        rx: Option<mpsc::Receiver<Vec<Bytes>>>,
+        queued: std::collections::VecDeque<Bytes>,
+        pos: u64,
+        rest: Option<ByteStream>,
+    }
+    let state = State { fill, rx: Some(rx), queued: Default::default(), pos: 0, rest: None };
+    futures::stream::try_unfold(state, |mut s| async move {
+        loop {
+            if let Some(rest) = s.rest.as_mut() {
+                return match rest.next().await {
+                    Some(Ok(b)) => Ok(Some((b, s))),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
+                };
+            }
+            let size = s.fill.size;
+            if s.pos >= size {
+                return Ok(None); // an empty blob
+            }
+            if let Some(mut b) = s.queued.pop_front() {
+                let end = s.pos + b.len() as u64;
+                if end >= size {
+                    // The writer refuses a longer stream too, and fails the fill: so does
+                    // the last byte's wait below.
+                    b.truncate((size - 1 - s.pos) as usize);
+                    s.pos = size - 1;
+                    s.rx = None;
+                    s.queued.clear();
+                    s.rest = Some(s.fill.follow(Some(size - 1..size)).1);
+                } else {
+                    s.pos = end;
+                }
+                if b.is_empty() {
+                    continue;
+                }
+                return Ok(Some((b, s)));
+            }
+            let batch = match s.rx.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => None,
+            };
+            match batch {
+                Some(batch) => s.queued.extend(batch),
+                None => {
+                    // Cut loose (or the store's stream ended short or failed): the file has
+                    // every byte the fill received, in order, and the fill's outcome.
+                    s.rx = None;
+                    s.rest = Some(s.fill.follow(Some(s.pos..size)).1);
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Writes every byte of `chunks` to `file`, in as few system calls as the kernel allows.
+fn write_all_vectored(mut file: &std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = chunks.iter().filter(|c| !c.is_empty()).map(|c| std::io::IoSlice::new(c)).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match file.write_vectored(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// What a fill's writer receives; its channel closing means the store's stream ended.
@@ -428,30 +535,38 @@ struct Job {
 impl Job {
     /// Runs on a blocking thread; `Ok` when the file holds the verified blob.
     fn write(&self, mut rx: mpsc::Receiver<Chunk>) -> std::result::Result<(), String> {
-        let mut file = &self.file;
         let mut hasher = DigestHasher::new(self.digest.algorithm());
         let mut written = 0u64;
+        let mut announced = 0u64;
         let mut next = rx.blocking_recv();
         while let Some(chunk) = next {
             let chunks = match chunk {
                 Chunk::Data(b) => b,
                 Chunk::Failed(why) => return Err(why),
             };
-            for chunk in chunks {
+            for chunk in &chunks {
                 written += chunk.len() as u64;
                 if written > self.size {
                     return Err(format!("the object store sent more than the {} bytes of blob {}", self.size, self.digest));
                 }
-                hasher.update(&chunk);
-                file.write_all(&chunk).map_err(|e| format!("blob cache {}: cannot write: {e}", self.tmp.display()))?;
+                hasher.update(chunk);
             }
-            // Announced once per batch of what is queued, not per chunk of a few KiB: every
-            // announcement wakes every follower.
+            // One system call per batch rather than per chunk of a few KiB.
+            write_all_vectored(&self.file, &chunks).map_err(|e| format!("blob cache {}: cannot write: {e}", self.tmp.display()))?;
+            // Announced once per batch of what is queued, not per chunk of a few KiB (every
+            // announcement wakes every follower), and at least every ANNOUNCE_EVERY bytes.
+            // Written (to the page cache) before announced: followers map what is announced.
             next = match rx.try_recv() {
-                Ok(more) => Some(more),
+                Ok(more) => {
+                    if written - announced >= ANNOUNCE_EVERY {
+                        self.progress.send_replace(Progress::Running(written));
+                        announced = written;
+                    }
+                    Some(more)
+                }
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    // Written (to the page cache) before announced: followers map what is announced.
                     self.progress.send_replace(Progress::Running(written));
+                    announced = written;
                     rx.blocking_recv()
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,

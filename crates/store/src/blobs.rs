@@ -14,19 +14,66 @@ use oci::{Digest, RepoName};
 use crate::blob_cache::Miss;
 use crate::{keys, ByteStream, Result, Store, StoreError};
 
-/// How much of a local blob file one response frame maps: large enough that mapping costs
-/// nothing beside the transfer, small enough that mapped pages barely show in the RSS of
-/// many parallel pulls (each is unmapped once the connection has written it). Measured on
+/// How much of a local blob file one response frame maps, at most: large enough that mapping
+/// costs nothing beside the transfer, small enough that mapped pages barely show in the RSS
+/// of many parallel pulls (each is unmapped once the connection has written it). Measured on
 /// 8 parallel pulls: 4 MiB chunks were no faster and peaked at 52 MiB RSS, 1 MiB at 21.
 pub(crate) const FILE_CHUNK: u64 = 1 << 20;
 
-/// The parts a blob cache fill reads from the store, and how many at once: one GET stream
-/// from an object store is slower than several (measured on SeaweedFS: one stream through
-/// wharfage ran at 0.73x distribution's, while the fill must keep up with a plain GET), and
-/// each part waits in memory until the parts before it are written, so a fill holds at most
-/// `FILL_PARTS` x `FILL_PART` bytes.
-const FILL_PART: u64 = 2 << 20;
-const FILL_PARTS: usize = 3;
+/// Mapped bytes that all streams of local files share, roughly: each maps chunks of this
+/// over the number of such streams open (between [`MIN_FILE_CHUNK`] and [`FILE_CHUNK`]).
+/// Why: a mapped chunk counts in the RSS while its connection writes it, and a storm opens
+/// hundreds of them per replica (measured: 200 nodes, about 200 connections per replica,
+/// peaked at 154-167 MiB with 1 MiB chunks each, 118-124 MiB with 32 MiB shared, at the
+/// cost of about 60% more CPU for the smaller chunks). A few pulls still get 1 MiB chunks.
+const MAPPED_BUDGET: u64 = 24 << 20;
+
+/// Smallest chunk mapped (unless the range ends first): below this, mapping and waking a
+/// blocking thread per chunk costs more CPU than the memory is worth.
+const MIN_FILE_CHUNK: u64 = 64 << 10;
+
+/// Streams of local files open now (cached blobs, fills followed), for [`chunk_len`].
+static FILE_STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a stream of a local file among [`FILE_STREAMS`] while it lives.
+pub(crate) struct FileStreamSlot(());
+
+impl FileStreamSlot {
+    pub(crate) fn open() -> Self {
+        FILE_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        FileStreamSlot(())
+    }
+}
+
+impl Drop for FileStreamSlot {
+    fn drop(&mut self) {
+        FILE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Bytes the next chunk of a local file stream maps: [`MAPPED_BUDGET`] shared by the
+/// streams open now, whole pages, between [`MIN_FILE_CHUNK`] and [`FILE_CHUNK`].
+pub(crate) fn chunk_len() -> u64 {
+    let open = FILE_STREAMS.load(std::sync::atomic::Ordering::Relaxed).max(1);
+    (MAPPED_BUDGET / open).clamp(MIN_FILE_CHUNK, FILE_CHUNK) & !4095
+}
+
+/// The parts a blob cache fill reads from the store, and how many it has asked for at once:
+/// one GET stream from an object store is slower than several, and small ranges are slower
+/// still (measured on SeaweedFS with a plain client, 256 MiB: one GET 507-664 MiB/s; 2 MiB
+/// ranges 332 MiB/s one at a time and 393 three at a time; 8 MiB ranges 550 and 804).
+const FILL_PART: u64 = 8 << 20;
+const FILL_PARTS: usize = 4;
+
+/// Parts read ahead into memory, for all fills together: the part a fill is writing streams,
+/// and a part after it is read whole into memory, in parallel with it, only if it can take
+/// one of these (otherwise it streams in its turn, its bytes waiting in the socket). So
+/// fills hold at most this many parts beside their streams however many run at once (a
+/// storm fills every layer of an image at once on every replica).
+const FILL_BUFFERS: usize = 2;
+
+/// See [`FILL_BUFFERS`].
+static FILL_BUFFER_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(FILL_BUFFERS);
 
 /// A blob (or a range of it) ready to stream to a client.
 pub struct BlobBody {
@@ -121,10 +168,8 @@ impl Store {
         };
         match starter {
             Some(s) if total == s.fill.size => {
-                let fill = s.fill.clone();
-                s.run(fill_parts(self.clone(), d.clone(), total, stream));
-                let (range, stream) = fill.follow(None);
-                Ok(BlobBody { total, range, stream })
+                let stream = s.run(fill_parts(self.clone(), d.clone(), total, stream));
+                Ok(BlobBody { total, range: 0..total, stream })
             }
             // The store holds another size than it said a moment ago: read it as it is now
             // and cache nothing (dropping the starter fails the fill).
@@ -205,29 +250,57 @@ impl Store {
 }
 
 /// The whole blob for a cache fill, from `first` (the stream of its first part) and the
-/// other parts read `FILL_PARTS` at a time, in order.
+/// other parts, asked for `FILL_PARTS` at a time and read in order; a part ahead of the
+/// one being read is read into memory meanwhile when it can take one of [`FILL_BUFFERS`].
 fn fill_parts(store: Store, d: Digest, size: u64, first: ByteStream) -> ByteStream {
-    type Part = futures::future::BoxFuture<'static, std::io::Result<Vec<Bytes>>>;
-    let first: Part = first.try_collect::<Vec<Bytes>>().boxed();
     let parts = (1..size.div_ceil(FILL_PART)).map(move |i| {
         let r = i * FILL_PART..((i + 1) * FILL_PART).min(size);
         let (store, key) = (store.clone(), keys::blob(&d));
-        let part: Part = async move {
+        // A task of its own, so that it runs while the parts before it are read.
+        AbortOnDrop(tokio::spawn(async move {
             let opts = GetOptions { range: Some(GetRange::Bounded(r.clone())), ..Default::default() };
             let got = store.os().get_opts(&key, opts).await.map_err(std::io::Error::other)?;
             if got.range != r {
                 return Err(std::io::Error::other(format!("the object store answered bytes {:?} for {r:?}", got.range)));
             }
-            got.into_stream().map_err(std::io::Error::other).try_collect::<Vec<Bytes>>().await
-        }
-        .boxed();
-        part
-    });
-    futures::stream::iter(std::iter::once(first).chain(parts))
-        .buffered(FILL_PARTS)
-        .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
-        .try_flatten()
+            let stream: ByteStream = got.into_stream().map_err(std::io::Error::other).boxed();
+            match FILL_BUFFER_PERMITS.try_acquire() {
+                Ok(permit) => {
+                    let chunks = stream.try_collect::<Vec<Bytes>>().await?;
+                    // Given back once the part has been handed on, when its stream ends.
+                    Ok(futures::stream::iter(chunks.into_iter().map(Ok))
+                        .chain(futures::stream::once(async move {
+                            drop(permit);
+                            Ok(Bytes::new())
+                        }))
+                        .boxed())
+                }
+                Err(_) => Ok(stream),
+            }
+        }))
+        .map(|joined| joined.map_err(std::io::Error::other).and_then(|part| part))
         .boxed()
+    });
+    let first = futures::future::ready(Ok(first)).boxed();
+    futures::stream::iter(std::iter::once(first).chain(parts)).buffered(FILL_PARTS).try_flatten().boxed()
+}
+
+/// A spawned task that is cancelled when its handle is dropped: the parts read ahead of a
+/// fill that failed are not read to their end.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 /// Streams a byte range of a local file as mapped chunks of the page cache: the bytes are
@@ -237,13 +310,15 @@ fn fill_parts(store: Store, d: Digest, size: u64, first: ByteStream) -> ByteStre
 fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
     let file = Arc::new(file);
     let end = range.end;
+    let slot = FileStreamSlot::open();
     futures::stream::try_unfold(range.start, move |pos| {
+        let _counted = &slot;
         let file = file.clone();
         async move {
             if pos >= end {
                 return Ok(None);
             }
-            let len = (end - pos).min(FILE_CHUNK);
+            let len = (end - pos).min(chunk_len());
             let chunk = tokio::task::spawn_blocking(move || map_chunk(&file, pos, len)).await.map_err(std::io::Error::other)??;
             Ok(Some((chunk, pos + len)))
         }
@@ -275,7 +350,7 @@ pub(crate) fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io:
         // its result does not matter.
         // SAFETY: posix_fadvise(2) takes integers only and touches no memory of ours; the
         // descriptor stays open because `file` is borrowed for the whole call.
-        let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), next as libc::off_t, FILE_CHUNK as libc::off_t, libc::POSIX_FADV_WILLNEED) };
+        let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), next as libc::off_t, len as libc::off_t, libc::POSIX_FADV_WILLNEED) };
     }
     Ok(Bytes::from_owner(map))
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::blobs::{map_chunk, FILE_CHUNK};
+use crate::blobs::{chunk_len, map_chunk, FileStreamSlot};
 use crate::ByteStream;
 
 /// Bytes a reader waits for before sending, unless the blob's end comes first.
@@ -39,7 +39,9 @@ pub enum Progress {
 /// unlinked): chunks are mapped from it (see `blobs::map_chunk`).
 pub fn follow(file: Arc<std::fs::File>, range: Range<u64>, progress: watch::Receiver<Progress>) -> ByteStream {
     let end = range.end;
+    let slot = FileStreamSlot::open();
     futures::stream::try_unfold((range.start, progress), move |(pos, mut progress)| {
+        let _counted = &slot;
         let file = file.clone();
         async move {
             if pos >= end {
@@ -63,7 +65,7 @@ pub fn follow(file: Arc<std::fs::File>, range: Range<u64>, progress: watch::Rece
                     return Err(std::io::Error::other("the download of the blob ended without a result"));
                 }
             };
-            let len = (limit - pos).min(FILE_CHUNK);
+            let len = (limit - pos).min(chunk_len());
             let chunk = tokio::task::spawn_blocking(move || map_chunk(&file, pos, len)).await.map_err(std::io::Error::other)??;
             Ok(Some((chunk, (pos + len, progress))))
         }

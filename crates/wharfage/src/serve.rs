@@ -10,6 +10,7 @@ use crate::CliError;
 /// Runs the registry until SIGTERM or SIGINT, then lets in-flight requests finish.
 pub(crate) fn run(cfg: ServeConfig) -> Result<(), CliError> {
     init_logging(&cfg)?;
+    tune_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(BLOCKING_THREADS).enable_all().build()?;
     runtime.block_on(serve(cfg))
 }
@@ -21,6 +22,39 @@ pub(crate) fn run(cfg: ServeConfig) -> Result<(), CliError> {
 /// the server's resident memory. Operations wait in the queue instead; 64 leaves room beside
 /// the blob cache's at most 16 long-running fill writers.
 const BLOCKING_THREADS: usize = 64;
+
+/// Keeps freed memory in glibc's heaps for reuse, up to a bound, instead of handing it back
+/// to the kernel at once. Why: streaming a blob from S3 allocates and frees buffers of a few
+/// hundred KiB all the time (the client's reads, a cache fill's parts); by default glibc
+/// maps the larger ones afresh and trims its heaps as soon as they are freed, so every byte
+/// received landed on a page just faulted in and zeroed (measured: page faults cost a blob
+/// cache fill as much CPU as hashing the blob). The bounds keep the memory held, and so
+/// the RSS, close to what is in use (measured in a 200-node storm: without the arena bound,
+/// 46-63 MiB of anonymous memory per replica at the peak, against about 30 by default;
+/// 43-50 with 4 heaps).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    /// Allocations above this are mapped and unmapped on their own.
+    const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+    /// Free memory at the top of a heap beyond this goes back to the kernel.
+    const TRIM_THRESHOLD: libc::c_int = 8 << 20;
+    /// Heaps (glibc's default is 8 per core): each keeps up to the trim threshold of free
+    /// memory, and the blocking threads that map blob chunks number in the dozens in a storm.
+    const ARENA_MAX: libc::c_int = 2;
+    // SAFETY: mallopt(3) takes integers only and is safe to call at any time.
+    let ok = unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            && libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) == 1
+    };
+    if !ok {
+        tracing::debug!("mallopt refused the allocator's thresholds; keeping glibc's defaults");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
 
 /// Structured logs on stderr, text or JSON; colours only when stderr is a terminal (and
 /// `NO_COLOR` is unset), so files and log collectors get no escape codes.

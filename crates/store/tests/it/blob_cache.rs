@@ -156,6 +156,22 @@ async fn a_fill_outlives_the_reader_that_started_it() {
     assert_eq!(case.temp_files(), 0, "a finished fill leaves no temporary file");
 }
 
+async fn a_first_reader_that_falls_behind_reads_the_rest_from_the_file() {
+    let case = Case::new();
+    let store = case.open(64 << 20);
+    let size = 12 << 20;
+    let (d, data) = put(&store, size, 3).await;
+    let mut b = store.read_blob(&d, None).await.unwrap();
+    let head = b.stream.next().await.unwrap().unwrap();
+    // It reads nothing more while the whole blob fills: far more than the fill hands over
+    // ahead of its reader, which must then go on from the file, not lose bytes or wait.
+    wait_for(&case.cached(&d));
+    let (rest, err) = drain(b.stream).await;
+    assert_eq!(err, None);
+    assert_eq!(head.len() + rest.len(), size, "the first reader got {} of {size} bytes", head.len() + rest.len());
+    assert!([&head[..], &rest[..]].concat() == data, "the first reader got other bytes than the blob");
+}
+
 /// Reads a body to its end: the bytes, and the error that ended it early if one did.
 async fn drain(mut stream: store::ByteStream) -> (Vec<u8>, Option<String>) {
     let mut out = Vec::new();
@@ -325,6 +341,7 @@ async fn blob_cache_on_s3() {
     whole_read_fills_and_later_reads_need_no_bucket().await;
     a_copy_changed_on_disk_is_never_served().await;
     a_fill_outlives_the_reader_that_started_it().await;
+    a_first_reader_that_falls_behind_reads_the_rest_from_the_file().await;
     concurrent_reads_of_a_filling_blob_read_the_bucket_once().await;
     a_fill_that_does_not_verify_fails_every_reader().await;
     size_limit_evicts_least_recently_used().await;
