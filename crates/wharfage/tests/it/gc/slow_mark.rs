@@ -29,9 +29,9 @@ impl IndexImg {
     }
 }
 
-/// Writes `count` tagged manifests (all naming one config and one layer) straight into a
+/// Writes tagged manifests `from..to` (all naming one config and one layer) straight into a
 /// filesystem root, in the storage layout, so that marking them takes a while.
-fn fabricate_live_manifests(root: &std::path::Path, count: usize) {
+fn fabricate_live_manifests(root: &std::path::Path, from: usize, to: usize) {
     let write = |rel: String, bytes: &[u8]| {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -43,12 +43,12 @@ fn fabricate_live_manifests(root: &std::path::Path, count: usize) {
     let (cd, ld) = (sha256(config), sha256(&layer));
     write(blob(&cd), config);
     write(blob(&ld), &layer);
-    for r in 0..count.div_ceil(1000) {
+    for r in from / 1000..to.div_ceil(1000) {
         let repo = format!("repositories/bulk/r{r}");
         for d in [&cd, &ld] {
             write(format!("{repo}/_layers/sha256/{}", &d[7..]), b"");
         }
-        for i in r * 1000..((r + 1) * 1000).min(count) {
+        for i in (r * 1000).max(from)..((r + 1) * 1000).min(to) {
             let m = json!({
                 "schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": { "mediaType": crate::fixtures::OCI_CONFIG, "digest": cd, "size": config.len() },
@@ -82,10 +82,10 @@ fn pushes_while_a_slow_collection_marks_are_kept() {
     let dir = crate::harness::tempdir();
     let root = dir.path().join("root");
     let t = Instant::now();
-    fabricate_live_manifests(&root, 10_000);
+    fabricate_live_manifests(&root, 0, 10_000);
     eprintln!("fabricated 10,000 tagged manifests in {:.1?}", t.elapsed());
     let args = ["--gc-grace", "0s", "--gc-protect-window", "1s"].map(String::from);
-    let w = Reg::start(dir, super::Backing::Fs(root), &args);
+    let w = Reg::start(dir, super::Backing::Fs(root.clone()), &args);
 
     // Pushed "long" (beyond the 1 s window) before the collection: two platform images,
     // untagged (children of an index to come), and layers that junk images leave as garbage
@@ -102,10 +102,20 @@ fn pushes_while_a_slow_collection_marks_are_kept() {
         w.http.send("DELETE", &format!("/v2/{repo}/manifests/{}", junk.digest), &[], Vec::new()).expect(202, "deleting junk");
     }
     std::thread::sleep(Duration::from_millis(2500));
-    let dry = w.gc(true);
-    let took = dry.seconds;
-    eprintln!("a dry run over them took {took:.2} s; pushing {:.2} s into the real one", took * 0.15);
-    assert!(took >= 0.5, "a dry run over 10,000 manifests took only {took:.2} s: too quick to push during it");
+    // The pushes must land while the collection runs: on a quiet machine a collection over
+    // 10,000 manifests can be too quick, so the store grows until a dry run takes 0.5 s.
+    let mut live = 10_000;
+    let (dry, took) = loop {
+        let dry = w.gc(true);
+        let took = dry.seconds;
+        if took >= 0.5 || live >= 80_000 {
+            break (dry, took);
+        }
+        fabricate_live_manifests(&root, live, live * 2);
+        live *= 2;
+    };
+    eprintln!("a dry run over {live} manifests took {took:.2} s; pushing {:.2} s into the real one", took * 0.15);
+    assert!(took >= 0.5, "a dry run over {live} manifests took only {took:.2} s: too quick to push during it");
     assert_eq!(dry.manifests.count, 2, "the untagged children are garbage: {dry:?}");
     assert_eq!(dry.layer_links.count, 8, "so are their links, and the junk's: {dry:?}");
 
