@@ -128,6 +128,13 @@ pub struct MirrorRetention {
     pub max_size: Option<u64>,
 }
 
+impl GcOptions {
+    /// The mirrored registry (its index in `mirrored`) whose repositories `repo` is one of.
+    pub(super) fn mirror_of(&self, repo: &oci::RepoName) -> Option<usize> {
+        self.mirrored.iter().position(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)))
+    }
+}
+
 impl Default for GcOptions {
     fn default() -> Self {
         GcOptions {

@@ -143,10 +143,9 @@ impl Store {
     /// beyond retention.
     pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<(Node, Why)>, Vec<(AppId, crate::StagingId)>)> {
         let mut roots: Vec<(RepoName, Digest, Why)> = Vec::new();
-        let mirror_of = |repo: &RepoName| opts.mirrored.iter().position(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
         for (repo, tag) in &inv.tags {
             // A mirror's tags are the upstream's names, not a reason to keep anything.
-            if mirror_of(repo).is_some() {
+            if opts.mirror_of(repo).is_some() {
                 continue;
             }
             if let Some(d) = self.resolve_tag(repo, tag).await? {
@@ -159,7 +158,7 @@ impl Store {
             let mut pulls = self.os().list(Some(&keys::mirror_pulls()));
             while let Some(meta) = futures::TryStreamExt::try_next(&mut pulls).await? {
                 let Some((repo, d)) = keys::parse_mirror_pull_key(&meta.location) else { continue };
-                if let Some(i) = mirror_of(&repo).filter(|i| age(&meta) < opts.mirrored[*i].retention) {
+                if let Some(i) = opts.mirror_of(&repo).filter(|i| age(&meta) < opts.mirrored[*i].retention) {
                     pulled[i].push((repo, d, age(&meta)));
                 }
             }
@@ -262,8 +261,7 @@ impl Store {
                 if !live.manifests.contains(&(e.repo, e.digest.clone())) {
                     pass.report.manifests.add(e.size);
                     let repo = inv.repos.name(e.repo).clone();
-                    let mirrored = opts.mirrored.iter().any(|m| repo.as_str().starts_with(&format!("{}/", m.prefix)));
-                    let tags = (!mirrored).then(|| schema_tags.get(&e.repo).cloned().unwrap_or_default());
+                    let tags = opts.mirror_of(&repo).is_none().then(|| schema_tags.get(&e.repo).cloned().unwrap_or_default());
                     doomed.push((repo, e.digest.digest(), tags));
                 }
             }
