@@ -188,13 +188,13 @@ impl Store {
         if let Some(s) = sizes.get(digest) {
             return Ok(*s);
         }
-        let Some(stored) = self.manifest(repo, digest).await? else { return Ok(0) };
+        let Some(stored) = self.manifest_walked(repo, digest).await? else { return Ok(0) };
         let mut total = stored.bytes.len() as u64;
         if let Ok(m) = Manifest::parse(&stored.bytes, Some(&stored.media_type)) {
             total += m.config.iter().chain(m.layers.iter()).map(|d| d.size).sum::<u64>();
             for child in &m.manifests {
                 // An index nests one level: its children are image manifests.
-                if let Some(c) = self.manifest(repo, &child.digest).await? {
+                if let Some(c) = self.manifest_walked(repo, &child.digest).await? {
                     let mut size = c.bytes.len() as u64;
                     if let Ok(cm) = Manifest::parse(&c.bytes, Some(&c.media_type)) {
                         size += cm.config.iter().chain(cm.layers.iter()).map(|d| d.size).sum::<u64>();

@@ -97,17 +97,25 @@ impl Store {
     /// A manifest of `repo` by digest; `None` when the repository does not hold it. As the
     /// store says now: on a shared store the link is read from the bucket.
     pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
-        self.manifest_in(repo, digest, false).await
+        self.manifest_in(repo, digest, false, true).await
+    }
+
+    /// [`Store::manifest`] for a walk over every image (the usage walk): what it reads does
+    /// not enter the manifest cache, which would otherwise end up holding the walk's last
+    /// images (up to its bound, in every replica) instead of what clients pull.
+    pub(crate) async fn manifest_walked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
+        self.manifest_in(repo, digest, false, false).await
     }
 
     /// A manifest of `repo` by digest, for serving it: on a shared store the answer may come
     /// from a cached link that another replica removed up to the generation check interval
     /// ago (see `generation.rs`). An absent link is always read from the store.
     pub async fn manifest_cached(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
-        self.manifest_in(repo, digest, true).await
+        self.manifest_in(repo, digest, true, true).await
     }
 
-    async fn manifest_in(&self, repo: &RepoName, digest: &Digest, cached: bool) -> Result<Option<StoredManifest>> {
+    /// `cached`: the link may come from the cache; `fill`: bytes read enter the cache.
+    async fn manifest_in(&self, repo: &RepoName, digest: &Digest, cached: bool, fill: bool) -> Result<Option<StoredManifest>> {
         let Some(media_type) = self.manifest_media_type(repo, digest, cached).await? else {
             return Ok(None);
         };
@@ -115,7 +123,9 @@ impl Store {
             Some(b) => b,
             None => {
                 let b = self.read_blob_bytes(digest).await?;
-                self.cache().manifests.insert(digest.clone(), b.clone());
+                if fill {
+                    self.cache().manifests.insert(digest.clone(), b.clone());
+                }
                 b
             }
         };

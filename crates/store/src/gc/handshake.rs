@@ -11,7 +11,7 @@ use object_store::path::Path;
 use object_store::ObjectMeta;
 use oci::{CompactDigest, Digest};
 
-use super::marks::Fingerprints;
+use super::marks::WhyMap;
 use super::{GcOptions, DELETING_STALE};
 use crate::age;
 use crate::keys;
@@ -149,10 +149,11 @@ impl Store {
     /// After a sweep: forgets the protections of digests with no bytes (an upload that
     /// failed, bytes another run removed) and clears crashed collectors' flags. The
     /// protections of the bytes this run removed went with them, batch by batch.
-    /// `listed` holds the fingerprints of every blob the sweep listed: a protection whose
-    /// digest shares one with a listed blob is kept (at worst a marker outlives its bytes
-    /// until a later run).
-    pub(super) async fn forget_protections(&self, opts: &GcOptions, run: &Run, listed: &Fingerprints) -> Result<()> {
+    /// A protection of a digest marked live (or kept by a reference) is kept without a look:
+    /// its bytes were listed, or a fingerprint shared with one was (at worst a marker
+    /// outlives its bytes until a later run). Only old protections of other digests cost a
+    /// look at the blob, so the run holds nothing per listed blob for this.
+    pub(super) async fn forget_protections(&self, opts: &GcOptions, run: &Run, live: &WhyMap, refs: &WhyMap) -> Result<()> {
         // Removed under a claim, and only once older than any run may last, since a long
         // run started earlier may still be counting on them.
         let forgotten = DELETING_STALE + opts.protect_window + run.slack;
@@ -160,12 +161,19 @@ impl Store {
         let mut protections = self.os().list(Some(&keys::protections()));
         while let Some(meta) = protections.try_next().await? {
             let Some(d) = keys::parse_protect_key(&meta.location) else { continue };
-            if !listed.contains(&CompactDigest::of(&d)) && age(&meta) >= forgotten {
+            if age(&meta) < forgotten {
+                continue;
+            }
+            let compact = CompactDigest::of(&d);
+            if live.get(&compact).is_none() && refs.get(&compact).is_none() {
                 orphans.push(d);
             }
         }
         drop(protections);
         for d in orphans {
+            if self.blob_size_fresh(&d).await?.is_some() {
+                continue;
+            }
             let old = Run { protect_window: forgotten, slack: Duration::ZERO, started: Instant::now(), dry_run: false, ..run.clone() };
             let (flags, claims) = self.claim(std::slice::from_ref(&d), &old).await?;
             let removed = match claims.first() {

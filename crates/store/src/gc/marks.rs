@@ -4,7 +4,9 @@
 //! Why: a collection holds these for its whole run, so their size per blob is what bounds
 //! the stores it can collect. A blob's mark is its digest's *fingerprint* (8 bytes) and why
 //! it is kept (8 bytes), in a sorted vector; a live layer link is the fingerprint of its
-//! repository and digest (8 bytes). Two digests sharing a fingerprint (for sha256, the first
+//! repository and digest (8 bytes). The vectors grow by a quarter at a time, not double, and
+//! are sorted in place: a store of a million live blobs would otherwise hold up to twice its
+//! marks in spare capacity, and a stable sort's scratch of half of them on top. Two digests sharing a fingerprint (for sha256, the first
 //! 64 bits of two random hashes: about one chance in 10^8 for a store of a million blobs)
 //! only make a collection keep an unreferenced blob or link it would otherwise remove; a
 //! fingerprint never makes it remove anything, because removal needs the exact digest,
@@ -61,8 +63,23 @@ fn unpack(packed: u64) -> Why {
     Why { by, until_ms: (packed >> 3).checked_sub(1) }
 }
 
-/// Digests, each with why it is kept: the first reason given for a digest stays (marking
-/// follows the strongest roots first). Collected unsorted, then [`Self::seal`]ed for lookups.
+/// Pushes `x`, growing a full vector by a quarter (glibc moves a large block with `mremap`,
+/// so the smaller steps cost no copying) rather than doubling it.
+fn push<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 4).max(1024));
+    }
+    v.push(x);
+}
+
+/// Orders a packed [`Why`] strongest first: by reason ([`KeptBy`]'s order), then the one that
+/// expires last.
+fn strength(packed: u64) -> (u64, std::cmp::Reverse<u64>) {
+    (packed & 7, std::cmp::Reverse(packed >> 3))
+}
+
+/// Digests, each with why it is kept: of several reasons given for a digest the strongest
+/// stays. Collected unsorted, then [`Self::seal`]ed for lookups.
 #[derive(Default)]
 pub(super) struct WhyMap {
     entries: Vec<(u64, u64)>,
@@ -72,13 +89,13 @@ pub(super) struct WhyMap {
 
 impl WhyMap {
     pub(super) fn add(&mut self, d: &CompactDigest, why: Why) {
-        self.entries.push((fingerprint(d), pack(why)));
+        push(&mut self.entries, (fingerprint(d), pack(why)));
     }
 
-    /// Sorts and keeps each digest's first reason; call before [`Self::get`].
+    /// Sorts and keeps each digest's strongest reason; call before [`Self::get`].
     pub(super) fn seal(&mut self) {
-        // Stable: of equal fingerprints the earliest added comes first, and stays.
-        self.entries.sort_by_key(|(fp, _)| *fp);
+        // Of equal fingerprints the strongest reason comes first, and stays.
+        self.entries.sort_unstable_by_key(|&(fp, why)| (fp, strength(why)));
         self.entries.dedup_by_key(|(fp, _)| *fp);
         self.entries.shrink_to_fit();
         self.sealed = self.entries.len();
@@ -103,7 +120,7 @@ pub(super) struct Fingerprints(Vec<u64>);
 
 impl Fingerprints {
     pub(super) fn add(&mut self, fp: u64) {
-        self.0.push(fp);
+        push(&mut self.0, fp);
     }
 
     pub(super) fn seal(&mut self) {
@@ -116,17 +133,13 @@ impl Fingerprints {
     pub(super) fn has(&self, fp: u64) -> bool {
         self.0.binary_search(&fp).is_ok()
     }
-
-    /// Whether a digest's fingerprint was added (once sealed).
-    pub(super) fn contains(&self, d: &CompactDigest) -> bool {
-        self.has(fingerprint(d))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use oci::{Algorithm, Digest};
+    use std::time::Duration;
 
     fn digest(s: &str) -> CompactDigest {
         CompactDigest::of(&Digest::of(Algorithm::Sha256, s.as_bytes()))
@@ -142,23 +155,48 @@ mod tests {
     }
 
     #[test]
-    fn the_first_reason_given_stays() {
+    fn the_strongest_reason_stays() {
         let mut m = WhyMap::default();
-        m.add(&digest("a"), Why::TAG);
-        m.add(&digest("b"), Why::grace_until(5));
         m.add(&digest("a"), Why::grace_until(7));
+        m.add(&digest("b"), Why::grace_until(5));
+        m.add(&digest("a"), Why::TAG);
+        m.add(&digest("b"), Why::grace_until(9));
+        m.add(&digest("b"), Why::protected(Duration::ZERO));
         m.seal();
         assert_eq!(m.get(&digest("a")), Some(Why::TAG));
-        assert_eq!(m.get(&digest("b")), Some(Why::grace_until(5)));
+        // Of two grace periods, the one that ends last.
+        assert_eq!(m.get(&digest("b")), Some(Why::grace_until(9)));
         assert_eq!(m.get(&digest("c")), None);
         assert_eq!(m.len(), 2);
-        // Added after a seal: seen after the next one, behind what was there.
+        // Added after a seal: seen after the next one.
         m.add(&digest("b"), Why::APP);
         m.add(&digest("c"), Why::APP);
         assert_eq!(m.get(&digest("c")), None);
         m.seal();
-        assert_eq!(m.get(&digest("b")), Some(Why::grace_until(5)));
+        assert_eq!(m.get(&digest("b")), Some(Why::APP));
         assert_eq!(m.get(&digest("c")), Some(Why::APP));
+    }
+
+    #[test]
+    fn many_marks_grow_and_seal() {
+        let mut m = WhyMap::default();
+        let mut f = Fingerprints::default();
+        for i in 0..10_000u32 {
+            let d = digest(&i.to_string());
+            m.add(&d, if i % 2 == 0 { Why::TAG } else { Why::grace_until(u64::from(i)) });
+            m.add(&d, Why::grace_until(1));
+            f.add(fingerprint(&d));
+        }
+        m.seal();
+        f.seal();
+        assert_eq!(m.len(), 10_000);
+        assert!(m.entries.capacity() == m.len());
+        for i in [0u32, 1, 4_999, 9_999] {
+            let d = digest(&i.to_string());
+            let want = if i % 2 == 0 { Why::TAG } else { Why::grace_until(u64::from(i.max(1))) };
+            assert_eq!(m.get(&d), Some(want));
+            assert!(f.has(fingerprint(&d)));
+        }
     }
 
     #[test]
@@ -174,6 +212,6 @@ mod tests {
         let mut listed = Fingerprints::default();
         listed.add(fingerprint(&other));
         listed.seal();
-        assert!(listed.contains(&other) && !listed.contains(&a));
+        assert!(listed.has(fingerprint(&other)) && !listed.has(fingerprint(&a)));
     }
 }

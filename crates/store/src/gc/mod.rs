@@ -48,7 +48,8 @@
 //! their size per object is what bounds the stores it can collect. It holds per manifest
 //! (not per blob) a 72-byte entry: an interned repository's index, an `oci::CompactDigest`,
 //! size, and until when it is young. Per live blob it holds 16 bytes (a fingerprint of the
-//! digest and why it is kept) and 8 per live layer link, per listed blob 8 (`marks.rs`).
+//! digest and why it is kept) and 8 per live layer link (`marks.rs`); nothing per listed
+//! blob. Tags are dropped once resolved into roots.
 //! Layer links and blobs are streamed from listings of their own, and what they remove is
 //! claimed, removed and released a batch ([`BATCH`]) at a time, so nothing the size of the
 //! garbage is held either. `bench/gc.sh` measures the peak at 100,000 and 1,000,000 blobs.
@@ -415,7 +416,7 @@ impl Store {
         }
         drop(listing);
         inv.seal();
-        let (roots, expired_stagings) = self.roots(opts, &inv).await?;
+        let (roots, expired_stagings) = self.roots(opts, &mut inv).await?;
         // Mark.
         let mut live = Marks::default();
         self.mark(roots, &inv, &mut live).await?;
@@ -438,11 +439,11 @@ impl Store {
         let mut refs = self.sweep_manifests(&mut pass, &inv, &mut live).await?;
         self.sweep_layer_links(&mut pass, &inv, &live, &mut refs).await?;
         refs.seal();
-        let listed = self.sweep_blobs(&mut pass, &live, &refs).await?;
+        self.sweep_blobs(&mut pass, &live, &refs).await?;
         report.kept = kept.into_vec();
         self.sweep_leftovers(opts, report).await?;
         if !opts.dry_run {
-            self.forget_protections(opts, run, &listed).await?;
+            self.forget_protections(opts, run, &live.blobs, &refs).await?;
         }
         Ok(())
     }

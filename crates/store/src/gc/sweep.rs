@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use oci::{AppId, CompactDigest, Digest, RepoName, Tag};
 
-use super::marks::{fingerprint, link_fingerprint, Fingerprints, WhyMap};
+use super::marks::{link_fingerprint, Fingerprints, WhyMap};
 use super::{concurrently, GcOptions, GcReport, KeptTally, Why, BATCH, TEMP_FILE_AGE};
 use super::{KeptBy, Pass};
 use crate::age;
@@ -61,6 +61,7 @@ pub(super) struct Inventory {
     pub(super) repos: Repos,
     /// Sorted by (repository, digest) once listed ([`Inventory::seal`]).
     pub(super) manifests: Vec<Entry>,
+    /// Taken (emptied) by `Store::roots`.
     pub(super) tags: Vec<(RepoName, Tag)>,
     /// The tag schema's tags in app repositories (copies of the upstream's signature tags,
     /// see `Store::pin_schema_tags`), by (repo, the `<alg>-<hex>` they name). Not roots: what
@@ -141,15 +142,20 @@ impl Store {
     /// Roots: tags (but an app's schema tags and a mirror's), mirrored manifests pulled within
     /// their mirror's retention, retained stagings, young manifests; and the staging records
     /// beyond retention.
-    pub(super) async fn roots(&self, opts: &GcOptions, inv: &Inventory) -> Result<(Vec<(Node, Why)>, Vec<(AppId, crate::StagingId)>)> {
-        let mut roots: Vec<(RepoName, Digest, Why)> = Vec::new();
-        for (repo, tag) in &inv.tags {
+    ///
+    /// Takes the inventory's tags: they are needed for nothing else, and a store's tags are
+    /// as many as its images.
+    pub(super) async fn roots(&self, opts: &GcOptions, inv: &mut Inventory) -> Result<(Vec<(Node, Why)>, Vec<(AppId, crate::StagingId)>)> {
+        // Held compact as they are found: a digest's text and a repository's name per root
+        // would cost more than the marks of an image's blobs.
+        let mut roots: Vec<(Node, Why)> = Vec::new();
+        for (repo, tag) in std::mem::take(&mut inv.tags) {
             // A mirror's tags are the upstream's names, not a reason to keep anything.
-            if opts.mirror_of(repo).is_some() {
+            if opts.mirror_of(&repo).is_some() {
                 continue;
             }
-            if let Some(d) = self.resolve_tag(repo, tag).await? {
-                roots.push((repo.clone(), d, Why::TAG));
+            if let Some(d) = self.resolve_tag(&repo, &tag).await? {
+                roots.extend(inv.node(&repo, &d).map(|n| (n, Why::TAG)));
             }
         }
         if !opts.mirrored.is_empty() {
@@ -168,7 +174,11 @@ impl Store {
                     images = self.newest_within(images, cap).await?;
                 }
                 let until = |age: std::time::Duration| Some(now.saturating_sub(age.as_millis() as u64) + m.retention.as_millis() as u64);
-                roots.extend(images.into_iter().map(|(repo, d, age)| (repo, d, Why { by: KeptBy::Mirror, until_ms: until(age) })));
+                roots.extend(
+                    images
+                        .into_iter()
+                        .filter_map(|(repo, d, age)| Some((inv.node(&repo, &d)?, Why { by: KeptBy::Mirror, until_ms: until(age) }))),
+                );
             }
         }
         let mut expired_stagings = Vec::new();
@@ -190,18 +200,17 @@ impl Store {
                     // An app staged from a mirrored registry keeps the mirror's copy of its
                     // image too, whenever it was last pulled through the mirror.
                     if let Some(mirrored) = mirrored_copy(opts, &s.source) {
-                        roots.push((mirrored, s.digest.clone(), why));
+                        roots.extend(inv.node(&mirrored, &s.digest).map(|n| (n, why)));
                     }
-                    roots.push((repo, s.digest.clone(), why));
+                    roots.extend(inv.node(&repo, &s.digest).map(|n| (n, why)));
                 } else {
                     expired_stagings.push((app.clone(), s.staging_id.clone()));
                 }
             }
         }
-        let mut nodes: Vec<(Node, Why)> = roots.iter().filter_map(|(repo, d, why)| Some((inv.node(repo, d)?, *why))).collect();
-        nodes.extend(inv.manifests.iter().filter_map(|e| Some(((e.repo, e.digest.clone()), Why::grace_until(e.young_until?)))));
+        roots.extend(inv.manifests.iter().filter_map(|e| Some(((e.repo, e.digest.clone()), Why::grace_until(e.young_until?)))));
 
-        Ok((nodes, expired_stagings))
+        Ok((roots, expired_stagings))
     }
 
     /// Unreached manifests and their referrer entries; returns why the digests that young
@@ -216,10 +225,11 @@ impl Store {
         let mut digests: Vec<CompactDigest> = candidates.iter().map(|e| e.digest.clone()).collect();
         digests.sort_unstable();
         digests.dedup();
-        let full: Vec<Digest> = digests.iter().map(CompactDigest::digest).collect();
-        let (mut claims, mut flags) = (Vec::with_capacity(full.len()), Vec::new());
-        for batch in full.chunks(BATCH) {
-            match self.claim(batch, run).await {
+        let (mut claims, mut flags) = (Vec::with_capacity(digests.len()), Vec::new());
+        for batch in digests.chunks(BATCH) {
+            // A digest's text only for its batch: it is several times the compact form.
+            let batch: Vec<Digest> = batch.iter().map(CompactDigest::digest).collect();
+            match self.claim(&batch, run).await {
                 Ok((f, c)) => {
                     flags.push(f);
                     claims.extend(c);
@@ -256,21 +266,23 @@ impl Store {
             for ((repo, _), tags) in &inv.schema_tags {
                 schema_tags.entry(*repo).or_default().extend(tags.iter().cloned());
             }
+            // Removed a batch at a time: what a removal needs (names, the digest's text, the
+            // tags to read) is held for one batch, not for all the garbage.
+            let unreached = candidates.iter().zip(&removable).filter(|(e, r)| **r && !live.manifests.contains(&(e.repo, e.digest.clone())));
             let mut doomed: Vec<(RepoName, Digest, Option<Vec<Tag>>)> = Vec::new();
-            for (e, _) in candidates.iter().zip(&removable).filter(|(_, r)| **r) {
-                if !live.manifests.contains(&(e.repo, e.digest.clone())) {
-                    pass.report.manifests.add(e.size);
-                    let repo = inv.repos.name(e.repo).clone();
-                    let tags = opts.mirror_of(&repo).is_none().then(|| schema_tags.get(&e.repo).cloned().unwrap_or_default());
-                    doomed.push((repo, e.digest.digest(), tags));
+            for (e, _) in unreached {
+                pass.report.manifests.add(e.size);
+                if opts.dry_run {
+                    continue;
+                }
+                let repo = inv.repos.name(e.repo).clone();
+                let tags = opts.mirror_of(&repo).is_none().then(|| schema_tags.get(&e.repo).cloned().unwrap_or_default());
+                doomed.push((repo, e.digest.digest(), tags));
+                if doomed.len() >= BATCH {
+                    self.delete_manifests(std::mem::take(&mut doomed)).await?;
                 }
             }
-            if !opts.dry_run {
-                concurrently(doomed, |(repo, d, tags): (RepoName, Digest, Option<Vec<Tag>>)| async move {
-                    self.delete_manifest_among(&repo, &d, tags).await.map(|_| ())
-                })
-                .await?;
-            }
+            self.delete_manifests(doomed).await?;
             pass.report.live_manifests = live.manifests.len() as u64;
             let mut kept = KeptTally::default();
             for (_, d) in &live.manifests {
@@ -288,6 +300,14 @@ impl Store {
         let refs = outcome?;
         released?;
         Ok(refs)
+    }
+
+    /// Removes claimed manifests, each with the tags given (`None`: every tag).
+    async fn delete_manifests(&self, doomed: Vec<(RepoName, Digest, Option<Vec<Tag>>)>) -> Result<()> {
+        concurrently(doomed, |(repo, d, tags): (RepoName, Digest, Option<Vec<Tag>>)| async move {
+            self.delete_manifest_among(&repo, &d, tags).await.map(|_| ())
+        })
+        .await
     }
 
     /// Layer links no live manifest uses, from a listing of their own, a batch at a time.
@@ -359,16 +379,13 @@ impl Store {
         released
     }
 
-    /// Blobs nothing links or uses any more, from a streamed listing, a batch at a time;
-    /// returns the fingerprints of every blob listed.
-    pub(super) async fn sweep_blobs(&self, pass: &mut Pass<'_>, live: &Marks, refs: &WhyMap) -> Result<Fingerprints> {
-        let mut listed = Fingerprints::default();
+    /// Blobs nothing links or uses any more, from a streamed listing, a batch at a time.
+    pub(super) async fn sweep_blobs(&self, pass: &mut Pass<'_>, live: &Marks, refs: &WhyMap) -> Result<()> {
         let mut batch: Vec<(Digest, u64)> = Vec::new();
         let mut listing = self.os().list(Some(&keys::blobs()));
         while let Some(meta) = listing.try_next().await? {
             let Some(d) = keys::parse_blob_key(&meta.location) else { continue };
             let compact = CompactDigest::of(&d);
-            listed.add(fingerprint(&compact));
             // Why it stays, if it does: the strongest root that reached it, else what still
             // references it, else its own age.
             let why = live
@@ -386,9 +403,8 @@ impl Store {
         }
         drop(listing);
         self.remove_blob_batch(pass, batch).await?;
-        listed.seal();
         pass.report.live_blobs = live.blobs.len() as u64;
-        Ok(listed)
+        Ok(())
     }
 
     /// Claims unused blobs and removes those claimed, with the old protections of their

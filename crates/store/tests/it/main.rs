@@ -5,6 +5,7 @@
 
 mod blob_cache;
 mod listing;
+mod protections;
 mod signature_tags;
 mod suite;
 

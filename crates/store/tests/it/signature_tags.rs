@@ -17,7 +17,7 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Stores `payload` as a blob of `app` and a manifest whose one layer it is; the manifest's
 /// digest.
-async fn manifest_over(store: &Store, app: &AppId, payload: &[u8]) -> Digest {
+pub(crate) async fn manifest_over(store: &Store, app: &AppId, payload: &[u8]) -> Digest {
     let repo = app.repository();
     let d = Digest::of(Algorithm::Sha256, payload);
     store.put_blob(&d, futures::stream::iter([Ok(Bytes::copy_from_slice(payload))])).await.unwrap();
