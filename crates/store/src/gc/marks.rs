@@ -4,9 +4,10 @@
 //! Why: a collection holds these for its whole run, so their size per blob is what bounds
 //! the stores it can collect. A blob's mark is its digest's *fingerprint* (8 bytes) and why
 //! it is kept (8 bytes), in a sorted vector; a live layer link is the fingerprint of its
-//! repository and digest (8 bytes). The vectors grow by a quarter at a time, not double, and
-//! are sorted in place: a store of a million live blobs would otherwise hold up to twice its
-//! marks in spare capacity, and a stable sort's scratch of half of them on top. Two digests sharing a fingerprint (for sha256, the first
+//! repository and digest (8 bytes). The vectors are sorted and deduplicated in place when
+//! full, then grow by a quarter, not double: a store of a million live blobs would otherwise
+//! hold a mark per image using a blob, up to twice that in spare capacity, and a stable
+//! sort's scratch of half of them on top. Two digests sharing a fingerprint (for sha256, the first
 //! 64 bits of two random hashes: about one chance in 10^8 for a store of a million blobs)
 //! only make a collection keep an unreferenced blob or link it would otherwise remove; a
 //! fingerprint never makes it remove anything, because removal needs the exact digest,
@@ -63,9 +64,18 @@ fn unpack(packed: u64) -> Why {
     Why { by, until_ms: (packed >> 3).checked_sub(1) }
 }
 
-/// Pushes `x`, growing a full vector by a quarter (glibc moves a large block with `mremap`,
-/// so the smaller steps cost no copying) rather than doubling it.
-fn push<T>(v: &mut Vec<T>, x: T) {
+/// Below this many entries a full vector just grows: compacting it would save little.
+const COMPACT_FROM: usize = 1 << 16;
+
+/// Pushes `x` into a vector whose entries `compact` sorts and dedups in place. A full vector
+/// is compacted first (the same blob is marked once per image that uses it), then grown by a
+/// quarter (glibc moves a large block with `mremap`, so the smaller steps cost no copying)
+/// rather than doubled. The sorts cost about five sorts of the whole, a few tens of
+/// milliseconds per million entries.
+fn push<T>(v: &mut Vec<T>, x: T, compact: impl FnOnce(&mut Vec<T>)) {
+    if v.len() == v.capacity() && v.len() >= COMPACT_FROM {
+        compact(v);
+    }
     if v.len() == v.capacity() {
         v.reserve_exact((v.len() / 4).max(1024));
     }
@@ -89,16 +99,24 @@ pub(super) struct WhyMap {
 
 impl WhyMap {
     pub(super) fn add(&mut self, d: &CompactDigest, why: Why) {
-        push(&mut self.entries, (fingerprint(d), pack(why)));
+        let sealed = &mut self.sealed;
+        push(&mut self.entries, (fingerprint(d), pack(why)), |v| {
+            Self::compact(v);
+            *sealed = v.len();
+        });
     }
 
     /// Sorts and keeps each digest's strongest reason; call before [`Self::get`].
     pub(super) fn seal(&mut self) {
-        // Of equal fingerprints the strongest reason comes first, and stays.
-        self.entries.sort_unstable_by_key(|&(fp, why)| (fp, strength(why)));
-        self.entries.dedup_by_key(|(fp, _)| *fp);
+        Self::compact(&mut self.entries);
         self.entries.shrink_to_fit();
         self.sealed = self.entries.len();
+    }
+
+    /// Sorts, and keeps each digest's strongest reason: of equal fingerprints it comes first.
+    fn compact(entries: &mut Vec<(u64, u64)>) {
+        entries.sort_unstable_by_key(|&(fp, why)| (fp, strength(why)));
+        entries.dedup_by_key(|(fp, _)| *fp);
     }
 
     /// Why `d` is kept, if it is (as of the last [`Self::seal`]).
@@ -120,13 +138,17 @@ pub(super) struct Fingerprints(Vec<u64>);
 
 impl Fingerprints {
     pub(super) fn add(&mut self, fp: u64) {
-        push(&mut self.0, fp);
+        push(&mut self.0, fp, Self::compact);
     }
 
     pub(super) fn seal(&mut self) {
-        self.0.sort_unstable();
-        self.0.dedup();
+        Self::compact(&mut self.0);
         self.0.shrink_to_fit();
+    }
+
+    fn compact(v: &mut Vec<u64>) {
+        v.sort_unstable();
+        v.dedup();
     }
 
     /// Whether `fp` was added (once sealed).
@@ -181,17 +203,21 @@ mod tests {
     fn many_marks_grow_and_seal() {
         let mut m = WhyMap::default();
         let mut f = Fingerprints::default();
-        for i in 0..10_000u32 {
+        // Past COMPACT_FROM, so the vectors are compacted on the way.
+        for i in 0..100_000u32 {
             let d = digest(&i.to_string());
             m.add(&d, if i % 2 == 0 { Why::TAG } else { Why::grace_until(u64::from(i)) });
             m.add(&d, Why::grace_until(1));
             f.add(fingerprint(&d));
+            f.add(fingerprint(&d));
         }
+        // Compacted on the way: without it, 200,000 pushes each would be held.
+        assert!(m.entries.capacity() < 150_000 && f.0.capacity() < 150_000, "{} {}", m.entries.capacity(), f.0.capacity());
         m.seal();
         f.seal();
-        assert_eq!(m.len(), 10_000);
+        assert_eq!(m.len(), 100_000);
         assert!(m.entries.capacity() == m.len());
-        for i in [0u32, 1, 4_999, 9_999] {
+        for i in [0u32, 1, 4_999, 65_537, 99_999] {
             let d = digest(&i.to_string());
             let want = if i % 2 == 0 { Why::TAG } else { Why::grace_until(u64::from(i.max(1))) };
             assert_eq!(m.get(&d), Some(want));

@@ -418,7 +418,7 @@ impl Store {
         inv.seal();
         let (roots, expired_stagings) = self.roots(opts, &mut inv).await?;
         // Mark.
-        let mut live = Marks::default();
+        let mut live = Marks::new(&inv);
         self.mark(roots, &inv, &mut live).await?;
         live.seal();
 

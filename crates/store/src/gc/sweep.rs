@@ -76,10 +76,10 @@ pub(super) struct Inventory {
 pub(super) type Node = (usize, CompactDigest);
 
 /// What marking reached.
-#[derive(Default)]
 pub(super) struct Marks {
-    /// (repository, manifest digest)
-    pub(super) manifests: HashSet<Node>,
+    /// The inventory's manifests marking reached, a bit each (by their index in
+    /// [`Inventory::manifests`]; marking follows only manifests the inventory holds).
+    pub(super) manifests: Bits,
     /// Fingerprints of (repository, blob digest): layer links a live manifest uses.
     pub(super) links: Fingerprints,
     /// Digests whose bytes a live manifest needs (manifests included), each with why it is
@@ -87,7 +87,40 @@ pub(super) struct Marks {
     pub(super) blobs: WhyMap,
 }
 
+/// A fixed-size set of indexes, one bit each.
+pub(super) struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(len: usize) -> Self {
+        Bits(vec![0; len.div_ceil(64)])
+    }
+
+    pub(super) fn has(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Adds `i`; whether it was absent.
+    fn insert(&mut self, i: usize) -> bool {
+        let absent = !self.has(i);
+        self.0[i / 64] |= 1 << (i % 64);
+        absent
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
+    }
+}
+
 impl Marks {
+    /// No marks yet, for the manifests of `inv`.
+    pub(super) fn new(inv: &Inventory) -> Self {
+        Marks { manifests: Bits::new(inv.manifests.len()), links: Fingerprints::default(), blobs: WhyMap::default() }
+    }
+
     /// Readies the marks for lookups, after (each) marking.
     pub(super) fn seal(&mut self) {
         self.links.seal();
@@ -126,9 +159,9 @@ impl Inventory {
         self.manifests.shrink_to_fit();
     }
 
-    /// Whether the listing found this manifest.
-    pub(super) fn stored(&self, (repo, d): &Node) -> bool {
-        self.manifests.binary_search_by(|e| (e.repo, &e.digest).cmp(&(*repo, d))).is_ok()
+    /// Where the listing found this manifest in [`Self::manifests`], if it did.
+    pub(super) fn index(&self, (repo, d): &Node) -> Option<usize> {
+        self.manifests.binary_search_by(|e| (e.repo, &e.digest).cmp(&(*repo, d))).ok()
     }
 
     /// A root as marking takes it; `None` when the repository holds no manifest at all
@@ -221,7 +254,7 @@ impl Store {
         // root, and what it reaches (children, config, layers, possibly other candidates) is
         // kept with it.
         let candidates: Vec<&Entry> =
-            inv.manifests.iter().filter(|e| e.young_until.is_none() && !live.manifests.contains(&(e.repo, e.digest.clone()))).collect();
+            inv.manifests.iter().enumerate().filter(|(i, e)| e.young_until.is_none() && !live.manifests.has(*i)).map(|(_, e)| e).collect();
         let mut digests: Vec<CompactDigest> = candidates.iter().map(|e| e.digest.clone()).collect();
         digests.sort_unstable();
         digests.dedup();
@@ -252,8 +285,8 @@ impl Store {
             self.mark(protected_roots, inv, live).await?;
             live.seal();
             let mut refs = WhyMap::default();
-            for e in &inv.manifests {
-                if let Some(until) = e.young_until.filter(|_| !live.manifests.contains(&(e.repo, e.digest.clone()))) {
+            for (i, e) in inv.manifests.iter().enumerate() {
+                if let Some(until) = e.young_until.filter(|_| !live.manifests.has(i)) {
                     refs.add(&e.digest, Why::grace_until(until));
                 }
             }
@@ -268,7 +301,10 @@ impl Store {
             }
             // Removed a batch at a time: what a removal needs (names, the digest's text, the
             // tags to read) is held for one batch, not for all the garbage.
-            let unreached = candidates.iter().zip(&removable).filter(|(e, r)| **r && !live.manifests.contains(&(e.repo, e.digest.clone())));
+            let unreached = candidates
+                .iter()
+                .zip(&removable)
+                .filter(|(e, r)| **r && inv.index(&(e.repo, e.digest.clone())).is_some_and(|i| !live.manifests.has(i)));
             let mut doomed: Vec<(RepoName, Digest, Option<Vec<Tag>>)> = Vec::new();
             for (e, _) in unreached {
                 pass.report.manifests.add(e.size);
@@ -285,8 +321,8 @@ impl Store {
             self.delete_manifests(doomed).await?;
             pass.report.live_manifests = live.manifests.len() as u64;
             let mut kept = KeptTally::default();
-            for (_, d) in &live.manifests {
-                kept.manifest(live.blobs.get(d).unwrap_or(protected), opts);
+            for i in live.manifests.iter() {
+                kept.manifest(live.blobs.get(&inv.manifests[i].digest).unwrap_or(protected), opts);
             }
             *pass.kept = kept;
             Ok::<_, StoreError>(refs)
@@ -484,10 +520,9 @@ impl Store {
         // A stack: the last root is followed first.
         roots.sort_by_key(|(_, w)| (std::cmp::Reverse(w.by), w.until_ms));
         while let Some((node, why)) = roots.pop() {
-            if !inv.stored(&node) || live.manifests.contains(&node) {
-                continue;
+            if !inv.index(&node).is_some_and(|i| live.manifests.insert(i)) {
+                continue; // not stored, or marked already
             }
-            live.manifests.insert(node.clone());
             let (repo, d) = node;
             live.blobs.add(&d, why);
             let digest = d.digest();
