@@ -47,7 +47,7 @@
 //! **Memory.** A collection holds what marking needs and its marks for its whole run, so
 //! their size per object is what bounds the stores it can collect. It holds per manifest
 //! (not per blob) a 72-byte entry: an interned repository's index, an `oci::CompactDigest`,
-//! size, and until when it is young. Per live blob it holds 16 bytes (a fingerprint of the
+//! size, and until when it is young, and a bit per live manifest. Per live blob it holds 16 bytes (a fingerprint of the
 //! digest and why it is kept) and 8 per live layer link (`marks.rs`); nothing per listed
 //! blob. Tags are dropped once resolved into roots.
 //! Layer links and blobs are streamed from listings of their own, and what they remove is
