@@ -72,7 +72,7 @@ const COMPACT_FROM: usize = 1 << 16;
 /// quarter (glibc moves a large block with `mremap`, so the smaller steps cost no copying)
 /// rather than doubled. The sorts cost about five sorts of the whole, a few tens of
 /// milliseconds per million entries.
-fn push<T>(v: &mut Vec<T>, x: T, compact: impl FnOnce(&mut Vec<T>)) {
+pub(super) fn push<T>(v: &mut Vec<T>, x: T, compact: impl FnOnce(&mut Vec<T>)) {
     if v.len() == v.capacity() && v.len() >= COMPACT_FROM {
         compact(v);
     }

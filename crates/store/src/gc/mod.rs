@@ -46,7 +46,7 @@
 //!
 //! **Memory.** A collection holds what marking needs and its marks for its whole run, so
 //! their size per object is what bounds the stores it can collect. It holds per manifest
-//! (not per blob) a 72-byte entry: an interned repository's index, an `oci::CompactDigest`,
+//! (not per blob) a 56-byte entry: an interned repository's index, an `oci::CompactDigest`,
 //! size, and until when it is young, and a bit per live manifest. Per live blob it holds 16 bytes (a fingerprint of the
 //! digest and why it is kept) and 8 per live layer link (`marks.rs`); nothing per listed
 //! blob. Tags are dropped once resolved into roots.

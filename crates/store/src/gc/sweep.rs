@@ -42,15 +42,39 @@ impl Repos {
     }
 }
 
-/// A manifest link or a layer link: 72 bytes, where the listing's `ObjectMeta` (its key, time,
-/// tag) and parsed names took several hundred.
+/// A manifest link: 56 bytes, where the listing's `ObjectMeta` (its key, time, tag) and
+/// parsed names took several hundred.
 pub(super) struct Entry {
-    pub(super) repo: usize,
-    pub(super) digest: CompactDigest,
-    pub(super) size: u64,
+    /// Its repository's index in [`Repos`] (a store has fewer repositories than manifests,
+    /// and a collection could not hold 2^32 manifests anyway).
+    repo: u32,
+    /// The link's size (a few hundred bytes of JSON; saturated, it is only reported).
+    size: u32,
     /// When it was written, if that is within the grace period: a root, never removed
-    /// until then (unix ms).
-    pub(super) young_until: Option<u64>,
+    /// until then (unix ms; 0: not young).
+    young_until_ms: u64,
+    pub(super) digest: CompactDigest,
+}
+
+// What the docs say it costs.
+const _: () = assert!(std::mem::size_of::<Entry>() == 56);
+
+impl Entry {
+    pub(super) fn repo(&self) -> usize {
+        self.repo as usize
+    }
+
+    pub(super) fn size(&self) -> u64 {
+        u64::from(self.size)
+    }
+
+    pub(super) fn young_until(&self) -> Option<u64> {
+        (self.young_until_ms != 0).then_some(self.young_until_ms)
+    }
+
+    pub(super) fn node(&self) -> Node {
+        (self.repo(), self.digest.clone())
+    }
 }
 
 /// What marking needs of `repositories/`, in compact form (it is held for the whole
@@ -133,8 +157,14 @@ impl Inventory {
         let young_until = (age(meta) < grace).then(|| Why::young(meta, grace).until_ms).flatten();
         match keys::parse_repo_key(&meta.location) {
             Some(RepoKey::Manifest(repo, d)) => {
-                let repo = self.repos.intern(repo);
-                self.manifests.push(Entry { repo, digest: CompactDigest::of(&d), size: meta.size, young_until })
+                let entry = Entry {
+                    repo: self.repos.intern(repo) as u32, // see `Entry::repo`
+                    size: meta.size.min(u64::from(u32::MAX)) as u32,
+                    young_until_ms: young_until.unwrap_or(0),
+                    digest: CompactDigest::of(&d),
+                };
+                // Grown by a quarter: the inventory is most of what a collection holds.
+                super::marks::push(&mut self.manifests, entry, |_| {})
             }
             Some(RepoKey::Layer(..)) => {}
             Some(RepoKey::Tag(repo, t)) => match t.schema_subject() {
@@ -161,7 +191,7 @@ impl Inventory {
 
     /// Where the listing found this manifest in [`Self::manifests`], if it did.
     pub(super) fn index(&self, (repo, d): &Node) -> Option<usize> {
-        self.manifests.binary_search_by(|e| (e.repo, &e.digest).cmp(&(*repo, d))).ok()
+        self.manifests.binary_search_by(|e| (e.repo(), &e.digest).cmp(&(*repo, d))).ok()
     }
 
     /// A root as marking takes it; `None` when the repository holds no manifest at all
@@ -241,7 +271,7 @@ impl Store {
                 }
             }
         }
-        roots.extend(inv.manifests.iter().filter_map(|e| Some(((e.repo, e.digest.clone()), Why::grace_until(e.young_until?)))));
+        roots.extend(inv.manifests.iter().filter_map(|e| Some((e.node(), Why::grace_until(e.young_until()?)))));
 
         Ok((roots, expired_stagings))
     }
@@ -253,8 +283,13 @@ impl Store {
         // Claimed first, all of them: a manifest a writer protected is kept and marked like a
         // root, and what it reaches (children, config, layers, possibly other candidates) is
         // kept with it.
-        let candidates: Vec<&Entry> =
-            inv.manifests.iter().enumerate().filter(|(i, e)| e.young_until.is_none() && !live.manifests.has(*i)).map(|(_, e)| e).collect();
+        let candidates: Vec<&Entry> = inv
+            .manifests
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.young_until().is_none() && !live.manifests.has(*i))
+            .map(|(_, e)| e)
+            .collect();
         let mut digests: Vec<CompactDigest> = candidates.iter().map(|e| e.digest.clone()).collect();
         digests.sort_unstable();
         digests.dedup();
@@ -281,12 +316,12 @@ impl Store {
             let protected = Why::protected(opts.protect_window);
             pass.report.protected += claims.iter().filter(|c| !c.removable).count() as u64;
             let protected_roots: Vec<(Node, Why)> =
-                candidates.iter().zip(&removable).filter(|(_, r)| !**r).map(|(e, _)| ((e.repo, e.digest.clone()), protected)).collect();
+                candidates.iter().zip(&removable).filter(|(_, r)| !**r).map(|(e, _)| (e.node(), protected)).collect();
             self.mark(protected_roots, inv, live).await?;
             live.seal();
             let mut refs = WhyMap::default();
             for (i, e) in inv.manifests.iter().enumerate() {
-                if let Some(until) = e.young_until.filter(|_| !live.manifests.has(i)) {
+                if let Some(until) = e.young_until().filter(|_| !live.manifests.has(i)) {
                     refs.add(&e.digest, Why::grace_until(until));
                 }
             }
@@ -301,18 +336,16 @@ impl Store {
             }
             // Removed a batch at a time: what a removal needs (names, the digest's text, the
             // tags to read) is held for one batch, not for all the garbage.
-            let unreached = candidates
-                .iter()
-                .zip(&removable)
-                .filter(|(e, r)| **r && inv.index(&(e.repo, e.digest.clone())).is_some_and(|i| !live.manifests.has(i)));
+            let unreached =
+                candidates.iter().zip(&removable).filter(|(e, r)| **r && inv.index(&e.node()).is_some_and(|i| !live.manifests.has(i)));
             let mut doomed: Vec<(RepoName, Digest, Option<Vec<Tag>>)> = Vec::new();
             for (e, _) in unreached {
-                pass.report.manifests.add(e.size);
+                pass.report.manifests.add(e.size());
                 if opts.dry_run {
                     continue;
                 }
-                let repo = inv.repos.name(e.repo).clone();
-                let tags = opts.mirror_of(&repo).is_none().then(|| schema_tags.get(&e.repo).cloned().unwrap_or_default());
+                let repo = inv.repos.name(e.repo()).clone();
+                let tags = opts.mirror_of(&repo).is_none().then(|| schema_tags.get(&e.repo()).cloned().unwrap_or_default());
                 doomed.push((repo, e.digest.digest(), tags));
                 if doomed.len() >= BATCH {
                     self.delete_manifests(std::mem::take(&mut doomed)).await?;
