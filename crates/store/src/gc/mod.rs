@@ -46,11 +46,11 @@
 //!
 //! **Memory.** A collection holds what marking needs and its marks for its whole run, so
 //! their size per object is what bounds the stores it can collect. It holds per manifest
-//! (not per blob) a 56-byte entry: an interned repository's index, an `oci::CompactDigest`,
-//! size, and until when it is young, and a bit per live manifest. Per live blob it holds 16 bytes (a fingerprint of the
-//! digest and why it is kept) and 8 per live layer link (`marks.rs`); nothing per listed
-//! blob. Tags are dropped once resolved into roots.
-//! Layer links and blobs are streamed from listings of their own, and what they remove is
+//! (not per blob) a 56-byte entry (an interned repository's index, an `oci::CompactDigest`,
+//! size, and until when it is young) and a bit if it is live. Per live blob it holds 16
+//! bytes (a fingerprint of the digest and why it is kept) and 8 per live layer link
+//! (`marks.rs`); nothing per listed blob. Tags are dropped once resolved into roots. Layer
+//! links and blobs are streamed from listings of their own, and what they remove is
 //! claimed, removed and released a batch ([`BATCH`]) at a time, so nothing the size of the
 //! garbage is held either. `bench/gc.sh` measures the peak at 100,000 and 1,000,000 blobs.
 //!
