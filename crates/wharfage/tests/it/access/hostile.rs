@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::{pw, Cred, Https, Secured};
-use crate::fixtures::sha256;
+use crate::fixtures::{one_layer_manifest, sha256};
 
 /// Pushes a one-layer image to `repo:v1` as `root`; returns its digest.
 fn push(h: &Https, repo: &str, seed: u8) -> String {
@@ -18,13 +18,7 @@ fn push(h: &Https, repo: &str, seed: u8) -> String {
         let a = h.send("POST", &path, root, Some(("application/octet-stream", blob.clone())));
         assert_eq!(a.status, 201, "push a blob to {repo}: {}", String::from_utf8_lossy(&a.body));
     }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
-    }))
-    .unwrap();
+    let manifest = one_layer_manifest(&config, &layer);
     let a =
         h.send("PUT", &format!("/v2/{repo}/manifests/v1"), root, Some(("application/vnd.oci.image.manifest.v1+json", manifest.clone())));
     assert_eq!(a.status, 201, "push the manifest of {repo}: {}", String::from_utf8_lossy(&a.body));

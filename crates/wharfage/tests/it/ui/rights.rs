@@ -3,11 +3,10 @@
 //! 404 with none of its tags or digests, as for a repository that does not exist.
 
 use base64::Engine as _;
-use serde_json::json;
 
 use super::post_form;
 use crate::client::Resp;
-use crate::fixtures::sha256;
+use crate::fixtures::{one_layer_manifest, sha256};
 use crate::staging::Wharf;
 
 /// Users: `root` (admin), `stager` (a stager with no repository rule), `teamstager` (a
@@ -37,13 +36,7 @@ fn push(wharf: &Wharf, repo: &str, seed: u8) -> String {
         let r = wharf.http.send("POST", &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(blob)), &h, blob.to_vec());
         assert_eq!(r.status, 201, "push a blob to {repo}: {}", r.text());
     }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
-    }))
-    .unwrap();
+    let manifest = one_layer_manifest(&config, &layer);
     let h = [("authorization", auth.as_str()), ("content-type", "application/vnd.oci.image.manifest.v1+json")];
     let r = wharf.http.send("PUT", &format!("/v2/{repo}/manifests/v1"), &h, manifest.clone());
     assert_eq!(r.status, 201, "push the manifest of {repo}: {}", r.text());
