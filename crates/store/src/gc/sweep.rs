@@ -283,14 +283,10 @@ impl Store {
         // Claimed first, all of them: a manifest a writer protected is kept and marked like a
         // root, and what it reaches (children, config, layers, possibly other candidates) is
         // kept with it.
-        let candidates: Vec<&Entry> = inv
-            .manifests
-            .iter()
-            .enumerate()
-            .filter(|(i, e)| e.young_until().is_none() && !live.manifests.has(*i))
-            .map(|(_, e)| e)
-            .collect();
-        let mut digests: Vec<CompactDigest> = candidates.iter().map(|e| e.digest.clone()).collect();
+        // Each with its index in the inventory, by which the marks name manifests.
+        let candidates: Vec<(usize, &Entry)> =
+            inv.manifests.iter().enumerate().filter(|(i, e)| e.young_until().is_none() && !live.manifests.has(*i)).collect();
+        let mut digests: Vec<CompactDigest> = candidates.iter().map(|(_, e)| e.digest.clone()).collect();
         digests.sort_unstable();
         digests.dedup();
         let (mut claims, mut flags) = (Vec::with_capacity(digests.len()), Vec::new());
@@ -311,12 +307,13 @@ impl Store {
             }
         }
         // Per candidate, whether its digest was claimed.
-        let removable: Vec<bool> = candidates.iter().map(|e| digests.binary_search(&e.digest).is_ok_and(|i| claims[i].removable)).collect();
+        let removable: Vec<bool> =
+            candidates.iter().map(|(_, e)| digests.binary_search(&e.digest).is_ok_and(|i| claims[i].removable)).collect();
         let outcome = async {
             let protected = Why::protected(opts.protect_window);
             pass.report.protected += claims.iter().filter(|c| !c.removable).count() as u64;
             let protected_roots: Vec<(Node, Why)> =
-                candidates.iter().zip(&removable).filter(|(_, r)| !**r).map(|(e, _)| (e.node(), protected)).collect();
+                candidates.iter().zip(&removable).filter(|(_, r)| !**r).map(|((_, e), _)| (e.node(), protected)).collect();
             self.mark(protected_roots, inv, live).await?;
             live.seal();
             let mut refs = WhyMap::default();
@@ -325,9 +322,6 @@ impl Store {
                     refs.add(&e.digest, Why::grace_until(until));
                 }
             }
-            // Owned items from here on: closures over borrowed ones make the collection's
-            // future too lifetime-specific for `tokio::spawn` (rustc's higher-ranked `Send`
-            // limitation).
             // The tags that may point at an unreached manifest: every tag is a root but a
             // mirror's and an app's schema tags, so elsewhere only the latter need a look.
             let mut schema_tags: HashMap<usize, Vec<Tag>> = HashMap::new();
@@ -335,11 +329,12 @@ impl Store {
                 schema_tags.entry(*repo).or_default().extend(tags.iter().cloned());
             }
             // Removed a batch at a time: what a removal needs (names, the digest's text, the
-            // tags to read) is held for one batch, not for all the garbage.
-            let unreached =
-                candidates.iter().zip(&removable).filter(|(e, r)| **r && inv.index(&e.node()).is_some_and(|i| !live.manifests.has(i)));
+            // tags to read) is held for one batch, not for all the garbage. Owned items: closures
+            // over borrowed ones make the collection's future too lifetime-specific for
+            // `tokio::spawn` (rustc's higher-ranked `Send` limitation).
+            let unreached = candidates.iter().zip(&removable).filter(|((i, _), r)| **r && !live.manifests.has(*i));
             let mut doomed: Vec<(RepoName, Digest, Option<Vec<Tag>>)> = Vec::new();
-            for (e, _) in unreached {
+            for ((_, e), _) in unreached {
                 pass.report.manifests.add(e.size());
                 if opts.dry_run {
                     continue;
