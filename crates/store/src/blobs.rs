@@ -53,7 +53,7 @@ impl Drop for FileStreamSlot {
 
 /// Bytes the next chunk of a local file stream maps: [`MAPPED_BUDGET`] shared by the
 /// streams open now, whole pages, between [`MIN_FILE_CHUNK`] and [`FILE_CHUNK`].
-pub(crate) fn chunk_len() -> u64 {
+fn chunk_len() -> u64 {
     let open = FILE_STREAMS.load(std::sync::atomic::Ordering::Relaxed).max(1);
     (MAPPED_BUDGET / open).clamp(MIN_FILE_CHUNK, FILE_CHUNK) & !4095
 }
@@ -318,17 +318,24 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
             if pos >= end {
                 return Ok(None);
             }
-            let len = (end - pos).min(chunk_len());
-            let chunk = tokio::task::spawn_blocking(move || map_chunk(&file, pos, len)).await.map_err(std::io::Error::other)??;
-            Ok(Some((chunk, pos + len)))
+            let chunk = map_next(file, pos, end).await?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, next)))
         }
     })
     .boxed()
 }
 
+/// Maps the next chunk of a local file stream, from `pos` and short of `limit`, on the
+/// blocking pool (mapping may read from disk); its length is [`chunk_len`] at most.
+pub(crate) async fn map_next(file: Arc<std::fs::File>, pos: u64, limit: u64) -> std::io::Result<Bytes> {
+    let len = (limit - pos).min(chunk_len());
+    tokio::task::spawn_blocking(move || map_chunk(&file, pos, len)).await.map_err(std::io::Error::other)?
+}
+
 /// Maps `len` bytes of `file` from `offset`, and asks the kernel to read the next chunk ahead.
 #[allow(unsafe_code)]
-pub(crate) fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+fn map_chunk(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     // A mapping past the end of the file faults (SIGBUS) when read: refuse it instead.
     let size = file.metadata()?.len();
     if offset + len > size {

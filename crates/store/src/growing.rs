@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::blobs::{chunk_len, map_chunk, FileStreamSlot};
+use crate::blobs::{map_next, FileStreamSlot};
 use crate::ByteStream;
 
 /// Bytes a reader waits for before sending, unless the blob's end comes first.
@@ -36,7 +36,7 @@ pub enum Progress {
 /// they are written, except the range's last byte, which waits for [`Progress::Done`].
 ///
 /// The file must only ever be appended to and never truncated (it may be renamed or
-/// unlinked): chunks are mapped from it (see `blobs::map_chunk`).
+/// unlinked): chunks are mapped from it (see `blobs::map_next`).
 pub fn follow(file: Arc<std::fs::File>, range: Range<u64>, progress: watch::Receiver<Progress>) -> ByteStream {
     let end = range.end;
     let slot = FileStreamSlot::open();
@@ -65,9 +65,9 @@ pub fn follow(file: Arc<std::fs::File>, range: Range<u64>, progress: watch::Rece
                     return Err(std::io::Error::other("the download of the blob ended without a result"));
                 }
             };
-            let len = (limit - pos).min(chunk_len());
-            let chunk = tokio::task::spawn_blocking(move || map_chunk(&file, pos, len)).await.map_err(std::io::Error::other)??;
-            Ok(Some((chunk, (pos + len, progress))))
+            let chunk = map_next(file, pos, limit).await?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, (next, progress))))
         }
     })
     .boxed()
