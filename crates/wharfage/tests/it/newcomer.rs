@@ -142,7 +142,9 @@ fn metrics_have_latency_histograms_store_size_and_process_figures() {
     let server = Server::start(&dir.path().join("root"));
     let http = Http::new(server.addr);
     http.get("/v2/").expect(200, "the base endpoint");
-    let blob = b"metrics test blob: 35 bytes long!!".repeat(3);
+    // Large enough that hashing and storing it takes the server several of the kernel's
+    // 10 ms CPU ticks: with a few small requests its CPU time could still read 0.0.
+    let blob: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
     http.send("POST", &format!("/v2/m/blobs/uploads/?digest={digest}"), &[("content-type", "application/octet-stream")], blob.clone())
         .expect(201, "a monolithic blob upload");
